@@ -1,0 +1,243 @@
+"""Thin admin over the curation services."""
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from ftplatform.errors import ServiceError
+
+from . import workflow
+from .choices import ImportFormat
+from .imports import describe_batch, import_examples
+from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
+from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
+
+
+def render_messages(messages_json) -> str:
+    """A conversation as readable HTML: one block per message with its role."""
+    return format_html(
+        '<div class="ft-conversation">{}</div>',
+        format_html_join(
+            "",
+            '<div style="margin:4px 0;padding:6px;border-left:3px solid {};white-space:pre-wrap">'
+            "<strong>{}</strong><br>{}</div>",
+            (({"system": "#999", "user": "#417690", "assistant": "#2a7d2a"}.get(m.get("role"), "#c00"),
+              m.get("role", "?"), m.get("content", "")) for m in messages_json or []),
+        ),
+    )
+
+
+def comment_action(request, queryset, *, title, action, decide):
+    """Intermediate page that asks for a comment, then applies ``decide(obj, comment)`` to each object."""
+    comment = request.POST.get("comment", "").strip()
+    if request.POST.get("confirm") == "yes" and comment:
+        done = 0
+        for obj in queryset:
+            try:
+                decide(obj, comment)
+                done += 1
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+        if done:
+            messages.success(request, f"{title}: {done} done.")
+        return None
+    return TemplateResponse(request, "admin/curation/reject_comment.html", {
+        "title": title, "queryset": queryset, "action": action, "comment": comment,
+        "error": "A comment is required." if request.POST.get("confirm") == "yes" else "",
+        **admin.site.each_context(request),
+    })
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "approvals_required", "created_at"]
+    search_fields = ["name", "description"]
+    actions = ["snapshot_approved_examples"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Create a snapshot of the approved examples (seed 0)")
+    def snapshot_approved_examples(self, request, queryset):
+        for dataset in queryset:
+            try:
+                snapshot, created = create_snapshot(dataset, by=request.user)
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+                continue
+            verb = "Created" if created else "Already exists:"
+            messages.success(request, f"{verb} snapshot {snapshot.pk} ({snapshot.content_hash[:12]}), "
+                                      f"splits {snapshot.split_counts}; it needs a reviewer's approval.")
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    extra = 0
+    can_delete = False
+    readonly_fields = ["reviewer", "decision", "comment", "example_version", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Example)
+class ExampleAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
+    list_filter = ["dataset", "status", "source"]
+    search_fields = ["content_hash"]
+    readonly_fields = ["conversation", "content_hash", "input_hash", "status", "version", "author", "source",
+                       "import_batch", "metadata", "created_at", "updated_at"]
+    fields = ["dataset", "conversation", "status", "version", "author", "source", "import_batch", "metadata",
+              "content_hash", "input_hash", "created_at", "updated_at"]
+    inlines = [ReviewInline]
+    actions = ["approve_selected", "reject_selected", "submit_selected"]
+
+    def has_add_permission(self, request):
+        return False  # examples arrive through imports for now; structured editing comes with issue 3
+
+    @admin.display(description="conversation")
+    def conversation(self, obj):
+        return render_messages(obj.messages)
+
+    @admin.display(description="input")
+    def input_preview(self, obj):
+        text = " / ".join(m["content"] for m in obj.messages[:-1] if m["role"] != "system")
+        return text[:80]
+
+    @admin.display(description="output")
+    def output_preview(self, obj):
+        return obj.output_text[:80]
+
+    @admin.action(description="Approve selected examples")
+    def approve_selected(self, request, queryset):
+        approved, problems = workflow.approve_examples(queryset, by=request.user)
+        if approved:
+            messages.success(request, f"Approved {approved} example(s).")
+        for problem in problems[:20]:
+            messages.error(request, problem)
+
+    @admin.action(description="Reject selected examples (asks for a comment)")
+    def reject_selected(self, request, queryset):
+        return comment_action(request, queryset, title="Reject examples", action="reject_selected",
+                              decide=lambda ex, comment: workflow.reject_example(ex, by=request.user, comment=comment))
+
+    @admin.action(description="Submit selected examples for review")
+    def submit_selected(self, request, queryset):
+        for example in queryset:
+            try:
+                workflow.submit_example(example, by=request.user)
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["id", "example", "reviewer", "decision", "comment", "created_at"]
+    list_filter = ["decision"]
+    readonly_fields = ["example", "reviewer", "decision", "comment", "example_version", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ImportUploadForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    format = forms.ChoiceField(choices=ImportFormat.choices)
+    file = forms.FileField()
+    skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "filename", "status", "created_count", "duplicate_count", "error_count",
+                    "created_at"]
+    list_filter = ["status", "dataset"]
+    readonly_fields = [f.name for f in ImportBatch._meta.fields] + ["outcome"]
+
+    @admin.display(description="outcome")
+    def outcome(self, obj):
+        return format_html("<pre>{}</pre>", "\n".join(describe_batch(obj, limit=None)))
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """The upload page: validate the whole file, then import it all or nothing."""
+        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                batch = import_examples(form.cleaned_data["dataset"], upload.read(), form.cleaned_data["format"],
+                                        by=request.user, filename=upload.name,
+                                        skip_invalid=form.cleaned_data["skip_invalid"])
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+            else:
+                level = messages.SUCCESS if batch.status == "succeeded" else messages.ERROR
+                messages.add_message(request, level, " ".join(describe_batch(batch, limit=5)))
+                return redirect(reverse("admin:curation_importbatch_change", args=[batch.pk]))
+        return TemplateResponse(request, "admin/curation/import_upload.html",
+                                {"form": form, "title": "Import examples", **self.admin_site.each_context(request)})
+
+
+@admin.register(SnapshotItem)
+class SnapshotItemAdmin(admin.ModelAdmin):
+    """Frozen items: read-only."""
+
+    list_display = ["id", "snapshot", "split", "example"]
+    list_filter = ["split", "snapshot"]
+    fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation"]
+    readonly_fields = fields
+
+    @admin.display(description="conversation")
+    def conversation(self, obj):
+        return render_messages(obj.messages)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "created_by",
+                    "reviewed_by", "created_at"]
+    list_filter = ["status", "dataset"]
+    readonly_fields = [f.name for f in Snapshot._meta.fields]
+    actions = ["approve_selected", "reject_selected"]
+
+    def has_add_permission(self, request):
+        return False  # created from the Dataset action, the API or the create_snapshot command
+
+    @admin.display(description="hash")
+    def short_hash(self, obj):
+        return obj.content_hash[:12]
+
+    @admin.action(description="Approve selected snapshots for training")
+    def approve_selected(self, request, queryset):
+        for snapshot in queryset:
+            try:
+                approve_snapshot(snapshot, by=request.user)
+                messages.success(request, f"Snapshot {snapshot.pk} approved.")
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+
+    @admin.action(description="Reject selected snapshots (asks for a comment)")
+    def reject_selected(self, request, queryset):
+        return comment_action(request, queryset, title="Reject snapshots", action="reject_selected",
+                              decide=lambda s, comment: reject_snapshot(s, by=request.user, comment=comment))

@@ -1,0 +1,117 @@
+"""Thin DRF views over the curation services."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from . import workflow
+from .imports import import_examples
+from .models import Dataset, Example, ImportBatch, Snapshot
+from .serializers import (
+    DatasetSerializer,
+    DecisionSerializer,
+    ExampleSerializer,
+    ImportBatchSerializer,
+    ImportUploadSerializer,
+    SnapshotCreateSerializer,
+    SnapshotReviewSerializer,
+    SnapshotSerializer,
+)
+from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
+
+
+class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Dataset.objects.all()
+    serializer_class = DatasetSerializer
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class ExampleViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Example.objects.select_related("author").prefetch_related("reviews__reviewer")
+    serializer_class = ExampleSerializer
+    filterset_fields = ["dataset", "status", "import_batch"]
+
+    def _decide(self, request, decide):
+        params = DecisionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = decide(self.get_object(), by=request.user, **params.validated_data)
+        return Response(ExampleSerializer(example).data)
+
+    @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        params = DecisionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = workflow.submit_example(
+            self.get_object(), by=request.user, expected_version=params.validated_data.get("expected_version"))
+        return Response(ExampleSerializer(example).data)
+
+    @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, workflow.approve_example)
+
+    @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(request, workflow.reject_example)
+
+
+class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """POST multipart (dataset, format, file, skip_invalid). 201 when imported, 400 with the batch's
+    line-numbered errors when the file was refused (nothing imported)."""
+
+    queryset = ImportBatch.objects.all()
+    serializer_class = ImportBatchSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_fields = ["dataset", "status"]
+
+    @extend_schema(request=ImportUploadSerializer, responses=ImportBatchSerializer)
+    def create(self, request, *args, **kwargs):
+        params = ImportUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["file"]
+        batch = import_examples(
+            params.validated_data["dataset"], upload.read(), params.validated_data["format"],
+            by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
+        )
+        code = status.HTTP_201_CREATED if batch.status == "succeeded" else status.HTTP_400_BAD_REQUEST
+        return Response(ImportBatchSerializer(batch).data, status=code)
+
+
+class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """POST creates a snapshot (201), or returns the existing one with the same content hash (200)."""
+
+    queryset = Snapshot.objects.all()
+    serializer_class = SnapshotSerializer
+    filterset_fields = ["dataset", "status", "content_hash"]
+
+    @extend_schema(request=SnapshotCreateSerializer, responses=SnapshotSerializer)
+    def create(self, request, *args, **kwargs):
+        params = SnapshotCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        snapshot, created = create_snapshot(
+            params.validated_data["dataset"], by=request.user, seed=params.validated_data["seed"],
+            fractions=params.validated_data.get("split_fractions"),
+        )
+        return Response(SnapshotSerializer(snapshot).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def _review(self, request, review):
+        params = SnapshotReviewSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        snapshot = review(self.get_object(), by=request.user, comment=params.validated_data["comment"])
+        return Response(SnapshotSerializer(snapshot).data)
+
+    @extend_schema(request=SnapshotReviewSerializer, responses=SnapshotSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._review(request, approve_snapshot)
+
+    @extend_schema(request=SnapshotReviewSerializer, responses=SnapshotSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._review(request, reject_snapshot)

@@ -1,0 +1,40 @@
+from django.db import models
+
+
+class ExampleStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class ExampleSource(models.TextChoices):
+    IMPORT = "import", "Import"
+    MANUAL = "manual", "Manual"
+
+
+class ImportFormat(models.TextChoices):
+    CHAT_JSONL = "chat_jsonl", "OpenAI chat JSONL (messages)"
+    PROMPT_COMPLETION_JSONL = "prompt_completion_jsonl", "Prompt/completion JSONL"
+
+
+class ImportStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class SnapshotStatus(models.TextChoices):
+    PENDING_REVIEW = "pending_review", "Pending review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VALIDATION = "validation", "Validation"
+    TEST = "test", "Test"

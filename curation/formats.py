@@ -1,0 +1,178 @@
+"""File formats and the canonical form of an example. Plain Python: no Django here.
+
+A conversation is a list of ``{"role": ..., "content": ...}`` dicts in OpenAI's chat format.
+Its *input* is every message before the final assistant turn; its *output* is that turn.
+"""
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant")
+MESSAGE_KEYS = {"role", "content", "name"}
+CHAT_RECORD_KEYS = {"messages", "metadata"}
+PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
+MAX_LINE_BYTES = 1_000_000
+
+
+class FormatError(ValueError):
+    """A record that is not a valid example; the message says where and why."""
+
+
+def canonical_json(value) -> str:
+    """JSON with sorted keys and no insignificant whitespace: equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_hash(messages: list[dict]) -> str:
+    """sha256 (hex, 64 chars) of the canonical JSON of the whole conversation."""
+    return sha256_hex(canonical_json(messages))
+
+
+def input_messages(messages: list[dict]) -> list[dict]:
+    """The messages before the final assistant turn (the prompt a model answers)."""
+    return messages[:-1]
+
+
+def input_hash(messages: list[dict]) -> str:
+    """sha256 (hex) of the input part; examples sharing it are alternative outputs for one input."""
+    return sha256_hex(canonical_json(input_messages(messages)))
+
+
+def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
+    """Prepend ``system_prompt`` as a system message unless the conversation already starts with one."""
+    if not system_prompt or (messages and messages[0]["role"] == "system"):
+        return list(messages)
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def validate_messages(messages) -> list[dict]:
+    """Check a conversation and return it normalised (only known keys kept).
+
+    Rules: a non-empty list of objects; roles in ROLES; ``content`` a string, non-empty
+    after stripping for user and assistant turns; a system message only first; the last
+    message is the assistant output.
+
+    Raises:
+        FormatError: naming the message (1-based) and the problem.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise FormatError("'messages' must be a non-empty list")
+    normalised = []
+    for position, message in enumerate(messages, start=1):
+        where = f"message {position}"
+        if not isinstance(message, dict):
+            raise FormatError(f"{where} must be an object with 'role' and 'content'")
+        unknown = set(message) - MESSAGE_KEYS
+        if unknown:
+            raise FormatError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
+                              f"expected {', '.join(sorted(MESSAGE_KEYS))}")
+        role = message.get("role")
+        if role not in ROLES:
+            raise FormatError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise FormatError(f"{where} ({role}) must have 'content' as a string")
+        if role != "system" and not content.strip():
+            raise FormatError(f"{where} ({role}) has empty content")
+        if role == "system" and position != 1:
+            raise FormatError(f"{where} is a system message; only the first message may be one")
+        normalised.append({key: message[key] for key in ("role", "content", "name") if key in message})
+    if normalised[-1]["role"] != "assistant":
+        if not any(m["role"] == "assistant" for m in normalised):
+            raise FormatError("the conversation has no assistant turn (nothing to learn)")
+        raise FormatError("the conversation must end with the assistant turn to learn")
+    if len(normalised) < 2 or all(m["role"] == "system" for m in normalised[:-1]):
+        raise FormatError("the conversation has no user input before the assistant turn")
+    return normalised
+
+
+def _metadata(record: dict) -> dict:
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise FormatError("'metadata' must be an object")
+    return metadata
+
+
+def parse_chat_record(record) -> tuple[list[dict], dict]:
+    """``{"messages": [...], "metadata": {...}?}`` -> (messages, metadata). Raises FormatError."""
+    if not isinstance(record, dict):
+        raise FormatError("each line must be a JSON object")
+    unknown = set(record) - CHAT_RECORD_KEYS
+    if unknown:
+        raise FormatError(f"unknown key(s) {', '.join(sorted(unknown))}; expected messages, metadata")
+    if "messages" not in record:
+        raise FormatError("missing 'messages'")
+    return validate_messages(record["messages"]), _metadata(record)
+
+
+def parse_prompt_completion_record(record) -> tuple[list[dict], dict]:
+    """``{"prompt": str, "completion": str}`` -> a user/assistant conversation. Raises FormatError."""
+    if not isinstance(record, dict):
+        raise FormatError("each line must be a JSON object")
+    unknown = set(record) - PROMPT_COMPLETION_KEYS
+    if unknown:
+        raise FormatError(f"unknown key(s) {', '.join(sorted(unknown))}; expected prompt, completion, metadata")
+    for key in ("prompt", "completion"):
+        if not isinstance(record.get(key), str):
+            raise FormatError(f"'{key}' must be a string")
+    messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["completion"]}]
+    return validate_messages(messages), _metadata(record)
+
+
+PARSERS = {
+    "chat_jsonl": parse_chat_record,
+    "prompt_completion_jsonl": parse_prompt_completion_record,
+}
+
+
+@dataclass
+class ParsedLine:
+    line: int
+    messages: list[dict] | None = None
+    metadata: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
+    """Parse JSONL bytes line by line; yields one ParsedLine per non-empty line (1-based numbers).
+
+    Accepts UTF-8 with or without BOM and LF or CRLF line ends. Lines are split on the byte
+    ``\\n`` only, so U+2028/U+2029 inside strings never split a record.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+    """
+    try:
+        parse = PARSERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            yield ParsedLine(number, error=f"line is {len(raw)} bytes; the limit is {MAX_LINE_BYTES}")
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield ParsedLine(number, error=f"invalid UTF-8 at byte {exc.start}")
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield ParsedLine(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        try:
+            messages, metadata = parse(record)
+        except FormatError as exc:
+            yield ParsedLine(number, error=str(exc))
+            continue
+        yield ParsedLine(number, messages=messages, metadata=metadata)

@@ -1,0 +1,109 @@
+"""Importing example files into a dataset, all or nothing."""
+from django.db import transaction
+
+from ftplatform.errors import ServiceError
+
+from .choices import ExampleSource, ExampleStatus, ImportStatus
+from .formats import content_hash, input_hash, read_jsonl
+from .models import Dataset, Example, ImportBatch
+
+BULK_SIZE = 1000
+
+
+def import_examples(
+    dataset: Dataset, data: bytes, fmt: str, *, by, filename: str = "", skip_invalid: bool = False
+) -> ImportBatch:
+    """Validate every line of a JSONL file, then insert its new examples as ``submitted``.
+
+    Args:
+        data: the file's bytes (UTF-8, optional BOM, LF or CRLF).
+        fmt: ``chat_jsonl`` or ``prompt_completion_jsonl`` (curation.choices.ImportFormat).
+        by: the user recorded as author of the new examples and creator of the batch.
+        skip_invalid: when False (default) a file with any invalid line imports nothing;
+            when True, valid lines are imported and every invalid one is listed.
+
+    Returns:
+        The saved ImportBatch: status ``failed`` (nothing inserted) or ``succeeded``, with
+        ``errors`` as ``[{"line": n, "reason": str}]`` and duplicates (same content hash
+        within the file or already in the dataset) listed and not inserted.
+
+    Raises:
+        ServiceError: unknown format, or a file with no records at all.
+    """
+    try:
+        parsed = list(read_jsonl(data, fmt))
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+    if not parsed:
+        raise ServiceError(f"{filename or 'the file'} has no records (it is empty or holds only blank lines)")
+
+    errors = [{"line": p.line, "reason": p.error} for p in parsed if p.error]
+    batch = ImportBatch(
+        dataset=dataset,
+        format=fmt,
+        filename=filename[:255],
+        created_by=by,
+        skip_invalid=skip_invalid,
+        total_lines=len(parsed),
+        errors=errors,
+        error_count=len(errors),
+    )
+    if errors and not skip_invalid:
+        batch.status = ImportStatus.FAILED
+        batch.save()
+        return batch
+
+    with transaction.atomic():
+        existing = dict(
+            Example.objects.filter(dataset=dataset).values_list("content_hash", "id")
+        )
+        seen_in_file: dict[str, int] = {}
+        duplicates, new_examples = [], []
+        for p in parsed:
+            if p.error:
+                continue
+            digest = content_hash(p.messages)
+            if digest in existing:
+                duplicates.append({"line": p.line, "duplicate_of": f"example {existing[digest]}"})
+            elif digest in seen_in_file:
+                duplicates.append({"line": p.line, "duplicate_of": f"line {seen_in_file[digest]}"})
+            else:
+                seen_in_file[digest] = p.line
+                new_examples.append(
+                    Example(
+                        dataset=dataset,
+                        messages=p.messages,
+                        metadata={**p.metadata, "import_line": p.line},
+                        content_hash=digest,
+                        input_hash=input_hash(p.messages),
+                        status=ExampleStatus.SUBMITTED,
+                        author=by,
+                        source=ExampleSource.IMPORT,
+                    )
+                )
+        batch.status = ImportStatus.SUCCEEDED
+        batch.duplicates = duplicates
+        batch.duplicate_count = len(duplicates)
+        batch.created_count = len(new_examples)
+        batch.save()
+        for example in new_examples:
+            example.import_batch = batch
+        Example.objects.bulk_create(new_examples, batch_size=BULK_SIZE)
+    return batch
+
+
+def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:
+    """Human-readable lines for a batch's outcome (used by the command and the admin)."""
+    lines = [
+        f"{batch.filename or 'upload'}: {batch.status}; {batch.total_lines} records, "
+        f"{batch.created_count} created, {batch.duplicate_count} duplicates, {batch.error_count} invalid"
+    ]
+    if batch.status == ImportStatus.FAILED:
+        lines.append("Nothing was imported: fix these lines or import with skip-invalid to leave them out.")
+    elif batch.error_count:
+        lines.append("Skipped invalid lines:")
+    shown = batch.errors if limit is None else batch.errors[:limit]
+    lines += [f"  line {e['line']}: {e['reason']}" for e in shown]
+    if len(shown) < len(batch.errors):
+        lines.append(f"  ... and {len(batch.errors) - len(shown)} more (see import batch {batch.pk})")
+    return lines

@@ -1,0 +1,43 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.choices import ImportFormat, ImportStatus
+from curation.imports import describe_batch, import_examples
+from curation.models import Dataset
+from ftplatform.cli import user_named
+from ftplatform.errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = "Import a JSONL file of examples into a dataset (all or nothing unless --skip-invalid)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--dataset", required=True, help="Dataset name.")
+        parser.add_argument("--format", choices=ImportFormat.values, default=ImportFormat.CHAT_JSONL)
+        parser.add_argument("--as", dest="username", required=True, help="User recorded as the author.")
+        parser.add_argument("--skip-invalid", action="store_true", help="Import valid lines; list every skipped one.")
+        parser.add_argument("--create-dataset", action="store_true", help="Create the dataset if missing.")
+        parser.add_argument("--system-prompt", default="", help="System prompt of a dataset created here.")
+
+    def handle(self, *args, file, dataset, format, username, skip_invalid, create_dataset, system_prompt, **opts):
+        user = user_named(username)
+        if not file.is_file():
+            raise CommandError(f"{file}: no such file")
+        if create_dataset:
+            target, _ = Dataset.objects.get_or_create(
+                name=dataset, defaults={"system_prompt": system_prompt, "created_by": user})
+        else:
+            target = Dataset.objects.filter(name=dataset).first()
+            if target is None:
+                raise CommandError(f"no dataset named {dataset!r} (use --create-dataset)")
+        try:
+            batch = import_examples(target, file.read_bytes(), format, by=user, filename=file.name,
+                                    skip_invalid=skip_invalid)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        for line in describe_batch(batch, limit=None):
+            self.stdout.write(line)
+        if batch.status == ImportStatus.FAILED:
+            raise CommandError(f"import refused: {batch.error_count} invalid line(s); nothing was imported")

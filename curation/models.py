@@ -1,0 +1,181 @@
+"""Curation data: datasets, examples and their reviews, imports, and frozen snapshots."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .choices import (
+    ExampleSource,
+    ExampleStatus,
+    ImportFormat,
+    ImportStatus,
+    ReviewDecision,
+    SnapshotStatus,
+    Split,
+)
+
+
+class Dataset(models.Model):
+    """A task: what the model should learn, with the prompt and guidelines people work from."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    system_prompt = models.TextField(
+        blank=True, help_text="Prepended to inputs that have no system message (training and evaluation)."
+    )
+    guidelines = models.TextField(blank=True, help_text="Annotation guidelines (Markdown).")
+    output_json_schema = models.JSONField(null=True, blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Example(models.Model):
+    """One input/output pair as OpenAI-style chat ``messages``; the last assistant turn is the output."""
+
+    dataset = models.ForeignKey(Dataset, related_name="examples", on_delete=models.CASCADE)
+    messages = models.JSONField()
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSON of messages.")
+    input_hash = models.CharField(max_length=64, help_text="sha256 of the messages before the final assistant turn.")
+    status = models.CharField(max_length=16, choices=ExampleStatus.choices, default=ExampleStatus.DRAFT, db_index=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="authored_examples", on_delete=models.SET_NULL
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="assigned_examples", on_delete=models.SET_NULL
+    )
+    version = models.PositiveIntegerField(default=1, help_text="Incremented on every change (optimistic locking).")
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, choices=ExampleSource.choices, default=ExampleSource.MANUAL)
+    import_batch = models.ForeignKey(
+        "ImportBatch", null=True, blank=True, related_name="examples", on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="example_unique_content_per_dataset"),
+        ]
+        indexes = [models.Index(fields=["dataset", "input_hash"])]
+        permissions = [("review_example", "Can approve or reject examples")]
+
+    def __str__(self):
+        return f"Example {self.pk} ({self.status})"
+
+    @property
+    def output_text(self) -> str:
+        return self.messages[-1]["content"] if self.messages else ""
+
+
+class Review(models.Model):
+    """An append-only decision on an example."""
+
+    example = models.ForeignKey(Example, related_name="reviews", on_delete=models.CASCADE)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="reviews", on_delete=models.PROTECT)
+    decision = models.CharField(max_length=16, choices=ReviewDecision.choices)
+    comment = models.TextField(blank=True)
+    example_version = models.PositiveIntegerField(help_text="The example version the decision was made on.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.decision} by {self.reviewer} on example {self.example_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Reviews are append-only; record a new decision instead of editing one.")
+        super().save(*args, **kwargs)
+
+
+class ImportBatch(models.Model):
+    """One uploaded file: what it held, what was created, what was skipped and why."""
+
+    dataset = models.ForeignKey(Dataset, related_name="import_batches", on_delete=models.CASCADE)
+    format = models.CharField(max_length=32, choices=ImportFormat.choices)
+    filename = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    skip_invalid = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices)
+    total_lines = models.PositiveIntegerField(default=0, help_text="Non-empty lines read.")
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text='[{"line": n, "reason": "..."}]')
+    duplicates = models.JSONField(
+        default=list, blank=True, help_text='[{"line": n, "duplicate_of": "example 12" | "line 3"}]'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self):
+        return f"Import {self.pk} of {self.filename or 'upload'} ({self.status})"
+
+
+class Snapshot(models.Model):
+    """An immutable, content-addressed freeze of a dataset's approved examples with a seeded split."""
+
+    dataset = models.ForeignKey(Dataset, related_name="snapshots", on_delete=models.PROTECT)
+    content_hash = models.CharField(max_length=64)
+    seed = models.IntegerField()
+    split_fractions = models.JSONField(help_text='{"train": 0.8, "validation": 0.1, "test": 0.1} of distinct inputs.')
+    split_counts = models.JSONField(default=dict, help_text="Examples per split.")
+    example_count = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=SnapshotStatus.choices, default=SnapshotStatus.PENDING_REVIEW)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, related_name="created_snapshots", on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="reviewed_snapshots", on_delete=models.SET_NULL
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="snapshot_unique_hash_per_dataset"),
+        ]
+        permissions = [("review_snapshot", "Can approve or reject snapshots")]
+
+    def __str__(self):
+        return f"{self.dataset} @ {self.content_hash[:12]}"
+
+
+class SnapshotItem(models.Model):
+    """A frozen copy of one approved example inside a snapshot. Never changes once written."""
+
+    snapshot = models.ForeignKey(Snapshot, related_name="items", on_delete=models.CASCADE)
+    example = models.ForeignKey(Example, null=True, related_name="snapshot_items", on_delete=models.SET_NULL)
+    example_content_hash = models.CharField(max_length=64)
+    input_hash = models.CharField(max_length=64)
+    messages = models.JSONField()
+    split = models.CharField(max_length=16, choices=Split.choices, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "example_content_hash"], name="snapshot_item_unique_example"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.split} item {self.pk} of snapshot {self.snapshot_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Snapshot items are frozen; create a new snapshot instead.")
+        super().save(*args, **kwargs)

@@ -1,0 +1,69 @@
+from rest_framework import serializers
+
+from .choices import ImportFormat
+from .models import Dataset, Example, ImportBatch, Review, Snapshot
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema",
+                  "approvals_required", "created_by", "created_at"]
+        read_only_fields = ["created_by", "created_at"]
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.StringRelatedField()
+
+    class Meta:
+        model = Review
+        fields = ["id", "reviewer", "decision", "comment", "example_version", "created_at"]
+
+
+class ExampleSerializer(serializers.ModelSerializer):
+    reviews = ReviewSerializer(many=True, read_only=True)
+    author = serializers.StringRelatedField()
+
+    class Meta:
+        model = Example
+        fields = ["id", "dataset", "messages", "content_hash", "input_hash", "status", "author", "version",
+                  "metadata", "source", "import_batch", "created_at", "updated_at", "reviews"]
+        read_only_fields = fields
+
+
+class DecisionSerializer(serializers.Serializer):
+    expected_version = serializers.IntegerField(required=False, min_value=1)
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ImportBatchSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportBatch
+        fields = ["id", "dataset", "format", "filename", "created_by", "skip_invalid", "status", "total_lines",
+                  "created_count", "duplicate_count", "error_count", "errors", "duplicates", "created_at"]
+        read_only_fields = fields
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    format = serializers.ChoiceField(choices=ImportFormat.choices)
+    file = serializers.FileField()
+    skip_invalid = serializers.BooleanField(default=False)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = ["id", "dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
+                  "status", "created_by", "created_at", "reviewed_by", "reviewed_at", "review_comment"]
+        read_only_fields = fields
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    seed = serializers.IntegerField(default=0)
+    split_fractions = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class SnapshotReviewSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="")

@@ -1,0 +1,99 @@
+"""Freezing approved examples into snapshots, and the snapshot review."""
+from django.db import transaction
+from django.utils import timezone
+
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
+
+from .choices import ExampleStatus, SnapshotStatus
+from .models import Dataset, Example, Snapshot, SnapshotItem
+from .splits import DEFAULT_FRACTIONS, assign_splits, snapshot_hash, validate_fractions
+
+
+@transaction.atomic
+def create_snapshot(
+    dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None
+) -> tuple[Snapshot, bool]:
+    """Freeze the dataset's approved examples into a snapshot pending review.
+
+    Items hold copies of the messages, so later edits to examples never change a snapshot.
+    The split is by distinct input (see curation.splits.assign_splits).
+
+    Returns:
+        (snapshot, created). When a snapshot with the same content hash exists for the
+        dataset, that one is returned with ``created=False``.
+    Raises:
+        ServiceError: no approved examples, or bad split fractions.
+    """
+    try:
+        fractions = validate_fractions(fractions or DEFAULT_FRACTIONS)
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+    rows = list(
+        Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED)
+        .order_by("content_hash")
+        .values("id", "content_hash", "input_hash", "messages")
+    )
+    if not rows:
+        raise ServiceError(f"dataset '{dataset}' has no approved examples to snapshot")
+    assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions)
+    digest = snapshot_hash(seed, fractions, [(r["content_hash"], assignment[r["input_hash"]]) for r in rows])
+    existing = Snapshot.objects.filter(dataset=dataset, content_hash=digest).first()
+    if existing:
+        return existing, False
+    split_counts = {name: 0 for name in fractions}
+    for r in rows:
+        split_counts[assignment[r["input_hash"]]] += 1
+    snapshot = Snapshot.objects.create(
+        dataset=dataset,
+        content_hash=digest,
+        seed=seed,
+        split_fractions=fractions,
+        split_counts=split_counts,
+        example_count=len(rows),
+        created_by=by,
+    )
+    SnapshotItem.objects.bulk_create(
+        [
+            SnapshotItem(
+                snapshot=snapshot,
+                example_id=r["id"],
+                example_content_hash=r["content_hash"],
+                input_hash=r["input_hash"],
+                messages=r["messages"],
+                split=assignment[r["input_hash"]],
+            )
+            for r in rows
+        ],
+        batch_size=1000,
+    )
+    return snapshot, True
+
+
+def _review_snapshot(snapshot: Snapshot, by, to_status: str, comment: str) -> Snapshot:
+    if not (by and by.is_active and by.has_perm("curation.review_snapshot")):
+        raise NotAllowed(f"{by} is not a snapshot reviewer (needs the 'curation.review_snapshot' permission)")
+    snapshot = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
+    if snapshot.created_by_id is not None and snapshot.created_by_id == by.pk:
+        raise NotAllowed(f"snapshot {snapshot.pk}: its creator cannot review it; ask another reviewer")
+    if snapshot.status != SnapshotStatus.PENDING_REVIEW:
+        raise Conflict(f"snapshot {snapshot.pk} is already {snapshot.status}")
+    snapshot.status = to_status
+    snapshot.reviewed_by = by
+    snapshot.reviewed_at = timezone.now()
+    snapshot.review_comment = comment
+    snapshot.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_comment"])
+    return snapshot
+
+
+@transaction.atomic
+def approve_snapshot(snapshot: Snapshot, *, by, comment: str = "") -> Snapshot:
+    """Sign off a pending snapshot so runs may train on it. Raises NotAllowed or Conflict."""
+    return _review_snapshot(snapshot, by, SnapshotStatus.APPROVED, comment)
+
+
+@transaction.atomic
+def reject_snapshot(snapshot: Snapshot, *, by, comment: str) -> Snapshot:
+    """Reject a pending snapshot; ``comment`` is required. Raises ServiceError, NotAllowed, Conflict."""
+    if not comment or not comment.strip():
+        raise ServiceError("rejecting a snapshot needs a comment saying why")
+    return _review_snapshot(snapshot, by, SnapshotStatus.REJECTED, comment.strip())

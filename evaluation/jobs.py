@@ -1,0 +1,84 @@
+"""RQ entry point for evaluation: generate for each distinct input of a split, then score."""
+import logging
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from curation.formats import input_messages, with_system_prompt
+from training.choices import RunStatus
+from training.jobs import configure_torch_threads
+from training.services import base_model_folder, record_base_model_info
+
+from .metrics import latency_percentiles, score_corpus
+from .models import EvalRun, Prediction
+
+logger = logging.getLogger(__name__)
+
+
+def split_inputs(snapshot, split: str) -> list[dict]:
+    """Distinct inputs of a split with all their references: [{input_hash, input_messages, references}]."""
+    grouped: dict[str, dict] = {}
+    for input_hash, messages in snapshot.items.filter(split=split).order_by("id").values_list("input_hash", "messages"):
+        entry = grouped.setdefault(input_hash, {"input_hash": input_hash, "input_messages": input_messages(messages),
+                                                "references": []})
+        entry["references"].append(messages[-1]["content"])
+    return list(grouped.values())
+
+
+def run_evaluation(eval_run_id: int) -> None:
+    """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
+    from training.engine.inference import generate_greedy, load_for_inference
+
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().select_related(
+            "model_version__base_model", "snapshot").get(pk=eval_run_id)
+        if run.status != RunStatus.QUEUED:
+            return
+        run.status = RunStatus.RUNNING
+        run.started_at = timezone.now()
+        run.save(update_fields=["status", "started_at"])
+    try:
+        configure_torch_threads()
+        version = run.model_version
+        folder = base_model_folder(version.base_model)
+        record_base_model_info(version.base_model, folder)
+        inputs = split_inputs(run.snapshot, run.split)
+        EvalRun.objects.filter(pk=run.pk).update(total=len(inputs))
+        model, tokenizer = load_for_inference(folder, Path(version.adapter_path) if version.adapter_path else None)
+        prompts = [with_system_prompt(entry["input_messages"], version.system_prompt) for entry in inputs]
+        generations = []
+        progress = tqdm(generate_greedy(model, tokenizer, prompts, run.generation["max_new_tokens"]),
+                        total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
+        for done, generation in enumerate(progress, start=1):
+            generations.append(generation)
+            EvalRun.objects.filter(pk=run.pk).update(done=done)
+        scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs])
+    except Exception as exc:
+        logger.exception("eval run %s failed", run.pk)
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+        raise
+    metrics = {
+        "n_inputs": len(inputs),
+        "n_references": sum(len(entry["references"]) for entry in inputs),
+        "exact_match": scores.exact_match,
+        "bleu": scores.bleu,
+        "chrf": scores.chrf,
+        "rouge_l": scores.rouge_l,
+        **latency_percentiles([g.latency_ms for g in generations]),
+        "mean_output_tokens": sum(g.output_tokens for g in generations) / len(generations),
+    }
+    with transaction.atomic():
+        Prediction.objects.bulk_create([
+            Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
+                       references=entry["references"], output=g.text, latency_ms=g.latency_ms,
+                       prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, scores=example_scores)
+            for entry, g, example_scores in zip(inputs, generations, scores.per_example)
+        ])
+        EvalRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), metrics=metrics,
+            signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
+        )

@@ -1,0 +1,126 @@
+"""The model report: lineage plus metrics side by side with the prompted base model."""
+from training.choices import ModelVersionKind, RunStatus
+from training.models import ModelVersion
+
+from .models import EvalRun
+
+REPORTED_METRICS = ("bleu", "chrf", "rouge_l", "exact_match", "latency_p50_ms", "latency_p95_ms")
+
+
+def _lineage(version: ModelVersion) -> dict:
+    base = version.base_model
+    lineage = {
+        "model_version": {"id": version.pk, "name": version.name, "kind": version.kind},
+        "base_model": {"id": base.pk, "name": base.name, "source": base.source, "gguf_file": base.gguf_file,
+                       "licence": base.licence, "parameter_count": base.parameter_count},
+        "system_prompt": version.system_prompt,
+    }
+    run = version.training_run
+    if run is not None:
+        lineage["training_run"] = {
+            "id": run.pk,
+            "snapshot_id": run.snapshot_id,
+            "snapshot_hash": run.snapshot.content_hash,
+            "hyperparameters": run.hyperparameters,
+            "seed": run.seed,
+            "metrics": run.metrics,
+            "trained_tokens": run.trained_tokens,
+            "environment": run.environment,
+        }
+    return lineage
+
+
+def _latest_baseline_eval(version: ModelVersion, eval_run: EvalRun):
+    """The newest succeeded eval of a prompted version of the same base model on the same snapshot split."""
+    return (
+        EvalRun.objects.filter(
+            model_version__kind=ModelVersionKind.PROMPTED_BASE,
+            model_version__base_model=version.base_model,
+            snapshot=eval_run.snapshot,
+            split=eval_run.split,
+            status=RunStatus.SUCCEEDED,
+        )
+        .exclude(model_version=version)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def model_version_report(version: ModelVersion) -> dict:
+    """Lineage and, per snapshot split it was evaluated on, its metrics beside the prompted base model's.
+
+    Returns a JSON-ready dict: ``lineage`` and ``evaluations``, a list of
+    ``{snapshot_id, snapshot_hash, split, eval_run_id, metrics, baseline: {...} | None,
+    difference: {metric: model - baseline}}``. Only the newest succeeded eval per snapshot split counts.
+    """
+    evaluations, seen = [], set()
+    runs = (EvalRun.objects.filter(model_version=version, status=RunStatus.SUCCEEDED)
+            .select_related("snapshot").order_by("-finished_at", "-id"))
+    for eval_run in runs:
+        key = (eval_run.snapshot_id, eval_run.split)
+        if key in seen:
+            continue
+        seen.add(key)
+        entry = {
+            "snapshot_id": eval_run.snapshot_id,
+            "snapshot_hash": eval_run.snapshot.content_hash,
+            "split": eval_run.split,
+            "eval_run_id": eval_run.pk,
+            "metrics": eval_run.metrics,
+            "signatures": eval_run.signatures,
+            "baseline": None,
+            "difference": {},
+        }
+        baseline = _latest_baseline_eval(version, eval_run)
+        if baseline is not None:
+            entry["baseline"] = {"model_version_id": baseline.model_version_id,
+                                 "model_version": baseline.model_version.name,
+                                 "eval_run_id": baseline.pk, "metrics": baseline.metrics}
+            entry["difference"] = {
+                name: eval_run.metrics[name] - baseline.metrics[name]
+                for name in REPORTED_METRICS
+                if name in eval_run.metrics and name in baseline.metrics
+            }
+        evaluations.append(entry)
+    return {"lineage": _lineage(version), "evaluations": evaluations}
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of a model_version_report, for the terminal."""
+    lineage = report["lineage"]
+    lines = [f"Model report: {lineage['model_version']['name']}",
+             f"  base model: {lineage['base_model']['name']}"]
+    run = lineage.get("training_run")
+    if run:
+        hp = run["hyperparameters"]
+        lines += [
+            f"  trained on snapshot {run['snapshot_hash']} (id {run['snapshot_id']}), seed {run['seed']}",
+            f"  LoRA rank {hp['lora_rank']}, alpha {hp['lora_alpha']}, lr {hp['learning_rate']}, "
+            f"batch {hp['batch_size']}x{hp['gradient_accumulation_steps']}, max steps {hp['max_steps'] or 'epochs'}, "
+            f"final train loss {run['metrics'].get('train_loss', float('nan')):.4f}",
+        ]
+    for entry in report["evaluations"]:
+        metrics = entry["metrics"]
+        baseline = entry["baseline"]
+        lines += ["", f"  snapshot {entry['snapshot_hash']} [{entry['split']}], "
+                      f"{metrics.get('n_inputs')} inputs, {metrics.get('n_references')} references"]
+        header = f"    {'metric':<16}{'fine-tuned' if run else 'this model':>12}"
+        if baseline:
+            header += f"{'prompted base':>15}{'difference':>12}"
+        lines.append(header)
+        for name in REPORTED_METRICS:
+            if name not in metrics:
+                continue
+            row = f"    {name:<16}{metrics[name]:>12.2f}"
+            if baseline and name in baseline["metrics"]:
+                row += f"{baseline['metrics'][name]:>15.2f}{entry['difference'][name]:>+12.2f}"
+            lines.append(row)
+        lines.append(f"    BLEU signature: {entry['signatures'].get('bleu', '')}")
+        lines.append(f"    chrF signature: {entry['signatures'].get('chrf', '')}")
+        if baseline:
+            delta = entry["difference"].get("bleu", 0.0)
+            verdict = "BEATS" if delta > 0 else "does NOT beat"
+            lines.append(f"  Verdict: the model {verdict} the prompted base model on BLEU ({delta:+.2f}).")
+    if not report["evaluations"]:
+        lines.append("  (no succeeded evaluations yet)")
+    return "\n".join(lines)

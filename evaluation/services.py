@@ -1,0 +1,48 @@
+"""Creating evaluation runs."""
+from django.db import transaction
+
+from curation.choices import Split
+from curation.models import Snapshot
+from ftplatform import queues
+from ftplatform.errors import ServiceError
+from training.models import ModelVersion
+
+DEFAULT_GENERATION = {"max_new_tokens": 64, "decoding": "greedy"}
+
+
+def validate_generation(generation: dict | None) -> dict:
+    """Merge with defaults and check. Raises ServiceError naming the bad key."""
+    values = {**DEFAULT_GENERATION, **(generation or {})}
+    unknown = set(values) - set(DEFAULT_GENERATION)
+    if unknown:
+        raise ServiceError(f"generation: unknown key(s) {', '.join(sorted(unknown))}; known: max_new_tokens, decoding")
+    tokens = values["max_new_tokens"]
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= 4096:
+        raise ServiceError(f"generation: max_new_tokens must be an integer from 1 to 4096, got {tokens!r}")
+    if values["decoding"] != "greedy":
+        raise ServiceError(f"generation: decoding {values['decoding']!r} is not supported; use 'greedy'")
+    return values
+
+
+@transaction.atomic
+def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split: str = Split.TEST,
+                   generation: dict | None = None):
+    """Create a queued EvalRun and enqueue its job after commit.
+
+    Raises:
+        ServiceError: unknown split, a split with no examples, or bad generation settings.
+    """
+    from .models import EvalRun
+
+    if split not in Split.values:
+        raise ServiceError(f"split must be one of {', '.join(Split.values)}, got {split!r}")
+    if not snapshot.split_counts.get(split):
+        raise ServiceError(f"snapshot {snapshot.pk} has no {split} examples")
+    run = EvalRun.objects.create(
+        model_version=model_version, snapshot=snapshot, split=split,
+        generation=validate_generation(generation), created_by=by,
+    )
+    run.rq_job_id = f"eval-run-{run.pk}"
+    run.save(update_fields=["rq_job_id"])
+    queues.enqueue_after_commit("evaluation", "evaluation.jobs.run_evaluation", run.pk, job_id=run.rq_job_id)
+    return run

@@ -1,0 +1,160 @@
+"""The end-to-end main job on real data: curate -> snapshot -> LoRA fine-tune -> evaluate -> report."""
+import json
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
+from curation.imports import describe_batch, import_examples
+from curation.models import Dataset, Example
+from curation.snapshots import approve_snapshot, create_snapshot
+from curation.workflow import approve_examples
+from evaluation.progress import describe_eval_progress
+from evaluation.reports import format_report, model_version_report
+from evaluation.services import start_eval_run
+from ftplatform import queues
+from ftplatform.cli import wait_for_run
+from training.choices import RunStatus
+from training.models import BaseModel
+from training.progress import describe_training_progress
+from training.services import default_base_model, prompted_model_version, start_training_run
+
+DATA_FILE = settings.BASE_DIR / "examples" / "e2e_nlg.chat.jsonl"
+DATASET_NAME = "e2e-nlg-demo"
+# Sized to finish in under 20 minutes on 2 CPU cores (see README, "What a longer run gives").
+DEMO_HYPERPARAMETERS = {
+    "lora_rank": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "learning_rate": 1e-3,
+    "batch_size": 8,
+    "max_steps": 80,
+    "max_seq_length": 160,
+    "logging_steps": 5,
+    "max_eval_examples": 32,
+    "seed": 0,
+}
+DEMO_USERS = {
+    "demo-annotator": [],
+    "demo-engineer": [],
+    "demo-reviewer": ["review_example", "review_snapshot"],
+}
+
+
+def demo_users() -> dict:
+    """The demo's named users; the reviewer holds the review permissions and so is recorded as reviewer."""
+    users = {}
+    for username, codenames in DEMO_USERS.items():
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        if codenames:
+            user.user_permissions.add(*Permission.objects.filter(content_type__app_label="curation",
+                                                                 codename__in=codenames))
+        users[username] = get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+    return users
+
+
+def first_system_prompt(raw_lines: list[bytes]) -> str:
+    """The system message of the first record, which becomes the dataset's system prompt ('' if none)."""
+    try:
+        first = json.loads(raw_lines[0])["messages"][0]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return ""  # the import below reports what is wrong with the file
+    return first.get("content", "") if isinstance(first, dict) and first.get("role") == "system" else ""
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the whole platform on the E2E NLG data: import, review, snapshot, fine-tune "
+        "SmolLM2-135M-Instruct with LoRA, evaluate it and the prompted base model, print the report."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--max-steps", type=int, default=DEMO_HYPERPARAMETERS["max_steps"],
+                            help="Optimiser steps of the fine-tune (default %(default)s).")
+        parser.add_argument("--hyperparameters", type=json.loads, default={},
+                            help="JSON overriding the demo hyperparameters.")
+        parser.add_argument("--data", default=str(DATA_FILE), help="OpenAI chat JSONL to import.")
+        parser.add_argument("--limit", type=int, default=0, help="Import only the first N records (0: all).")
+        parser.add_argument("--base-model", help="Base model name (default: SmolLM2-135M-Instruct).")
+
+    def step(self, text):
+        self.stdout.write(self.style.MIGRATE_HEADING(f"\n== {text}"))
+
+    def handle(self, *args, max_steps, hyperparameters, data, limit, base_model, **options):
+        started = time.monotonic()
+        mode = f"RQ workers via {settings.REDIS_URL}" if queues.is_async() else "in-process (RQ synchronous mode)"
+        self.stdout.write(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}; jobs: {mode}")
+        users = demo_users()
+        annotator, engineer, reviewer = users["demo-annotator"], users["demo-engineer"], users["demo-reviewer"]
+
+        self.step("1/6 Import examples")
+        try:
+            with open(data, "rb") as handle:
+                raw_lines = [line for line in handle.read().split(b"\n") if line.strip()]
+        except OSError as exc:
+            raise CommandError(f"cannot read {data}: {exc.strerror}") from exc
+        if limit:
+            raw_lines = raw_lines[:limit]
+        system_prompt = first_system_prompt(raw_lines)
+        dataset, _ = Dataset.objects.get_or_create(
+            name=DATASET_NAME,
+            defaults={"system_prompt": system_prompt, "created_by": engineer,
+                      "description": "E2E NLG: restaurant attributes to one sentence (CC BY-SA 4.0)."},
+        )
+        batch = import_examples(dataset, b"\n".join(raw_lines), ImportFormat.CHAT_JSONL, by=annotator,
+                                filename=str(data).rsplit("/", 1)[-1])
+        for line in describe_batch(batch):
+            self.stdout.write(line)
+        if batch.status != ImportStatus.SUCCEEDED:
+            raise CommandError("the demo data did not import")
+
+        self.step("2/6 Review examples")
+        pending = Example.objects.filter(dataset=dataset, status=ExampleStatus.SUBMITTED)
+        approved, problems = approve_examples(pending.iterator(), by=reviewer, comment="demo: approved as reviewer")
+        total = Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED).count()
+        self.stdout.write(f"{reviewer} approved {approved} example(s); {total} approved in all")
+        for problem in problems[:10]:
+            self.stderr.write(problem)
+
+        self.step("3/6 Snapshot and its review")
+        snapshot, created = create_snapshot(dataset, by=engineer, seed=0)
+        if snapshot.status == SnapshotStatus.PENDING_REVIEW:
+            snapshot = approve_snapshot(snapshot, by=reviewer, comment="demo: reviewed split sizes")
+        self.stdout.write(f"snapshot {snapshot.pk} ({'new' if created else 'existing'}): {snapshot.content_hash}\n"
+                          f"  splits by example: {snapshot.split_counts}; status {snapshot.status} "
+                          f"(reviewed by {snapshot.reviewed_by})")
+        if snapshot.status != SnapshotStatus.APPROVED:
+            raise CommandError(f"snapshot {snapshot.pk} is {snapshot.status}; the demo needs an approved one")
+
+        self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
+        base_model_name, base_model = base_model, default_base_model()
+        if base_model_name:
+            base_model = BaseModel.objects.filter(name=base_model_name).first()
+            if base_model is None:
+                raise CommandError(f"no base model named {base_model_name!r}")
+        run = start_training_run(snapshot, base_model, by=engineer,
+                                 hyperparameters={**DEMO_HYPERPARAMETERS, "max_steps": max_steps, **hyperparameters})
+        run = wait_for_run(run, describe_training_progress, self.stdout.write)
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
+        tuned = run.model_version
+        self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
+                          f"{run.metrics['train_loss']:.4f}, validation loss {run.metrics['eval_loss']}")
+
+        self.step("5/6 Evaluate the prompted base model and the fine-tuned model on the test split")
+        prompted = prompted_model_version(base_model, dataset.system_prompt)
+        for version in (prompted, tuned):
+            self.stdout.write(f"evaluating {version.name}")
+            eval_run = wait_for_run(start_eval_run(version, snapshot, by=engineer), describe_eval_progress,
+                                    self.stdout.write)
+            if eval_run.status != RunStatus.SUCCEEDED:
+                raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
+
+        self.step("6/6 Report")
+        self.stdout.write(format_report(model_version_report(tuned)))
+        self.stdout.write(f"\nmodel version {tuned.pk}; REST: GET /api/v1/model-versions/{tuned.pk}/report/")
+        self.stdout.write(f"demo finished in {time.monotonic() - started:.0f}s")

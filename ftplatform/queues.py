@@ -1,0 +1,60 @@
+"""The one place that enqueues jobs.
+
+With ``REDIS_URL`` set, jobs go to Redis and ``python manage.py worker`` processes run them.
+With it unset (the embedded quick-start default), jobs run in-process through RQ's
+synchronous mode (``Queue(is_async=False)``); RQ still wants a connection for its
+bookkeeping, so a process-local fakeredis server stands in for Redis there.
+
+Jobs are always enqueued after the surrounding transaction commits, so a worker never
+sees a job whose row does not exist yet. The row (TrainingRun, EvalRun, ImportBatch) is
+the source of truth for a job's state; RQ's registries are not.
+"""
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+
+QUEUE_NAMES = ("default", "training", "evaluation")
+
+
+@cache
+def _fake_connection():
+    import fakeredis
+
+    return fakeredis.FakeRedis()
+
+
+def get_connection():
+    """Return the Redis connection for jobs: real Redis when ``REDIS_URL`` is set, else fakeredis."""
+    if settings.REDIS_URL:
+        import redis
+
+        return redis.Redis.from_url(settings.REDIS_URL)
+    return _fake_connection()
+
+
+def is_async() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+def get_queue(name: str):
+    """Return the RQ queue ``name`` (one of QUEUE_NAMES). Raises ValueError for other names."""
+    from rq import Queue
+
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}; expected one of {', '.join(QUEUE_NAMES)}")
+    return Queue(
+        name,
+        connection=get_connection(),
+        is_async=is_async(),
+        default_timeout=settings.JOB_TIMEOUTS[name],
+    )
+
+
+def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str) -> None:
+    """Enqueue ``func_path(*args)`` on ``queue_name`` once the current transaction commits.
+
+    ``job_id`` is deterministic (e.g. ``training-run-12``) so the row can name its job.
+    Outside a transaction the job is enqueued at once (Django's on_commit semantics).
+    """
+    transaction.on_commit(lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id))

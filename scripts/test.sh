@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite. Uses DATABASE_URL / REDIS_URL when set, else SQLite and in-process jobs.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,63 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ftplatform import queues  # noqa: E402
+
+E2E_FILE = Path(__file__).resolve().parent.parent / "examples" / "e2e_nlg.chat.jsonl"
+
+
+@pytest.fixture(scope="session")
+def e2e_records():
+    """The real E2E NLG records (1,000 chat examples)."""
+    with open(E2E_FILE, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, e2e_records):
+    """A 2-layer Llama with a BPE tokenizer trained on E2E text, built once per session."""
+    from tests.tiny_model import build_tiny_model
+
+    texts = [m["content"] for record in e2e_records[:200] for m in record["messages"]]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts)
+
+
+@pytest.fixture(autouse=True)
+def artifacts_root(settings, tmp_path):
+    settings.ARTIFACTS_ROOT = tmp_path / "artifacts"
+    settings.TORCH_THREADS = 1
+    return settings.ARTIFACTS_ROOT
+
+
+@pytest.fixture(autouse=True)
+def empty_queues():
+    """Real Redis (when REDIS_URL is set) is shared between tests: start each with empty queues."""
+    if queues.is_async():
+        for name in queues.QUEUE_NAMES:
+            queues.get_queue(name).empty()
+    yield
+
+
+@pytest.fixture
+def run_jobs():
+    """Run every queued job. With REDIS_URL set this is a real RQ burst worker on real Redis
+    (SimpleWorker: in this process, so it sees the test database); without it, jobs already
+    ran synchronously on commit and this does nothing."""
+
+    def run():
+        if queues.is_async():
+            from rq import SimpleWorker
+
+            worker = SimpleWorker([queues.get_queue(n) for n in queues.QUEUE_NAMES],
+                                  connection=queues.get_connection())
+            worker.work(burst=True, with_scheduler=False)
+
+    return run

@@ -1,0 +1,106 @@
+import pytest
+
+from curation.choices import ExampleStatus, SnapshotStatus
+from curation.formats import content_hash, input_hash
+from curation.models import Example, Snapshot
+from curation.snapshots import approve_snapshot, create_snapshot, reject_snapshot
+from ftplatform.errors import NotAllowed, ServiceError
+from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def approved_e2e_dataset(records):
+    dataset = DatasetFactory()
+    author = UserFactory()
+    unique = {content_hash(r["messages"]): r for r in records}  # the E2E file repeats a few pairs
+    for record in unique.values():
+        ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
+    return dataset
+
+
+def item_splits(snapshot):
+    return dict(snapshot.items.values_list("example_content_hash", "split"))
+
+
+def test_same_approved_data_gives_the_same_hash_and_split(e2e_records):
+    records = e2e_records[:120]
+    first, _ = create_snapshot(approved_e2e_dataset(records), by=UserFactory(), seed=7)
+    second, _ = create_snapshot(approved_e2e_dataset(list(reversed(records))), by=UserFactory(), seed=7)
+
+    assert first.pk != second.pk
+    assert first.content_hash == second.content_hash
+    assert item_splits(first) == item_splits(second)
+
+
+def test_creating_again_returns_the_existing_snapshot(e2e_records):
+    dataset = approved_e2e_dataset(e2e_records[:30])
+    first, created_first = create_snapshot(dataset, by=UserFactory())
+    again, created_again = create_snapshot(dataset, by=UserFactory())
+    assert (created_first, created_again, again.pk) == (True, False, first.pk)
+
+
+def test_all_examples_with_the_same_input_land_in_the_same_split(e2e_records):
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:300]), by=UserFactory())
+    splits_per_input = {}
+    for item in snapshot.items.all():
+        splits_per_input.setdefault(item.input_hash, set()).add(item.split)
+    assert all(len(splits) == 1 for splits in splits_per_input.values())
+    assert max(len([i for i in snapshot.items.all() if i.input_hash == h]) for h in splits_per_input) > 1
+    assert set().union(*splits_per_input.values()) == {"train", "validation", "test"}
+
+
+def test_editing_an_example_after_a_snapshot_does_not_change_the_snapshot(e2e_records):
+    dataset = approved_e2e_dataset(e2e_records[:10])
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    example = Example.objects.filter(dataset=dataset).first()
+    frozen = snapshot.items.get(example=example).messages
+
+    example.messages = example.messages[:-1] + [{"role": "assistant", "content": "edited"}]
+    example.save()
+
+    assert snapshot.items.get(example=example).messages == frozen
+    assert Snapshot.objects.get(pk=snapshot.pk).content_hash == snapshot.content_hash
+
+
+def test_only_approved_examples_are_frozen():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    ExampleFactory(dataset=dataset, status=ExampleStatus.SUBMITTED)
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    assert snapshot.example_count == 1
+
+
+def test_dataset_without_approved_examples_cannot_be_snapshotted():
+    with pytest.raises(ServiceError, match="no approved examples"):
+        create_snapshot(DatasetFactory(), by=UserFactory())
+
+
+def test_snapshot_is_pending_until_another_reviewer_approves_it(e2e_records):
+    creator = ReviewerFactory()
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:10]), by=creator)
+    assert snapshot.status == SnapshotStatus.PENDING_REVIEW
+    with pytest.raises(NotAllowed, match="creator cannot review"):
+        approve_snapshot(snapshot, by=creator)
+    assert approve_snapshot(snapshot, by=ReviewerFactory()).status == SnapshotStatus.APPROVED
+
+
+def test_rejecting_a_snapshot_needs_a_comment(e2e_records):
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:10]), by=UserFactory())
+    with pytest.raises(ServiceError, match="comment"):
+        reject_snapshot(snapshot, by=ReviewerFactory(), comment="")
+    rejected = reject_snapshot(snapshot, by=ReviewerFactory(), comment="test split too small")
+    assert (rejected.status, rejected.review_comment) == (SnapshotStatus.REJECTED, "test split too small")
+
+
+def test_items_are_frozen_copies_that_refuse_changes(e2e_records):
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory())
+    item = snapshot.items.first()
+    item.split = "test"
+    with pytest.raises(Exception, match="frozen"):
+        item.save()
+
+
+def test_input_hash_is_what_groups_examples(e2e_records):
+    same_input = [r for r in e2e_records if r["messages"][1] == e2e_records[0]["messages"][1]]
+    assert len({input_hash(r["messages"]) for r in same_input}) == 1 and len(same_input) > 1

@@ -1,0 +1,55 @@
+import pytest
+
+from curation.choices import ExampleStatus, ReviewDecision
+from curation.workflow import approve_example, reject_example, submit_example
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from tests.factories import ExampleFactory, ReviewerFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_reviewer_approves_and_the_decision_is_recorded():
+    reviewer = ReviewerFactory()
+    example = approve_example(ExampleFactory(), by=reviewer, comment="fine")
+    assert example.status == ExampleStatus.APPROVED
+    review = example.reviews.get()
+    assert (review.reviewer, review.decision, review.comment) == (reviewer, ReviewDecision.APPROVE, "fine")
+
+
+def test_reviewer_cannot_approve_own_example():
+    reviewer = ReviewerFactory()
+    example = ExampleFactory(author=reviewer)
+    with pytest.raises(NotAllowed, match="own example"):
+        approve_example(example, by=reviewer)
+    example.refresh_from_db()
+    assert example.status == ExampleStatus.SUBMITTED and not example.reviews.exists()
+
+
+def test_user_without_review_permission_cannot_approve():
+    with pytest.raises(NotAllowed, match="not a reviewer"):
+        approve_example(ExampleFactory(), by=UserFactory())
+
+
+def test_reject_requires_a_comment():
+    with pytest.raises(ServiceError, match="comment"):
+        reject_example(ExampleFactory(), by=ReviewerFactory(), comment="  ")
+
+
+def test_rejected_example_can_be_resubmitted():
+    example = reject_example(ExampleFactory(), by=ReviewerFactory(), comment="typo in output")
+    example = submit_example(example, by=example.author)
+    assert example.status == ExampleStatus.SUBMITTED
+
+
+def test_decision_on_a_stale_version_is_refused():
+    example = ExampleFactory()
+    stale_version = example.version
+    submit_example(reject_example(example, by=ReviewerFactory(), comment="fix"), by=example.author)
+    with pytest.raises(Conflict, match="changed since you loaded it"):
+        approve_example(example, by=ReviewerFactory(), expected_version=stale_version)
+
+
+def test_approving_an_approved_example_is_a_conflict():
+    example = approve_example(ExampleFactory(), by=ReviewerFactory())
+    with pytest.raises(Conflict, match="is approved"):
+        approve_example(example, by=ReviewerFactory())

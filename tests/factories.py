@@ -1,0 +1,54 @@
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from curation.choices import ExampleStatus
+from curation.formats import content_hash, input_hash
+from curation.models import Dataset, Example
+from training.models import BaseModel
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+
+
+class ReviewerFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"reviewer{n}")
+
+    @factory.post_generation
+    def review_permissions(self, create, extracted, **kwargs):
+        self.user_permissions.add(*Permission.objects.filter(
+            content_type__app_label="curation", codename__in=["review_example", "review_snapshot"]))
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dataset
+
+    name = factory.Sequence(lambda n: f"dataset-{n}")
+    system_prompt = "Describe the restaurant in one sentence."
+
+
+def conversation(user: str, assistant: str, system: str | None = None) -> list[dict]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+class ExampleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Example
+
+    dataset = factory.SubFactory(DatasetFactory)
+    messages = factory.Sequence(lambda n: conversation(f"name: Place {n // 2}", f"Place {n // 2} is nice, take {n}."))
+    content_hash = factory.LazyAttribute(lambda o: content_hash(o.messages))
+    input_hash = factory.LazyAttribute(lambda o: input_hash(o.messages))
+    status = ExampleStatus.SUBMITTED
+    author = factory.SubFactory(UserFactory)
+
+
+def tiny_base_model(folder) -> BaseModel:
+    return BaseModel.objects.create(name=f"tiny-{folder.name}", source_kind="local_folder", source=str(folder))

@@ -1,0 +1,149 @@
+"""The REST API: authentication, thin views over the services, errors as 400/403/409, the report."""
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from curation.choices import ExampleStatus
+from curation.models import Example
+from evaluation.models import EvalRun
+from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory, tiny_base_model
+from training.choices import RunStatus
+from training.models import ModelVersion
+from training.services import prompted_model_version
+
+pytestmark = pytest.mark.django_db
+
+LIST_ENDPOINTS = ["datasets", "examples", "imports", "snapshots", "base-models", "training-runs",
+                  "model-versions", "eval-runs"]
+
+
+def client_for(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
+def test_anonymous_requests_get_401(endpoint):
+    assert APIClient().get(f"/api/v1/{endpoint}/").status_code == 401
+
+
+@pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
+def test_token_authenticated_user_can_list(endpoint):
+    assert client_for(UserFactory()).get(f"/api/v1/{endpoint}/").status_code == 200
+
+
+def test_session_authentication_works():
+    client = APIClient()
+    client.force_login(UserFactory())
+    assert client.get("/api/v1/datasets/").status_code == 200
+
+
+def upload(client, dataset, content: bytes, **extra):
+    return client.post("/api/v1/imports/", {"dataset": dataset.pk, "format": "chat_jsonl",
+                                            "file": SimpleUploadedFile("data.jsonl", content), **extra},
+                       format="multipart")
+
+
+def test_import_with_bad_lines_answers_400_with_line_numbers_and_imports_nothing():
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    response = upload(client_for(UserFactory()), DatasetFactory(), f"{good}\n{{oops\n".encode())
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["line"] == 2
+    assert Example.objects.count() == 0
+
+
+def test_import_succeeds_with_201():
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    response = upload(client_for(UserFactory()), DatasetFactory(), good.encode())
+    assert response.status_code == 201 and response.json()["created_count"] == 1
+
+
+def test_approving_own_example_is_403():
+    reviewer = ReviewerFactory()
+    example = ExampleFactory(author=reviewer)
+    response = client_for(reviewer).post(f"/api/v1/examples/{example.pk}/approve/", {}, format="json")
+    assert response.status_code == 403 and "own example" in response.json()["detail"]
+
+
+def test_stale_decision_is_409():
+    example = ExampleFactory()
+    client = client_for(ReviewerFactory())
+    response = client.post(f"/api/v1/examples/{example.pk}/approve/", {"expected_version": example.version + 5},
+                           format="json")
+    assert response.status_code == 409
+    example.refresh_from_db()
+    assert example.status == ExampleStatus.SUBMITTED
+
+
+def test_reject_without_comment_is_400():
+    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{ExampleFactory().pk}/reject/", {},
+                                                  format="json")
+    assert response.status_code == 400
+
+
+def test_snapshot_create_then_approve_by_another_reviewer():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    creator = ReviewerFactory()
+    created = client_for(creator).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
+    assert created.status_code == 201
+    snapshot_id = created.json()["id"]
+    again = client_for(creator).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
+    assert (again.status_code, again.json()["id"]) == (200, snapshot_id)
+    assert client_for(creator).post(f"/api/v1/snapshots/{snapshot_id}/approve/").status_code == 403
+    approved = client_for(ReviewerFactory()).post(f"/api/v1/snapshots/{snapshot_id}/approve/")
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+
+
+def test_training_run_on_pending_snapshot_is_400():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    client = client_for(UserFactory())
+    snapshot_id = client.post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json").json()["id"]
+    response = client.post("/api/v1/training-runs/", {"snapshot": snapshot_id}, format="json")
+    assert response.status_code == 400 and "approve" in response.json()["detail"]
+
+
+def test_events_after_a_cursor(tiny_model_dir, e2e_records):
+    from tests.training.test_runs import snapshot_of
+    from training.models import TrainingRun
+    from training.services import log_event
+
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    first, second = log_event(run, "log", "one"), log_event(run, "log", "two")
+    client = client_for(UserFactory())
+
+    response = client.get(f"/api/v1/training-runs/{run.pk}/events/?after={first.pk}")
+    assert [e["id"] for e in response.json()] == [second.pk]
+    assert client.get(f"/api/v1/training-runs/{run.pk}/events/?after=x").status_code == 400
+    assert client.get("/api/v1/training-runs/999999/events/").status_code == 404
+
+
+def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e_records):
+    from tests.training.test_runs import snapshot_of
+
+    snapshot = snapshot_of(e2e_records[:20])
+    base = tiny_base_model(tiny_model_dir)
+    prompted = prompted_model_version(base, "Describe it.")
+    tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
+    for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
+        EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
+                               metrics={"bleu": bleu, "chrf": 40.0, "n_inputs": 2})
+
+    response = client_for(UserFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")
+
+    assert response.status_code == 200
+    evaluation = response.json()["evaluations"][0]
+    assert evaluation["snapshot_hash"] == snapshot.content_hash
+    assert evaluation["baseline"]["model_version_id"] == prompted.pk
+    assert evaluation["difference"] == {"bleu": 25.5, "chrf": 0.0}
+    assert response.json()["lineage"]["base_model"]["name"] == base.name
+
+
+def test_schema_is_served():
+    assert client_for(UserFactory()).get("/api/v1/schema/").status_code == 200

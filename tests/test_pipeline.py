@@ -1,0 +1,80 @@
+"""The main job end to end on real E2E examples, with a tiny model built on the fly."""
+import pytest
+from django.core.management import call_command
+
+from curation.choices import ExampleStatus, SnapshotStatus
+from curation.models import Example, Review, Snapshot
+from evaluation.models import EvalRun
+from evaluation.reports import model_version_report
+from tests.factories import tiny_base_model
+from training.choices import RunStatus
+from training.models import TrainingRun
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
+    base_model = tiny_base_model(tiny_model_dir)
+    if settings.REDIS_URL:
+        pytest.skip("covered by test_demo_through_a_worker_process when jobs go to Redis")
+
+    call_command("demo", limit=80, max_steps=3, base_model=base_model.name,
+                 hyperparameters={"batch_size": 4, "max_eval_examples": 4},
+                 )
+    out = capsys.readouterr().out
+
+    assert Example.objects.filter(status=ExampleStatus.APPROVED).count() == Example.objects.count() > 0
+    assert set(Review.objects.values_list("reviewer__username", flat=True)) == {"demo-reviewer"}
+    snapshot = Snapshot.objects.get()
+    assert snapshot.status == SnapshotStatus.APPROVED and snapshot.reviewed_by.username == "demo-reviewer"
+    run = TrainingRun.objects.get()
+    assert run.status == RunStatus.SUCCEEDED
+    evals = EvalRun.objects.all()
+    assert {e.status for e in evals} == {RunStatus.SUCCEEDED} and evals.count() == 2
+    report = model_version_report(run.model_version)
+    evaluation = report["evaluations"][0]
+    assert evaluation["snapshot_hash"] == snapshot.content_hash
+    assert evaluation["baseline"] is not None
+    assert evaluation["difference"]["bleu"] == pytest.approx(
+        evaluation["metrics"]["bleu"] - evaluation["baseline"]["metrics"]["bleu"])
+    assert snapshot.content_hash in out and "prompted base" in out and "Verdict" in out
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifacts_root):
+    """REDIS_URL and PostgreSQL: the demo enqueues, a separate `manage.py worker` process (forking
+    work-horses, as in production) runs training and evaluation, the demo polls the rows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    if not settings.REDIS_URL or connection.vendor != "postgresql":
+        pytest.skip("needs REDIS_URL and a PostgreSQL DATABASE_URL (the worker shares the test database)")
+    base_model = tiny_base_model(tiny_model_dir)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}"
+                        f"@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "FTPLATFORM_ARTIFACTS": str(artifacts_root),
+        "FTPLATFORM_TORCH_THREADS": "1",
+    }
+    worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--name", f"test-{os.getpid()}"],
+                              cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        call_command("demo", limit=80, max_steps=3, base_model=base_model.name,
+                     hyperparameters={"batch_size": 4, "max_eval_examples": 4})
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker_log = worker.communicate(timeout=60)[0].decode(errors="replace")
+    out = capsys.readouterr().out
+
+    run = TrainingRun.objects.get()
+    assert run.status == RunStatus.SUCCEEDED, worker_log[-3000:]
+    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 2
+    assert "training.jobs.run_training" in worker_log
+    assert "Verdict" in out and "[run" in out

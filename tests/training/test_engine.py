@@ -1,0 +1,94 @@
+"""The training signal: which tokens are trained, EOS kept, config validation. Uses the tiny model."""
+import pytest
+from transformers import AutoTokenizer, DataCollatorForSeq2Seq
+
+from training.engine.config import LoraConfig
+from training.engine.data import IGNORE_INDEX, tokenize_for_training
+from training.engine.train import TrainingCancelled, train_lora
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_only_the_assistant_answer_and_its_eos_are_trained(tokenizer, e2e_records):
+    messages = e2e_records[0]["messages"]
+    tokenized = tokenize_for_training(tokenizer, messages, 512)
+
+    trained = [token for token, label in zip(tokenized.input_ids, tokenized.labels) if label != IGNORE_INDEX]
+    assert tokenizer.decode(trained) == messages[-1]["content"] + "<|im_end|>"
+    assert tokenized.labels[-1] == tokenizer.eos_token_id
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    assert tokenizer.decode(tokenized.input_ids[: tokenized.labels.count(IGNORE_INDEX)]) == prompt
+
+
+def test_padding_with_eos_keeps_the_eos_labels(tokenizer, e2e_records):
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the SmolLM2 situation
+    short, long = (tokenize_for_training(tokenizer, e2e_records[i]["messages"], 512) for i in (0, 5))
+    rows = [{"input_ids": t.input_ids, "labels": t.labels, "attention_mask": [1] * len(t.input_ids)}
+            for t in (short, long)]
+    batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)(rows)
+
+    labels = batch["labels"].tolist()
+    shorter = min(range(2), key=lambda i: len(rows[i]["input_ids"]))
+    length = len(rows[shorter]["input_ids"])
+    assert labels[shorter][length - 1] == tokenizer.eos_token_id
+    assert set(labels[shorter][length:]) == {IGNORE_INDEX}
+    assert batch["attention_mask"][shorter][length:].sum() == 0
+
+
+def test_truncation_counts_and_cuts_from_the_right(tokenizer, e2e_records):
+    tokenized = tokenize_for_training(tokenizer, e2e_records[0]["messages"], 8)
+    assert tokenized.truncated and len(tokenized.input_ids) == 8 and tokenized.target_tokens == 0
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lora_rank": 0}, "lora_rank must be above 0"),
+    ({"learning_rate": "fast"}, "learning_rate must be a number"),
+    ({"batch_size": 2.5}, "batch_size must be an integer"),
+    ({"lora_dropout": 1.5}, "lora_dropout must be in"),
+    ({"target_modules": []}, "target_modules must be a non-empty list"),
+    ({"epochz": 1}, "unknown hyperparameter"),
+])
+def test_bad_hyperparameters_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        LoraConfig.from_dict(values)
+
+
+@pytest.mark.slow
+def test_training_writes_an_adapter_and_reports_the_loss(tiny_model_dir, tmp_path, e2e_records):
+    conversations = [r["messages"] for r in e2e_records[:24]]
+    progress = []
+    result = train_lora(tiny_model_dir, conversations[:16], conversations[16:],
+                        LoraConfig.from_dict({"max_steps": 4, "batch_size": 4, "logging_steps": 2}),
+                        tmp_path / "out", on_progress=lambda s, t, logs: progress.append((s, t)),
+                        show_progress_bar=False)
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "out" / "adapter" / "tokenizer_config.json").is_file()
+    assert result.steps == 4 and result.train_loss > 0 and result.eval_loss > 0
+    assert progress[0] == (2, 4) and progress[-1] == (4, 4)
+    assert result.trained_tokens > 0
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_adapter(tiny_model_dir, tmp_path, e2e_records):
+    from safetensors.torch import load_file
+
+    conversations = [r["messages"] for r in e2e_records[:12]]
+    config = LoraConfig.from_dict({"max_steps": 3, "batch_size": 4, "seed": 5})
+    weights = []
+    for name in ("a", "b"):
+        train_lora(tiny_model_dir, conversations, [], config, tmp_path / name, show_progress_bar=False)
+        weights.append(load_file(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+
+
+@pytest.mark.slow
+def test_cancelled_training_leaves_nothing_behind(tiny_model_dir, tmp_path, e2e_records):
+    conversations = [r["messages"] for r in e2e_records[:12]]
+    with pytest.raises(TrainingCancelled):
+        train_lora(tiny_model_dir, conversations, [], LoraConfig.from_dict({"max_steps": 5, "batch_size": 2}),
+                   tmp_path / "out", should_stop=lambda: True, show_progress_bar=False)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,92 @@
+"""Training runs through the service, the job queue and the database."""
+import pytest
+
+from curation.choices import ExampleStatus, SnapshotStatus
+from curation.snapshots import approve_snapshot, create_snapshot
+from ftplatform.errors import Conflict, ServiceError
+from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory, tiny_base_model
+from training.choices import ModelVersionKind, RunStatus
+from training.models import TrainingRun
+from training.services import cancel_training_run, start_training_run
+
+TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "max_eval_examples": 4}
+
+
+def snapshot_of(records, approve=True):
+    dataset = DatasetFactory(system_prompt=records[0]["messages"][0]["content"])
+    author = UserFactory()
+    seen = set()
+    for record in records:
+        key = str(record["messages"])
+        if key not in seen:
+            seen.add(key)
+            ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    if approve:
+        snapshot = approve_snapshot(snapshot, by=ReviewerFactory())
+    return snapshot
+
+
+@pytest.mark.django_db
+def test_training_needs_an_approved_snapshot(e2e_records, tiny_model_dir):
+    snapshot = snapshot_of(e2e_records[:30], approve=False)
+    assert snapshot.status == SnapshotStatus.PENDING_REVIEW
+    with pytest.raises(ServiceError, match="must approve it before training"):
+        start_training_run(snapshot, tiny_base_model(tiny_model_dir), by=UserFactory())
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bad_hyperparameters_create_no_run(e2e_records, tiny_model_dir):
+    with pytest.raises(ServiceError, match="hyperparameters: lora_rank must be above 0"):
+        start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+                           hyperparameters={"lora_rank": 0})
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_cancelled_queued_run_never_starts(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks, run_jobs):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    cancel_training_run(run, by=UserFactory())
+    for callback in callbacks:  # the enqueue happens after commit; the job then finds the run cancelled
+        callback()
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.started_at is None
+    with pytest.raises(Conflict):
+        cancel_training_run(run, by=UserFactory())
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_run_trains_records_events_and_creates_a_model_version(e2e_records, tiny_model_dir, run_jobs):
+    run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+                             hyperparameters=TINY_HYPERPARAMETERS)
+    run_jobs()
+    run.refresh_from_db()
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert (run.step, run.total_steps) == (3, 3)
+    assert run.metrics["train_loss"] > 0 and run.trained_tokens > 0
+    assert run.environment["torch"].startswith("2.13")
+    losses = [e.payload["loss"] for e in run.events.filter(kind="metric") if "loss" in e.payload]
+    assert len(losses) == 3
+    version = run.model_version
+    assert version.kind == ModelVersionKind.LORA_ADAPTER
+    assert version.system_prompt == run.snapshot.dataset.system_prompt
+    assert (run.artifact_path and version.adapter_path.startswith(run.artifact_path))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_base_model_is_missing_fails_with_a_readable_error(e2e_records, tmp_path, run_jobs):
+    from training.models import BaseModel
+
+    missing = BaseModel.objects.create(name="gone", source_kind="local_folder", source=str(tmp_path / "nowhere"))
+    run = start_training_run(snapshot_of(e2e_records[:30]), missing, by=UserFactory(),
+                             hyperparameters=TINY_HYPERPARAMETERS)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "is not a Hugging Face model folder" in run.error

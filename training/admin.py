@@ -1,0 +1,61 @@
+"""Thin admin over the training services."""
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from ftplatform.errors import ServiceError
+
+from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
+from .services import cancel_training_run
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "source_kind", "source", "parameter_count", "context_length", "licence"]
+
+
+class TrainingEventInline(admin.TabularInline):
+    model = TrainingEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "step", "message"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
+    list_filter = ["status", "base_model"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar"]
+    inlines = [TrainingEventInline]
+    actions = ["cancel_selected"]
+
+    def has_add_permission(self, request):
+        return False  # started from the API or the train command, which validate hyperparameters
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        return format_html('<progress value="{}" max="{}"></progress> {}/{}', obj.step, obj.total_steps or 1,
+                           obj.step, obj.total_steps or "?")
+
+    @admin.display(description="final train loss")
+    def final_loss_display(self, obj):
+        return f"{obj.final_loss:.4f}" if obj.final_loss is not None else "-"
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_selected(self, request, queryset):
+        for run in queryset:
+            try:
+                cancel_training_run(run, by=request.user)
+                messages.success(request, f"Cancel requested for run {run.pk}.")
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "kind", "base_model", "training_run", "created_at"]
+    list_filter = ["kind"]
+    readonly_fields = ["training_run", "adapter_path", "kind", "base_model"]

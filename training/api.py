@@ -1,0 +1,70 @@
+"""Thin DRF views over the training services."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from evaluation.reports import model_version_report
+
+from .models import BaseModel, ModelVersion, TrainingRun
+from .serializers import (
+    BaseModelSerializer,
+    ModelVersionSerializer,
+    TrainingEventSerializer,
+    TrainingRunCreateSerializer,
+    TrainingRunSerializer,
+)
+from .services import cancel_training_run, default_base_model, start_training_run
+
+
+class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = BaseModel.objects.all()
+    serializer_class = BaseModelSerializer
+
+
+class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = TrainingRun.objects.select_related("snapshot").prefetch_related("events")
+    serializer_class = TrainingRunSerializer
+    filterset_fields = ["snapshot", "status", "base_model"]
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses=TrainingRunSerializer)
+    def create(self, request, *args, **kwargs):
+        params = TrainingRunCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        run = start_training_run(
+            params.validated_data["snapshot"],
+            params.validated_data.get("base_model") or default_base_model(),
+            by=request.user,
+            hyperparameters=params.validated_data["hyperparameters"],
+        )
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=TrainingRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = cancel_training_run(self.get_object(), by=request.user)
+        return Response(TrainingRunSerializer(run).data)
+
+    @extend_schema(responses=TrainingEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        """Events after the ``after`` event id (a cursor for polling clients)."""
+        events = self.get_object().events.all()
+        after = request.query_params.get("after")
+        if after is not None:
+            if not after.isdigit():
+                return Response({"detail": "'after' must be an event id (a non-negative integer)"},
+                                status=status.HTTP_400_BAD_REQUEST)
+            events = events.filter(id__gt=int(after))
+        return Response(TrainingEventSerializer(events[:1000], many=True).data)
+
+
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ModelVersion.objects.select_related("base_model", "training_run__snapshot")
+    serializer_class = ModelVersionSerializer
+    filterset_fields = ["kind", "base_model"]
+
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        """Lineage and metrics per evaluated snapshot split, beside the prompted base model's."""
+        return Response(model_version_report(self.get_object()))

@@ -1,0 +1,29 @@
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class BaseModelSource(models.TextChoices):
+    LOCAL_FOLDER = "local_folder", "Local Hugging Face folder"
+    GGUF_FILE = "gguf_file", "GGUF file (dequantized once into a cached folder)"
+    GGUF_PACKAGE = "gguf_package", "GGUF file inside an installed Python package"
+
+
+class ModelVersionKind(models.TextChoices):
+    PROMPTED_BASE = "prompted_base", "Base model with a system prompt"
+    LORA_ADAPTER = "lora_adapter", "Base model + LoRA adapter"
+
+
+class EventKind(models.TextChoices):
+    LOG = "log", "Log"
+    METRIC = "metric", "Metric"
+    WARNING = "warning", "Warning"

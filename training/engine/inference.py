@@ -1,0 +1,61 @@
+"""Loading a model version and generating answers, one request at a time (for honest latency)."""
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import render_prompt
+
+
+@dataclass
+class Generation:
+    text: str
+    latency_ms: float
+    prompt_tokens: int
+    output_tokens: int
+
+
+def load_for_inference(base_model_dir: Path, adapter_dir: Path | None = None):
+    """Return (model, tokenizer) in eval mode on CPU or the first GPU; the adapter is merged in when given."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir or base_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    if adapter_dir:
+        from peft import PeftModel
+
+        # Merged weights answer exactly as base + adapter, at the base model's speed.
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model.to(device).eval(), tokenizer
+
+
+def generate_greedy(model, tokenizer, inputs: Iterable[list[dict]], max_new_tokens: int = 64) -> Iterator[Generation]:
+    """Greedy-decode an answer for each input conversation (messages before the target).
+
+    Stops at the tokenizer's EOS (the chat template's end-of-turn token) or after
+    ``max_new_tokens``. Latency is wall time per request in milliseconds, batch size 1.
+    """
+    import torch
+
+    for messages in inputs:
+        prompt = render_prompt(tokenizer, messages)
+        encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        new_tokens = output[0, encoded["input_ids"].shape[1]:]
+        yield Generation(
+            text=tokenizer.decode(new_tokens, skip_special_tokens=True).strip(),
+            latency_ms=latency_ms,
+            prompt_tokens=int(encoded["input_ids"].shape[1]),
+            output_tokens=int(new_tokens.shape[0]),
+        )

@@ -1,0 +1,43 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.models import Snapshot
+from ftplatform.cli import user_named, wait_for_run
+from ftplatform.errors import ServiceError
+from training.choices import RunStatus
+from training.models import BaseModel
+from training.progress import describe_training_progress
+from training.services import default_base_model, start_training_run
+
+
+class Command(BaseCommand):
+    help = "LoRA-fine-tune a base model on an approved snapshot and wait for the run to finish."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--snapshot", type=int, required=True, help="Snapshot id (must be approved).")
+        parser.add_argument("--base-model", help="Base model name (default: the configured default).")
+        parser.add_argument("--hyperparameters", type=json.loads, default={},
+                            help='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}')
+        parser.add_argument("--as", dest="username", required=True)
+        parser.add_argument("--no-wait", action="store_true", help="Return once the run is queued.")
+
+    def handle(self, *args, snapshot, base_model, hyperparameters, username, no_wait, **options):
+        target = Snapshot.objects.filter(pk=snapshot).first()
+        if target is None:
+            raise CommandError(f"no snapshot {snapshot}")
+        model = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
+        if model is None:
+            raise CommandError(f"no base model named {base_model!r}")
+        try:
+            run = start_training_run(target, model, by=user_named(username), hyperparameters=hyperparameters)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"training run {run.pk} queued")
+        if no_wait:
+            return
+        run = wait_for_run(run, describe_training_progress, self.stdout.write)
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
+        self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "
+                          f"train loss {run.metrics['train_loss']:.4f}")

@@ -1,0 +1,111 @@
+"""Base models, training runs with their event stream, and the model versions they produce."""
+from django.conf import settings
+from django.db import models
+
+from curation.models import Snapshot
+
+from .choices import BaseModelSource, EventKind, ModelVersionKind, RunStatus
+
+
+class BaseModel(models.Model):
+    """A pretrained causal LM that runs can fine-tune and prompted versions can wrap."""
+
+    name = models.CharField(max_length=200, unique=True)
+    source_kind = models.CharField(max_length=16, choices=BaseModelSource.choices)
+    source = models.CharField(
+        max_length=500, help_text="Folder path, GGUF file path, or the Python package holding the GGUF file."
+    )
+    gguf_file = models.CharField(max_length=255, blank=True, help_text="GGUF file name (GGUF sources only).")
+    chat_template = models.TextField(blank=True, help_text="Recorded when the model is first loaded.")
+    context_length = models.PositiveIntegerField(null=True, blank=True)
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    licence = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class TrainingRun(models.Model):
+    """LoRA fine-tuning of a base model on an approved snapshot's train split (an RQ job)."""
+
+    snapshot = models.ForeignKey(Snapshot, related_name="training_runs", on_delete=models.PROTECT)
+    base_model = models.ForeignKey(BaseModel, related_name="training_runs", on_delete=models.PROTECT)
+    hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (training.engine.config).")
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="train_loss, eval_loss, ...")
+    environment = models.JSONField(default=dict, blank=True, help_text="Library versions and device.")
+    trained_tokens = models.BigIntegerField(default=0, help_text="Target (label) tokens seen, summed over epochs.")
+    artifact_path = models.CharField(max_length=500, blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Training run {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        """Fraction of steps done, 0..1."""
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def final_loss(self):
+        return self.metrics.get("train_loss")
+
+
+class TrainingEvent(models.Model):
+    """One entry in a run's log and metric stream (e.g. the loss at a logging step)."""
+
+    run = models.ForeignKey(TrainingRun, related_name="events", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    step = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.kind} @ step {self.step}: {self.message}"
+
+
+class ModelVersion(models.Model):
+    """Something that can answer: a base model with a system prompt, or base model + LoRA adapter."""
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=ModelVersionKind.choices)
+    base_model = models.ForeignKey(BaseModel, related_name="model_versions", on_delete=models.PROTECT)
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, related_name="model_version", on_delete=models.PROTECT
+    )
+    system_prompt = models.TextField(blank=True, help_text="Prepended to inputs without a system message.")
+    adapter_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base_model", "system_prompt"],
+                condition=models.Q(kind="prompted_base"),
+                name="one_prompted_version_per_base_and_prompt",
+            )
+        ]
+
+    def __str__(self):
+        return self.name

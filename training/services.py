@@ -1,0 +1,103 @@
+"""Creating, cancelling and finishing training runs; base models and model versions."""
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from curation.choices import SnapshotStatus
+from curation.models import Snapshot
+from ftplatform import queues
+from ftplatform.errors import Conflict, ServiceError
+
+from .choices import FINISHED_STATUSES, EventKind, ModelVersionKind, RunStatus
+from .engine.config import LoraConfig
+from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
+
+
+def default_base_model() -> BaseModel:
+    """The configured default base model row (settings.DEFAULT_BASE_MODEL), created on first use."""
+    spec = dict(settings.DEFAULT_BASE_MODEL)
+    model, _ = BaseModel.objects.get_or_create(name=spec.pop("name"), defaults=spec)
+    return model
+
+
+def base_model_folder(base_model: BaseModel):
+    """Local HF folder for a base model (dequantizing a GGUF source once into the artifacts cache)."""
+    from .engine.base_models import materialize
+
+    return materialize(
+        base_model.source_kind,
+        base_model.source,
+        base_model.gguf_file,
+        settings.ARTIFACTS_ROOT / "base_models",
+        base_model.name,
+    )
+
+
+def record_base_model_info(base_model: BaseModel, folder) -> None:
+    """Fill chat template, context length and parameter count the first time a model is loaded."""
+    if base_model.parameter_count:
+        return
+    from .engine.base_models import describe
+
+    info = describe(folder)
+    BaseModel.objects.filter(pk=base_model.pk).update(
+        chat_template=info.chat_template, context_length=info.context_length, parameter_count=info.parameter_count
+    )
+
+
+@transaction.atomic
+def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperparameters: dict | None = None
+                       ) -> TrainingRun:
+    """Validate, create a queued TrainingRun and enqueue its job after commit.
+
+    Raises:
+        ServiceError: the snapshot is not approved, has no train examples, or a
+            hyperparameter is invalid (the message names it).
+    """
+    if snapshot.status != SnapshotStatus.APPROVED:
+        raise ServiceError(
+            f"snapshot {snapshot.pk} is {snapshot.status}; a reviewer must approve it before training"
+        )
+    if not snapshot.split_counts.get("train"):
+        raise ServiceError(f"snapshot {snapshot.pk} has no train examples")
+    try:
+        config = LoraConfig.from_dict(hyperparameters)
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"hyperparameters: {exc}") from exc
+    run = TrainingRun.objects.create(
+        snapshot=snapshot, base_model=base_model, hyperparameters=config.to_dict(), seed=config.seed, created_by=by
+    )
+    run.rq_job_id = f"training-run-{run.pk}"
+    run.save(update_fields=["rq_job_id"])
+    queues.enqueue_after_commit("training", "training.jobs.run_training", run.pk, job_id=run.rq_job_id)
+    return run
+
+
+@transaction.atomic
+def cancel_training_run(run: TrainingRun, *, by) -> TrainingRun:
+    """Cancel a queued run at once, or ask a running one to stop at its next step. Raises Conflict."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.status in FINISHED_STATUSES:
+        raise Conflict(f"training run {run.pk} has already {run.status}")
+    if run.status == RunStatus.QUEUED:
+        run.status = RunStatus.CANCELLED
+        run.finished_at = timezone.now()
+    run.cancel_requested = True
+    run.save(update_fields=["status", "finished_at", "cancel_requested"])
+    log_event(run, EventKind.LOG, f"cancel requested by {by}")
+    return run
+
+
+def log_event(run: TrainingRun, kind: str, message: str = "", *, step: int | None = None, payload=None):
+    return TrainingEvent.objects.create(run=run, kind=kind, message=message, step=step, payload=payload or {})
+
+
+def prompted_model_version(base_model: BaseModel, system_prompt: str) -> ModelVersion:
+    """The ModelVersion for ``base_model`` answering with ``system_prompt`` (created once)."""
+    version, _ = ModelVersion.objects.get_or_create(
+        kind=ModelVersionKind.PROMPTED_BASE,
+        base_model=base_model,
+        system_prompt=system_prompt,
+        defaults={"name": f"{base_model.name} (prompted)"},
+    )
+    return version
