@@ -3,12 +3,12 @@ import logging
 from pathlib import Path
 
 from django.db import transaction
-from django.utils import timezone
 from tqdm import tqdm
 
 from curation.formats import input_messages, with_system_prompt
+from ftplatform import jobrows
 from training.choices import RunStatus
-from training.jobs import configure_torch_threads
+from training.jobs import prepare_torch
 from training.services import base_model_folder, record_base_model_info
 
 from .metrics import latency_percentiles, score_corpus
@@ -31,16 +31,11 @@ def run_evaluation(eval_run_id: int) -> None:
     """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
     from training.engine.inference import generate_greedy, load_for_inference
 
-    with transaction.atomic():
-        run = EvalRun.objects.select_for_update().select_related(
-            "model_version__base_model", "snapshot").get(pk=eval_run_id)
-        if run.status != RunStatus.QUEUED:
-            return
-        run.status = RunStatus.RUNNING
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+    run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot"))
+    if run is None:
+        return
     try:
-        configure_torch_threads()
+        prepare_torch()
         version = run.model_version
         folder = base_model_folder(version.base_model)
         record_base_model_info(version.base_model, folder)
@@ -57,9 +52,7 @@ def run_evaluation(eval_run_id: int) -> None:
         scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs])
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
-        EvalRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-        )
+        jobrows.fail(run, exc)
         raise
     metrics = {
         "n_inputs": len(inputs),
@@ -78,7 +71,7 @@ def run_evaluation(eval_run_id: int) -> None:
                        prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, scores=example_scores)
             for entry, g, example_scores in zip(inputs, generations, scores.per_example)
         ])
-        EvalRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), metrics=metrics,
+        jobrows.finish(
+            run, RunStatus.SUCCEEDED, metrics=metrics,
             signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
         )

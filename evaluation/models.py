@@ -1,21 +1,19 @@
 """Evaluation runs of model versions on snapshot splits, and their predictions."""
-from django.conf import settings
 from django.db import models
 
 from curation.choices import Split
 from curation.models import Snapshot
-from training.choices import RunStatus
+from ftplatform.jobrows import JobRow
 from training.models import ModelVersion
 
 
-class EvalRun(models.Model):
+class EvalRun(JobRow):
     """A model version answering every distinct input of a snapshot split, scored against all its references."""
 
     model_version = models.ForeignKey(ModelVersion, related_name="eval_runs", on_delete=models.PROTECT)
     snapshot = models.ForeignKey(Snapshot, related_name="eval_runs", on_delete=models.PROTECT)
     split = models.CharField(max_length=16, choices=Split.choices, default=Split.TEST)
     generation = models.JSONField(default=dict, help_text='{"max_new_tokens": 64, "decoding": "greedy"}')
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(
@@ -23,12 +21,6 @@ class EvalRun(models.Model):
         help_text="exact_match, bleu, chrf, rouge_l (0-100), latency_p50_ms, latency_p95_ms, n_inputs",
     )
     signatures = models.JSONField(default=dict, blank=True, help_text="sacrebleu signatures for BLEU and chrF.")
-    error = models.TextField(blank=True)
-    rq_job_id = models.CharField(max_length=100, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

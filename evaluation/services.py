@@ -42,7 +42,5 @@ def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split
         model_version=model_version, snapshot=snapshot, split=split,
         generation=validate_generation(generation), created_by=by,
     )
-    run.rq_job_id = f"eval-run-{run.pk}"
-    run.save(update_fields=["rq_job_id"])
-    queues.enqueue_after_commit("evaluation", "evaluation.jobs.run_evaluation", run.pk, job_id=run.rq_job_id)
+    queues.enqueue_job_row(run, "evaluation", "evaluation.jobs.run_evaluation")
     return run

@@ -58,3 +58,11 @@ def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str) ->
     Outside a transaction the job is enqueued at once (Django's on_commit semantics).
     """
     transaction.on_commit(lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id))
+
+
+def enqueue_job_row(row, queue_name: str, func_path: str) -> None:
+    """Name the row's job (``<model>-<pk>``, stored in ``row.rq_job_id``) and enqueue ``func_path(row.pk)``
+    after commit. ``row`` is a saved ftplatform.jobrows.JobRow."""
+    row.rq_job_id = f"{row._meta.model_name}-{row.pk}"
+    row.save(update_fields=["rq_job_id"])
+    enqueue_after_commit(queue_name, func_path, row.pk, job_id=row.rq_job_id)

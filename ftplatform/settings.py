@@ -107,7 +107,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ftplatform.api.exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "ftplatform API", "VERSION": "1"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ftplatform API",
+    "VERSION": "1",
+    "ENUM_NAME_OVERRIDES": {
+        "ExampleStatusEnum": "curation.choices.ExampleStatus",
+        "ImportStatusEnum": "curation.choices.ImportStatus",
+        "SnapshotStatusEnum": "curation.choices.SnapshotStatus",
+        "RunStatusEnum": "training.choices.RunStatus",
+    },
+}
 
 LOGGING = {
     "version": 1,

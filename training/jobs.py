@@ -3,10 +3,10 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from curation.choices import Split
 from curation.formats import with_system_prompt
+from ftplatform import jobrows
 
 from .choices import EventKind, ModelVersionKind, RunStatus
 from .models import ModelVersion, TrainingRun
@@ -15,10 +15,17 @@ from .services import base_model_folder, log_event, record_base_model_info
 logger = logging.getLogger(__name__)
 
 
-def configure_torch_threads():
+def prepare_torch():
+    """Set torch threads (cores / training workers) and quiet the library's loading bars and notices."""
+    import warnings
+
     import torch
+    from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(settings.TORCH_THREADS)
+    transformers_logging.disable_progress_bar()  # weight-loading bars; the Trainer's step bar stays
+    transformers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
 def run_training(run_id: int) -> None:
@@ -29,15 +36,11 @@ def run_training(run_id: int) -> None:
     from .engine.config import LoraConfig
     from .engine.train import TrainingCancelled, train_lora
 
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("snapshot__dataset", "base_model").get(pk=run_id)
-        if run.status != RunStatus.QUEUED:
-            return  # cancelled before it started, or already picked up
-        run.status = RunStatus.RUNNING
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+    run = jobrows.claim(TrainingRun, run_id, select_related=("snapshot__dataset", "base_model"))
+    if run is None:
+        return  # cancelled before it started, or already picked up
     try:
-        configure_torch_threads()
+        prepare_torch()
         folder = base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
         system_prompt = run.snapshot.dataset.system_prompt
@@ -66,20 +69,18 @@ def run_training(run_id: int) -> None:
             on_warning=lambda message: log_event(run, EventKind.WARNING, message),
         )
     except TrainingCancelled:
-        TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
+        jobrows.finish(run, RunStatus.CANCELLED)
         log_event(run, EventKind.LOG, "cancelled; nothing was saved")
         return
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-        )
+        jobrows.fail(run, exc)
         log_event(run, EventKind.LOG, f"failed: {exc}")
         raise
     with transaction.atomic():
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.SUCCEEDED,
-            finished_at=timezone.now(),
+        jobrows.finish(
+            run,
+            RunStatus.SUCCEEDED,
             metrics={"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                      "train_examples": result.train_examples, "truncated_examples": result.truncated_examples,
                      "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1)},

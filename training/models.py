@@ -1,10 +1,10 @@
 """Base models, training runs with their event stream, and the model versions they produce."""
-from django.conf import settings
 from django.db import models
 
 from curation.models import Snapshot
+from ftplatform.jobrows import JobRow
 
-from .choices import BaseModelSource, EventKind, ModelVersionKind, RunStatus
+from .choices import BaseModelSource, EventKind, ModelVersionKind
 
 
 class BaseModel(models.Model):
@@ -29,27 +29,20 @@ class BaseModel(models.Model):
         return self.name
 
 
-class TrainingRun(models.Model):
+class TrainingRun(JobRow):
     """LoRA fine-tuning of a base model on an approved snapshot's train split (an RQ job)."""
 
     snapshot = models.ForeignKey(Snapshot, related_name="training_runs", on_delete=models.PROTECT)
     base_model = models.ForeignKey(BaseModel, related_name="training_runs", on_delete=models.PROTECT)
     hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (training.engine.config).")
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="train_loss, eval_loss, ...")
     environment = models.JSONField(default=dict, blank=True, help_text="Library versions and device.")
     trained_tokens = models.BigIntegerField(default=0, help_text="Target (label) tokens seen, summed over epochs.")
     artifact_path = models.CharField(max_length=500, blank=True)
-    rq_job_id = models.CharField(max_length=100, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -67,9 +67,7 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     run = TrainingRun.objects.create(
         snapshot=snapshot, base_model=base_model, hyperparameters=config.to_dict(), seed=config.seed, created_by=by
     )
-    run.rq_job_id = f"training-run-{run.pk}"
-    run.save(update_fields=["rq_job_id"])
-    queues.enqueue_after_commit("training", "training.jobs.run_training", run.pk, job_id=run.rq_job_id)
+    queues.enqueue_job_row(run, "training", "training.jobs.run_training")
     return run
 
 

@@ -1,0 +1,47 @@
+"""A job's state lives in a row: the shared fields and transitions of TrainingRun and EvalRun.
+
+The row is created (status ``queued``) in the transaction that enqueues the job; the job
+claims it (``running``), and ends it ``succeeded``, ``failed`` with a readable error, or
+``cancelled``. RQ's own registries are never the source of truth.
+"""
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from training.choices import RunStatus
+
+
+class JobRow(models.Model):
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def claim(model: type[JobRow], pk: int, select_related=()) -> JobRow | None:
+    """Mark a queued row running and return it; None when it is no longer queued (e.g. cancelled)."""
+    with transaction.atomic():
+        row = model.objects.select_for_update().select_related(*select_related).get(pk=pk)
+        if row.status != RunStatus.QUEUED:
+            return None
+        row.status = RunStatus.RUNNING
+        row.started_at = timezone.now()
+        row.save(update_fields=["status", "started_at"])
+    return row
+
+
+def finish(row: JobRow, status: str, **fields) -> None:
+    """End a row with ``status`` and any other field values, stamping ``finished_at``."""
+    type(row).objects.filter(pk=row.pk).update(status=status, finished_at=timezone.now(), **fields)
+
+
+def fail(row: JobRow, exc: BaseException) -> None:
+    """End a row as failed with the exception's type and message as the readable error."""
+    finish(row, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
