@@ -1,7 +1,7 @@
 """Importing example files into a dataset, all or nothing."""
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from ftplatform.errors import ServiceError
+from ftplatform.errors import Conflict, ServiceError
 
 from .choices import ExampleSource, ExampleStatus, ImportStatus
 from .formats import content_hash, input_hash, read_jsonl
@@ -53,43 +53,54 @@ def import_examples(
         batch.save()
         return batch
 
-    with transaction.atomic():
-        existing = dict(
-            Example.objects.filter(dataset=dataset).values_list("content_hash", "id")
-        )
-        seen_in_file: dict[str, int] = {}
-        duplicates, new_examples = [], []
-        for p in parsed:
-            if p.error:
-                continue
-            digest = content_hash(p.messages)
-            if digest in existing:
-                duplicates.append({"line": p.line, "duplicate_of": f"example {existing[digest]}"})
-            elif digest in seen_in_file:
-                duplicates.append({"line": p.line, "duplicate_of": f"line {seen_in_file[digest]}"})
-            else:
-                seen_in_file[digest] = p.line
-                new_examples.append(
-                    Example(
-                        dataset=dataset,
-                        messages=p.messages,
-                        metadata={**p.metadata, "import_line": p.line},
-                        content_hash=digest,
-                        input_hash=input_hash(p.messages),
-                        status=ExampleStatus.SUBMITTED,
-                        author=by,
-                        source=ExampleSource.IMPORT,
-                    )
-                )
-        batch.status = ImportStatus.SUCCEEDED
-        batch.duplicates = duplicates
-        batch.duplicate_count = len(duplicates)
-        batch.created_count = len(new_examples)
-        batch.save()
-        for example in new_examples:
-            example.import_batch = batch
-        Example.objects.bulk_create(new_examples, batch_size=BULK_SIZE)
+    try:
+        _insert_new_examples(dataset, parsed, batch, by)
+    except IntegrityError as exc:
+        raise Conflict(
+            "another import or edit added some of these examples at the same moment; nothing was imported, "
+            "run the import again (the duplicates will then be reported)"
+        ) from exc
     return batch
+
+
+@transaction.atomic
+def _insert_new_examples(dataset, parsed, batch, by) -> None:
+    """Insert the valid, new examples of ``parsed`` and save ``batch`` with its counts, in one transaction."""
+    existing = dict(
+        Example.objects.filter(dataset=dataset).values_list("content_hash", "id")
+    )
+    seen_in_file: dict[str, int] = {}
+    duplicates, new_examples = [], []
+    for p in parsed:
+        if p.error:
+            continue
+        digest = content_hash(p.messages)
+        if digest in existing:
+            duplicates.append({"line": p.line, "duplicate_of": f"example {existing[digest]}"})
+        elif digest in seen_in_file:
+            duplicates.append({"line": p.line, "duplicate_of": f"line {seen_in_file[digest]}"})
+        else:
+            seen_in_file[digest] = p.line
+            new_examples.append(
+                Example(
+                    dataset=dataset,
+                    messages=p.messages,
+                    metadata={**p.metadata, "import_line": p.line},
+                    content_hash=digest,
+                    input_hash=input_hash(p.messages),
+                    status=ExampleStatus.SUBMITTED,
+                    author=by,
+                    source=ExampleSource.IMPORT,
+                )
+            )
+    batch.status = ImportStatus.SUCCEEDED
+    batch.duplicates = duplicates
+    batch.duplicate_count = len(duplicates)
+    batch.created_count = len(new_examples)
+    batch.save()
+    for example in new_examples:
+        example.import_batch = batch
+    Example.objects.bulk_create(new_examples, batch_size=BULK_SIZE)
 
 
 def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:

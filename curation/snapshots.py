@@ -1,5 +1,5 @@
 """Freezing approved examples into snapshots, and the snapshot review."""
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
@@ -43,15 +43,19 @@ def create_snapshot(
     split_counts = {name: 0 for name in fractions}
     for r in rows:
         split_counts[assignment[r["input_hash"]]] += 1
-    snapshot = Snapshot.objects.create(
-        dataset=dataset,
-        content_hash=digest,
-        seed=seed,
-        split_fractions=fractions,
-        split_counts=split_counts,
-        example_count=len(rows),
-        created_by=by,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent identical snapshot wins the unique constraint
+            snapshot = Snapshot.objects.create(
+                dataset=dataset,
+                content_hash=digest,
+                seed=seed,
+                split_fractions=fractions,
+                split_counts=split_counts,
+                example_count=len(rows),
+                created_by=by,
+            )
+    except IntegrityError:
+        return Snapshot.objects.get(dataset=dataset, content_hash=digest), False
     SnapshotItem.objects.bulk_create(
         [
             SnapshotItem(
