@@ -5,6 +5,7 @@ Its *input* is every message before the final assistant turn; its *output* is th
 """
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ MESSAGE_KEYS = {"role", "content", "name"}
 CHAT_RECORD_KEYS = {"messages", "metadata"}
 PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
 MAX_LINE_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32
 
 
 class FormatError(ValueError):
@@ -79,6 +81,8 @@ def validate_messages(messages) -> list[dict]:
             raise FormatError(f"{where} ({role}) must have 'content' as a string")
         if role != "system" and not content.strip():
             raise FormatError(f"{where} ({role}) has empty content")
+        if "name" in message and not isinstance(message["name"], str):
+            raise FormatError(f"{where} ({role}) must have 'name' as a string")
         if role == "system" and position != 1:
             raise FormatError(f"{where} is a system message; only the first message may be one")
         normalised.append({key: message[key] for key in ("role", "content", "name") if key in message})
@@ -151,11 +155,9 @@ def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
         parse = PARSERS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    data = _to_utf8_lines(data)
     for number, raw in enumerate(data.split(b"\n"), start=1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
+        if not raw.strip(b" \t\x00"):
             continue
         if len(raw) > MAX_LINE_BYTES:
             yield ParsedLine(number, error=f"line is {len(raw)} bytes; the limit is {MAX_LINE_BYTES}")
@@ -166,9 +168,16 @@ def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
             yield ParsedLine(number, error=f"invalid UTF-8 at byte {exc.start}")
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, parse_constant=_reject_constant)
+            check_json_value(record)
         except json.JSONDecodeError as exc:
             yield ParsedLine(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            yield ParsedLine(number, error=f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+            continue
+        except (ValueError, FormatError) as exc:  # NaN, huge integers, NUL, lone surrogates, depth
+            yield ParsedLine(number, error=f"invalid JSON: {exc}")
             continue
         try:
             messages, metadata = parse(record)
@@ -176,3 +185,56 @@ def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
             yield ParsedLine(number, error=str(exc))
             continue
         yield ParsedLine(number, messages=messages, metadata=metadata)
+
+
+def _to_utf8_lines(data: bytes) -> bytes:
+    """Drop a UTF-8 BOM, decode UTF-16 files (by their BOM), and turn CRLF and lone CR into LF.
+
+    A raw CR cannot occur inside a JSON string (control characters must be escaped there),
+    so treating it as a line end never splits a record.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError) as exc:
+            raise ValueError(f"the file starts with a UTF-16 byte order mark but is not valid UTF-16: {exc.reason}")
+    elif data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def check_json_value(value, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse what JSON allows but a JSON column cannot store, so a write never fails half-way.
+
+    Raises:
+        FormatError: non-finite numbers, NUL characters, unpaired surrogates, or nesting
+            deeper than ``max_depth``, naming the first offending path.
+    """
+    stack = [(value, "$", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > max_depth:
+            raise FormatError(f"{path}: nested deeper than {max_depth} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise FormatError(f"{path}: {item} is not a finite number")
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key, f"{path} key")
+                stack.append((child, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise FormatError(f"{path}: contains a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FormatError(f"{path}: contains an unpaired surrogate (\\u{ord(text[exc.start]):04x})") from None

@@ -1,6 +1,7 @@
 """Curation data: datasets, examples and their reviews, imports, and frozen snapshots."""
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from .choices import (
@@ -24,7 +25,10 @@ class Dataset(models.Model):
     )
     guidelines = models.TextField(blank=True, help_text="Annotation guidelines (Markdown).")
     output_json_schema = models.JSONField(null=True, blank=True)
-    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Distinct reviewers who must approve an example (in one review round).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -50,6 +54,7 @@ class Example(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, related_name="assigned_examples", on_delete=models.SET_NULL
     )
     version = models.PositiveIntegerField(default=1, help_text="Incremented on every change (optimistic locking).")
+    review_round = models.PositiveIntegerField(default=1, help_text="Incremented when a rejected example is resubmitted.")
     metadata = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=16, choices=ExampleSource.choices, default=ExampleSource.MANUAL)
     import_batch = models.ForeignKey(
@@ -82,6 +87,7 @@ class Review(models.Model):
     decision = models.CharField(max_length=16, choices=ReviewDecision.choices)
     comment = models.TextField(blank=True)
     example_version = models.PositiveIntegerField(help_text="The example version the decision was made on.")
+    review_round = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

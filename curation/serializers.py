@@ -1,10 +1,26 @@
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
 from rest_framework import serializers
 
 from .choices import ImportFormat
+from .formats import FormatError, check_json_value
 from .models import Dataset, Example, ImportBatch, Review, Snapshot
+from .splits import MAX_SEED
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    def validate_output_json_schema(self, value):
+        if value is None:
+            return value
+        try:
+            check_json_value(value)
+            validator_for(value).check_schema(value)
+        except FormatError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        except SchemaError as exc:
+            raise serializers.ValidationError(f"not a valid JSON Schema: {exc.message}") from exc
+        return value
+
     class Meta:
         model = Dataset
         fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema",
@@ -61,7 +77,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class SnapshotCreateSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SEED)
     split_fractions = serializers.DictField(child=serializers.FloatField(), required=False)
 
 

@@ -6,7 +6,7 @@ from ftplatform.errors import Conflict, NotAllowed, ServiceError
 
 from .choices import ExampleStatus, SnapshotStatus
 from .models import Dataset, Example, Snapshot, SnapshotItem
-from .splits import DEFAULT_FRACTIONS, assign_splits, snapshot_hash, validate_fractions
+from .splits import DEFAULT_FRACTIONS, MAX_SEED, assign_splits, snapshot_hash, validate_fractions
 
 
 @transaction.atomic
@@ -22,10 +22,13 @@ def create_snapshot(
         (snapshot, created). When a snapshot with the same content hash exists for the
         dataset, that one is returned with ``created=False``.
     Raises:
-        ServiceError: no approved examples, or bad split fractions.
+        ServiceError: no approved examples, bad seed or split fractions, or the same content
+            was rejected before.
     """
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ServiceError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     try:
-        fractions = validate_fractions(fractions or DEFAULT_FRACTIONS)
+        fractions = validate_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
     except ValueError as exc:
         raise ServiceError(str(exc)) from exc
     rows = list(
@@ -38,6 +41,11 @@ def create_snapshot(
     assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions)
     digest = snapshot_hash(seed, fractions, [(r["content_hash"], assignment[r["input_hash"]]) for r in rows])
     existing = Snapshot.objects.filter(dataset=dataset, content_hash=digest).first()
+    if existing and existing.status == SnapshotStatus.REJECTED:
+        raise ServiceError(
+            f"snapshot {existing.pk} with exactly this content and seed was rejected "
+            f"({existing.review_comment!r}); change the approved examples or the seed"
+        )
     if existing:
         return existing, False
     split_counts = {name: 0 for name in fractions}
@@ -73,9 +81,13 @@ def create_snapshot(
     return snapshot, True
 
 
-def _review_snapshot(snapshot: Snapshot, by, to_status: str, comment: str) -> Snapshot:
+def _require_snapshot_reviewer(by) -> None:
     if not (by and by.is_active and by.has_perm("curation.review_snapshot")):
         raise NotAllowed(f"{by} is not a snapshot reviewer (needs the 'curation.review_snapshot' permission)")
+
+
+def _review_snapshot(snapshot: Snapshot, by, to_status: str, comment: str) -> Snapshot:
+    _require_snapshot_reviewer(by)
     snapshot = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
     if snapshot.created_by_id is not None and snapshot.created_by_id == by.pk:
         raise NotAllowed(f"snapshot {snapshot.pk}: its creator cannot review it; ask another reviewer")
@@ -98,6 +110,7 @@ def approve_snapshot(snapshot: Snapshot, *, by, comment: str = "") -> Snapshot:
 @transaction.atomic
 def reject_snapshot(snapshot: Snapshot, *, by, comment: str) -> Snapshot:
     """Reject a pending snapshot; ``comment`` is required. Raises ServiceError, NotAllowed, Conflict."""
+    _require_snapshot_reviewer(by)
     if not comment or not comment.strip():
         raise ServiceError("rejecting a snapshot needs a comment saying why")
     return _review_snapshot(snapshot, by, SnapshotStatus.REJECTED, comment.strip())

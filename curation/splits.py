@@ -4,6 +4,7 @@ import hashlib
 from .formats import canonical_json, sha256_hex
 
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+MAX_SEED = 2**31 - 1  # seeds are stored in 32-bit integer columns
 SPLITS = ("train", "validation", "test")
 
 

@@ -1,8 +1,9 @@
-"""Example review workflow: draft -> submitted -> approved | rejected.
+"""Example review workflow: draft -> submitted -> approved | rejected (-> submitted again).
 
 Every state change goes through these functions; the admin, the API and the management
 commands call them. Each takes the row lock, checks the expected version when given, and
-records an append-only Review for decisions.
+records an append-only Review for decisions. A dataset's ``approvals_required`` distinct
+reviewers must approve within one review round (a round starts at each resubmission).
 """
 from django.db import transaction
 from django.db.models import F
@@ -18,7 +19,7 @@ def can_review(user) -> bool:
 
 
 def _locked(example: Example, expected_version: int | None) -> Example:
-    locked = Example.objects.select_for_update().get(pk=example.pk)
+    locked = Example.objects.select_for_update().select_related("dataset").get(pk=example.pk)
     if expected_version is not None and locked.version != expected_version:
         raise Conflict(
             f"example {locked.pk} changed since you loaded it (version {expected_version}, now {locked.version}); "
@@ -27,61 +28,86 @@ def _locked(example: Example, expected_version: int | None) -> Example:
     return locked
 
 
-def _transition(example: Example, to_status: str, allowed_from: tuple[str, ...]) -> Example:
+def _require_status(example: Example, to_status: str, allowed_from: tuple[str, ...]) -> None:
     if example.status not in allowed_from:
         raise Conflict(
             f"example {example.pk} is {example.status}; it must be {' or '.join(allowed_from)} to become {to_status}"
         )
-    Example.objects.filter(pk=example.pk).update(status=to_status, version=F("version") + 1)
+
+
+def _update(example: Example, **changes) -> Example:
+    Example.objects.filter(pk=example.pk).update(version=F("version") + 1, **changes)
     example.refresh_from_db()
     return example
 
 
 @transaction.atomic
 def submit_example(example: Example, *, by, expected_version: int | None = None) -> Example:
-    """Send a draft or rejected example for review. Raises Conflict (state or stale version)."""
+    """Send a draft or rejected example (by its author or assignee) for a new review round.
+
+    Raises NotAllowed (someone else's example) or Conflict (state or stale version).
+    """
     example = _locked(example, expected_version)
-    return _transition(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
+    if not (by.is_superuser or by.pk in (example.author_id, example.assignee_id)):
+        raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")
+    _require_status(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
+    next_round = example.review_round + (example.status == ExampleStatus.REJECTED)
+    return _update(example, status=ExampleStatus.SUBMITTED, review_round=next_round)
 
 
-def _decide(example, by, decision, comment, expected_version, to_status):
+def _require_reviewer(by) -> None:
     if not can_review(by):
         raise NotAllowed(f"{by} is not a reviewer (needs the 'curation.review_example' permission)")
-    example = _locked(example, expected_version)
+
+
+def _check_not_own(example: Example, by) -> None:
     if example.author_id is not None and example.author_id == by.pk:
         raise NotAllowed(f"example {example.pk}: reviewers cannot approve or reject their own example")
-    decided_version = example.version
-    example = _transition(example, to_status, (ExampleStatus.SUBMITTED,))
-    Review.objects.create(
-        example=example, reviewer=by, decision=decision, comment=comment, example_version=decided_version
-    )
-    return example
 
 
 @transaction.atomic
 def approve_example(example: Example, *, by, comment: str = "", expected_version: int | None = None) -> Example:
-    """Approve a submitted example. Raises NotAllowed (not a reviewer, own example) or Conflict."""
-    return _decide(example, by, ReviewDecision.APPROVE, comment, expected_version, ExampleStatus.APPROVED)
+    """Record an approval; the example becomes approved once the dataset's required number of
+    distinct reviewers approved in this round. Raises NotAllowed or Conflict (state, stale
+    version, or this reviewer already approved this round)."""
+    _require_reviewer(by)
+    example = _locked(example, expected_version)
+    _check_not_own(example, by)
+    _require_status(example, ExampleStatus.APPROVED, (ExampleStatus.SUBMITTED,))
+    approvals = example.reviews.filter(review_round=example.review_round, decision=ReviewDecision.APPROVE)
+    if approvals.filter(reviewer=by).exists():
+        raise Conflict(f"example {example.pk}: {by} already approved it in this review round")
+    Review.objects.create(example=example, reviewer=by, decision=ReviewDecision.APPROVE, comment=comment,
+                          example_version=example.version, review_round=example.review_round)
+    if approvals.count() >= example.dataset.approvals_required:
+        return _update(example, status=ExampleStatus.APPROVED)
+    return _update(example)
 
 
 @transaction.atomic
 def reject_example(example: Example, *, by, comment: str, expected_version: int | None = None) -> Example:
-    """Reject a submitted example; ``comment`` (why) is required. Raises ServiceError, NotAllowed, Conflict."""
+    """Reject a submitted example; ``comment`` (what to fix) is required. Raises NotAllowed,
+    ServiceError (no comment) or Conflict."""
+    _require_reviewer(by)
     if not comment or not comment.strip():
         raise ServiceError("a rejection needs a comment telling the author what to fix")
-    return _decide(example, by, ReviewDecision.REJECT, comment.strip(), expected_version, ExampleStatus.REJECTED)
+    example = _locked(example, expected_version)
+    _check_not_own(example, by)
+    _require_status(example, ExampleStatus.REJECTED, (ExampleStatus.SUBMITTED,))
+    Review.objects.create(example=example, reviewer=by, decision=ReviewDecision.REJECT, comment=comment.strip(),
+                          example_version=example.version, review_round=example.review_round)
+    return _update(example, status=ExampleStatus.REJECTED)
 
 
 def approve_examples(examples, *, by, comment: str = "") -> tuple[int, list[str]]:
     """Approve many examples, each in its own transaction.
 
-    Returns (approved count, list of "example N: reason" for those that could not be approved).
+    Returns (examples approved by this call, list of "example N: reason" for those refused).
     """
     approved, problems = 0, []
     for example in examples:
         try:
-            approve_example(example, by=by, comment=comment)
-            approved += 1
+            approved += approve_example(example, by=by, comment=comment).status == ExampleStatus.APPROVED
         except ServiceError as exc:
             problems.append(str(exc))
     return approved, problems

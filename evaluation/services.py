@@ -1,7 +1,7 @@
 """Creating evaluation runs."""
 from django.db import transaction
 
-from curation.choices import Split
+from curation.choices import SnapshotStatus, Split
 from curation.models import Snapshot
 from ftplatform import queues
 from ftplatform.errors import ServiceError
@@ -30,10 +30,14 @@ def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split
     """Create a queued EvalRun and enqueue its job after commit.
 
     Raises:
-        ServiceError: unknown split, a split with no examples, or bad generation settings.
+        ServiceError: snapshot not approved, unknown split, a split with no examples, or bad
+            generation settings.
     """
     from .models import EvalRun
 
+    if snapshot.status != SnapshotStatus.APPROVED:
+        raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.status}; a reviewer must approve it before "
+                           "models are evaluated on it")
     if split not in Split.values:
         raise ServiceError(f"split must be one of {', '.join(Split.values)}, got {split!r}")
     if not snapshot.split_counts.get(split):

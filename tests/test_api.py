@@ -147,3 +147,47 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
 
 def test_schema_is_served():
     assert client_for(UserFactory()).get("/api/v1/schema/").status_code == 200
+
+
+def test_out_of_range_seed_is_400_not_500():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    response = client_for(UserFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 2**31},
+                                              format="json")
+    assert response.status_code == 400 and "seed" in response.json()
+
+
+def test_deeply_nested_json_body_is_400():
+    body = "[" * 100_000 + "]" * 100_000
+    response = client_for(UserFactory()).post("/api/v1/datasets/", body, content_type="application/json")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "nonsense"}, "not a valid JSON Schema"),
+    ({"a\u0000": "x"}, "NUL character"),
+])
+def test_dataset_output_schema_is_checked(schema, message):
+    response = client_for(UserFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+                                              format="json")
+    assert response.status_code == 400 and message in str(response.json())
+
+
+def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
+    from tests.training.test_runs import snapshot_of
+    from training.models import TrainingRun
+
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    assert client_for(UserFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400
+
+
+def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
+    from tests.training.test_runs import snapshot_of
+
+    snapshot = snapshot_of(e2e_records[:20], approve=False)
+    version = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.")
+    response = client_for(UserFactory()).post("/api/v1/eval-runs/", {"model_version": version.pk,
+                                                                     "snapshot": snapshot.pk}, format="json")
+    assert response.status_code == 400 and "approve" in response.json()["detail"]
+    assert not EvalRun.objects.exists()

@@ -38,3 +38,22 @@ def test_unknown_user_and_dataset_are_named(tmp_path):
         call_command("import_examples", str(path), dataset="d", username="ghost")
     with pytest.raises(CommandError, match="no dataset named 'nope'"):
         call_command("import_examples", str(path), dataset="nope", username=UserFactory().username)
+
+
+def test_create_dataset_is_undone_when_its_first_import_is_refused(tmp_path):
+    from curation.models import Dataset
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("{oops\n")
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_examples", str(path), dataset="fresh", username=UserFactory().username,
+                     create_dataset=True)
+    assert not Dataset.objects.filter(name="fresh").exists()
+
+
+def test_create_dataset_refuses_a_name_that_does_not_fit(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    with pytest.raises(CommandError, match="name: Ensure this value has at most 200 characters"):
+        call_command("import_examples", str(path), dataset="x" * 300, username=UserFactory().username,
+                     format="prompt_completion_jsonl", create_dataset=True)

@@ -52,7 +52,7 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         events = self.get_object().events.all()
         after = request.query_params.get("after")
         if after is not None:
-            if not after.isdigit():
+            if not (after.isascii() and after.isdigit()):
                 return Response({"detail": "'after' must be an event id (a non-negative integer)"},
                                 status=status.HTTP_400_BAD_REQUEST)
             events = events.filter(id__gt=int(after))

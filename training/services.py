@@ -4,9 +4,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.choices import SnapshotStatus
+from curation.formats import check_json_value
 from curation.models import Snapshot
 from ftplatform import queues
-from ftplatform.errors import Conflict, ServiceError
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
 
 from .choices import FINISHED_STATUSES, EventKind, ModelVersionKind, RunStatus
 from .engine.config import LoraConfig
@@ -61,6 +62,7 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     if not snapshot.split_counts.get("train"):
         raise ServiceError(f"snapshot {snapshot.pk} has no train examples")
     try:
+        check_json_value(hyperparameters)
         config = LoraConfig.from_dict(hyperparameters)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"hyperparameters: {exc}") from exc
@@ -73,8 +75,13 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
 
 @transaction.atomic
 def cancel_training_run(run: TrainingRun, *, by) -> TrainingRun:
-    """Cancel a queued run at once, or ask a running one to stop at its next step. Raises Conflict."""
+    """Cancel a queued run at once, or ask a running one to stop at its next step.
+
+    Raises NotAllowed (neither the creator nor holding 'training.change_trainingrun') or Conflict.
+    """
     run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if not (by.pk == run.created_by_id or by.has_perm("training.change_trainingrun")):
+        raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can cancel it")
     if run.status in FINISHED_STATUSES:
         raise Conflict(f"training run {run.pk} has already {run.status}")
     if run.status == RunStatus.QUEUED:

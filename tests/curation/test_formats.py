@@ -73,3 +73,35 @@ def test_hashes_ignore_key_order_and_input_hash_ignores_the_output():
     c = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "y"}]
     assert content_hash(a) == content_hash(b) != content_hash(c)
     assert input_hash(a) == input_hash(c)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"messages": [], "metadata": {"x": NaN}}', "NaN is not valid JSON"),
+    (b'{"messages": [], "metadata": {"x": 1e999}}', "inf is not a finite number"),
+    (b'{"messages": [{"role": "user", "content": "a\\u0000"}]}', "NUL character"),
+    (b'{"messages": [{"role": "user", "content": "a\\ud800"}]}', "unpaired surrogate"),
+    (b'{"messages": [], "metadata": {"x": ' + b"[" * 2000 + b"]" * 2000 + b"}}", "nested deeper"),
+    (b'{"messages": [], "metadata": {"x": ' + b"9" * 5000 + b"}}", "integer string conversion"),
+])
+def test_json_a_database_cannot_store_is_a_line_error(raw, reason):
+    parsed = list(read_jsonl(GOOD_BYTES + b"\n" + raw, "chat_jsonl"))
+    assert parsed[0].error is None
+    assert parsed[1].line == 2 and reason in parsed[1].error
+
+
+def test_lone_cr_line_ends_split_records():
+    parsed = list(read_jsonl(GOOD_BYTES + b"\r" + GOOD_BYTES + b"\r", "chat_jsonl"))
+    assert [(p.line, p.error) for p in parsed] == [(1, None), (2, None)]
+
+
+def test_utf16_file_with_bom_is_read():
+    data = (GOOD_BYTES.decode() + "\n" + GOOD_BYTES.decode() + "\n").encode("utf-16")
+    assert [p.error for p in read_jsonl(data, "chat_jsonl")] == [None, None]
+
+
+def test_message_name_must_be_a_string():
+    with pytest.raises(FormatError, match="'name' as a string"):
+        validate_messages([{"role": "user", "content": "a", "name": {}}, {"role": "assistant", "content": "b"}])
+
+
+GOOD_BYTES = json.dumps(GOOD).encode()

@@ -104,3 +104,24 @@ def test_items_are_frozen_copies_that_refuse_changes(e2e_records):
 def test_input_hash_is_what_groups_examples(e2e_records):
     same_input = [r for r in e2e_records if r["messages"][1] == e2e_records[0]["messages"][1]]
     assert len({input_hash(r["messages"]) for r in same_input}) == 1 and len(same_input) > 1
+
+
+def test_recreating_a_rejected_snapshot_says_so(e2e_records):
+    dataset = approved_e2e_dataset(e2e_records[:10])
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    reject_snapshot(snapshot, by=ReviewerFactory(), comment="too small")
+    with pytest.raises(ServiceError, match="was rejected .*too small"):
+        create_snapshot(dataset, by=UserFactory())
+    other_seed, created = create_snapshot(dataset, by=UserFactory(), seed=1)
+    assert created and other_seed.pk != snapshot.pk
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, "7"])
+def test_seed_must_fit_a_32_bit_column(e2e_records, seed):
+    with pytest.raises(ServiceError, match="seed must be an integer"):
+        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory(), seed=seed)
+
+
+def test_empty_split_fractions_are_refused(e2e_records):
+    with pytest.raises(ServiceError, match="exactly the keys"):
+        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory(), fractions={})

@@ -53,3 +53,37 @@ def test_approving_an_approved_example_is_a_conflict():
     example = approve_example(ExampleFactory(), by=ReviewerFactory())
     with pytest.raises(Conflict, match="is approved"):
         approve_example(example, by=ReviewerFactory())
+
+
+def test_dataset_needing_two_approvals_waits_for_a_second_reviewer():
+    example = ExampleFactory(dataset__approvals_required=2)
+    first, second = ReviewerFactory(), ReviewerFactory()
+
+    example = approve_example(example, by=first)
+    assert example.status == ExampleStatus.SUBMITTED
+    with pytest.raises(Conflict, match="already approved it"):
+        approve_example(example, by=first)
+    example = approve_example(example, by=second)
+    assert example.status == ExampleStatus.APPROVED
+
+
+def test_approvals_from_an_earlier_round_do_not_count_after_a_rejection():
+    example = ExampleFactory(dataset__approvals_required=2)
+    reviewer = ReviewerFactory()
+    approve_example(example, by=reviewer)
+    reject_example(example, by=ReviewerFactory(), comment="wrong area")
+    example = submit_example(example, by=example.author)
+    assert example.review_round == 2
+    example = approve_example(example, by=reviewer)
+    assert example.status == ExampleStatus.SUBMITTED
+
+
+def test_only_the_author_can_submit():
+    example = reject_example(ExampleFactory(), by=ReviewerFactory(), comment="fix")
+    with pytest.raises(NotAllowed, match="only its author or assignee"):
+        submit_example(example, by=UserFactory())
+
+
+def test_a_non_reviewer_is_refused_before_the_comment_is_checked():
+    with pytest.raises(NotAllowed):
+        reject_example(ExampleFactory(), by=UserFactory(), comment="")

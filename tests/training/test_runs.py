@@ -3,7 +3,7 @@ import pytest
 
 from curation.choices import ExampleStatus, SnapshotStatus
 from curation.snapshots import approve_snapshot, create_snapshot
-from ftplatform.errors import Conflict, ServiceError
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory, tiny_base_model
 from training.choices import ModelVersionKind, RunStatus
 from training.models import TrainingRun
@@ -46,17 +46,29 @@ def test_bad_hyperparameters_create_no_run(e2e_records, tiny_model_dir):
 
 @pytest.mark.django_db
 def test_cancelled_queued_run_never_starts(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks, run_jobs):
+    creator = UserFactory()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=creator,
                                  hyperparameters=TINY_HYPERPARAMETERS)
-    cancel_training_run(run, by=UserFactory())
+    cancel_training_run(run, by=creator)
     for callback in callbacks:  # the enqueue happens after commit; the job then finds the run cancelled
         callback()
     run_jobs()
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED and run.started_at is None
     with pytest.raises(Conflict):
+        cancel_training_run(run, by=creator)
+
+
+@pytest.mark.django_db
+def test_only_the_creator_or_an_engineer_can_cancel(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    with pytest.raises(NotAllowed, match="only its creator"):
         cancel_training_run(run, by=UserFactory())
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and not run.cancel_requested
 
 
 @pytest.mark.slow

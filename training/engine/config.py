@@ -2,6 +2,22 @@
 from dataclasses import asdict, dataclass, fields
 
 
+MAX_EPOCHS = 1000
+# Inclusive bounds; the upper ones refuse values no machine could run, before anything is queued.
+INTEGER_RANGES = {
+    "lora_rank": (1, 1024),
+    "lora_alpha": (1, 4096),
+    "batch_size": (1, 4096),
+    "gradient_accumulation_steps": (1, 1024),
+    "max_seq_length": (1, 131_072),
+    "logging_steps": (1, 1_000_000),
+    "max_steps": (0, 10_000_000),
+    "max_train_examples": (0, 1_000_000_000),
+    "max_eval_examples": (0, 1_000_000_000),
+    "seed": (0, 2**31 - 1),  # stored in 32-bit integer columns
+}
+
+
 @dataclass(frozen=True)
 class LoraConfig:
     """LoRA (Hu et al. 2021, arXiv:2106.09685) and optimiser settings.
@@ -60,22 +76,20 @@ class LoraConfig:
         return config
 
     def _check_ranges(self):
-        positive = ("lora_rank", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length",
-                    "logging_steps")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
+        for name, (low, high) in INTEGER_RANGES.items():
+            value = getattr(self, name)
+            if value < low:
+                raise ValueError(f"{name} must be {'above 0' if low == 1 else f'at least {low}'}, got {value}")
+            if value > high:
+                raise ValueError(f"{name} must be at most {high}, got {value}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if self.epochs <= 0:
-            raise ValueError(f"epochs must be above 0, got {self.epochs}")
+        if not 0 < self.epochs <= MAX_EPOCHS:
+            raise ValueError(f"epochs must be above 0 and at most {MAX_EPOCHS}, got {self.epochs}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("max_steps", "max_train_examples", "max_eval_examples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 (no limit) or above, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         values = asdict(self)

@@ -1,6 +1,8 @@
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from curation.choices import ImportFormat, ImportStatus
 from curation.imports import describe_batch, import_examples
@@ -25,19 +27,28 @@ class Command(BaseCommand):
         user = user_named(username)
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
-        if create_dataset:
-            target, _ = Dataset.objects.get_or_create(
-                name=dataset, defaults={"system_prompt": system_prompt, "created_by": user})
-        else:
-            target = Dataset.objects.filter(name=dataset).first()
-            if target is None:
-                raise CommandError(f"no dataset named {dataset!r} (use --create-dataset)")
-        try:
-            batch = import_examples(target, file.read_bytes(), format, by=user, filename=file.name,
-                                    skip_invalid=skip_invalid)
-        except ServiceError as exc:
-            raise CommandError(str(exc)) from exc
-        for line in describe_batch(batch, limit=None):
-            self.stdout.write(line)
+        target = Dataset.objects.filter(name=dataset).first()
+        if target is None and not create_dataset:
+            raise CommandError(f"no dataset named {dataset!r} (use --create-dataset)")
+        data = file.read_bytes()
+        # A dataset created here exists only if its first import succeeds.
+        with transaction.atomic():
+            created = target is None
+            if created:
+                target = Dataset(name=dataset, system_prompt=system_prompt, created_by=user)
+                try:
+                    target.full_clean()
+                except ValidationError as exc:
+                    raise CommandError("; ".join(f"{field}: {' '.join(errors)}"
+                                                 for field, errors in exc.message_dict.items())) from exc
+                target.save()
+            try:
+                batch = import_examples(target, data, format, by=user, filename=file.name, skip_invalid=skip_invalid)
+            except ServiceError as exc:
+                raise CommandError(str(exc)) from exc
+            for line in describe_batch(batch, limit=None):
+                self.stdout.write(line)
+            if batch.status == ImportStatus.FAILED and created:
+                transaction.set_rollback(True)
         if batch.status == ImportStatus.FAILED:
             raise CommandError(f"import refused: {batch.error_count} invalid line(s); nothing was imported")
