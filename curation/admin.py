@@ -52,8 +52,9 @@ def comment_action(request, queryset, *, title, action, decide):
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["name", "approvals_required", "created_at"]
+    list_display = ["name", "approvals_required", "created_by", "created_at"]
     search_fields = ["name", "description"]
+    exclude = ["created_by"]
     actions = ["snapshot_approved_examples"]
 
     def save_model(self, request, obj, form, change):
@@ -89,8 +90,10 @@ class ExampleAdmin(admin.ModelAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
-    readonly_fields = ["conversation", "content_hash", "input_hash", "status", "version", "author", "source",
-                       "import_batch", "metadata", "created_at", "updated_at"]
+    # Read-only until structured editing through the workflow lands (issue 3): a change here
+    # would bypass review and optimistic locking.
+    readonly_fields = ["dataset", "conversation", "content_hash", "input_hash", "status", "version", "author",
+                       "source", "import_batch", "metadata", "created_at", "updated_at"]
     fields = ["dataset", "conversation", "status", "version", "author", "source", "import_batch", "metadata",
               "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]

@@ -113,8 +113,16 @@ def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:
         lines.append("Nothing was imported: fix these lines or import with skip-invalid to leave them out.")
     elif batch.error_count:
         lines.append("Skipped invalid lines:")
-    shown = batch.errors if limit is None else batch.errors[:limit]
-    lines += [f"  line {e['line']}: {e['reason']}" for e in shown]
-    if len(shown) < len(batch.errors):
-        lines.append(f"  ... and {len(batch.errors) - len(shown)} more (see import batch {batch.pk})")
+    lines += _listed(batch.errors, limit, batch, lambda e: f"  line {e['line']}: {e['reason']}")
+    if batch.duplicates:
+        lines.append("Duplicates (not inserted):")
+        lines += _listed(batch.duplicates, limit, batch, lambda d: f"  line {d['line']}: same as {d['duplicate_of']}")
+    return lines
+
+
+def _listed(entries: list, limit: int | None, batch: ImportBatch, render) -> list[str]:
+    shown = entries if limit is None else entries[:limit]
+    lines = [render(entry) for entry in shown]
+    if len(shown) < len(entries):
+        lines.append(f"  ... and {len(entries) - len(shown)} more (see import batch {batch.pk})")
     return lines

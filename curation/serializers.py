@@ -9,6 +9,8 @@ from .splits import MAX_SEED
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+
     def validate_output_json_schema(self, value):
         if value is None:
             return value
@@ -53,6 +55,8 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+
     class Meta:
         model = ImportBatch
         fields = ["id", "dataset", "format", "filename", "created_by", "skip_invalid", "status", "total_lines",
@@ -62,12 +66,15 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
 class ImportUploadSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
-    format = serializers.ChoiceField(choices=ImportFormat.choices)
+    format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL)
     file = serializers.FileField()
     skip_invalid = serializers.BooleanField(default=False)
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+    reviewed_by = serializers.StringRelatedField()
+
     class Meta:
         model = Snapshot
         fields = ["id", "dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",

@@ -22,6 +22,7 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             params.validated_data["model_version"], params.validated_data["snapshot"], by=request.user,
             split=params.validated_data["split"], generation=params.validated_data["generation"],
         )
+        run.refresh_from_db()  # without REDIS_URL the job already ran during this request
         return Response(EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=PredictionSerializer(many=True))

@@ -121,6 +121,9 @@ def format_report(report: dict) -> str:
             delta = entry["difference"].get("bleu", 0.0)
             verdict = "BEATS" if delta > 0 else "does NOT beat"
             lines.append(f"  Verdict: the model {verdict} the prompted base model on BLEU ({delta:+.2f}).")
+        elif run:
+            lines.append(f"  No prompted-base evaluation on this snapshot split yet: run `manage.py evaluate "
+                         f"--prompted-base --snapshot {entry['snapshot_id']} --split {entry['split']} --as USER`.")
     if not report["evaluations"]:
         lines.append("  (no succeeded evaluations yet)")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from .models import EvalRun, Prediction
 
 class EvalRunSerializer(serializers.ModelSerializer):
     snapshot_hash = serializers.CharField(source="snapshot.content_hash", read_only=True)
+    created_by = serializers.StringRelatedField()
 
     class Meta:
         model = EvalRun

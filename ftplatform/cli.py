@@ -4,6 +4,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
+from ftplatform import queues
 from training.choices import FINISHED_STATUSES
 
 
@@ -18,15 +19,18 @@ def user_named(username: str):
 def wait_for_run(run, describe_progress, write, poll_seconds: float = 2.0):
     """Poll a job row (TrainingRun or EvalRun) until it finishes, writing progress lines.
 
-    ``describe_progress(run, last_event_id) -> (lines, last_event_id)`` renders what is new.
-    Returns the finished row. With synchronous jobs the row is already finished.
+    ``describe_progress(run, cursor) -> (lines, cursor)`` renders what is new. With jobs on
+    Redis, a worker elsewhere does the work and these lines are the progress shown here.
+    With synchronous jobs the row is already finished and the job drew its own progress
+    bars in this terminal, so nothing is replayed. Returns the refreshed row.
     """
-    last_event_id = 0
+    cursor = 0
     while True:
         run.refresh_from_db()
-        lines, last_event_id = describe_progress(run, last_event_id)
-        for line in lines:
-            write(line)
+        if queues.is_async():
+            lines, cursor = describe_progress(run, cursor)
+            for line in lines:
+                write(line)
         if run.status in FINISHED_STATUSES:
             return run
         time.sleep(poll_seconds)

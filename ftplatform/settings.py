@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "ftplatform",
     "curation",
     "training",
@@ -116,6 +117,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "ftplatform API",
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from the installed sidecar package, not a CDN: no network at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ExampleStatusEnum": "curation.choices.ExampleStatus",
         "ImportStatusEnum": "curation.choices.ImportStatus",

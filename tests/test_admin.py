@@ -73,3 +73,22 @@ def test_reject_action_asks_for_a_comment_first(superuser_client):
     example.refresh_from_db()
     assert example.status == ExampleStatus.REJECTED
     assert example.reviews.get().comment == "output names the wrong area"
+
+
+def test_model_versions_cannot_be_added_or_their_prompt_changed(superuser_client, tiny_model_dir):
+    from tests.factories import tiny_base_model
+    from training.services import prompted_model_version
+
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.")
+    assert superuser_client.get(reverse("admin:training_modelversion_add")).status_code == 403
+    superuser_client.post(reverse("admin:training_modelversion_change", args=[version.pk]),
+                          {"name": "renamed", "system_prompt": "Answer in French."})
+    version.refresh_from_db()
+    assert (version.name, version.system_prompt) == ("renamed", "Be brief.")
+
+
+def test_an_examples_dataset_cannot_be_changed_in_the_admin(superuser_client):
+    example, other = ExampleFactory(status=ExampleStatus.APPROVED), DatasetFactory()
+    superuser_client.post(reverse("admin:curation_example_change", args=[example.pk]), {"dataset": other.pk})
+    example.refresh_from_db()
+    assert example.dataset_id != other.pk

@@ -129,7 +129,7 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
 
     snapshot = snapshot_of(e2e_records[:20])
     base = tiny_base_model(tiny_model_dir)
-    prompted = prompted_model_version(base, "Describe it.")
+    prompted, _ = prompted_model_version(base, "Describe it.")
     tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
     for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
         EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
@@ -186,8 +186,18 @@ def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
     from tests.training.test_runs import snapshot_of
 
     snapshot = snapshot_of(e2e_records[:20], approve=False)
-    version = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.")
     response = client_for(UserFactory()).post("/api/v1/eval-runs/", {"model_version": version.pk,
                                                                      "snapshot": snapshot.pk}, format="json")
     assert response.status_code == 400 and "approve" in response.json()["detail"]
     assert not EvalRun.objects.exists()
+
+
+def test_prompted_base_version_is_created_once(tiny_model_dir):
+    base = tiny_base_model(tiny_model_dir)
+    client = client_for(UserFactory())
+    body = {"base_model": base.pk, "system_prompt": "Answer with SQL."}
+    first = client.post("/api/v1/model-versions/", body, format="json")
+    again = client.post("/api/v1/model-versions/", body, format="json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"] and first.json()["kind"] == "prompted_base"

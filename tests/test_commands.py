@@ -57,3 +57,31 @@ def test_create_dataset_refuses_a_name_that_does_not_fit(tmp_path):
     with pytest.raises(CommandError, match="name: Ensure this value has at most 200 characters"):
         call_command("import_examples", str(path), dataset="x" * 300, username=UserFactory().username,
                      format="prompt_completion_jsonl", create_dataset=True)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_train_evaluate_and_report_commands_compare_with_the_prompted_base(tiny_model_dir, e2e_records, capsys,
+                                                                          run_jobs, settings):
+    from tests.factories import tiny_base_model
+    from tests.training.test_runs import snapshot_of
+    from training.models import ModelVersion
+
+    if settings.REDIS_URL:
+        pytest.skip("the commands wait for a worker; covered with a worker process in test_pipeline")
+    snapshot = snapshot_of(e2e_records[:40])
+    base = tiny_base_model(tiny_model_dir)
+    user = UserFactory()
+    call_command("train", snapshot=snapshot.pk, base_model=base.name, username=user.username,
+                 hyperparameters={"max_steps": 2, "batch_size": 4})
+    tuned = ModelVersion.objects.get(kind="lora_adapter")
+    call_command("evaluate", model_version=tuned.pk, snapshot=snapshot.pk, username=user.username,
+                 generation={"max_new_tokens": 8})
+    call_command("report", tuned.pk)
+    assert "evaluate --prompted-base" in capsys.readouterr().out
+
+    call_command("evaluate", prompted_base=True, base_model=base.name, snapshot=snapshot.pk, username=user.username,
+                 generation={"max_new_tokens": 8})
+    call_command("report", tuned.pk)
+    out = capsys.readouterr().out
+    assert "prompted base" in out and "Verdict" in out and snapshot.content_hash in out

@@ -4,6 +4,7 @@ from django.utils.html import format_html
 
 from ftplatform.errors import ServiceError
 
+from .choices import FINISHED_STATUSES
 from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
 from .services import cancel_training_run
 
@@ -35,6 +36,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # started from the API or the train command, which validate hyperparameters
 
+    def has_delete_permission(self, request, obj=None):
+        # A queued or running run is cancelled, not deleted, so its worker never loses its row.
+        if obj is not None and obj.status not in FINISHED_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="progress")
     def progress_bar(self, obj):
         return format_html('<progress value="{}" max="{}"></progress> {}/{}', obj.step, obj.total_steps or 1,
@@ -56,6 +63,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    """Only the display name can change: what answered an evaluation must stay what it was."""
+
     list_display = ["id", "name", "kind", "base_model", "training_run", "created_at"]
     list_filter = ["kind"]
-    readonly_fields = ["training_run", "adapter_path", "kind", "base_model"]
+    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "created_at"]
+
+    def has_add_permission(self, request):
+        return False  # created by training runs, or as a prompted base by the API and `evaluate --prompted-base`

@@ -10,11 +10,12 @@ from .models import BaseModel, ModelVersion, TrainingRun
 from .serializers import (
     BaseModelSerializer,
     ModelVersionSerializer,
+    PromptedVersionCreateSerializer,
     TrainingEventSerializer,
     TrainingRunCreateSerializer,
     TrainingRunSerializer,
 )
-from .services import cancel_training_run, default_base_model, start_training_run
+from .services import cancel_training_run, default_base_model, prompted_model_version, start_training_run
 
 
 class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
@@ -37,6 +38,7 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             by=request.user,
             hyperparameters=params.validated_data["hyperparameters"],
         )
+        run.refresh_from_db()  # without REDIS_URL the job already ran during this request
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=TrainingRunSerializer)
@@ -59,10 +61,22 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         return Response(TrainingEventSerializer(events[:1000], many=True).data)
 
 
-class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """POST creates (201) or returns (200) the prompted-base version of a base model with a system
+    prompt: the baseline a fine-tuned model is compared with. Fine-tuned versions come from runs."""
+
     queryset = ModelVersion.objects.select_related("base_model", "training_run__snapshot")
     serializer_class = ModelVersionSerializer
     filterset_fields = ["kind", "base_model"]
+
+    @extend_schema(request=PromptedVersionCreateSerializer, responses=ModelVersionSerializer)
+    def create(self, request, *args, **kwargs):
+        params = PromptedVersionCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        version, created = prompted_model_version(
+            params.validated_data.get("base_model") or default_base_model(), params.validated_data["system_prompt"])
+        return Response(ModelVersionSerializer(version).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):

@@ -56,6 +56,8 @@ def run_training(run_id: int) -> None:
 
         def on_progress(step, total, logs):
             TrainingRun.objects.filter(pk=run.pk).update(step=step, total_steps=total)
+            if not logs:
+                return
             payload = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
             log_event(run, EventKind.METRIC, step=step, payload=payload,
                       message=", ".join(f"{k}={v:.4g}" for k, v in payload.items() if v is not None))

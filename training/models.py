@@ -74,7 +74,8 @@ class TrainingEvent(models.Model):
         ordering = ["id"]
 
     def __str__(self):
-        return f"{self.kind} @ step {self.step}: {self.message}"
+        where = f" @ step {self.step}" if self.step is not None else ""
+        return f"{self.kind}{where}: {self.message}"
 
 
 class ModelVersion(models.Model):

@@ -23,6 +23,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     events = TrainingEventSerializer(many=True, read_only=True)
     progress = serializers.FloatField(read_only=True)
     snapshot_hash = serializers.CharField(source="snapshot.content_hash", read_only=True)
+    created_by = serializers.StringRelatedField()
 
     class Meta:
         model = TrainingRun
@@ -39,6 +40,14 @@ class TrainingRunCreateSerializer(serializers.Serializer):
         queryset=BaseModel.objects.all(), required=False, help_text="Default: the configured default base model."
     )
     hyperparameters = serializers.DictField(required=False, default=dict)
+
+
+class PromptedVersionCreateSerializer(serializers.Serializer):
+    base_model = serializers.PrimaryKeyRelatedField(
+        queryset=BaseModel.objects.all(), required=False, help_text="Default: the configured default base model."
+    )
+    system_prompt = serializers.CharField(allow_blank=True, trim_whitespace=False,
+                                          help_text="Usually the dataset's system prompt.")
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -1,6 +1,6 @@
 """Creating, cancelling and finishing training runs; base models and model versions."""
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from curation.choices import SnapshotStatus
@@ -97,12 +97,24 @@ def log_event(run: TrainingRun, kind: str, message: str = "", *, step: int | Non
     return TrainingEvent.objects.create(run=run, kind=kind, message=message, step=step, payload=payload or {})
 
 
-def prompted_model_version(base_model: BaseModel, system_prompt: str) -> ModelVersion:
-    """The ModelVersion for ``base_model`` answering with ``system_prompt`` (created once)."""
-    version, _ = ModelVersion.objects.get_or_create(
-        kind=ModelVersionKind.PROMPTED_BASE,
-        base_model=base_model,
-        system_prompt=system_prompt,
-        defaults={"name": f"{base_model.name} (prompted)"},
-    )
-    return version
+def prompted_model_version(base_model: BaseModel, system_prompt: str) -> tuple[ModelVersion, bool]:
+    """The ModelVersion for ``base_model`` answering with ``system_prompt``: (version, created).
+
+    One row per base model and prompt, so every evaluation of "the prompted base" is comparable.
+    Raises ServiceError for a prompt a text column cannot store.
+    """
+    try:
+        check_json_value(system_prompt)
+    except ValueError as exc:
+        raise ServiceError(f"system_prompt: {exc}") from exc
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.get_or_create(
+                kind=ModelVersionKind.PROMPTED_BASE,
+                base_model=base_model,
+                system_prompt=system_prompt,
+                defaults={"name": f"{base_model.name} (prompted)"},
+            )
+    except IntegrityError:  # created concurrently by another request
+        return ModelVersion.objects.get(kind=ModelVersionKind.PROMPTED_BASE, base_model=base_model,
+                                        system_prompt=system_prompt), False

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .config import LoraConfig
 from .data import tokenize_for_training
 
@@ -86,8 +88,9 @@ def train_lora(
         config: validated hyperparameters. The seed is set before the LoRA weights are created.
         output_dir: receives ``adapter/`` (peft adapter, tokenizer) and ``ftplatform_run.json``;
             written to a staging folder first, so a failed or cancelled run leaves nothing there.
-        on_progress(step, total_steps, logs): called at each logging step with the Trainer's logs
-            (``loss``, ``learning_rate``, ``grad_norm``) and once at the end.
+        on_progress(step, total_steps, logs): called with empty logs when training starts, at
+            each logging step with the Trainer's logs (``loss``, ``learning_rate``,
+            ``grad_norm``), and once at the end with ``train_loss`` and ``eval_loss``.
         should_stop(): polled after every optimiser step; True cancels the run.
 
     Returns:
@@ -148,17 +151,35 @@ def train_lora(
     shutil.rmtree(staging, ignore_errors=True)
 
     class Reporter(TrainerCallback):
+        """Progress to the caller, one terminal bar with the latest loss, cancel and NaN checks."""
+
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if show_progress_bar:
+                self.bar = tqdm(total=total_steps, desc="training", unit="step", dynamic_ncols=True)
+            if on_progress:
+                on_progress(0, total_steps, {})
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = dict(logs or {})
             loss = logs.get("loss")
             if loss is not None and not math.isfinite(loss):
                 raise TrainingFailed(f"loss became {loss} at step {state.global_step}; lower the learning rate")
+            if loss is not None and self.bar is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if on_progress and "loss" in logs:
                 on_progress(state.global_step, total_steps, logs)
 
         def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(1)
             if should_stop and should_stop():
                 raise TrainingCancelled()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
 
     args = TrainingArguments(
         output_dir=str(staging / "trainer"),
@@ -178,7 +199,7 @@ def train_lora(
         data_seed=config.seed,
         dataloader_pin_memory=False,
         remove_unused_columns=False,
-        disable_tqdm=not show_progress_bar,
+        disable_tqdm=True,  # the Reporter draws one bar; the Trainer's would also print every log dict
     )
     trainer = Trainer(
         model=model,

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--as", dest="username", required=True)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="Seed of the split (same data + seed = same split).")
         parser.add_argument("--fractions", type=json.loads, help='e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}')
 
     def handle(self, *args, dataset, username, seed, fractions, **options):

@@ -8,29 +8,50 @@ from evaluation.services import start_eval_run
 from ftplatform.cli import user_named, wait_for_run
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
-from training.models import ModelVersion
+from training.models import BaseModel, ModelVersion
+from training.services import default_base_model, prompted_model_version
 
 
 class Command(BaseCommand):
-    help = "Evaluate a model version on a snapshot split and wait for the metrics."
+    help = (
+        "Evaluate a model version on a snapshot split and wait for the metrics. "
+        "--prompted-base evaluates the base model with the dataset's system prompt: the baseline "
+        "that `report` puts beside a fine-tuned model."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--model-version", type=int, required=True)
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model-version", type=int, help="Model version id.")
+        which.add_argument("--prompted-base", action="store_true",
+                           help="The base model (--base-model, default SmolLM2-135M-Instruct) with the "
+                                "snapshot's dataset system prompt.")
+        parser.add_argument("--base-model", help="Base model name for --prompted-base.")
         parser.add_argument("--snapshot", type=int, required=True)
-        parser.add_argument("--split", default="test")
+        parser.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                            help="Snapshot split whose distinct inputs are answered (default: test).")
         parser.add_argument("--generation", type=json.loads, default={}, help='e.g. {"max_new_tokens": 64}')
         parser.add_argument("--as", dest="username", required=True)
 
-    def handle(self, *args, model_version, snapshot, split, generation, username, **options):
-        version = ModelVersion.objects.filter(pk=model_version).first()
-        target = Snapshot.objects.filter(pk=snapshot).first()
-        if version is None or target is None:
-            raise CommandError(f"no model version {model_version}" if version is None else f"no snapshot {snapshot}")
+    def handle(self, *args, model_version, prompted_base, base_model, snapshot, split, generation, username,
+               **options):
+        target = Snapshot.objects.select_related("dataset").filter(pk=snapshot).first()
+        if target is None:
+            raise CommandError(f"no snapshot {snapshot}")
         try:
+            if prompted_base:
+                base = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
+                if base is None:
+                    raise CommandError(f"no base model named {base_model!r}")
+                version, _ = prompted_model_version(base, target.dataset.system_prompt)
+            else:
+                version = ModelVersion.objects.filter(pk=model_version).first()
+                if version is None:
+                    raise CommandError(f"no model version {model_version}")
             run = start_eval_run(version, target, by=user_named(username), split=split, generation=generation)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run = wait_for_run(run, describe_eval_progress, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"eval run {run.pk} {run.status}: {run.error}")
+        self.stdout.write(f"{version.name} (model version {version.pk}) on snapshot {target.pk} [{split}]:")
         self.stdout.write(json.dumps(run.metrics, indent=2))

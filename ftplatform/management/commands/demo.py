@@ -57,6 +57,10 @@ def demo_users() -> dict:
     return users
 
 
+def format_loss(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def first_system_prompt(raw_lines: list[bytes]) -> str:
     """The system message of the first record, which becomes the dataset's system prompt ('' if none)."""
     try:
@@ -143,10 +147,10 @@ class Command(BaseCommand):
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         tuned = run.model_version
         self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
-                          f"{run.metrics['train_loss']:.4f}, validation loss {run.metrics['eval_loss']}")
+                          f"{run.metrics['train_loss']:.4f}, validation loss {format_loss(run.metrics['eval_loss'])}")
 
         self.step("5/6 Evaluate the prompted base model and the fine-tuned model on the test split")
-        prompted = prompted_model_version(base_model, dataset.system_prompt)
+        prompted, _ = prompted_model_version(base_model, dataset.system_prompt)
         for version in (prompted, tuned):
             self.stdout.write(f"evaluating {version.name}")
             eval_run = wait_for_run(start_eval_run(version, snapshot, by=engineer), describe_eval_progress,

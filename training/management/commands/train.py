@@ -20,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--hyperparameters", type=json.loads, default={},
                             help='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}')
         parser.add_argument("--as", dest="username", required=True)
-        parser.add_argument("--no-wait", action="store_true", help="Return once the run is queued.")
+        parser.add_argument("--no-wait", action="store_true",
+                            help="Return once the run is queued (with REDIS_URL set; without it jobs run in-process).")
 
     def handle(self, *args, snapshot, base_model, hyperparameters, username, no_wait, **options):
         target = Snapshot.objects.filter(pk=snapshot).first()
@@ -33,7 +34,8 @@ class Command(BaseCommand):
             run = start_training_run(target, model, by=user_named(username), hyperparameters=hyperparameters)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"training run {run.pk} queued")
+        run.refresh_from_db()  # without REDIS_URL the job already ran in this process
+        self.stdout.write(f"training run {run.pk} {run.status}")
         if no_wait:
             return
         run = wait_for_run(run, describe_training_progress, self.stdout.write)
