@@ -54,7 +54,9 @@ class Example(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, related_name="assigned_examples", on_delete=models.SET_NULL
     )
     version = models.PositiveIntegerField(default=1, help_text="Incremented on every change (optimistic locking).")
-    review_round = models.PositiveIntegerField(default=1, help_text="Incremented when a rejected example is resubmitted.")
+    review_round = models.PositiveIntegerField(
+        default=1, help_text="Incremented when a rejected example is resubmitted."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=16, choices=ExampleSource.choices, default=ExampleSource.MANUAL)
     import_batch = models.ForeignKey(

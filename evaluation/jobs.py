@@ -69,7 +69,7 @@ def run_evaluation(eval_run_id: int) -> None:
             Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
                        references=entry["references"], output=g.text, latency_ms=g.latency_ms,
                        prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, scores=example_scores)
-            for entry, g, example_scores in zip(inputs, generations, scores.per_example)
+            for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
         ])
         jobrows.finish(
             run, RunStatus.SUCCEEDED, metrics=metrics,

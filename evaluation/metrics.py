@@ -72,7 +72,7 @@ def score_corpus(predictions: list[str], references: list[list[str]]) -> CorpusS
     sentence_chrf = CHRF()
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     per_example = []
-    for prediction, refs in zip(predictions, references):
+    for prediction, refs in zip(predictions, references, strict=True):
         per_example.append({
             "exact_match": exact_match(prediction, refs),
             "bleu": sentence_bleu.sentence_score(prediction, refs).score,

@@ -19,7 +19,9 @@ SECRET_KEY = os.environ.get("FTPLATFORM_SECRET_KEY") or (
 )
 if not SECRET_KEY:
     raise RuntimeError("FTPLATFORM_SECRET_KEY must be set when FTPLATFORM_DEBUG=0")
-ALLOWED_HOSTS = [h for h in os.environ.get("FTPLATFORM_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    host for host in os.environ.get("FTPLATFORM_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if host
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -23,7 +23,7 @@ def prepare_torch():
     from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(settings.TORCH_THREADS)
-    transformers_logging.disable_progress_bar()  # weight-loading bars; the Trainer's step bar stays
+    transformers_logging.disable_progress_bar()  # weight-loading bars; the engine draws its own step bar
     transformers_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
@@ -45,11 +45,12 @@ def run_training(run_id: int) -> None:
         record_base_model_info(run.base_model, folder)
         system_prompt = run.snapshot.dataset.system_prompt
         items = run.snapshot.items.order_by("id")
-        train = [with_system_prompt(m, system_prompt) for m in items.filter(split=Split.TRAIN).values_list("messages", flat=True)]
-        validation = [
-            with_system_prompt(m, system_prompt)
-            for m in items.filter(split=Split.VALIDATION).values_list("messages", flat=True)
-        ]
+
+        def conversations(split):
+            return [with_system_prompt(m, system_prompt)
+                    for m in items.filter(split=split).values_list("messages", flat=True)]
+
+        train, validation = conversations(Split.TRAIN), conversations(Split.VALIDATION)
         config = LoraConfig.from_dict(run.hyperparameters)
         output_dir = settings.ARTIFACTS_ROOT / "runs" / f"run-{run.pk}"
         log_event(run, EventKind.LOG, f"training on {len(train)} examples, base model folder {folder}")

@@ -16,7 +16,8 @@ def test_only_the_assistant_answer_and_its_eos_are_trained(tokenizer, e2e_record
     messages = e2e_records[0]["messages"]
     tokenized = tokenize_for_training(tokenizer, messages, 512)
 
-    trained = [token for token, label in zip(tokenized.input_ids, tokenized.labels) if label != IGNORE_INDEX]
+    pairs = zip(tokenized.input_ids, tokenized.labels, strict=True)
+    trained = [token for token, label in pairs if label != IGNORE_INDEX]
     assert tokenizer.decode(trained) == messages[-1]["content"] + "<|im_end|>"
     assert tokenized.labels[-1] == tokenizer.eos_token_id
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)

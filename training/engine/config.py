@@ -1,7 +1,6 @@
 """Hyperparameters of a LoRA fine-tuning run, validated before anything is queued."""
 from dataclasses import asdict, dataclass, fields
 
-
 MAX_EPOCHS = 1000
 # Inclusive bounds; the upper ones refuse values no machine could run, before anything is queued.
 INTEGER_RANGES = {
@@ -57,7 +56,7 @@ class LoraConfig:
             modules = values["target_modules"]
             if isinstance(modules, str):
                 modules = [modules]
-            if not isinstance(modules, (list, tuple)) or not modules or not all(isinstance(m, str) and m for m in modules):
+            if not (isinstance(modules, (list, tuple)) and modules and all(isinstance(m, str) and m for m in modules)):
                 raise ValueError("target_modules must be a non-empty list of module names")
             values["target_modules"] = tuple(modules)
         for name, value in values.items():
