@@ -24,12 +24,20 @@ def _fake_connection():
     return fakeredis.FakeRedis()
 
 
-def get_connection():
-    """Return the Redis connection for jobs: real Redis when ``REDIS_URL`` is set, else fakeredis."""
-    if settings.REDIS_URL:
-        import redis
+@cache
+def _redis_connection(url: str):
+    import redis
 
-        return redis.Redis.from_url(settings.REDIS_URL)
+    return redis.Redis.from_url(url)
+
+
+def get_connection():
+    """Return the Redis connection for jobs: real Redis when ``REDIS_URL`` is set, else fakeredis.
+
+    One client (and connection pool) per URL and process.
+    """
+    if settings.REDIS_URL:
+        return _redis_connection(settings.REDIS_URL)
     return _fake_connection()
 
 

@@ -120,6 +120,8 @@ def test_events_after_a_cursor(tiny_model_dir, e2e_records):
 
     response = client.get(f"/api/v1/training-runs/{run.pk}/events/?after={first.pk}")
     assert [e["id"] for e in response.json()] == [second.pk]
+    assert [e["id"] for e in client.get(f"/api/v1/training-runs/{run.pk}/").json()["events"]] == [first.pk, second.pk]
+    assert "events" not in client.get("/api/v1/training-runs/").json()["results"][0]
     assert client.get(f"/api/v1/training-runs/{run.pk}/events/?after=x").status_code == 400
     assert client.get("/api/v1/training-runs/999999/events/").status_code == 404
 

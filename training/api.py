@@ -13,6 +13,7 @@ from .serializers import (
     PromptedVersionCreateSerializer,
     TrainingEventSerializer,
     TrainingRunCreateSerializer,
+    TrainingRunDetailSerializer,
     TrainingRunSerializer,
 )
 from .services import cancel_training_run, default_base_model, prompted_model_version, start_training_run
@@ -24,11 +25,16 @@ class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = TrainingRun.objects.select_related("snapshot").prefetch_related("events")
+    """Runs; a run's page includes its events (``events/?after=<id>`` pages through them for polling)."""
+
+    queryset = TrainingRun.objects.select_related("snapshot", "created_by")
     serializer_class = TrainingRunSerializer
     filterset_fields = ["snapshot", "status", "base_model"]
 
-    @extend_schema(request=TrainingRunCreateSerializer, responses=TrainingRunSerializer)
+    def get_serializer_class(self):
+        return TrainingRunDetailSerializer if self.action == "retrieve" else TrainingRunSerializer
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses=TrainingRunDetailSerializer)
     def create(self, request, *args, **kwargs):
         params = TrainingRunCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -39,18 +45,18 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             hyperparameters=params.validated_data["hyperparameters"],
         )
         run.refresh_from_db()  # without REDIS_URL the job already ran during this request
-        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=TrainingRunSerializer)
+    @extend_schema(request=None, responses=TrainingRunDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = cancel_training_run(self.get_object(), by=request.user)
-        return Response(TrainingRunSerializer(run).data)
+        return Response(TrainingRunDetailSerializer(run).data)
 
     @extend_schema(responses=TrainingEventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
-        """Events after the ``after`` event id (a cursor for polling clients)."""
+        """Up to 1,000 events after the ``after`` event id, oldest first: poll again with the last id."""
         events = self.get_object().events.all()
         after = request.query_params.get("after")
         if after is not None:

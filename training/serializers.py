@@ -20,7 +20,8 @@ class TrainingEventSerializer(serializers.ModelSerializer):
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
-    events = TrainingEventSerializer(many=True, read_only=True)
+    """A run without its events (lists); TrainingRunDetailSerializer adds them."""
+
     progress = serializers.FloatField(read_only=True)
     snapshot_hash = serializers.CharField(source="snapshot.content_hash", read_only=True)
     created_by = serializers.StringRelatedField()
@@ -29,8 +30,15 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = ["id", "snapshot", "snapshot_hash", "base_model", "hyperparameters", "seed", "status",
                   "cancel_requested", "step", "total_steps", "progress", "error", "metrics", "environment",
-                  "trained_tokens", "artifact_path", "created_by", "created_at", "started_at", "finished_at",
-                  "events"]
+                  "trained_tokens", "artifact_path", "created_by", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class TrainingRunDetailSerializer(TrainingRunSerializer):
+    events = TrainingEventSerializer(many=True, read_only=True)
+
+    class Meta(TrainingRunSerializer.Meta):
+        fields = [*TrainingRunSerializer.Meta.fields, "events"]
         read_only_fields = fields
 
 
