@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from ftplatform.admin_tools import ReadOnlyAdmin, ReadOnlyInline, apply_to_each, comment_action
 from ftplatform.errors import ServiceError
 
 from . import workflow
@@ -29,27 +30,6 @@ def render_messages(messages_json) -> str:
     )
 
 
-def comment_action(request, queryset, *, title, action, decide):
-    """Intermediate page that asks for a comment, then applies ``decide(obj, comment)`` to each object."""
-    comment = request.POST.get("comment", "").strip()
-    if request.POST.get("confirm") == "yes" and comment:
-        done = 0
-        for obj in queryset:
-            try:
-                decide(obj, comment)
-                done += 1
-            except ServiceError as exc:
-                messages.error(request, str(exc))
-        if done:
-            messages.success(request, f"{title}: {done} done.")
-        return None
-    return TemplateResponse(request, "admin/curation/reject_comment.html", {
-        "title": title, "queryset": queryset, "action": action, "comment": comment,
-        "error": "A comment is required." if request.POST.get("confirm") == "yes" else "",
-        **admin.site.each_context(request),
-    })
-
-
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ["name", "approvals_required", "created_by", "created_at"]
@@ -64,25 +44,19 @@ class DatasetAdmin(admin.ModelAdmin):
 
     @admin.action(description="Create a snapshot of the approved examples (seed 0)")
     def snapshot_approved_examples(self, request, queryset):
-        for dataset in queryset:
-            try:
-                snapshot, created = create_snapshot(dataset, by=request.user)
-            except ServiceError as exc:
-                messages.error(request, str(exc))
-                continue
+        def snapshot(dataset):
+            snapshot, created = create_snapshot(dataset, by=request.user)
             verb = "Created" if created else "Already exists:"
-            messages.success(request, f"{verb} snapshot {snapshot.pk} ({snapshot.content_hash[:12]}), "
-                                      f"splits {snapshot.split_counts}; it needs a reviewer's approval.")
+            messages.info(request, f"{verb} snapshot {snapshot.pk} ({snapshot.content_hash[:12]}) of {dataset}, "
+                                   f"splits {snapshot.split_counts}, status {snapshot.status}.")
+
+        apply_to_each(request, queryset, snapshot, "{count} snapshot(s) ready; a second reviewer approves them.")
 
 
-class ReviewInline(admin.TabularInline):
+class ReviewInline(ReadOnlyInline):
     model = Review
-    extra = 0
-    can_delete = False
-    readonly_fields = ["reviewer", "decision", "comment", "example_version", "created_at"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ["reviewer", "decision", "comment", "review_round", "example_version", "created_at"]
+    readonly_fields = fields
 
 
 @admin.register(Example)
@@ -126,31 +100,20 @@ class ExampleAdmin(admin.ModelAdmin):
     @admin.action(description="Reject selected examples (asks for a comment)")
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject examples", action="reject_selected",
-                              decide=lambda ex, comment: workflow.reject_example(ex, by=request.user, comment=comment))
+                              apply=lambda ex, comment: workflow.reject_example(ex, by=request.user, comment=comment))
 
     @admin.action(description="Submit selected examples for review")
     def submit_selected(self, request, queryset):
-        for example in queryset:
-            try:
-                workflow.submit_example(example, by=request.user)
-            except ServiceError as exc:
-                messages.error(request, str(exc))
+        apply_to_each(request, queryset, lambda ex: workflow.submit_example(ex, by=request.user),
+                      "Submitted {count} example(s).")
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(ReadOnlyAdmin):
+    """Append-only decisions."""
+
     list_display = ["id", "example", "reviewer", "decision", "comment", "created_at"]
     list_filter = ["decision"]
-    readonly_fields = ["example", "reviewer", "decision", "comment", "example_version", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ImportUploadForm(forms.Form):
@@ -194,8 +157,8 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(SnapshotItem)
-class SnapshotItemAdmin(admin.ModelAdmin):
-    """Frozen items: read-only."""
+class SnapshotItemAdmin(ReadOnlyAdmin):
+    """Frozen copies of approved examples."""
 
     list_display = ["id", "snapshot", "split", "example"]
     list_filter = ["split", "snapshot"]
@@ -205,15 +168,6 @@ class SnapshotItemAdmin(admin.ModelAdmin):
     @admin.display(description="conversation")
     def conversation(self, obj):
         return render_messages(obj.messages)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Snapshot)
@@ -233,14 +187,10 @@ class SnapshotAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected snapshots for training")
     def approve_selected(self, request, queryset):
-        for snapshot in queryset:
-            try:
-                approve_snapshot(snapshot, by=request.user)
-                messages.success(request, f"Snapshot {snapshot.pk} approved.")
-            except ServiceError as exc:
-                messages.error(request, str(exc))
+        apply_to_each(request, queryset, lambda snapshot: approve_snapshot(snapshot, by=request.user),
+                      "Approved {count} snapshot(s).")
 
     @admin.action(description="Reject selected snapshots (asks for a comment)")
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject snapshots", action="reject_selected",
-                              decide=lambda s, comment: reject_snapshot(s, by=request.user, comment=comment))
+                              apply=lambda s, comment: reject_snapshot(s, by=request.user, comment=comment))

@@ -1,17 +1,14 @@
 from django.contrib import admin
 
+from ftplatform.admin_tools import ReadOnlyInline
+
 from .models import EvalRun, Prediction
 
 
-class PredictionInline(admin.TabularInline):
+class PredictionInline(ReadOnlyInline):
     model = Prediction
-    extra = 0
-    can_delete = False
     fields = ["output", "references", "scores", "latency_ms"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(EvalRun)

@@ -1,8 +1,8 @@
 """Thin admin over the training services."""
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils.html import format_html
 
-from ftplatform.errors import ServiceError
+from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
 
 from .choices import FINISHED_STATUSES
 from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
@@ -14,15 +14,10 @@ class BaseModelAdmin(admin.ModelAdmin):
     list_display = ["name", "source_kind", "source", "parameter_count", "context_length", "licence"]
 
 
-class TrainingEventInline(admin.TabularInline):
+class TrainingEventInline(ReadOnlyInline):
     model = TrainingEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "kind", "step", "message"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TrainingRun)
@@ -53,12 +48,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel_selected(self, request, queryset):
-        for run in queryset:
-            try:
-                cancel_training_run(run, by=request.user)
-                messages.success(request, f"Cancel requested for run {run.pk}.")
-            except ServiceError as exc:
-                messages.error(request, str(exc))
+        apply_to_each(request, queryset, lambda run: cancel_training_run(run, by=request.user),
+                      "Cancel requested for {count} run(s); running ones stop at their next step.")
 
 
 @admin.register(ModelVersion)

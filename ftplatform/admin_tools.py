@@ -1,0 +1,62 @@
+"""Pieces shared by the apps' admins: applying a service to each selected object, asking for a
+comment first, and read-only admins for append-only or frozen rows."""
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from .errors import ServiceError
+
+
+def apply_to_each(request, objects, apply, success: str) -> int:
+    """Call ``apply(obj)`` for each object; a ServiceError becomes an error message naming the object.
+
+    ``success`` is formatted with ``count`` (objects done) and shown when any succeeded.
+    Returns the number done.
+    """
+    done = 0
+    for obj in objects:
+        try:
+            apply(obj)
+            done += 1
+        except ServiceError as exc:
+            messages.error(request, str(exc))
+    if done:
+        messages.success(request, success.format(count=done))
+    return done
+
+
+def comment_action(request, queryset, *, title: str, action: str, apply):
+    """An admin action that first asks for a (required) comment, then calls ``apply(obj, comment)``."""
+    comment = request.POST.get("comment", "").strip()
+    confirmed = request.POST.get("confirm") == "yes"
+    if confirmed and comment:
+        apply_to_each(request, queryset, lambda obj: apply(obj, comment), f"{title}: {{count}} done.")
+        return None
+    return TemplateResponse(request, "admin/comment_action.html", {
+        "title": title, "queryset": queryset, "action": action, "comment": comment,
+        "error": "A comment is required." if confirmed else "",
+        **admin.site.each_context(request),
+    })
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services (append-only or frozen): viewable, never added, changed or deleted."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
