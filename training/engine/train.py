@@ -105,6 +105,7 @@ def train_lora(
         AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
+        PrinterCallback,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -210,6 +211,7 @@ def train_lora(
         processing_class=tokenizer,
         callbacks=[Reporter()],
     )
+    trainer.remove_callback(PrinterCallback)  # with its bar off the Trainer prints every log dict instead
     try:
         output = trainer.train()
         eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
