@@ -5,6 +5,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
 
 from ftplatform.admin_tools import ReadOnlyAdmin, ReadOnlyInline, apply_to_each, comment_action
 from ftplatform.errors import ServiceError
@@ -31,7 +32,7 @@ def render_messages(messages_json) -> str:
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(SimpleHistoryAdmin):
     list_display = ["name", "approvals_required", "created_by", "created_at"]
     search_fields = ["name", "description"]
     exclude = ["created_by"]
@@ -60,7 +61,7 @@ class ReviewInline(ReadOnlyInline):
 
 
 @admin.register(Example)
-class ExampleAdmin(admin.ModelAdmin):
+class ExampleAdmin(SimpleHistoryAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
@@ -171,7 +172,7 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(admin.ModelAdmin):
+class SnapshotAdmin(SimpleHistoryAdmin):
     list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "created_by",
                     "reviewed_by", "created_at"]
     list_filter = ["status", "dataset"]

@@ -5,6 +5,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from ftplatform.history import HistoryMixin
+
 from . import workflow
 from .imports import import_examples
 from .models import Dataset, Example, ImportBatch, Snapshot
@@ -21,7 +23,7 @@ from .serializers import (
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
 
-class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Dataset.objects.all()
     serializer_class = DatasetSerializer
 
@@ -29,7 +31,7 @@ class DatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         serializer.save(created_by=self.request.user)
 
 
-class ExampleViewSet(viewsets.ReadOnlyModelViewSet):
+class ExampleViewSet(HistoryMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Example.objects.select_related("author").prefetch_related("reviews__reviewer")
     serializer_class = ExampleSerializer
     filterset_fields = ["dataset", "status", "import_batch"]
@@ -82,7 +84,7 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         return Response(ImportBatchSerializer(batch).data, status=code)
 
 
-class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """POST creates a snapshot (201), or returns the existing one with the same content hash (200)."""
 
     queryset = Snapshot.objects.all()

@@ -1,5 +1,6 @@
 """Importing example files into a dataset, all or nothing."""
 from django.db import IntegrityError, transaction
+from simple_history.utils import bulk_create_with_history
 
 from ftplatform.errors import Conflict, ServiceError
 
@@ -100,7 +101,8 @@ def _insert_new_examples(dataset, parsed, batch, by) -> None:
     batch.save()
     for example in new_examples:
         example.import_batch = batch
-    Example.objects.bulk_create(new_examples, batch_size=BULK_SIZE)
+    bulk_create_with_history(new_examples, Example, batch_size=BULK_SIZE, default_user=by,
+                             default_change_reason=f"imported (batch {batch.pk}, {batch.filename or 'upload'})")
 
 
 def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:

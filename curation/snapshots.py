@@ -53,7 +53,7 @@ def create_snapshot(
         split_counts[assignment[r["input_hash"]]] += 1
     try:
         with transaction.atomic():  # a savepoint: a concurrent identical snapshot wins the unique constraint
-            snapshot = Snapshot.objects.create(
+            snapshot = Snapshot(
                 dataset=dataset,
                 content_hash=digest,
                 seed=seed,
@@ -62,6 +62,9 @@ def create_snapshot(
                 example_count=len(rows),
                 created_by=by,
             )
+            snapshot._history_user = by
+            snapshot._change_reason = "created"
+            snapshot.save()
     except IntegrityError:
         return Snapshot.objects.get(dataset=dataset, content_hash=digest), False
     SnapshotItem.objects.bulk_create(
@@ -97,6 +100,8 @@ def _review_snapshot(snapshot: Snapshot, by, to_status: str, comment: str) -> Sn
     snapshot.reviewed_by = by
     snapshot.reviewed_at = timezone.now()
     snapshot.review_comment = comment
+    snapshot._history_user = by
+    snapshot._change_reason = to_status
     snapshot.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_comment"])
     return snapshot
 

@@ -6,7 +6,6 @@ records an append-only Review for decisions. A dataset's ``approvals_required`` 
 reviewers must approve within one review round (a round starts at each resubmission).
 """
 from django.db import transaction
-from django.db.models import F
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 
@@ -35,9 +34,14 @@ def _require_status(example: Example, to_status: str, allowed_from: tuple[str, .
         )
 
 
-def _update(example: Example, **changes) -> Example:
-    Example.objects.filter(pk=example.pk).update(version=F("version") + 1, **changes)
-    example.refresh_from_db()
+def _save(example: Example, by, reason: str, **changes) -> Example:
+    """Apply ``changes`` to the locked row, bump its version, and record who and why in its history."""
+    for field, value in changes.items():
+        setattr(example, field, value)
+    example.version += 1  # the row is locked (select_for_update), so this cannot race
+    example._history_user = by
+    example._change_reason = reason
+    example.save(update_fields=[*changes, "version", "updated_at"])
     return example
 
 
@@ -52,7 +56,7 @@ def submit_example(example: Example, *, by, expected_version: int | None = None)
         raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")
     _require_status(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
     next_round = example.review_round + (example.status == ExampleStatus.REJECTED)
-    return _update(example, status=ExampleStatus.SUBMITTED, review_round=next_round)
+    return _save(example, by, "submitted", status=ExampleStatus.SUBMITTED, review_round=next_round)
 
 
 def _require_reviewer(by) -> None:
@@ -79,9 +83,10 @@ def approve_example(example: Example, *, by, comment: str = "", expected_version
         raise Conflict(f"example {example.pk}: {by} already approved it in this review round")
     Review.objects.create(example=example, reviewer=by, decision=ReviewDecision.APPROVE, comment=comment,
                           example_version=example.version, review_round=example.review_round)
-    if approvals.count() >= example.dataset.approvals_required:
-        return _update(example, status=ExampleStatus.APPROVED)
-    return _update(example)
+    count, required = approvals.count(), example.dataset.approvals_required
+    if count >= required:
+        return _save(example, by, f"approved ({count}/{required})", status=ExampleStatus.APPROVED)
+    return _save(example, by, f"approval {count}/{required}")
 
 
 @transaction.atomic
@@ -96,7 +101,7 @@ def reject_example(example: Example, *, by, comment: str, expected_version: int 
     _require_status(example, ExampleStatus.REJECTED, (ExampleStatus.SUBMITTED,))
     Review.objects.create(example=example, reviewer=by, decision=ReviewDecision.REJECT, comment=comment.strip(),
                           example_version=example.version, review_round=example.review_round)
-    return _update(example, status=ExampleStatus.REJECTED)
+    return _save(example, by, "rejected", status=ExampleStatus.REJECTED)
 
 
 def approve_examples(examples, *, by, comment: str = "") -> tuple[int, list[str]]:

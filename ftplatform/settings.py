@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "simple_history",
     "ftplatform",
     "curation",
     "training",
@@ -49,7 +50,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
 ]
+# History is a record; going back goes through the workflow, never through the history page.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 ROOT_URLCONF = "ftplatform.urls"
 WSGI_APPLICATION = "ftplatform.wsgi.application"
