@@ -17,16 +17,27 @@ from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotIte
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
 
+ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
+
+
+def _message_text(message: dict) -> str:
+    lines = [message.get("content") or ""]
+    lines += [f"→ {call['function']['name']}({call['function']['arguments']})" for call in message.get("tool_calls", [])]
+    if message.get("tool_call_id"):
+        lines.insert(0, f"(answers {message['tool_call_id']})")
+    return "\n".join(line for line in lines if line)
+
+
 def render_messages(messages_json) -> str:
-    """A conversation as readable HTML: one block per message with its role."""
+    """A conversation as readable HTML: one block per message with its role (tool calls spelled out)."""
     return format_html(
         '<div class="ft-conversation">{}</div>',
         format_html_join(
             "",
             '<div style="margin:4px 0;padding:6px;border-left:3px solid {};white-space:pre-wrap">'
             "<strong>{}</strong><br>{}</div>",
-            (({"system": "#999", "user": "#417690", "assistant": "#2a7d2a"}.get(m.get("role"), "#c00"),
-              m.get("role", "?"), m.get("content", "")) for m in messages_json or []),
+            ((ROLE_COLOURS.get(m.get("role"), "#c00"), m.get("role", "?"), _message_text(m))
+             for m in messages_json or []),
         ),
     )
 

@@ -6,11 +6,13 @@ Its *input* is every message before the final assistant turn; its *output* is th
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-ROLES = ("system", "user", "assistant")
-MESSAGE_KEYS = {"role", "content", "name"}
+ROLES = ("system", "user", "assistant", "tool")
+MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id"}
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHAT_RECORD_KEYS = {"messages", "metadata"}
 PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
 MAX_LINE_BYTES = 1_000_000
@@ -53,18 +55,23 @@ def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
 
 
 def validate_messages(messages) -> list[dict]:
-    """Check a conversation and return it normalised (only known keys kept).
+    """Check a conversation in OpenAI's chat format and return it normalised.
 
-    Rules: a non-empty list of objects; roles in ROLES; ``content`` a string, non-empty
-    after stripping for user and assistant turns; a system message only first; the last
-    message is the assistant output.
+    Rules (OpenAI chat fine-tuning format): a non-empty list of objects; roles in ROLES; a
+    system message only first; ``content`` a string or a list of text parts
+    (``{"type": "text", "text": ...}``, joined with newlines), non-empty for user turns and
+    for assistant turns without tool calls. An assistant turn may carry ``tool_calls``
+    (``{"id", "type": "function", "function": {"name", "arguments": JSON object as a string}}``);
+    every call must be answered by a ``tool`` message with its ``tool_call_id`` before the
+    conversation goes on, unless that assistant turn is the final output. The last message
+    is the assistant output. Only known keys are kept.
 
     Raises:
         FormatError: naming the message (1-based) and the problem.
     """
     if not isinstance(messages, list) or not messages:
         raise FormatError("'messages' must be a non-empty list")
-    normalised = []
+    normalised, pending_calls = [], {}
     for position, message in enumerate(messages, start=1):
         where = f"message {position}"
         if not isinstance(message, dict):
@@ -76,22 +83,82 @@ def validate_messages(messages) -> list[dict]:
         role = message.get("role")
         if role not in ROLES:
             raise FormatError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise FormatError(f"{where} ({role}) must have 'content' as a string")
-        if role != "system" and not content.strip():
-            raise FormatError(f"{where} ({role}) has empty content")
-        if "name" in message and not isinstance(message["name"], str):
-            raise FormatError(f"{where} ({role}) must have 'name' as a string")
+        where = f"{where} ({role})"
         if role == "system" and position != 1:
-            raise FormatError(f"{where} is a system message; only the first message may be one")
-        normalised.append({key: message[key] for key in ("role", "content", "name") if key in message})
+            raise FormatError(f"{where}: only the first message may be a system message")
+        if pending_calls and role != "tool":
+            raise FormatError(f"{where}: tool call(s) {', '.join(pending_calls)} were not answered by tool messages")
+        if "name" in message and not isinstance(message["name"], str):
+            raise FormatError(f"{where} must have 'name' as a string")
+        out = {"role": role, "content": _content_text(message.get("content"), where)}
+        if "name" in message:
+            out["name"] = message["name"]
+        if "tool_calls" in message:
+            if role != "assistant":
+                raise FormatError(f"{where}: only assistant messages may have 'tool_calls'")
+            out["tool_calls"] = _tool_calls(message["tool_calls"], where)
+            pending_calls = {call["id"]: True for call in out["tool_calls"]}
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in pending_calls:
+                raise FormatError(f"{where}: 'tool_call_id' {call_id!r} does not answer a pending tool call")
+            del pending_calls[call_id]
+            out["tool_call_id"] = call_id
+        elif "tool_call_id" in message:
+            raise FormatError(f"{where}: only tool messages may have 'tool_call_id'")
+        if role in ("user", "tool") or (role == "assistant" and "tool_calls" not in out):
+            if not out["content"].strip():
+                raise FormatError(f"{where} has empty content")
+        normalised.append(out)
     if normalised[-1]["role"] != "assistant":
         if not any(m["role"] == "assistant" for m in normalised):
             raise FormatError("the conversation has no assistant turn (nothing to learn)")
         raise FormatError("the conversation must end with the assistant turn to learn")
     if len(normalised) < 2 or all(m["role"] == "system" for m in normalised[:-1]):
         raise FormatError("the conversation has no user input before the assistant turn")
+    return normalised
+
+
+def _content_text(content, where: str) -> str:
+    """A message's content as one string: a string as is, text parts joined with newlines."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content, start=1):
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise FormatError(f"{where}: content part {index} is {kind!r}; only text parts "
+                                  '({"type": "text", "text": "..."}) are supported')
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise FormatError(f"{where} must have 'content' as a string or a list of text parts")
+
+
+def _tool_calls(calls, where: str) -> list[dict]:
+    if not isinstance(calls, list) or not calls:
+        raise FormatError(f"{where}: 'tool_calls' must be a non-empty list")
+    normalised, seen = [], set()
+    for index, call in enumerate(calls, start=1):
+        at = f"{where}: tool call {index}"
+        if not isinstance(call, dict) or call.get("type") != "function" or not isinstance(call.get("function"), dict):
+            raise FormatError(f"{at} must be {{'id', 'type': 'function', 'function': {{'name', 'arguments'}}}}")
+        call_id, function = call.get("id"), call["function"]
+        if not isinstance(call_id, str) or not call_id or call_id in seen:
+            raise FormatError(f"{at} needs a unique, non-empty string 'id'")
+        seen.add(call_id)
+        name, arguments = function.get("name"), function.get("arguments")
+        if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
+            raise FormatError(f"{at}: function name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise FormatError(f"{at}: 'arguments' must be a JSON object encoded as a string")
+        normalised.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
     return normalised
 
 

@@ -29,7 +29,7 @@ def test_conversation_must_end_with_assistant():
 
 
 def test_system_message_only_first():
-    with pytest.raises(FormatError, match="message 2 is a system message"):
+    with pytest.raises(FormatError, match=r"message 2 \(system\): only the first message may be a system message"):
         validate_messages([{"role": "user", "content": "a"}, {"role": "system", "content": "s"},
                            {"role": "assistant", "content": "b"}])
 
@@ -105,3 +105,57 @@ def test_message_name_must_be_a_string():
 
 
 GOOD_BYTES = json.dumps(GOOD).encode()
+
+
+def test_content_given_as_text_parts_is_joined():
+    messages = validate_messages([
+        {"role": "user", "content": [{"type": "text", "text": "line one"}, {"type": "text", "text": "line two"}]},
+        {"role": "assistant", "content": "ok"},
+    ])
+    assert messages[0]["content"] == "line one\nline two"
+
+
+def test_image_parts_are_refused_by_name():
+    with pytest.raises(FormatError, match="content part 1 is 'image_url'"):
+        validate_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                           {"role": "assistant", "content": "ok"}])
+
+
+def tool_call(call_id="call_1", name="get_weather", arguments='{"city": "Paris"}'):
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_answered_tool_call_turns_are_valid():
+    messages = validate_messages([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [tool_call()]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
+        {"role": "assistant", "content": "It is 21 degrees."},
+    ])
+    assert messages[1]["content"] == "" and messages[2]["tool_call_id"] == "call_1"
+
+
+def test_a_tool_call_may_be_the_output_to_learn():
+    messages = validate_messages([{"role": "user", "content": "Weather?"},
+                                  {"role": "assistant", "content": None, "tool_calls": [tool_call()]}])
+    assert messages[-1]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("messages, reason", [
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call()]},
+      {"role": "assistant", "content": "a"}], "call_1 were not answered"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call()]},
+      {"role": "tool", "tool_call_id": "call_9", "content": "x"}, {"role": "assistant", "content": "a"}],
+     "'call_9' does not answer a pending tool call"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(arguments="city=Paris")]}],
+     "'arguments' must be a JSON object"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(name="get weather")]}],
+     "function name 'get weather'"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(), tool_call()]}],
+     "unique, non-empty string 'id'"),
+    ([{"role": "user", "content": "q", "tool_calls": [tool_call()]}, {"role": "assistant", "content": "a"}],
+     "only assistant messages may have 'tool_calls'"),
+])
+def test_tool_call_rules_name_the_message(messages, reason):
+    with pytest.raises(FormatError, match=reason):
+        validate_messages(messages)
