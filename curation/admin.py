@@ -16,13 +16,13 @@ from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
-
 ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
 
 
 def _message_text(message: dict) -> str:
     lines = [message.get("content") or ""]
-    lines += [f"→ {call['function']['name']}({call['function']['arguments']})" for call in message.get("tool_calls", [])]
+    for call in message.get("tool_calls", []):
+        lines.append(f"→ {call['function']['name']}({call['function']['arguments']})")
     if message.get("tool_call_id"):
         lines.insert(0, f"(answers {message['tool_call_id']})")
     return "\n".join(line for line in lines if line)
