@@ -12,6 +12,7 @@ from ftplatform.errors import ServiceError
 
 from . import workflow
 from .choices import ImportFormat
+from .formats import parse_column_mapping
 from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
@@ -133,6 +134,15 @@ class ImportUploadForm(forms.Form):
     format = forms.ChoiceField(choices=ImportFormat.choices)
     file = forms.FileField()
     skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
+    columns = forms.CharField(required=False, label="CSV/TSV column mapping",
+                              help_text="e.g. prompt=question, completion=answer, system=instructions "
+                                        "(default: columns named prompt and completion)")
+
+    def clean_columns(self):
+        try:
+            return parse_column_mapping(self.cleaned_data["columns"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(ImportBatch)
@@ -157,7 +167,8 @@ class ImportBatchAdmin(admin.ModelAdmin):
             try:
                 batch = import_examples(form.cleaned_data["dataset"], upload.read(), form.cleaned_data["format"],
                                         by=request.user, filename=upload.name,
-                                        skip_invalid=form.cleaned_data["skip_invalid"])
+                                        skip_invalid=form.cleaned_data["skip_invalid"],
+                                        column_mapping=form.cleaned_data["columns"])
             except ServiceError as exc:
                 messages.error(request, str(exc))
             else:

@@ -79,6 +79,7 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         batch = import_examples(
             params.validated_data["dataset"], upload.read(), params.validated_data["format"],
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
+            column_mapping=params.validated_data["column_mapping"],
         )
         code = status.HTTP_201_CREATED if batch.status == "succeeded" else status.HTTP_400_BAD_REQUEST
         return Response(ImportBatchSerializer(batch).data, status=code)

@@ -21,6 +21,8 @@ class ExampleSource(models.TextChoices):
 class ImportFormat(models.TextChoices):
     CHAT_JSONL = "chat_jsonl", "OpenAI chat JSONL (messages)"
     PROMPT_COMPLETION_JSONL = "prompt_completion_jsonl", "Prompt/completion JSONL"
+    CSV = "csv", "CSV with a header row (column mapping)"
+    TSV = "tsv", "TSV with a header row (column mapping)"
 
 
 class ImportStatus(models.TextChoices):

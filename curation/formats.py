@@ -3,7 +3,9 @@
 A conversation is a list of ``{"role": ..., "content": ...}`` dicts in OpenAI's chat format.
 Its *input* is every message before the final assistant turn; its *output* is that turn.
 """
+import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -305,3 +307,95 @@ def _check_text(text: str, path: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise FormatError(f"{path}: contains an unpaired surrogate (\\u{ord(text[exc.start]):04x})") from None
+
+
+DELIMITERS = {"csv": ",", "tsv": "\t"}
+MAPPED_FIELDS = ("prompt", "completion", "system")
+DEFAULT_COLUMN_MAPPING = {"prompt": "prompt", "completion": "completion"}
+
+
+def read_delimited(data: bytes, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
+    """Parse CSV or TSV with a header row into user/assistant conversations (stdlib ``csv``).
+
+    ``column_mapping`` maps ``prompt``, ``completion`` and optionally ``system`` to header
+    names (default: columns named prompt and completion). Quoted fields may span lines;
+    each record is numbered by the line it starts on. Empty rows are skipped.
+
+    Raises:
+        ValueError: unknown format, bad mapping, a header that lacks a mapped column, or
+            bytes that are not UTF-8 / UTF-16 (naming the line).
+    """
+    if fmt not in DELIMITERS:
+        raise ValueError(f"unknown delimited format {fmt!r}; expected csv or tsv")
+    mapping = dict(column_mapping or DEFAULT_COLUMN_MAPPING)
+    unknown = set(mapping) - set(MAPPED_FIELDS)
+    if unknown or not {"prompt", "completion"} <= set(mapping) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError("column mapping must name the 'prompt' and 'completion' columns (and optionally "
+                         f"'system'), e.g. {{\"prompt\": \"question\", \"completion\": \"answer\"}}; got {mapping}")
+    data = _to_utf8_lines(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"line {line}: invalid UTF-8") from None
+    lines = io.StringIO(text, newline="")
+    reader = csv.reader(lines, delimiter=DELIMITERS[fmt])
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    missing = [column for column in mapping.values() if column not in header]
+    if missing:
+        raise ValueError(f"line 1: the header has no column(s) {', '.join(map(repr, missing))}; "
+                         f"it has {', '.join(map(repr, header))}")
+    index = {field: header.index(column) for field, column in mapping.items()}
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield ParsedLine(start, error=f"invalid {fmt.upper()}: {exc}")
+            return
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield ParsedLine(line, error=f"row has {len(row)} fields; the header has {len(header)}")
+            continue
+        messages = [{"role": "user", "content": row[index["prompt"]]},
+                    {"role": "assistant", "content": row[index["completion"]]}]
+        if "system" in index and row[index["system"]].strip():
+            messages.insert(0, {"role": "system", "content": row[index["system"]]})
+        try:
+            check_json_value(messages)
+            yield ParsedLine(line, messages=validate_messages(messages))
+        except FormatError as exc:
+            yield ParsedLine(line, error=str(exc))
+
+
+def parse_column_mapping(text: str) -> dict | None:
+    """``"prompt=question, completion=answer"`` -> ``{"prompt": "question", "completion": "answer"}``.
+
+    Empty text gives None (the default mapping). Raises ValueError for a part without ``=``.
+    """
+    if not text or not text.strip():
+        return None
+    mapping = {}
+    for part in text.split(","):
+        field, sep, column = part.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise ValueError(f"column mapping part {part.strip()!r} must look like field=column, "
+                             "e.g. prompt=question, completion=answer")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def read_records(data: bytes, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
+    """Parse an upload of any supported format (see curation.choices.ImportFormat)."""
+    if fmt in DELIMITERS:
+        return read_delimited(data, fmt, column_mapping)
+    if column_mapping:
+        raise ValueError(f"a column mapping only applies to csv and tsv, not {fmt}")
+    return read_jsonl(data, fmt)

@@ -5,20 +5,22 @@ from simple_history.utils import bulk_create_with_history
 from ftplatform.errors import Conflict, ServiceError
 
 from .choices import ExampleSource, ExampleStatus, ImportStatus
-from .formats import content_hash, input_hash, read_jsonl
+from .formats import content_hash, input_hash, read_records
 from .models import Dataset, Example, ImportBatch
 
 BULK_SIZE = 1000
 
 
 def import_examples(
-    dataset: Dataset, data: bytes, fmt: str, *, by, filename: str = "", skip_invalid: bool = False
+    dataset: Dataset, data: bytes, fmt: str, *, by, filename: str = "", skip_invalid: bool = False,
+    column_mapping: dict | None = None,
 ) -> ImportBatch:
-    """Validate every line of a JSONL file, then insert its new examples as ``submitted``.
+    """Validate every record of a file, then insert its new examples as ``submitted``.
 
     Args:
         data: the file's bytes (UTF-8, optional BOM, LF or CRLF).
-        fmt: ``chat_jsonl`` or ``prompt_completion_jsonl`` (curation.choices.ImportFormat).
+        fmt: ``chat_jsonl``, ``prompt_completion_jsonl``, ``csv`` or ``tsv`` (curation.choices.ImportFormat).
+        column_mapping: for csv/tsv, ``{"prompt": column, "completion": column, "system": column?}``.
         by: the user recorded as author of the new examples and creator of the batch.
         skip_invalid: when False (default) a file with any invalid line imports nothing;
             when True, valid lines are imported and every invalid one is listed.
@@ -32,7 +34,7 @@ def import_examples(
         ServiceError: unknown format, or a file with no records at all.
     """
     try:
-        parsed = list(read_jsonl(data, fmt))
+        parsed = list(read_records(data, fmt, column_mapping))
     except ValueError as exc:
         raise ServiceError(str(exc)) from exc
     if not parsed:
@@ -45,6 +47,7 @@ def import_examples(
         filename=filename[:255],
         created_by=by,
         skip_invalid=skip_invalid,
+        column_mapping=column_mapping,
         total_lines=len(parsed),
         errors=errors,
         error_count=len(errors),

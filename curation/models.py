@@ -115,6 +115,9 @@ class ImportBatch(models.Model):
     filename = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     skip_invalid = models.BooleanField(default=False)
+    column_mapping = models.JSONField(
+        null=True, blank=True, help_text="CSV/TSV: header names of the prompt, completion and system columns."
+    )
     status = models.CharField(max_length=16, choices=ImportStatus.choices)
     total_lines = models.PositiveIntegerField(default=0, help_text="Non-empty lines read.")
     created_count = models.PositiveIntegerField(default=0)

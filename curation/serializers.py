@@ -59,7 +59,8 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportBatch
-        fields = ["id", "dataset", "format", "filename", "created_by", "skip_invalid", "status", "total_lines",
+        fields = ["id", "dataset", "format", "filename", "created_by", "skip_invalid", "column_mapping", "status",
+                  "total_lines",
                   "created_count", "duplicate_count", "error_count", "errors", "duplicates", "created_at"]
         read_only_fields = fields
 
@@ -69,6 +70,10 @@ class ImportUploadSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL)
     file = serializers.FileField()
     skip_invalid = serializers.BooleanField(default=False)
+    column_mapping = serializers.JSONField(
+        binary=True, required=False, default=None,
+        help_text='CSV/TSV only: {"prompt": column, "completion": column, "system": column (optional)}',
+    )
 
 
 class SnapshotSerializer(serializers.ModelSerializer):

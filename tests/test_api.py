@@ -203,3 +203,10 @@ def test_prompted_base_version_is_created_once(tiny_model_dir):
     again = client.post("/api/v1/model-versions/", body, format="json")
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"] and first.json()["kind"] == "prompted_base"
+
+
+def test_csv_upload_with_a_column_mapping():
+    response = upload(client_for(UserFactory()), DatasetFactory(), b"question,answer\nHow many?,select 1\n",
+                      format="csv", column_mapping=json.dumps({"prompt": "question", "completion": "answer"}))
+    assert response.status_code == 201, response.json()
+    assert Example.objects.get().messages[-1]["content"] == "select 1"
