@@ -15,7 +15,17 @@ from .choices import ImportFormat
 from .formats import parse_column_mapping
 from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
+from .selectors import dataset_progress
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
+
+
+def _table(columns: list[str], rows: list[dict]) -> str:
+    head = format_html_join("", "<th>{}</th>", ((c,) for c in columns))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html_join("", "<td>{}</td>", ((row.get(c) if row.get(c) is not None else "-",) for c in columns)),)
+        for row in rows))
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
 
 ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
 
@@ -48,6 +58,20 @@ class DatasetAdmin(SimpleHistoryAdmin):
     list_display = ["name", "approvals_required", "created_by", "created_at"]
     search_fields = ["name", "description"]
     exclude = ["created_by"]
+    readonly_fields = ["progress"]
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        if obj.pk is None:
+            return "-"
+        report = dataset_progress(obj)
+        states = ", ".join(f"{status}: {count}" for status, count in report["by_status"].items())
+        return format_html(
+            "<p>{} examples ({})</p>{}{}", report["total"], states,
+            _table(["annotator", "examples", *report["by_status"]], report["annotators"]),
+            _table(["reviewer", "decisions", "approvals", "rejections", "last_24h", "last_7d", "last_decision_at"],
+                   report["reviewers"]),
+        )
     actions = ["snapshot_approved_examples"]
 
     def save_model(self, request, obj, form, change):

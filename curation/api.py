@@ -10,6 +10,7 @@ from ftplatform.history import HistoryMixin
 from . import workflow
 from .imports import import_examples
 from .models import Dataset, Example, ImportBatch, Snapshot
+from .selectors import dataset_progress
 from .serializers import (
     DatasetSerializer,
     DecisionSerializer,
@@ -29,6 +30,11 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
+
+    @action(detail=True, methods=["get"])
+    def progress(self, request, pk=None):
+        """Examples by state; per-annotator and per-reviewer throughput."""
+        return Response(dataset_progress(self.get_object()))
 
 
 class ExampleViewSet(HistoryMixin, viewsets.ReadOnlyModelViewSet):
