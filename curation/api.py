@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from ftplatform.history import HistoryMixin
 
-from . import workflow
+from . import queues, workflow
 from .imports import import_examples
 from .models import Dataset, Example, ImportBatch, Snapshot
 from .selectors import dataset_progress
@@ -17,6 +17,7 @@ from .serializers import (
     ExampleSerializer,
     ImportBatchSerializer,
     ImportUploadSerializer,
+    QueueRequestSerializer,
     SnapshotCreateSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
@@ -47,6 +48,33 @@ class ExampleViewSet(HistoryMixin, viewsets.ReadOnlyModelViewSet):
         params.is_valid(raise_exception=True)
         example = decide(self.get_object(), by=request.user, **params.validated_data)
         return Response(ExampleSerializer(example).data)
+
+    def _next(self, request, take):
+        params = QueueRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = take(request.user, params.validated_data.get("dataset"))
+        if example is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ExampleSerializer(example).data)
+
+    @extend_schema(request=QueueRequestSerializer, responses={200: ExampleSerializer, 204: None})
+    @action(detail=False, methods=["post"], url_path="next-to-review")
+    def next_to_review(self, request):
+        """Reserve the next submitted example for this reviewer (204 when the queue is empty)."""
+        return self._next(request, queues.next_example_to_review)
+
+    @extend_schema(request=QueueRequestSerializer, responses={200: ExampleSerializer, 204: None})
+    @action(detail=False, methods=["post"], url_path="next-to-annotate")
+    def next_to_annotate(self, request):
+        """Reserve the next draft or rejected example this annotator wrote or is assigned (204 when none)."""
+        return self._next(request, queues.next_example_to_annotate)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Give a reserved example back to its queue."""
+        queues.release(self.get_object(), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
     @action(detail=True, methods=["post"])

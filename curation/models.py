@@ -59,6 +59,11 @@ class Example(models.Model):
     review_round = models.PositiveIntegerField(
         default=1, help_text="Incremented when a rejected example is resubmitted."
     )
+    reserved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="reserved_examples", on_delete=models.SET_NULL,
+        help_text="Who the queue handed this example to, until reserved_until.",
+    )
+    reserved_until = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=16, choices=ExampleSource.choices, default=ExampleSource.MANUAL)
     import_batch = models.ForeignKey(
@@ -66,7 +71,7 @@ class Example(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "reserved_by", "reserved_until"])
 
     class Meta:
         ordering = ["id"]

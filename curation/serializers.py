@@ -41,12 +41,19 @@ class ReviewSerializer(serializers.ModelSerializer):
 class ExampleSerializer(serializers.ModelSerializer):
     reviews = ReviewSerializer(many=True, read_only=True)
     author = serializers.StringRelatedField()
+    reserved_by = serializers.StringRelatedField()
 
     class Meta:
         model = Example
         fields = ["id", "dataset", "messages", "content_hash", "input_hash", "status", "author", "version",
-                  "metadata", "source", "import_batch", "created_at", "updated_at", "reviews"]
+                  "review_round", "reserved_by", "reserved_until", "metadata", "source", "import_batch", "created_at",
+                  "updated_at", "reviews"]
         read_only_fields = fields
+
+
+class QueueRequestSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), required=False,
+                                                 help_text="Limit the queue to one dataset.")
 
 
 class DecisionSerializer(serializers.Serializer):

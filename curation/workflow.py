@@ -36,6 +36,7 @@ def _require_status(example: Example, to_status: str, allowed_from: tuple[str, .
 
 def _save(example: Example, by, reason: str, **changes) -> Example:
     """Apply ``changes`` to the locked row, bump its version, and record who and why in its history."""
+    changes = {"reserved_by": None, "reserved_until": None, **changes}  # a decision ends any queue reservation
     for field, value in changes.items():
         setattr(example, field, value)
     example.version += 1  # the row is locked (select_for_update), so this cannot race
