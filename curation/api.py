@@ -14,6 +14,7 @@ from .selectors import dataset_progress
 from .serializers import (
     DatasetSerializer,
     DecisionSerializer,
+    ExampleEditSerializer,
     ExampleSerializer,
     ImportBatchSerializer,
     ImportUploadSerializer,
@@ -38,7 +39,10 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
         return Response(dataset_progress(self.get_object()))
 
 
-class ExampleViewSet(HistoryMixin, viewsets.ReadOnlyModelViewSet):
+class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Examples; PATCH replaces the conversation (with ``expected_version``), PUT is not offered."""
+
+    http_method_names = ["get", "post", "patch", "head", "options"]
     queryset = Example.objects.select_related("author").prefetch_related("reviews__reviewer")
     serializer_class = ExampleSerializer
     filterset_fields = ["dataset", "status", "import_batch"]
@@ -47,6 +51,14 @@ class ExampleViewSet(HistoryMixin, viewsets.ReadOnlyModelViewSet):
         params = DecisionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         example = decide(self.get_object(), by=request.user, **params.validated_data)
+        return Response(ExampleSerializer(example).data)
+
+    @extend_schema(request=ExampleEditSerializer, responses=ExampleSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        """Replace the conversation; 409 when ``expected_version`` is stale."""
+        params = ExampleEditSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = workflow.edit_example(self.get_object(), by=request.user, **params.validated_data)
         return Response(ExampleSerializer(example).data)
 
     def _next(self, request, take):

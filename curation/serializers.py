@@ -56,6 +56,11 @@ class QueueRequestSerializer(serializers.Serializer):
                                                  help_text="Limit the queue to one dataset.")
 
 
+class ExampleEditSerializer(serializers.Serializer):
+    messages = serializers.JSONField(help_text="The whole conversation, OpenAI chat format.")
+    expected_version = serializers.IntegerField(min_value=1, help_text="The version the edit was made on.")
+
+
 class DecisionSerializer(serializers.Serializer):
     expected_version = serializers.IntegerField(required=False, min_value=1)
     comment = serializers.CharField(required=False, allow_blank=True, default="")

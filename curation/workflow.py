@@ -10,6 +10,7 @@ from django.db import transaction
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 
 from .choices import ExampleStatus, ReviewDecision
+from .formats import FormatError, check_json_value, content_hash, input_hash, validate_messages
 from .models import Example, Review
 
 
@@ -58,6 +59,41 @@ def submit_example(example: Example, *, by, expected_version: int | None = None)
     _require_status(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
     next_round = example.review_round + (example.status == ExampleStatus.REJECTED)
     return _save(example, by, "submitted", status=ExampleStatus.SUBMITTED, review_round=next_round)
+
+
+@transaction.atomic
+def edit_example(example: Example, *, by, messages, expected_version: int) -> Example:
+    """Replace an example's conversation, made against ``expected_version``.
+
+    The messages are validated like an import. An edit to a submitted, approved or rejected
+    example sends it (back) to review in a new round, so earlier approvals no longer count;
+    a draft stays a draft.
+
+    Raises:
+        NotAllowed: not the author, assignee or a superuser.
+        ServiceError: invalid messages (the message names the message and the problem).
+        Conflict: a stale version, or the same conversation already exists in the dataset.
+    """
+    example = _locked(example, expected_version)
+    if not (by.is_superuser or by.pk in (example.author_id, example.assignee_id)):
+        raise NotAllowed(f"example {example.pk}: only its author or assignee can edit it")
+    try:
+        check_json_value(messages)
+        messages = validate_messages(messages)
+    except FormatError as exc:
+        raise ServiceError(f"example {example.pk}: {exc}") from exc
+    digest = content_hash(messages)
+    if digest == example.content_hash:
+        return example
+    duplicate = Example.objects.filter(dataset_id=example.dataset_id, content_hash=digest).first()
+    if duplicate is not None:
+        raise Conflict(f"example {example.pk}: example {duplicate.pk} already holds exactly this conversation")
+    changes = {"messages": messages, "content_hash": digest, "input_hash": input_hash(messages)}
+    if example.status != ExampleStatus.DRAFT:
+        changes.update(status=ExampleStatus.SUBMITTED, review_round=example.review_round + 1)
+    was = example.status
+    return _save(example, by, "edited" + ("" if was == ExampleStatus.DRAFT else f" (was {was}; back to review)"),
+                 **changes)
 
 
 def _require_reviewer(by) -> None:
