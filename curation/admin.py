@@ -1,9 +1,12 @@
 """Thin admin over the curation services."""
+import re
+
 from django import forms
 from django.contrib import admin, messages
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -12,7 +15,7 @@ from ftplatform.errors import ServiceError
 
 from . import workflow
 from .choices import ImportFormat
-from .formats import parse_column_mapping
+from .formats import ROLES, parse_column_mapping
 from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
 from .selectors import dataset_progress
@@ -96,6 +99,55 @@ class ReviewInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class MessageForm(forms.Form):
+    role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
+    content = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 90}), required=False, strip=False)
+
+
+MessageFormSet = forms.formset_factory(MessageForm, extra=1, can_delete=True)
+MESSAGE_POSITION = re.compile(r"\bmessage (\d+)\b")
+
+
+def edit_messages_view(model_admin, request, object_id):
+    """The structured conversation editor: one row per message; errors shown on the message."""
+    example = model_admin.get_object(request, object_id)
+    if example is None:
+        raise Http404("no such example")
+    if any("tool_calls" in m or "tool_call_id" in m for m in example.messages):
+        messages.error(request, f"Example {example.pk} has tool-call turns; edit it through the API "
+                                "(PATCH /api/v1/examples/{id}/), which keeps them.")
+        return redirect(reverse("admin:curation_example_change", args=[example.pk]))
+    if request.method == "POST":
+        formset = MessageFormSet(request.POST)
+        if formset.is_valid():
+            messages_ = [{"role": f.cleaned_data["role"], "content": f.cleaned_data["content"]}
+                         for f in formset.forms
+                         if f.cleaned_data and not f.cleaned_data.get("DELETE")
+                         and (f.cleaned_data.get("content") or f in formset.initial_forms)]
+            try:
+                workflow.edit_example(example, by=request.user, messages=messages_,
+                                      expected_version=int(request.POST.get("expected_version", 0)))
+            except ServiceError as exc:
+                position = MESSAGE_POSITION.search(str(exc))
+                kept = [f for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+                if position and int(position.group(1)) <= len(kept):
+                    kept[int(position.group(1)) - 1].add_error(None, str(exc))
+                else:
+                    messages.error(request, str(exc))
+            else:
+                messages.success(request, f"Example {example.pk} saved.")
+                return redirect(reverse("admin:curation_example_change", args=[example.pk]))
+        expected_version = request.POST.get("expected_version")
+    else:
+        formset = MessageFormSet(initial=[{"role": m["role"], "content": m.get("content") or ""}
+                                          for m in example.messages])
+        expected_version = example.version
+    return TemplateResponse(request, "admin/curation/edit_messages.html", {
+        "example": example, "formset": formset, "expected_version": expected_version,
+        "title": f"Edit example {example.pk}", **model_admin.admin_site.each_context(request),
+    })
+
+
 @admin.register(Example)
 class ExampleAdmin(SimpleHistoryAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
@@ -115,7 +167,17 @@ class ExampleAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="conversation")
     def conversation(self, obj):
-        return render_messages(obj.messages)
+        link = reverse("admin:curation_example_edit_messages", args=[obj.pk])
+        return format_html('{}<p><a class="button" href="{}">Edit conversation</a></p>', render_messages(obj.messages),
+                           link)
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/edit-messages/", self.admin_site.admin_view(
+                lambda request, object_id: edit_messages_view(self, request, object_id)),
+                name="curation_example_edit_messages"),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="input")
     def input_preview(self, obj):

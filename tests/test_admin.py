@@ -92,3 +92,38 @@ def test_an_examples_dataset_cannot_be_changed_in_the_admin(superuser_client):
     superuser_client.post(reverse("admin:curation_example_change", args=[example.pk]), {"dataset": other.pk})
     example.refresh_from_db()
     assert example.dataset_id != other.pk
+
+
+def management(total, initial):
+    return {"form-TOTAL_FORMS": str(total), "form-INITIAL_FORMS": str(initial), "form-MIN_NUM_FORMS": "0",
+            "form-MAX_NUM_FORMS": "1000"}
+
+
+def test_structured_editor_saves_the_conversation_and_sends_it_back_to_review(superuser_client, django_user_model):
+    example = ExampleFactory(status=ExampleStatus.APPROVED, author=django_user_model.objects.get(username="root"))
+    url = reverse("admin:curation_example_edit_messages", args=[example.pk])
+    page = superuser_client.get(url).content.decode()
+    assert 'name="form-1-content"' in page and example.output_text in page
+
+    superuser_client.post(url, {**management(3, 2), "expected_version": example.version,
+                                "form-0-role": "user", "form-0-content": "name: Aromi",
+                                "form-1-role": "assistant", "form-1-content": "Aromi is a pub.",
+                                "form-2-role": "system", "form-2-content": ""})
+    example.refresh_from_db()
+    assert example.output_text == "Aromi is a pub." and example.status == ExampleStatus.SUBMITTED
+
+
+def test_structured_editor_shows_the_error_on_the_message_and_refuses_stale_versions(superuser_client,
+                                                                                     django_user_model):
+    example = ExampleFactory(author=django_user_model.objects.get(username="root"))
+    url = reverse("admin:curation_example_edit_messages", args=[example.pk])
+    bad = superuser_client.post(url, {**management(2, 2), "expected_version": example.version,
+                                      "form-0-role": "user", "form-0-content": "q",
+                                      "form-1-role": "assistant", "form-1-content": "   "}).content.decode()
+    assert "message 2 (assistant) has empty content" in bad
+    stale = superuser_client.post(url, {**management(2, 2), "expected_version": example.version - 1 or 99,
+                                        "form-0-role": "user", "form-0-content": "q",
+                                        "form-1-role": "assistant", "form-1-content": "fine"}, follow=True)
+    assert "changed since you loaded it" in stale.content.decode()
+    example.refresh_from_db()
+    assert example.version == 1
