@@ -6,8 +6,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from ftplatform.history import HistoryMixin
+from ftplatform.rest import IdCursorPagination
 
 from . import queues, workflow
+from .filters import ExampleFilter
 from .imports import import_examples
 from .models import Dataset, Example, ImportBatch, Snapshot
 from .selectors import dataset_progress
@@ -43,9 +45,10 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     """Examples; PATCH replaces the conversation (with ``expected_version``), PUT is not offered."""
 
     http_method_names = ["get", "post", "patch", "head", "options"]
-    queryset = Example.objects.select_related("author").prefetch_related("reviews__reviewer")
+    queryset = Example.objects.select_related("author", "reserved_by").prefetch_related("reviews__reviewer")
     serializer_class = ExampleSerializer
-    filterset_fields = ["dataset", "status", "import_batch"]
+    filterset_class = ExampleFilter
+    pagination_class = IdCursorPagination
 
     def _decide(self, request, decide):
         params = DecisionSerializer(data=request.data)

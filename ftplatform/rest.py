@@ -4,6 +4,7 @@ Kept apart from ftplatform/api.py (the router), which imports views: settings-lo
 classes must not import DRF's views, or DRF's settings import themselves in a circle.
 """
 from rest_framework.exceptions import ParseError
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -26,3 +27,12 @@ class DepthSafeJSONParser(JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+
+
+class IdCursorPagination(CursorPagination):
+    """Oldest first by id; a cursor page costs the same at any depth (no OFFSET)."""
+
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500

@@ -1,0 +1,49 @@
+import pytest
+from rest_framework.test import APIClient
+
+from curation.choices import ExampleStatus
+from curation.snapshots import create_snapshot
+from tests.factories import DatasetFactory, ExampleFactory, UserFactory, conversation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api():
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+    return client
+
+
+def ids(response):
+    return [row["id"] for row in response.json()["results"]]
+
+
+def test_filters_by_state_author_and_text(api):
+    ann = UserFactory(username="ann")
+    dataset = DatasetFactory()
+    target = ExampleFactory(dataset=dataset, author=ann, messages=conversation("name: Zizzi", "Zizzi is a café."))
+    ExampleFactory(dataset=dataset, author=ann, status=ExampleStatus.APPROVED)
+    ExampleFactory(dataset=dataset)
+    response = api.get("/api/v1/examples/", {"dataset": dataset.pk, "status": "submitted", "author": "ann",
+                                             "search": "zizzi"})
+    assert ids(response) == [target.pk]
+
+
+def test_filter_by_snapshot_split(api):
+    dataset = DatasetFactory()
+    for n in range(6):
+        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(f"in {n}", "out"))
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    test_ids = sorted(snapshot.items.filter(split="test").values_list("example_id", flat=True))
+    assert ids(api.get("/api/v1/examples/", {"snapshot": snapshot.pk, "split": "test"})) == test_ids
+
+
+def test_cursor_pages_walk_every_example_once(api):
+    made = [ExampleFactory().pk for _ in range(7)]
+    seen, url = [], "/api/v1/examples/?page_size=3"
+    while url:
+        body = api.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = body["next"]
+    assert seen == made
