@@ -290,6 +290,9 @@ class SnapshotAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request):
         return False  # created from the Dataset action, the API or the create_snapshot command
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # snapshots are immutable; runs and reports cite them
+
     @admin.display(description="hash")
     def short_hash(self, obj):
         return obj.content_hash[:12]

@@ -142,8 +142,41 @@ class ImportBatch(models.Model):
         return f"Import {self.pk} of {self.filename or 'upload'} ({self.status})"
 
 
+class FrozenError(ValidationError):
+    """A write to a snapshot's frozen content (its identity, split or items)."""
+
+
+SNAPSHOT_FROZEN_FIELDS = ("dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
+                          "created_by", "created_at")
+
+
+class SnapshotQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        frozen = sorted(set(kwargs) & {*SNAPSHOT_FROZEN_FIELDS, "dataset_id", "created_by_id"})
+        if frozen:
+            raise FrozenError(f"snapshot {', '.join(frozen)} cannot change; create a new snapshot instead")
+        return super().update(**kwargs)
+
+    def delete(self):
+        raise FrozenError("snapshots are never deleted: training runs and reports cite them")
+
+
+class SnapshotItemQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise FrozenError("snapshot items are frozen; create a new snapshot instead")
+
+    def delete(self):
+        raise FrozenError("snapshot items are frozen; create a new snapshot instead")
+
+
 class Snapshot(models.Model):
-    """An immutable, content-addressed freeze of a dataset's approved examples with a seeded split."""
+    """An immutable, content-addressed freeze of a dataset's approved examples with a seeded split.
+
+    Only the review (status, reviewer, time, comment) changes after creation; every other
+    write, and any delete, raises FrozenError, through instances and querysets alike.
+    """
+
+    objects = SnapshotQuerySet.as_manager()
 
     dataset = models.ForeignKey(Dataset, related_name="snapshots", on_delete=models.PROTECT)
     content_hash = models.CharField(max_length=64)
@@ -173,9 +206,23 @@ class Snapshot(models.Model):
     def __str__(self):
         return f"{self.dataset} @ {self.content_hash[:12]}"
 
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            stored = Snapshot.objects.filter(pk=self.pk).values(*(f"{f}_id" if f in ("dataset", "created_by") else f
+                                                                for f in SNAPSHOT_FROZEN_FIELDS)).first()
+            changed = [name for name, value in (stored or {}).items() if getattr(self, name) != value]
+            if changed:
+                raise FrozenError(f"snapshot {self.pk}: {', '.join(changed)} cannot change; create a new snapshot")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise FrozenError(f"snapshot {self.pk} is never deleted: training runs and reports cite it")
+
 
 class SnapshotItem(models.Model):
     """A frozen copy of one approved example inside a snapshot. Never changes once written."""
+
+    objects = SnapshotItemQuerySet.as_manager()
 
     snapshot = models.ForeignKey(Snapshot, related_name="items", on_delete=models.CASCADE)
     example = models.ForeignKey(Example, null=True, related_name="snapshot_items", on_delete=models.SET_NULL)
@@ -197,5 +244,8 @@ class SnapshotItem(models.Model):
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
-            raise ValidationError("Snapshot items are frozen; create a new snapshot instead.")
+            raise FrozenError("snapshot items are frozen; create a new snapshot instead")
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise FrozenError("snapshot items are frozen; create a new snapshot instead")

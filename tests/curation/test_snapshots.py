@@ -125,3 +125,31 @@ def test_seed_must_fit_a_32_bit_column(e2e_records, seed):
 def test_empty_split_fractions_are_refused(e2e_records):
     with pytest.raises(ServiceError, match="exactly the keys"):
         create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory(), fractions={})
+
+
+def test_snapshots_and_items_refuse_every_write_path(e2e_records):
+    from curation.models import FrozenError, SnapshotItem
+
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory())
+    snapshot.seed = 99
+    with pytest.raises(FrozenError, match="seed cannot change"):
+        snapshot.save()
+    with pytest.raises(FrozenError):
+        Snapshot.objects.filter(pk=snapshot.pk).update(content_hash="x" * 64)
+    with pytest.raises(FrozenError):
+        Snapshot.objects.get(pk=snapshot.pk).delete()
+    with pytest.raises(FrozenError):
+        Snapshot.objects.all().delete()
+    with pytest.raises(FrozenError):
+        SnapshotItem.objects.filter(snapshot=snapshot).update(split="test")
+    with pytest.raises(FrozenError):
+        snapshot.items.first().delete()
+    assert Snapshot.objects.get(pk=snapshot.pk).seed == 0 and snapshot.items.count() == snapshot.example_count
+
+
+def test_deleting_an_example_keeps_its_frozen_copy(e2e_records):
+    dataset = approved_e2e_dataset(e2e_records[:5])
+    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    Example.objects.filter(dataset=dataset).first().delete()
+    assert snapshot.items.count() == snapshot.example_count
+    assert snapshot.items.filter(example__isnull=True).count() == 1
