@@ -17,7 +17,7 @@ from . import workflow
 from .choices import ImportFormat
 from .formats import ROLES, parse_column_mapping
 from .imports import describe_batch, import_examples
-from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotItem
+from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .selectors import dataset_progress
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
@@ -306,3 +306,11 @@ class SnapshotAdmin(SimpleHistoryAdmin):
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject snapshots", action="reject_selected",
                               apply=lambda s, comment: reject_snapshot(s, by=request.user, comment=comment))
+
+
+@admin.register(SnapshotExport)
+class SnapshotExportAdmin(ReadOnlyAdmin):
+    """Exports are started from the API (POST snapshots/{id}/export/) or the export_snapshot command."""
+
+    list_display = ["id", "snapshot", "status", "counts", "path", "created_by", "created_at"]
+    list_filter = ["status"]

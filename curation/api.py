@@ -1,5 +1,6 @@
 """Thin DRF views over the curation services."""
-from drf_spectacular.utils import extend_schema
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -9,9 +10,11 @@ from ftplatform.history import HistoryMixin
 from ftplatform.rest import IdCursorPagination
 
 from . import queues, workflow
+from .choices import Split
+from .exports import export_file, start_snapshot_export
 from .filters import ExampleFilter
 from .imports import import_examples
-from .models import Dataset, Example, ImportBatch, Snapshot
+from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
 from .selectors import dataset_progress
 from .serializers import (
     DatasetSerializer,
@@ -22,6 +25,7 @@ from .serializers import (
     ImportUploadSerializer,
     QueueRequestSerializer,
     SnapshotCreateSerializer,
+    SnapshotExportSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
 )
@@ -167,3 +171,27 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         return self._review(request, reject_snapshot)
+
+    @extend_schema(request=None, responses=SnapshotExportSerializer)
+    @action(detail=True, methods=["post"])
+    def export(self, request, pk=None):
+        """Start an export to OpenAI chat JSONL (one file per split) as a job; poll snapshot-exports/{id}/."""
+        export = start_snapshot_export(self.get_object(), by=request.user)
+        export.refresh_from_db()  # without REDIS_URL the job already ran
+        return Response(SnapshotExportSerializer(export).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = SnapshotExport.objects.all()
+    serializer_class = SnapshotExportSerializer
+    filterset_fields = ["snapshot", "status"]
+
+    @extend_schema(parameters=[OpenApiParameter("split", str, enum=Split.values, required=True)],
+                   responses={(200, "application/jsonl"): bytes})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """The split's JSONL file, streamed from disk."""
+        export = self.get_object()
+        path = export_file(export, request.query_params.get("split", ""))
+        return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/jsonl",
+                            filename=f"snapshot-{export.snapshot_id}-{path.name}")

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from ftplatform.jobrows import JobRow
+
 from .choices import (
     ExampleSource,
     ExampleStatus,
@@ -249,3 +251,17 @@ class SnapshotItem(models.Model):
 
     def delete(self, *args, **kwargs):
         raise FrozenError("snapshot items are frozen; create a new snapshot instead")
+
+
+class SnapshotExport(JobRow):
+    """A snapshot written out as OpenAI chat JSONL, one file per split (an RQ job)."""
+
+    snapshot = models.ForeignKey(Snapshot, related_name="exports", on_delete=models.PROTECT)
+    path = models.CharField(max_length=500, blank=True, help_text="Folder holding <split>.jsonl.")
+    counts = models.JSONField(default=dict, blank=True, help_text="Examples written per split.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Export {self.pk} of snapshot {self.snapshot_id} ({self.status})"

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from .choices import ImportFormat
 from .formats import FormatError, check_json_value
-from .models import Dataset, Example, ImportBatch, Review, Snapshot
+from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport
 from .splits import MAX_SEED
 
 
@@ -107,3 +107,12 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 class SnapshotReviewSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class SnapshotExportSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+
+    class Meta:
+        model = SnapshotExport
+        fields = ["id", "snapshot", "status", "counts", "error", "created_by", "created_at", "finished_at"]
+        read_only_fields = fields

@@ -1,7 +1,7 @@
 """The API router: every app's viewsets under /api/v1/."""
 from rest_framework.routers import DefaultRouter
 
-from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotViewSet
+from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
 from evaluation.api import EvalRunViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
@@ -10,6 +10,7 @@ router.register("datasets", DatasetViewSet)
 router.register("examples", ExampleViewSet)
 router.register("imports", ImportBatchViewSet)
 router.register("snapshots", SnapshotViewSet)
+router.register("snapshot-exports", SnapshotExportViewSet)
 router.register("base-models", BaseModelViewSet)
 router.register("training-runs", TrainingRunViewSet)
 router.register("model-versions", ModelVersionViewSet)

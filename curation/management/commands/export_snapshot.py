@@ -1,0 +1,23 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.exports import start_snapshot_export
+from curation.models import Snapshot
+from ftplatform.cli import user_named, wait_for_run
+
+
+class Command(BaseCommand):
+    help = "Export a snapshot as OpenAI chat JSONL, one file per split (train/validation/test.jsonl)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("snapshot_id", type=int)
+        parser.add_argument("--as", dest="username", required=True)
+
+    def handle(self, *args, snapshot_id, username, **options):
+        snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+        if snapshot is None:
+            raise CommandError(f"no snapshot {snapshot_id}")
+        export = wait_for_run(start_snapshot_export(snapshot, by=user_named(username)),
+                              lambda row, cursor: ([], cursor), self.stdout.write)
+        if export.status != "succeeded":
+            raise CommandError(f"export {export.pk} {export.status}: {export.error}")
+        self.stdout.write(f"export {export.pk}: {export.path} {export.counts}")
