@@ -10,7 +10,8 @@ from .models import Example
 class ExampleFilter(django_filters.FilterSet):
     """Filter examples by dataset, state, author, assignee, import, snapshot split, and text."""
 
-    status = django_filters.MultipleChoiceFilter(choices=ExampleStatus.choices)
+    # distinct=False: a plain column needs no DISTINCT, which would sort the whole filtered table.
+    status = django_filters.MultipleChoiceFilter(choices=ExampleStatus.choices, distinct=False)
     author = django_filters.CharFilter(field_name="author__username")
     assignee = django_filters.CharFilter(field_name="assignee__username")
     snapshot = django_filters.NumberFilter(field_name="snapshot_items__snapshot", distinct=True)

@@ -80,7 +80,11 @@ class Example(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["dataset", "content_hash"], name="example_unique_content_per_dataset"),
         ]
-        indexes = [models.Index(fields=["dataset", "input_hash"])]
+        indexes = [
+            models.Index(fields=["dataset", "input_hash"]),
+            # The example list: filter by dataset and state, walk by id (cursor pagination).
+            models.Index(fields=["dataset", "status", "id"], name="example_dataset_status_id"),
+        ]
         permissions = [("review_example", "Can approve or reject examples")]
 
     def __str__(self):
