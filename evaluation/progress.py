@@ -3,8 +3,7 @@ from .models import EvalRun
 
 
 def describe_eval_progress(run: EvalRun, last_done: int) -> tuple[list[str], int]:
-    if run.done == last_done and run.status not in ("succeeded", "failed"):
+    """A "generated n/N" line when the count moved since ``last_done``, and the new cursor."""
+    if run.done == last_done:
         return [], last_done
-    if run.done != last_done:
-        return [f"[eval {run.pk}] generated {run.done}/{run.total}"], run.done
-    return [], last_done
+    return [f"[eval {run.pk}] generated {run.done}/{run.total}"], run.done
