@@ -1,21 +1,26 @@
 """Thin admin over the curation services."""
-import re
-
 from django import forms
 from django.contrib import admin, messages
-from django.http import Http404
+from django.contrib.admin.utils import unquote
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
-from ftplatform.admin_tools import ReadOnlyAdmin, ReadOnlyInline, apply_to_each, comment_action
+from ftplatform.admin_tools import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    VisibleHistoryAdmin,
+    apply_to_each,
+    comment_action,
+)
 from ftplatform.errors import ServiceError
 
-from . import workflow
-from .choices import ImportFormat
-from .formats import ROLES, parse_column_mapping
+from . import access, admin_views, workflow
+from .admin_views import render_messages
+from .choices import ExampleStatus, ImportFormat
+from .formats import parse_column_mapping
 from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .selectors import dataset_progress
@@ -30,36 +35,11 @@ def _table(columns: list[str], rows: list[dict]) -> str:
     return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
-ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
-
-
-def _message_text(message: dict) -> str:
-    lines = [message.get("content") or ""]
-    for call in message.get("tool_calls", []):
-        lines.append(f"→ {call['function']['name']}({call['function']['arguments']})")
-    if message.get("tool_call_id"):
-        lines.insert(0, f"(answers {message['tool_call_id']})")
-    return "\n".join(line for line in lines if line)
-
-
-def render_messages(messages_json) -> str:
-    """A conversation as readable HTML: one block per message with its role (tool calls spelled out)."""
-    return format_html(
-        '<div class="ft-conversation">{}</div>',
-        format_html_join(
-            "",
-            '<div style="margin:4px 0;padding:6px;border-left:3px solid {};white-space:pre-wrap">'
-            "<strong>{}</strong><br>{}</div>",
-            ((ROLE_COLOURS.get(m.get("role"), "#c00"), m.get("role", "?"), _message_text(m))
-             for m in messages_json or []),
-        ),
-    )
-
-
 @admin.register(Dataset)
-class DatasetAdmin(SimpleHistoryAdmin):
-    list_display = ["name", "approvals_required", "created_by", "created_at"]
+class DatasetAdmin(VisibleHistoryAdmin):
+    list_display = ["name", "approvals_required", "blind_annotation", "review_queue", "created_by", "created_at"]
     search_fields = ["name", "description"]
+    filter_horizontal = ["reviewers"]
     exclude = ["created_by"]
     readonly_fields = ["progress"]
 
@@ -77,12 +57,20 @@ class DatasetAdmin(SimpleHistoryAdmin):
         )
     actions = ["snapshot_approved_examples"]
 
+    @admin.display(description="review")
+    def review_queue(self, obj):
+        return format_html('<a href="{}?dataset={}">review next</a>',
+                           reverse("admin:curation_example_review_next"), obj.pk)
+
+    def has_add_snapshot_permission(self, request):
+        return request.user.has_perm("curation.add_snapshot")
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Create a snapshot of the approved examples (seed 0)")
+    @admin.action(description="Create a snapshot of the approved examples (seed 0)", permissions=["add_snapshot"])
     def snapshot_approved_examples(self, request, queryset):
         def snapshot(dataset):
             snapshot, created = create_snapshot(dataset, by=request.user)
@@ -99,96 +87,85 @@ class ReviewInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class MessageForm(forms.Form):
-    role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
-    content = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 90}), required=False, strip=False)
-
-
-MessageFormSet = forms.formset_factory(MessageForm, extra=1, can_delete=True)
-MESSAGE_POSITION = re.compile(r"\bmessage (\d+)\b")
-
-
-def edit_messages_view(model_admin, request, object_id):
-    """The structured conversation editor: one row per message; errors shown on the message."""
-    example = model_admin.get_object(request, object_id)
-    if example is None:
-        raise Http404("no such example")
-    if any("tool_calls" in m or "tool_call_id" in m for m in example.messages):
-        messages.error(request, f"Example {example.pk} has tool-call turns; edit it through the API "
-                                "(PATCH /api/v1/examples/{id}/), which keeps them.")
-        return redirect(reverse("admin:curation_example_change", args=[example.pk]))
-    if request.method == "POST":
-        formset = MessageFormSet(request.POST)
-        if formset.is_valid():
-            messages_ = [{"role": f.cleaned_data["role"], "content": f.cleaned_data["content"]}
-                         for f in formset.forms
-                         if f.cleaned_data and not f.cleaned_data.get("DELETE")
-                         and (f.cleaned_data.get("content") or f in formset.initial_forms)]
-            try:
-                workflow.edit_example(example, by=request.user, messages=messages_,
-                                      expected_version=int(request.POST.get("expected_version", 0)))
-            except ServiceError as exc:
-                position = MESSAGE_POSITION.search(str(exc))
-                kept = [f for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-                if position and int(position.group(1)) <= len(kept):
-                    kept[int(position.group(1)) - 1].add_error(None, str(exc))
-                else:
-                    messages.error(request, str(exc))
-            else:
-                messages.success(request, f"Example {example.pk} saved.")
-                return redirect(reverse("admin:curation_example_change", args=[example.pk]))
-        expected_version = request.POST.get("expected_version")
-    else:
-        formset = MessageFormSet(initial=[{"role": m["role"], "content": m.get("content") or ""}
-                                          for m in example.messages])
-        expected_version = example.version
-    return TemplateResponse(request, "admin/curation/edit_messages.html", {
-        "example": example, "formset": formset, "expected_version": expected_version,
-        "title": f"Edit example {example.pk}", **model_admin.admin_site.each_context(request),
-    })
-
-
 @admin.register(Example)
-class ExampleAdmin(SimpleHistoryAdmin):
+class ExampleAdmin(VisibleHistoryAdmin):
+    """Examples each user may see (curation.access). Conversations are written and fixed in the
+    structured editor and decided on the review page; the fields here are read-only so that no
+    change bypasses the workflow or optimistic locking."""
+
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
-    # Read-only until structured editing through the workflow lands (issue 3): a change here
-    # would bypass review and optimistic locking.
     readonly_fields = ["dataset", "conversation", "content_hash", "input_hash", "status", "version", "author",
-                       "source", "import_batch", "metadata", "created_at", "updated_at"]
-    fields = ["dataset", "conversation", "status", "version", "author", "source", "import_batch", "metadata",
-              "content_hash", "input_hash", "created_at", "updated_at"]
+                       "assignee", "source", "import_batch", "metadata", "created_at", "updated_at"]
+    fields = ["dataset", "conversation", "status", "version", "author", "assignee", "source", "import_batch",
+              "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]
     actions = ["approve_selected", "reject_selected", "submit_selected"]
 
-    def has_add_permission(self, request):
-        return False  # examples arrive through imports for now; structured editing comes with issue 3
+    def get_queryset(self, request):
+        return access.visible_examples(request.user, super().get_queryset(request))
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or access.may_edit(request.user, obj))
+
+    def has_review_permission(self, request):
+        return access.is_reviewer(request.user)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return admin_views.editor_view(self, request)
 
     @admin.display(description="conversation")
     def conversation(self, obj):
-        link = reverse("admin:curation_example_edit_messages", args=[obj.pk])
-        return format_html('{}<p><a class="button" href="{}">Edit conversation</a></p>', render_messages(obj.messages),
-                           link)
+        return render_messages(obj.messages)
+
+    def _buttons(self, request, obj):
+        """What this user may do with the example next, as buttons above the form."""
+        buttons = []
+        if access.may_edit(request.user, obj):
+            buttons.append(format_html('<a class="button" href="{}">Edit conversation</a>',
+                                       reverse("admin:curation_example_edit_messages", args=[obj.pk])))
+        if obj.status in (ExampleStatus.DRAFT, ExampleStatus.REJECTED) and (
+                request.user.is_superuser or request.user.pk in (obj.author_id, obj.assignee_id)):
+            buttons.append(format_html(
+                '<form method="post" action="{}" style="display:inline">'
+                '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+                '<input type="hidden" name="expected_version" value="{}">'
+                '<input type="submit" value="Submit for review"></form>',
+                reverse("admin:curation_example_submit", args=[obj.pk]), get_token(request), obj.version))
+        if obj.status == ExampleStatus.SUBMITTED and access.may_review(request.user, obj):
+            buttons.append(format_html('<a class="button" href="{}">Review</a>',
+                                       reverse("admin:curation_example_review", args=[obj.pk])))
+        return format_html_join(" ", "{}", ((b,) for b in buttons))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        example = self.get_object(request, unquote(object_id))
+        buttons = self._buttons(request, example) if example is not None else ""
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "example_buttons": buttons})
 
     def get_urls(self):
+        def view(function):
+            return self.admin_site.admin_view(lambda request, *args, **kwargs: function(self, request, *args, **kwargs))
+
         return [
-            path("<path:object_id>/edit-messages/", self.admin_site.admin_view(
-                lambda request, object_id: edit_messages_view(self, request, object_id)),
-                name="curation_example_edit_messages"),
+            path("review/", view(admin_views.review_next_view), name="curation_example_review_next"),
+            path("<path:object_id>/edit-messages/", view(admin_views.editor_view),
+                 name="curation_example_edit_messages"),
+            path("<path:object_id>/submit/", view(admin_views.submit_view), name="curation_example_submit"),
+            path("<path:object_id>/review/", view(admin_views.review_view), name="curation_example_review"),
             *super().get_urls(),
         ]
 
     @admin.display(description="input")
     def input_preview(self, obj):
-        text = " / ".join(m["content"] for m in obj.messages[:-1] if m["role"] != "system")
+        text = " / ".join(m.get("content") or "" for m in obj.messages[:-1] if m["role"] != "system")
         return text[:80]
 
     @admin.display(description="output")
     def output_preview(self, obj):
-        return obj.output_text[:80]
+        return (obj.output_text or "")[:80]
 
-    @admin.action(description="Approve selected examples")
+    @admin.action(description="Approve selected examples", permissions=["review"])
     def approve_selected(self, request, queryset):
         approved, problems = workflow.approve_examples(queryset, by=request.user)
         if approved:
@@ -196,7 +173,7 @@ class ExampleAdmin(SimpleHistoryAdmin):
         for problem in problems[:20]:
             messages.error(request, problem)
 
-    @admin.action(description="Reject selected examples (asks for a comment)")
+    @admin.action(description="Reject selected examples (asks for a comment)", permissions=["review"])
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject examples", action="reject_selected",
                               apply=lambda ex, comment: workflow.reject_example(ex, by=request.user, comment=comment))
@@ -209,7 +186,10 @@ class ExampleAdmin(SimpleHistoryAdmin):
 
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
-    """Append-only decisions."""
+    """Append-only decisions, on the examples the user may see."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(example__in=access.visible_examples(request.user).values("pk"))
 
     list_display = ["id", "example", "reviewer", "decision", "comment", "created_at"]
     list_filter = ["decision"]
@@ -237,6 +217,9 @@ class ImportBatchAdmin(admin.ModelAdmin):
                     "created_at"]
     list_filter = ["status", "dataset"]
     readonly_fields = [f.name for f in ImportBatch._meta.fields] + ["outcome"]
+
+    def get_queryset(self, request):
+        return access.visible_import_batches(request.user, super().get_queryset(request))
 
     @admin.display(description="outcome")
     def outcome(self, obj):
@@ -280,7 +263,7 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(SimpleHistoryAdmin):
+class SnapshotAdmin(VisibleHistoryAdmin):
     list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "created_by",
                     "reviewed_by", "created_at"]
     list_filter = ["status", "dataset"]
@@ -297,12 +280,15 @@ class SnapshotAdmin(SimpleHistoryAdmin):
     def short_hash(self, obj):
         return obj.content_hash[:12]
 
-    @admin.action(description="Approve selected snapshots for training")
+    def has_review_permission(self, request):
+        return request.user.has_perm("curation.review_snapshot")
+
+    @admin.action(description="Approve selected snapshots for training", permissions=["review"])
     def approve_selected(self, request, queryset):
         apply_to_each(request, queryset, lambda snapshot: approve_snapshot(snapshot, by=request.user),
                       "Approved {count} snapshot(s).")
 
-    @admin.action(description="Reject selected snapshots (asks for a comment)")
+    @admin.action(description="Reject selected snapshots (asks for a comment)", permissions=["review"])
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject snapshots", action="reject_selected",
                               apply=lambda s, comment: reject_snapshot(s, by=request.user, comment=comment))

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from ftplatform.history import HistoryMixin
 from ftplatform.rest import IdCursorPagination
 
-from . import queues, workflow
+from . import access, queues, workflow
 from .choices import Split
 from .exports import export_file, start_snapshot_export
 from .filters import ExampleFilter
@@ -19,6 +19,8 @@ from .selectors import dataset_progress
 from .serializers import (
     DatasetSerializer,
     DecisionSerializer,
+    EditAndApproveSerializer,
+    ExampleCreateSerializer,
     ExampleEditSerializer,
     ExampleSerializer,
     ImportBatchSerializer,
@@ -46,13 +48,34 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
 
 
 class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Examples; PATCH replaces the conversation (with ``expected_version``), PUT is not offered."""
+    """Examples the caller may see (curation.access); POST writes a new one, PATCH replaces the
+    conversation (with ``expected_version``), PUT is not offered."""
 
     http_method_names = ["get", "post", "patch", "head", "options"]
     queryset = Example.objects.select_related("author", "reserved_by").prefetch_related("reviews__reviewer")
     serializer_class = ExampleSerializer
     filterset_class = ExampleFilter
     pagination_class = IdCursorPagination
+    action_permissions = {
+        "next_to_review": ["curation.review_example"],
+        "next_to_annotate": ["curation.change_example"],
+        "release": ["curation.view_example"],
+        "submit": ["curation.view_example"],  # the author or assignee: checked by the service
+        "approve": ["curation.review_example"],
+        "reject": ["curation.review_example"],
+        "edit_and_approve": ["curation.review_example", "curation.change_example"],
+    }
+
+    def get_queryset(self):
+        return access.visible_examples(self.request.user, super().get_queryset())
+
+    @extend_schema(request=ExampleCreateSerializer, responses={201: ExampleSerializer})
+    def create(self, request, *args, **kwargs):
+        """Write a new example (a draft, or submitted with ``submit: true``); the caller is its author."""
+        params = ExampleCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = workflow.create_example(by=request.user, **params.validated_data)
+        return Response(ExampleSerializer(example).data, status=status.HTTP_201_CREATED)
 
     def _decide(self, request, decide):
         params = DecisionSerializer(data=request.data)
@@ -114,6 +137,15 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     def reject(self, request, pk=None):
         return self._decide(request, workflow.reject_example)
 
+    @extend_schema(request=EditAndApproveSerializer, responses=ExampleSerializer)
+    @action(detail=True, methods=["post"], url_path="edit-and-approve")
+    def edit_and_approve(self, request, pk=None):
+        """A reviewer's fix: replace the conversation and approve the new version in one step."""
+        params = EditAndApproveSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = workflow.edit_and_approve_example(self.get_object(), by=request.user, **params.validated_data)
+        return Response(ExampleSerializer(example).data)
+
 
 class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """POST multipart (dataset, format, file, skip_invalid). 201 when imported, 400 with the batch's
@@ -121,6 +153,10 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
 
     queryset = ImportBatch.objects.all()
     serializer_class = ImportBatchSerializer
+
+    def get_queryset(self):
+        return access.visible_import_batches(self.request.user, super().get_queryset())
+
     parser_classes = [MultiPartParser, FormParser]
     filterset_fields = ["dataset", "status"]
 
@@ -144,6 +180,11 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     queryset = Snapshot.objects.all()
     serializer_class = SnapshotSerializer
     filterset_fields = ["dataset", "status", "content_hash"]
+    action_permissions = {
+        "approve": ["curation.review_snapshot"],
+        "reject": ["curation.review_snapshot"],
+        "export": ["curation.add_snapshotexport"],
+    }
 
     @extend_schema(request=SnapshotCreateSerializer, responses=SnapshotSerializer)
     def create(self, request, *args, **kwargs):

@@ -32,6 +32,14 @@ class Dataset(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text="Distinct reviewers who must approve an example (in one review round).",
     )
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="reviewed_datasets",
+        help_text="Members of the reviewer group who review this dataset; empty: every reviewer.",
+    )
+    blind_annotation = models.BooleanField(
+        default=False,
+        help_text="Annotators never see other annotators' examples on the same input (independent references).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
@@ -85,7 +93,10 @@ class Example(models.Model):
             # The example list: filter by dataset and state, walk by id (cursor pagination).
             models.Index(fields=["dataset", "status", "id"], name="example_dataset_status_id"),
         ]
-        permissions = [("review_example", "Can approve or reject examples")]
+        permissions = [
+            ("review_example", "Can approve or reject examples"),
+            ("view_all_examples", "Can see every example, not only their own and those assigned to them"),
+        ]
 
     def __str__(self):
         return f"Example {self.pk} ({self.status})"

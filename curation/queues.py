@@ -11,9 +11,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from .access import is_reviewer, reviewable_datasets
 from .choices import ExampleStatus, ReviewDecision
 from .models import Example, Review
-from .workflow import can_review
 
 RESERVATION = timedelta(minutes=15)
 ATTEMPTS = 20
@@ -40,22 +40,29 @@ def _claim(candidates, user) -> Example | None:
     return None
 
 
-def next_example_to_review(user, dataset=None) -> Example | None:
+def next_example_to_review(user, dataset=None, after: int | None = None) -> Example | None:
     """Reserve and return the oldest submitted example this reviewer may decide, or None.
 
-    Skips the reviewer's own examples and those they already approved in the current round.
-    Raises nothing; a user without the review permission gets None.
+    ``after``: an example id the reviewer skipped; examples after it come first, then the
+    queue wraps around to the start.
+
+    Only datasets the reviewer reviews (curation.access); skips the reviewer's own examples
+    and those they already approved in the current round. Raises nothing; a user without the
+    review permission gets None.
     """
-    if not can_review(user):
+    if not is_reviewer(user):
         return None
     already_approved = Review.objects.filter(
         example=OuterRef("pk"), reviewer=user, review_round=OuterRef("review_round"),
         decision=ReviewDecision.APPROVE,
     )
     candidates = (Example.objects.filter(status=ExampleStatus.SUBMITTED)
+                  .filter(dataset__in=reviewable_datasets(user).values("pk"))
                   .exclude(author=user).exclude(Exists(already_approved)).order_by("id"))
     if dataset is not None:
         candidates = candidates.filter(dataset=dataset)
+    if after is not None:
+        return _claim(candidates.filter(id__gt=after), user) or _claim(candidates.exclude(id=after), user)
     return _claim(candidates, user)
 
 

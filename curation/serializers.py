@@ -26,7 +26,7 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema",
-                  "approvals_required", "created_by", "created_at"]
+                  "approvals_required", "reviewers", "blind_annotation", "created_by", "created_at"]
         read_only_fields = ["created_by", "created_at"]
 
 
@@ -56,9 +56,19 @@ class QueueRequestSerializer(serializers.Serializer):
                                                  help_text="Limit the queue to one dataset.")
 
 
+class ExampleCreateSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    messages = serializers.JSONField(help_text="The whole conversation, OpenAI chat format.")
+    submit = serializers.BooleanField(default=False, help_text="Submit for review at once (default: a draft).")
+
+
 class ExampleEditSerializer(serializers.Serializer):
     messages = serializers.JSONField(help_text="The whole conversation, OpenAI chat format.")
     expected_version = serializers.IntegerField(min_value=1, help_text="The version the edit was made on.")
+
+
+class EditAndApproveSerializer(ExampleEditSerializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class DecisionSerializer(serializers.Serializer):

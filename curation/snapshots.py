@@ -3,7 +3,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.roles import require_permission
 
+from .access import reviewable_datasets
 from .choices import ExampleStatus, SnapshotStatus
 from .models import Dataset, Example, Snapshot, SnapshotItem
 from .splits import DEFAULT_FRACTIONS, MAX_SEED, assign_splits, snapshot_hash, validate_fractions
@@ -22,9 +24,11 @@ def create_snapshot(
         (snapshot, created). When a snapshot with the same content hash exists for the
         dataset, that one is returned with ``created=False``.
     Raises:
+        NotAllowed: ``by`` lacks 'curation.add_snapshot' (engineers hold it).
         ServiceError: no approved examples, bad seed or split fractions, or the same content
             was rejected before.
     """
+    require_permission(by, "curation.add_snapshot", "create snapshots")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise ServiceError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     try:
@@ -84,13 +88,14 @@ def create_snapshot(
     return snapshot, True
 
 
-def _require_snapshot_reviewer(by) -> None:
-    if not (by and by.is_active and by.has_perm("curation.review_snapshot")):
-        raise NotAllowed(f"{by} is not a snapshot reviewer (needs the 'curation.review_snapshot' permission)")
+def _require_snapshot_reviewer(by, snapshot: Snapshot) -> None:
+    require_permission(by, "curation.review_snapshot", "review snapshots")
+    if not reviewable_datasets(by).filter(pk=snapshot.dataset_id).exists():
+        raise NotAllowed(f"snapshot {snapshot.pk}: {by} does not review dataset '{snapshot.dataset}'")
 
 
 def _review_snapshot(snapshot: Snapshot, by, to_status: str, comment: str) -> Snapshot:
-    _require_snapshot_reviewer(by)
+    _require_snapshot_reviewer(by, snapshot)
     snapshot = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
     if snapshot.created_by_id is not None and snapshot.created_by_id == by.pk:
         raise NotAllowed(f"snapshot {snapshot.pk}: its creator cannot review it; ask another reviewer")
@@ -115,7 +120,7 @@ def approve_snapshot(snapshot: Snapshot, *, by, comment: str = "") -> Snapshot:
 @transaction.atomic
 def reject_snapshot(snapshot: Snapshot, *, by, comment: str) -> Snapshot:
     """Reject a pending snapshot; ``comment`` is required. Raises ServiceError, NotAllowed, Conflict."""
-    _require_snapshot_reviewer(by)
+    _require_snapshot_reviewer(by, snapshot)
     if not comment or not comment.strip():
         raise ServiceError("rejecting a snapshot needs a comment saying why")
     return _review_snapshot(snapshot, by, SnapshotStatus.REJECTED, comment.strip())

@@ -7,15 +7,13 @@ reviewers must approve within one review round (a round starts at each resubmiss
 """
 from django.db import transaction
 
-from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.errors import Conflict, ServiceError
+from ftplatform.roles import require_permission
 
-from .choices import ExampleStatus, ReviewDecision
+from . import access
+from .choices import ExampleSource, ExampleStatus, ReviewDecision
 from .formats import FormatError, check_json_value, content_hash, input_hash, validate_messages
-from .models import Example, Review
-
-
-def can_review(user) -> bool:
-    return bool(user and user.is_active and user.has_perm("curation.review_example"))
+from .models import Dataset, Example, Review
 
 
 def _locked(example: Example, expected_version: int | None) -> Example:
@@ -54,11 +52,44 @@ def submit_example(example: Example, *, by, expected_version: int | None = None)
     Raises NotAllowed (someone else's example) or Conflict (state or stale version).
     """
     example = _locked(example, expected_version)
-    if not (by.is_superuser or by.pk in (example.author_id, example.assignee_id)):
-        raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")
+    access.require_author(by, example)
     _require_status(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
     next_round = example.review_round + (example.status == ExampleStatus.REJECTED)
     return _save(example, by, "submitted", status=ExampleStatus.SUBMITTED, review_round=next_round)
+
+
+def _validated(messages, where: str) -> list[dict]:
+    try:
+        check_json_value(messages)
+        return validate_messages(messages)
+    except FormatError as exc:
+        raise ServiceError(f"{where}: {exc}") from exc
+
+
+@transaction.atomic
+def create_example(dataset: Dataset, *, by, messages, submit: bool = False) -> Example:
+    """Write a new example by hand (the admin's structured editor, ``POST /api/v1/examples/``).
+
+    It starts as a draft, or submitted for review when ``submit``; ``by`` is its author.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'curation.add_example'.
+        ServiceError: invalid messages (the message names the message and the problem).
+        Conflict: the dataset already holds exactly this conversation.
+    """
+    require_permission(by, "curation.add_example", "write examples")
+    messages = _validated(messages, f"new example in dataset '{dataset}'")
+    digest = content_hash(messages)
+    duplicate = Example.objects.filter(dataset=dataset, content_hash=digest).first()
+    if duplicate is not None:
+        raise Conflict(f"example {duplicate.pk} already holds exactly this conversation in dataset '{dataset}'")
+    example = Example(dataset=dataset, messages=messages, content_hash=digest, input_hash=input_hash(messages),
+                      author=by, source=ExampleSource.MANUAL,
+                      status=ExampleStatus.SUBMITTED if submit else ExampleStatus.DRAFT)
+    example._history_user = by
+    example._change_reason = "created" + (" and submitted" if submit else "")
+    example.save()
+    return example
 
 
 @transaction.atomic
@@ -70,18 +101,14 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
     a draft stays a draft.
 
     Raises:
-        NotAllowed: not the author, assignee or a superuser.
+        NotAllowed: not allowed by curation.access.may_edit (author, assignee, or a reviewer of
+            a submitted example).
         ServiceError: invalid messages (the message names the message and the problem).
         Conflict: a stale version, or the same conversation already exists in the dataset.
     """
     example = _locked(example, expected_version)
-    if not (by.is_superuser or by.pk in (example.author_id, example.assignee_id)):
-        raise NotAllowed(f"example {example.pk}: only its author or assignee can edit it")
-    try:
-        check_json_value(messages)
-        messages = validate_messages(messages)
-    except FormatError as exc:
-        raise ServiceError(f"example {example.pk}: {exc}") from exc
+    access.require_edit(by, example)
+    messages = _validated(messages, f"example {example.pk}")
     digest = content_hash(messages)
     if digest == example.content_hash:
         return example
@@ -96,24 +123,13 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
                  **changes)
 
 
-def _require_reviewer(by) -> None:
-    if not can_review(by):
-        raise NotAllowed(f"{by} is not a reviewer (needs the 'curation.review_example' permission)")
-
-
-def _check_not_own(example: Example, by) -> None:
-    if example.author_id is not None and example.author_id == by.pk:
-        raise NotAllowed(f"example {example.pk}: reviewers cannot approve or reject their own example")
-
-
 @transaction.atomic
 def approve_example(example: Example, *, by, comment: str = "", expected_version: int | None = None) -> Example:
     """Record an approval; the example becomes approved once the dataset's required number of
     distinct reviewers approved in this round. Raises NotAllowed or Conflict (state, stale
     version, or this reviewer already approved this round)."""
-    _require_reviewer(by)
     example = _locked(example, expected_version)
-    _check_not_own(example, by)
+    access.require_review(by, example)
     _require_status(example, ExampleStatus.APPROVED, (ExampleStatus.SUBMITTED,))
     approvals = example.reviews.filter(review_round=example.review_round, decision=ReviewDecision.APPROVE)
     if approvals.filter(reviewer=by).exists():
@@ -130,15 +146,32 @@ def approve_example(example: Example, *, by, comment: str = "", expected_version
 def reject_example(example: Example, *, by, comment: str, expected_version: int | None = None) -> Example:
     """Reject a submitted example; ``comment`` (what to fix) is required. Raises NotAllowed,
     ServiceError (no comment) or Conflict."""
-    _require_reviewer(by)
+    access.require_review(by, example)  # who may decide first: a non-reviewer learns nothing about comments
     if not comment or not comment.strip():
         raise ServiceError("a rejection needs a comment telling the author what to fix")
     example = _locked(example, expected_version)
-    _check_not_own(example, by)
     _require_status(example, ExampleStatus.REJECTED, (ExampleStatus.SUBMITTED,))
     Review.objects.create(example=example, reviewer=by, decision=ReviewDecision.REJECT, comment=comment.strip(),
                           example_version=example.version, review_round=example.review_round)
     return _save(example, by, "rejected", status=ExampleStatus.REJECTED)
+
+
+@transaction.atomic
+def edit_and_approve_example(example: Example, *, by, messages, expected_version: int, comment: str = "") -> Example:
+    """A reviewer's fix: replace the conversation, then approve the new version, atomically.
+
+    The edit opens a new review round (as any edit does) and this reviewer's approval is its
+    first; with ``approvals_required`` above 1 the example waits for the others. Both steps
+    are in the history, and nothing changes if either is refused.
+
+    Raises:
+        NotAllowed: ``by`` may not review this example (see curation.access).
+        ServiceError, Conflict: as edit_example and approve_example.
+    """
+    access.require_review(by, example)
+    edited = edit_example(example, by=by, messages=messages, expected_version=expected_version)
+    note = comment.strip() or "edited and approved"
+    return approve_example(edited, by=by, comment=note, expected_version=edited.version)
 
 
 def approve_examples(examples, *, by, comment: str = "") -> tuple[int, list[str]]:

@@ -5,6 +5,7 @@ from curation.choices import SnapshotStatus, Split
 from curation.models import Snapshot
 from ftplatform import queues
 from ftplatform.errors import ServiceError
+from ftplatform.roles import require_permission
 from training.models import ModelVersion
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "decoding": "greedy"}
@@ -30,10 +31,13 @@ def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split
     """Create a queued EvalRun and enqueue its job after commit.
 
     Raises:
+        NotAllowed: ``by`` lacks 'evaluation.add_evalrun' (engineers hold it).
         ServiceError: snapshot not approved, unknown split, a split with no examples, or bad
             generation settings.
     """
     from .models import EvalRun
+
+    require_permission(by, "evaluation.add_evalrun", "start evaluation runs")
 
     if snapshot.status != SnapshotStatus.APPROVED:
         raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.status}; a reviewer must approve it before "

@@ -1,7 +1,10 @@
 """Pieces shared by the apps' admins: applying a service to each selected object, asking for a
 comment first, and read-only admins for append-only or frozen rows."""
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.http import Http404
 from django.template.response import TemplateResponse
+from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import ServiceError
 
@@ -60,3 +63,23 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class VisibleHistoryAdmin(SimpleHistoryAdmin):
+    """SimpleHistoryAdmin whose history pages answer 404 for objects outside ``get_queryset``.
+
+    django-simple-history falls back to the historical rows when the object is not in the
+    admin's queryset, which would show an annotator the history of an example they may not see.
+    """
+
+    def _require_visible(self, request, object_id):
+        if self.get_object(request, unquote(object_id)) is None:
+            raise Http404("no such object")
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._require_visible(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        self._require_visible(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context)

@@ -107,7 +107,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["ftplatform.permissions.RolePermissions"],
     "DEFAULT_PARSER_CLASSES": [
         "ftplatform.rest.DepthSafeJSONParser",
         "rest_framework.parsers.FormParser",

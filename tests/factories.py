@@ -1,10 +1,11 @@
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 
 from curation.choices import ExampleStatus
 from curation.formats import content_hash, input_hash
 from curation.models import Dataset, Example
+from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.models import BaseModel
 
 
@@ -16,13 +17,28 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
 
 
+def _in_group(role: str):
+    """A post-generation hook putting the user in the group of ``role`` (created by ftplatform's roles migration)."""
+    return factory.PostGeneration(
+        lambda user, create, extracted, **kwargs: user.groups.add(Group.objects.get(name=role)))
+
+
+class AnnotatorFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"annotator{n}")
+    is_staff = True
+    role = _in_group(ANNOTATOR)
+
+
 class ReviewerFactory(UserFactory):
     username = factory.Sequence(lambda n: f"reviewer{n}")
+    is_staff = True
+    role = _in_group(REVIEWER)
 
-    @factory.post_generation
-    def review_permissions(self, create, extracted, **kwargs):
-        self.user_permissions.add(*Permission.objects.filter(
-            content_type__app_label="curation", codename__in=["review_example", "review_snapshot"]))
+
+class EngineerFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"engineer{n}")
+    is_staff = True
+    role = _in_group(ENGINEER)
 
 
 class DatasetFactory(factory.django.DjangoModelFactory):
@@ -47,8 +63,15 @@ class ExampleFactory(factory.django.DjangoModelFactory):
     content_hash = factory.LazyAttribute(lambda o: content_hash(o.messages))
     input_hash = factory.LazyAttribute(lambda o: input_hash(o.messages))
     status = ExampleStatus.SUBMITTED
-    author = factory.SubFactory(UserFactory)
+    author = factory.SubFactory(AnnotatorFactory)
 
 
 def tiny_base_model(folder) -> BaseModel:
     return BaseModel.objects.create(name=f"tiny-{folder.name}", source_kind="local_folder", source=str(folder))
+
+
+def engineer_and_reviewer(**kwargs):
+    """A user in both the engineer and the reviewer groups (creates snapshots and reviews others')."""
+    user = EngineerFactory(**kwargs)
+    user.groups.add(Group.objects.get(name=REVIEWER))
+    return user

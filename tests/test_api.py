@@ -9,7 +9,15 @@ from rest_framework.test import APIClient
 from curation.choices import ExampleStatus
 from curation.models import Example
 from evaluation.models import EvalRun
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory, tiny_base_model
+from tests.factories import (
+    AnnotatorFactory,
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    ReviewerFactory,
+    engineer_and_reviewer,
+    tiny_base_model,
+)
 from training.choices import RunStatus
 from training.models import ModelVersion
 from training.services import prompted_model_version
@@ -33,12 +41,12 @@ def test_anonymous_requests_get_401(endpoint):
 
 @pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
 def test_token_authenticated_user_can_list(endpoint):
-    assert client_for(UserFactory()).get(f"/api/v1/{endpoint}/").status_code == 200
+    assert client_for(EngineerFactory()).get(f"/api/v1/{endpoint}/").status_code == 200
 
 
 def test_session_authentication_works():
     client = APIClient()
-    client.force_login(UserFactory())
+    client.force_login(EngineerFactory())
     assert client.get("/api/v1/datasets/").status_code == 200
 
 
@@ -50,7 +58,7 @@ def upload(client, dataset, content: bytes, **extra):
 
 def test_import_with_bad_lines_answers_400_with_line_numbers_and_imports_nothing():
     good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-    response = upload(client_for(UserFactory()), DatasetFactory(), f"{good}\n{{oops\n".encode())
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), f"{good}\n{{oops\n".encode())
     assert response.status_code == 400
     assert response.json()["errors"][0]["line"] == 2
     assert Example.objects.count() == 0
@@ -58,7 +66,7 @@ def test_import_with_bad_lines_answers_400_with_line_numbers_and_imports_nothing
 
 def test_import_succeeds_with_201():
     good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-    response = upload(client_for(UserFactory()), DatasetFactory(), good.encode())
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), good.encode())
     assert response.status_code == 201 and response.json()["created_count"] == 1
 
 
@@ -88,7 +96,7 @@ def test_reject_without_comment_is_400():
 def test_snapshot_create_then_approve_by_another_reviewer():
     dataset = DatasetFactory()
     ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
-    creator = ReviewerFactory()
+    creator = engineer_and_reviewer()
     created = client_for(creator).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
     assert created.status_code == 201
     snapshot_id = created.json()["id"]
@@ -102,7 +110,7 @@ def test_snapshot_create_then_approve_by_another_reviewer():
 def test_training_run_on_pending_snapshot_is_400():
     dataset = DatasetFactory()
     ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
-    client = client_for(UserFactory())
+    client = client_for(EngineerFactory())
     snapshot_id = client.post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json").json()["id"]
     response = client.post("/api/v1/training-runs/", {"snapshot": snapshot_id}, format="json")
     assert response.status_code == 400 and "approve" in response.json()["detail"]
@@ -116,7 +124,7 @@ def test_events_after_a_cursor(tiny_model_dir, e2e_records):
     run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
                                      hyperparameters={})
     first, second = log_event(run, "log", "one"), log_event(run, "log", "two")
-    client = client_for(UserFactory())
+    client = client_for(EngineerFactory())
 
     response = client.get(f"/api/v1/training-runs/{run.pk}/events/?after={first.pk}")
     assert [e["id"] for e in response.json()] == [second.pk]
@@ -137,7 +145,7 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
         EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
                                metrics={"bleu": bleu, "chrf": 40.0, "n_inputs": 2})
 
-    response = client_for(UserFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")
+    response = client_for(EngineerFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")
 
     assert response.status_code == 200
     evaluation = response.json()["evaluations"][0]
@@ -148,20 +156,20 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
 
 
 def test_schema_is_served():
-    assert client_for(UserFactory()).get("/api/v1/schema/").status_code == 200
+    assert client_for(EngineerFactory()).get("/api/schema/").status_code == 200
 
 
 def test_out_of_range_seed_is_400_not_500():
     dataset = DatasetFactory()
     ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
-    response = client_for(UserFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 2**31},
+    response = client_for(EngineerFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 2**31},
                                               format="json")
     assert response.status_code == 400 and "seed" in response.json()
 
 
 def test_deeply_nested_json_body_is_400():
     body = "[" * 100_000 + "]" * 100_000
-    response = client_for(UserFactory()).post("/api/v1/datasets/", body, content_type="application/json")
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", body, content_type="application/json")
     assert response.status_code == 400
 
 
@@ -170,7 +178,7 @@ def test_deeply_nested_json_body_is_400():
     ({"a\u0000": "x"}, "NUL character"),
 ])
 def test_dataset_output_schema_is_checked(schema, message):
-    response = client_for(UserFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
                                               format="json")
     assert response.status_code == 400 and message in str(response.json())
 
@@ -181,7 +189,7 @@ def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
 
     run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
                                      hyperparameters={})
-    assert client_for(UserFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400
+    assert client_for(EngineerFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400
 
 
 def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
@@ -189,7 +197,7 @@ def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
 
     snapshot = snapshot_of(e2e_records[:20], approve=False)
     version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.")
-    response = client_for(UserFactory()).post("/api/v1/eval-runs/", {"model_version": version.pk,
+    response = client_for(EngineerFactory()).post("/api/v1/eval-runs/", {"model_version": version.pk,
                                                                      "snapshot": snapshot.pk}, format="json")
     assert response.status_code == 400 and "approve" in response.json()["detail"]
     assert not EvalRun.objects.exists()
@@ -197,7 +205,7 @@ def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
 
 def test_prompted_base_version_is_created_once(tiny_model_dir):
     base = tiny_base_model(tiny_model_dir)
-    client = client_for(UserFactory())
+    client = client_for(EngineerFactory())
     body = {"base_model": base.pk, "system_prompt": "Answer with SQL."}
     first = client.post("/api/v1/model-versions/", body, format="json")
     again = client.post("/api/v1/model-versions/", body, format="json")
@@ -206,7 +214,7 @@ def test_prompted_base_version_is_created_once(tiny_model_dir):
 
 
 def test_csv_upload_with_a_column_mapping():
-    response = upload(client_for(UserFactory()), DatasetFactory(), b"question,answer\nHow many?,select 1\n",
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), b"question,answer\nHow many?,select 1\n",
                       format="csv", column_mapping=json.dumps({"prompt": "question", "completion": "answer"}))
     assert response.status_code == 201, response.json()
     assert Example.objects.get().messages[-1]["content"] == "select 1"

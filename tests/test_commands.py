@@ -6,13 +6,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from curation.models import Example
-from tests.factories import DatasetFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_import_command_lists_bad_lines_and_imports_nothing(tmp_path):
-    dataset, user = DatasetFactory(), UserFactory()
+    dataset, user = DatasetFactory(), AnnotatorFactory()
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
                     + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
@@ -22,7 +22,7 @@ def test_import_command_lists_bad_lines_and_imports_nothing(tmp_path):
 
 
 def test_import_command_with_skip_invalid(tmp_path, capsys):
-    dataset, user = DatasetFactory(), UserFactory()
+    dataset, user = DatasetFactory(), AnnotatorFactory()
     path = tmp_path / "mixed.jsonl"
     path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\nnot json\n")
     call_command("import_examples", str(path), dataset=dataset.name, username=user.username,
@@ -37,7 +37,7 @@ def test_unknown_user_and_dataset_are_named(tmp_path):
     with pytest.raises(CommandError, match="no active user named 'ghost'"):
         call_command("import_examples", str(path), dataset="d", username="ghost")
     with pytest.raises(CommandError, match="no dataset named 'nope'"):
-        call_command("import_examples", str(path), dataset="nope", username=UserFactory().username)
+        call_command("import_examples", str(path), dataset="nope", username=AnnotatorFactory().username)
 
 
 def test_create_dataset_is_undone_when_its_first_import_is_refused(tmp_path):
@@ -46,7 +46,7 @@ def test_create_dataset_is_undone_when_its_first_import_is_refused(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text("{oops\n")
     with pytest.raises(CommandError, match="nothing was imported"):
-        call_command("import_examples", str(path), dataset="fresh", username=UserFactory().username,
+        call_command("import_examples", str(path), dataset="fresh", username=AnnotatorFactory().username,
                      create_dataset=True)
     assert not Dataset.objects.filter(name="fresh").exists()
 
@@ -55,7 +55,7 @@ def test_create_dataset_refuses_a_name_that_does_not_fit(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
     with pytest.raises(CommandError, match="name: Ensure this value has at most 200 characters"):
-        call_command("import_examples", str(path), dataset="x" * 300, username=UserFactory().username,
+        call_command("import_examples", str(path), dataset="x" * 300, username=AnnotatorFactory().username,
                      format="prompt_completion_jsonl", create_dataset=True)
 
 
@@ -71,7 +71,7 @@ def test_train_evaluate_and_report_commands_compare_with_the_prompted_base(tiny_
         pytest.skip("the commands wait for a worker; covered with a worker process in test_pipeline")
     snapshot = snapshot_of(e2e_records[:40])
     base = tiny_base_model(tiny_model_dir)
-    user = UserFactory()
+    user = EngineerFactory()
     call_command("train", snapshot=snapshot.pk, base_model=base.name, username=user.username,
                  hyperparameters={"max_steps": 2, "batch_size": 4})
     tuned = ModelVersion.objects.get(kind="lora_adapter")

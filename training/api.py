@@ -30,6 +30,7 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     queryset = TrainingRun.objects.select_related("snapshot", "created_by")
     serializer_class = TrainingRunSerializer
     filterset_fields = ["snapshot", "status", "base_model"]
+    action_permissions = {"cancel": ["training.view_trainingrun"]}  # the creator or an engineer: the service checks
 
     def get_serializer_class(self):
         return TrainingRunDetailSerializer if self.action == "retrieve" else TrainingRunSerializer

@@ -8,6 +8,7 @@ from curation.formats import check_json_value
 from curation.models import Snapshot
 from ftplatform import queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.roles import require_permission
 
 from .choices import FINISHED_STATUSES, EventKind, ModelVersionKind, RunStatus
 from .engine.config import LoraConfig
@@ -52,9 +53,11 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     """Validate, create a queued TrainingRun and enqueue its job after commit.
 
     Raises:
+        NotAllowed: ``by`` lacks 'training.add_trainingrun' (engineers hold it).
         ServiceError: the snapshot is not approved, has no train examples, or a
             hyperparameter is invalid (the message names it).
     """
+    require_permission(by, "training.add_trainingrun", "start training runs")
     if snapshot.status != SnapshotStatus.APPROVED:
         raise ServiceError(
             f"snapshot {snapshot.pk} is {snapshot.status}; a reviewer must approve it before training"

@@ -9,7 +9,7 @@ from curation.models import Review, Snapshot
 from curation.snapshots import create_snapshot
 from curation.workflow import approve_example
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory
+from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -52,7 +52,7 @@ def test_concurrent_identical_snapshots_resolve_to_one_row():
     dataset = DatasetFactory()
     for _ in range(10):
         ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
-    users = [UserFactory() for _ in range(6)]
+    users = [EngineerFactory() for _ in range(6)]
 
     results = in_threads(6, lambda i: create_snapshot(dataset, by=users[i])[0].pk)
 

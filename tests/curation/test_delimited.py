@@ -5,7 +5,7 @@ from curation.formats import parse_column_mapping, read_delimited
 from curation.imports import import_examples
 from curation.models import Example
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory
 
 
 def test_csv_with_mapping_quoted_newlines_and_line_numbers():
@@ -51,7 +51,7 @@ def test_column_mapping_text():
 
 @pytest.mark.django_db
 def test_csv_import_is_all_or_nothing_and_records_the_mapping():
-    dataset, user = DatasetFactory(), UserFactory()
+    dataset, user = DatasetFactory(), AnnotatorFactory()
     mapping = {"prompt": "q", "completion": "a"}
     failed = import_examples(dataset, b"q,a\nx,y\nz,\n", "csv", by=user, column_mapping=mapping)
     assert failed.status == "failed" and [e["line"] for e in failed.errors] == [3]
@@ -64,4 +64,4 @@ def test_csv_import_is_all_or_nothing_and_records_the_mapping():
 @pytest.mark.django_db
 def test_a_column_mapping_for_jsonl_is_refused():
     with pytest.raises(ServiceError, match="only applies to csv and tsv"):
-        import_examples(DatasetFactory(), b"{}", "chat_jsonl", by=UserFactory(), column_mapping={"prompt": "p"})
+        import_examples(DatasetFactory(), b"{}", "chat_jsonl", by=AnnotatorFactory(), column_mapping={"prompt": "p"})

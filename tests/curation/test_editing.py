@@ -9,7 +9,7 @@ from curation.choices import ExampleStatus
 from curation.models import Review
 from curation.workflow import approve_example, edit_example
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import ExampleFactory, ReviewerFactory, UserFactory, conversation
+from tests.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory, conversation
 
 
 def test_editing_an_approved_example_voids_its_approval(db):
@@ -47,7 +47,7 @@ def test_an_edit_that_duplicates_another_example_is_a_conflict(db):
 def test_only_the_author_edits(db):
     example = ExampleFactory()
     with pytest.raises(NotAllowed):
-        edit_example(example, by=UserFactory(), messages=conversation("q", "x"), expected_version=example.version)
+        edit_example(example, by=AnnotatorFactory(), messages=conversation("q", "x"), expected_version=example.version)
 
 
 def test_api_patch_answers_409_on_a_stale_version(db):

@@ -3,7 +3,7 @@ from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
 from curation.snapshots import create_snapshot
-from tests.factories import DatasetFactory, ExampleFactory, UserFactory, conversation
+from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api():
     client = APIClient()
-    client.force_authenticate(UserFactory())
+    client.force_authenticate(EngineerFactory())
     return client
 
 
@@ -20,7 +20,7 @@ def ids(response):
 
 
 def test_filters_by_state_author_and_text(api):
-    ann = UserFactory(username="ann")
+    ann = AnnotatorFactory(username="ann")
     dataset = DatasetFactory()
     target = ExampleFactory(dataset=dataset, author=ann, messages=conversation("name: Zizzi", "Zizzi is a café."))
     ExampleFactory(dataset=dataset, author=ann, status=ExampleStatus.APPROVED)
@@ -34,7 +34,7 @@ def test_filter_by_snapshot_split(api):
     dataset = DatasetFactory()
     for n in range(6):
         ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(f"in {n}", "out"))
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     test_ids = sorted(snapshot.items.filter(split="test").values_list("example_id", flat=True))
     assert ids(api.get("/api/v1/examples/", {"snapshot": snapshot.pk, "split": "test"})) == test_ids
 

@@ -9,21 +9,21 @@ from curation.choices import ExampleStatus
 from curation.formats import content_hash
 from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
-from tests.factories import DatasetFactory, ExampleFactory, UserFactory, conversation
+from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 
 def snapshot_with(n):
     dataset = DatasetFactory()
     for i in range(n):
         ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(f"in {i}", f"out {i}"))
-    return create_snapshot(dataset, by=UserFactory())[0]
+    return create_snapshot(dataset, by=EngineerFactory())[0]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_export_round_trips_every_item_into_its_split_file(run_jobs):
     snapshot = snapshot_with(12)
     client = APIClient()
-    client.force_authenticate(UserFactory())
+    client.force_authenticate(EngineerFactory())
     export_id = client.post(f"/api/v1/snapshots/{snapshot.pk}/export/").json()["id"]
     run_jobs()
     export = SnapshotExport.objects.get(pk=export_id)
@@ -42,7 +42,7 @@ def test_export_round_trips_every_item_into_its_split_file(run_jobs):
 def test_download_before_success_or_of_an_unknown_split_is_400():
     export = SnapshotExport.objects.create(snapshot=snapshot_with(3))
     client = APIClient()
-    client.force_authenticate(UserFactory())
+    client.force_authenticate(EngineerFactory())
     assert client.get(f"/api/v1/snapshot-exports/{export.pk}/download/", {"split": "test"}).status_code == 400
     assert client.get(f"/api/v1/snapshot-exports/{export.pk}/download/", {"split": "dev"}).status_code == 400
 
@@ -52,5 +52,5 @@ def test_export_command(capsys, settings):
     if settings.REDIS_URL:
         pytest.skip("the command waits for a worker; the API test above covers the queue")
     snapshot = snapshot_with(4)
-    call_command("export_snapshot", snapshot.pk, username=UserFactory().username)
+    call_command("export_snapshot", snapshot.pk, username=EngineerFactory().username)
     assert "train" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from curation.imports import import_examples
 from curation.models import Example
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_example, reject_example, submit_example
-from tests.factories import DatasetFactory, ReviewerFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ LINE = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assi
 
 
 def imported_example():
-    author = UserFactory(username="annie")
+    author = AnnotatorFactory(username="annie")
     import_examples(DatasetFactory(), LINE, "chat_jsonl", by=author, filename="f.jsonl")
     return Example.objects.get()
 
@@ -44,7 +44,7 @@ def test_api_history_lists_changes_newest_first_with_a_cursor():
     example = imported_example()
     approve_example(example, by=ReviewerFactory(username="rita"))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory()).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=EngineerFactory()).key}")
 
     body = client.get(f"/api/v1/examples/{example.pk}/history/").json()
 
@@ -57,7 +57,7 @@ def test_api_history_lists_changes_newest_first_with_a_cursor():
 def test_snapshot_history_records_its_review():
     example = imported_example()
     approve_example(example, by=ReviewerFactory())
-    creator, reviewer = UserFactory(username="eng"), ReviewerFactory(username="sam")
+    creator, reviewer = EngineerFactory(username="eng"), ReviewerFactory(username="sam")
     snapshot, _ = create_snapshot(example.dataset, by=creator)
     approve_snapshot(snapshot, by=reviewer, comment="ok")
     assert [(str(r.history_user), r.history_change_reason) for r in snapshot.history.order_by("history_id")] == [

@@ -6,7 +6,7 @@ from curation.choices import ExampleStatus, ImportStatus
 from curation.imports import import_examples
 from curation.models import Example
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def test_file_with_broken_line_unknown_role_and_no_assistant_turn_imports_nothin
         {"messages": [{"role": "user", "content": "only a question"}]},
         chat("c", "d"),
     )
-    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=UserFactory(), filename="bad.jsonl")
+    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory(), filename="bad.jsonl")
 
     assert batch.status == ImportStatus.FAILED
     assert [e["line"] for e in batch.errors] == [2, 3, 4]
@@ -39,7 +39,7 @@ def test_file_with_broken_line_unknown_role_and_no_assistant_turn_imports_nothin
 
 def test_skip_invalid_imports_the_valid_lines_and_lists_every_skipped_one():
     data = jsonl(chat("a", "b"), "not json", chat("c", "d"), {"messages": []})
-    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=UserFactory(), skip_invalid=True)
+    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory(), skip_invalid=True)
 
     assert batch.status == ImportStatus.SUCCEEDED
     assert (batch.created_count, batch.error_count) == (2, 2)
@@ -48,7 +48,7 @@ def test_skip_invalid_imports_the_valid_lines_and_lists_every_skipped_one():
 
 
 def test_duplicates_in_the_file_and_in_the_dataset_are_reported_not_inserted():
-    dataset, user = DatasetFactory(), UserFactory()
+    dataset, user = DatasetFactory(), AnnotatorFactory()
     first = import_examples(dataset, jsonl(chat("a", "b")), "chat_jsonl", by=user)
     existing = Example.objects.get()
 
@@ -62,7 +62,7 @@ def test_duplicates_in_the_file_and_in_the_dataset_are_reported_not_inserted():
 
 
 def test_imported_examples_record_author_batch_and_line():
-    user = UserFactory()
+    user = AnnotatorFactory()
     batch = import_examples(DatasetFactory(), jsonl(chat("a", "b")), "chat_jsonl", by=user)
     example = Example.objects.get()
     assert (example.author, example.import_batch, example.metadata["import_line"]) == (user, batch, 1)
@@ -70,18 +70,18 @@ def test_imported_examples_record_author_batch_and_line():
 
 def test_prompt_completion_file_imports():
     data = jsonl({"prompt": "How many singers?", "completion": "select count(*) from singer"})
-    batch = import_examples(DatasetFactory(), data, "prompt_completion_jsonl", by=UserFactory())
+    batch = import_examples(DatasetFactory(), data, "prompt_completion_jsonl", by=AnnotatorFactory())
     assert batch.created_count == 1
     assert Example.objects.get().messages[-1]["content"] == "select count(*) from singer"
 
 
 def test_empty_file_is_refused_with_a_clear_error():
     with pytest.raises(ServiceError, match="no records"):
-        import_examples(DatasetFactory(), b"\n\n", "chat_jsonl", by=UserFactory(), filename="empty.jsonl")
+        import_examples(DatasetFactory(), b"\n\n", "chat_jsonl", by=AnnotatorFactory(), filename="empty.jsonl")
 
 
 def test_real_e2e_file_imports_completely(e2e_records):
     data = "\n".join(json.dumps(r) for r in e2e_records).encode()
-    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=UserFactory())
+    batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory())
     assert batch.status == ImportStatus.SUCCEEDED
     assert batch.created_count + batch.duplicate_count == len(e2e_records) == 1000

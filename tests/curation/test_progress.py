@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 
 from curation.selectors import dataset_progress
 from curation.workflow import approve_example, reject_example
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reviewed_dataset():
     dataset = DatasetFactory()
-    ann, bea = UserFactory(username="ann"), UserFactory(username="bea")
+    ann, bea = AnnotatorFactory(username="ann"), AnnotatorFactory(username="bea")
     rita = ReviewerFactory(username="rita")
     first, second, third = (ExampleFactory(dataset=dataset, author=a) for a in (ann, ann, bea))
     approve_example(first, by=rita)
@@ -34,7 +34,7 @@ def test_progress_counts_states_annotators_and_reviewers(reviewed_dataset):
 
 def test_progress_in_the_api_and_the_admin(reviewed_dataset, client, django_user_model):
     api = APIClient()
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(EngineerFactory())
     assert api.get(f"/api/v1/datasets/{reviewed_dataset.pk}/progress/").json()["by_status"]["approved"] == 1
 
     client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))

@@ -11,7 +11,7 @@ from curation.choices import ExampleStatus
 from curation.models import Example
 from curation.queues import next_example_to_annotate, next_example_to_review, release
 from curation.workflow import approve_example, reject_example
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory
+from tests.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory
 
 
 @pytest.mark.django_db
@@ -39,7 +39,7 @@ def test_reviewers_never_get_their_own_or_already_approved_examples():
     needs_two = ExampleFactory(dataset=DatasetFactory(approvals_required=2))
     approve_example(needs_two, by=rita)
     assert next_example_to_review(rita) is None
-    assert next_example_to_review(UserFactory()) is None  # not a reviewer
+    assert next_example_to_review(AnnotatorFactory()) is None  # not a reviewer
 
 
 @pytest.mark.django_db
@@ -56,9 +56,9 @@ def test_a_decision_releases_the_reservation_and_release_gives_it_back():
 
 @pytest.mark.django_db
 def test_annotators_get_their_rejected_examples_back():
-    ann = UserFactory()
+    ann = AnnotatorFactory()
     example = reject_example(ExampleFactory(author=ann), by=ReviewerFactory(), comment="fix it")
-    ExampleFactory(author=UserFactory(), status=ExampleStatus.DRAFT)
+    ExampleFactory(author=AnnotatorFactory(), status=ExampleStatus.DRAFT)
     assert next_example_to_annotate(ann) == example
 
 

@@ -5,14 +5,21 @@ from curation.formats import content_hash, input_hash
 from curation.models import Example, Snapshot
 from curation.snapshots import approve_snapshot, create_snapshot, reject_snapshot
 from ftplatform.errors import NotAllowed, ServiceError
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory
+from tests.factories import (
+    AnnotatorFactory,
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    ReviewerFactory,
+    engineer_and_reviewer,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 def approved_e2e_dataset(records):
     dataset = DatasetFactory()
-    author = UserFactory()
+    author = AnnotatorFactory()
     unique = {content_hash(r["messages"]): r for r in records}  # the E2E file repeats a few pairs
     for record in unique.values():
         ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
@@ -25,8 +32,8 @@ def item_splits(snapshot):
 
 def test_same_approved_data_gives_the_same_hash_and_split(e2e_records):
     records = e2e_records[:120]
-    first, _ = create_snapshot(approved_e2e_dataset(records), by=UserFactory(), seed=7)
-    second, _ = create_snapshot(approved_e2e_dataset(list(reversed(records))), by=UserFactory(), seed=7)
+    first, _ = create_snapshot(approved_e2e_dataset(records), by=EngineerFactory(), seed=7)
+    second, _ = create_snapshot(approved_e2e_dataset(list(reversed(records))), by=EngineerFactory(), seed=7)
 
     assert first.pk != second.pk
     assert first.content_hash == second.content_hash
@@ -35,13 +42,13 @@ def test_same_approved_data_gives_the_same_hash_and_split(e2e_records):
 
 def test_creating_again_returns_the_existing_snapshot(e2e_records):
     dataset = approved_e2e_dataset(e2e_records[:30])
-    first, created_first = create_snapshot(dataset, by=UserFactory())
-    again, created_again = create_snapshot(dataset, by=UserFactory())
+    first, created_first = create_snapshot(dataset, by=EngineerFactory())
+    again, created_again = create_snapshot(dataset, by=EngineerFactory())
     assert (created_first, created_again, again.pk) == (True, False, first.pk)
 
 
 def test_all_examples_with_the_same_input_land_in_the_same_split(e2e_records):
-    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:300]), by=UserFactory())
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:300]), by=EngineerFactory())
     splits_per_input = {}
     for item in snapshot.items.all():
         splits_per_input.setdefault(item.input_hash, set()).add(item.split)
@@ -52,7 +59,7 @@ def test_all_examples_with_the_same_input_land_in_the_same_split(e2e_records):
 
 def test_editing_an_example_after_a_snapshot_does_not_change_the_snapshot(e2e_records):
     dataset = approved_e2e_dataset(e2e_records[:10])
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     example = Example.objects.filter(dataset=dataset).first()
     frozen = snapshot.items.get(example=example).messages
 
@@ -67,17 +74,17 @@ def test_only_approved_examples_are_frozen():
     dataset = DatasetFactory()
     ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
     ExampleFactory(dataset=dataset, status=ExampleStatus.SUBMITTED)
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     assert snapshot.example_count == 1
 
 
 def test_dataset_without_approved_examples_cannot_be_snapshotted():
     with pytest.raises(ServiceError, match="no approved examples"):
-        create_snapshot(DatasetFactory(), by=UserFactory())
+        create_snapshot(DatasetFactory(), by=EngineerFactory())
 
 
 def test_snapshot_is_pending_until_another_reviewer_approves_it(e2e_records):
-    creator = ReviewerFactory()
+    creator = engineer_and_reviewer()
     snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:10]), by=creator)
     assert snapshot.status == SnapshotStatus.PENDING_REVIEW
     with pytest.raises(NotAllowed, match="creator cannot review"):
@@ -86,7 +93,7 @@ def test_snapshot_is_pending_until_another_reviewer_approves_it(e2e_records):
 
 
 def test_rejecting_a_snapshot_needs_a_comment(e2e_records):
-    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:10]), by=UserFactory())
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:10]), by=EngineerFactory())
     with pytest.raises(ServiceError, match="comment"):
         reject_snapshot(snapshot, by=ReviewerFactory(), comment="")
     rejected = reject_snapshot(snapshot, by=ReviewerFactory(), comment="test split too small")
@@ -94,7 +101,7 @@ def test_rejecting_a_snapshot_needs_a_comment(e2e_records):
 
 
 def test_items_are_frozen_copies_that_refuse_changes(e2e_records):
-    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory())
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=EngineerFactory())
     item = snapshot.items.first()
     item.split = "test"
     with pytest.raises(Exception, match="frozen"):
@@ -108,29 +115,29 @@ def test_input_hash_is_what_groups_examples(e2e_records):
 
 def test_recreating_a_rejected_snapshot_says_so(e2e_records):
     dataset = approved_e2e_dataset(e2e_records[:10])
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     reject_snapshot(snapshot, by=ReviewerFactory(), comment="too small")
     with pytest.raises(ServiceError, match="was rejected .*too small"):
-        create_snapshot(dataset, by=UserFactory())
-    other_seed, created = create_snapshot(dataset, by=UserFactory(), seed=1)
+        create_snapshot(dataset, by=EngineerFactory())
+    other_seed, created = create_snapshot(dataset, by=EngineerFactory(), seed=1)
     assert created and other_seed.pk != snapshot.pk
 
 
 @pytest.mark.parametrize("seed", [-1, 2**31, "7"])
 def test_seed_must_fit_a_32_bit_column(e2e_records, seed):
     with pytest.raises(ServiceError, match="seed must be an integer"):
-        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory(), seed=seed)
+        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=EngineerFactory(), seed=seed)
 
 
 def test_empty_split_fractions_are_refused(e2e_records):
     with pytest.raises(ServiceError, match="exactly the keys"):
-        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory(), fractions={})
+        create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=EngineerFactory(), fractions={})
 
 
 def test_snapshots_and_items_refuse_every_write_path(e2e_records):
     from curation.models import FrozenError, SnapshotItem
 
-    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=UserFactory())
+    snapshot, _ = create_snapshot(approved_e2e_dataset(e2e_records[:5]), by=EngineerFactory())
     snapshot.seed = 99
     with pytest.raises(FrozenError, match="seed cannot change"):
         snapshot.save()
@@ -149,7 +156,7 @@ def test_snapshots_and_items_refuse_every_write_path(e2e_records):
 
 def test_deleting_an_example_keeps_its_frozen_copy(e2e_records):
     dataset = approved_e2e_dataset(e2e_records[:5])
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     Example.objects.filter(dataset=dataset).first().delete()
     assert snapshot.items.count() == snapshot.example_count
     assert snapshot.items.filter(example__isnull=True).count() == 1

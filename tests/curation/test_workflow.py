@@ -3,7 +3,7 @@ import pytest
 from curation.choices import ExampleStatus, ReviewDecision
 from curation.workflow import approve_example, reject_example, submit_example
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import ExampleFactory, ReviewerFactory, UserFactory
+from tests.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def test_reviewer_cannot_approve_own_example():
 
 def test_user_without_review_permission_cannot_approve():
     with pytest.raises(NotAllowed, match="not a reviewer"):
-        approve_example(ExampleFactory(), by=UserFactory())
+        approve_example(ExampleFactory(), by=AnnotatorFactory())
 
 
 def test_reject_requires_a_comment():
@@ -81,9 +81,9 @@ def test_approvals_from_an_earlier_round_do_not_count_after_a_rejection():
 def test_only_the_author_can_submit():
     example = reject_example(ExampleFactory(), by=ReviewerFactory(), comment="fix")
     with pytest.raises(NotAllowed, match="only its author or assignee"):
-        submit_example(example, by=UserFactory())
+        submit_example(example, by=AnnotatorFactory())
 
 
 def test_a_non_reviewer_is_refused_before_the_comment_is_checked():
     with pytest.raises(NotAllowed):
-        reject_example(ExampleFactory(), by=UserFactory(), comment="")
+        reject_example(ExampleFactory(), by=AnnotatorFactory(), comment="")

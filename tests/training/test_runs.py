@@ -4,7 +4,14 @@ import pytest
 from curation.choices import ExampleStatus, SnapshotStatus
 from curation.snapshots import approve_snapshot, create_snapshot
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory, UserFactory, tiny_base_model
+from tests.factories import (
+    AnnotatorFactory,
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    ReviewerFactory,
+    tiny_base_model,
+)
 from training.choices import ModelVersionKind, RunStatus
 from training.models import TrainingRun
 from training.services import cancel_training_run, start_training_run
@@ -14,14 +21,14 @@ TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "ma
 
 def snapshot_of(records, approve=True):
     dataset = DatasetFactory(system_prompt=records[0]["messages"][0]["content"])
-    author = UserFactory()
+    author = AnnotatorFactory()
     seen = set()
     for record in records:
         key = str(record["messages"])
         if key not in seen:
             seen.add(key)
             ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
-    snapshot, _ = create_snapshot(dataset, by=UserFactory())
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     if approve:
         snapshot = approve_snapshot(snapshot, by=ReviewerFactory())
     return snapshot
@@ -32,21 +39,21 @@ def test_training_needs_an_approved_snapshot(e2e_records, tiny_model_dir):
     snapshot = snapshot_of(e2e_records[:30], approve=False)
     assert snapshot.status == SnapshotStatus.PENDING_REVIEW
     with pytest.raises(ServiceError, match="must approve it before training"):
-        start_training_run(snapshot, tiny_base_model(tiny_model_dir), by=UserFactory())
+        start_training_run(snapshot, tiny_base_model(tiny_model_dir), by=EngineerFactory())
     assert not TrainingRun.objects.exists()
 
 
 @pytest.mark.django_db
 def test_bad_hyperparameters_create_no_run(e2e_records, tiny_model_dir):
     with pytest.raises(ServiceError, match="hyperparameters: lora_rank must be above 0"):
-        start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+        start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
                            hyperparameters={"lora_rank": 0})
     assert not TrainingRun.objects.exists()
 
 
 @pytest.mark.django_db
 def test_cancelled_queued_run_never_starts(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks, run_jobs):
-    creator = UserFactory()
+    creator = EngineerFactory()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=creator,
                                  hyperparameters=TINY_HYPERPARAMETERS)
@@ -63,10 +70,10 @@ def test_cancelled_queued_run_never_starts(e2e_records, tiny_model_dir, django_c
 @pytest.mark.django_db
 def test_only_the_creator_or_an_engineer_can_cancel(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
                                  hyperparameters=TINY_HYPERPARAMETERS)
     with pytest.raises(NotAllowed, match="only its creator"):
-        cancel_training_run(run, by=UserFactory())
+        cancel_training_run(run, by=AnnotatorFactory())
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and not run.cancel_requested
 
@@ -74,7 +81,7 @@ def test_only_the_creator_or_an_engineer_can_cancel(e2e_records, tiny_model_dir,
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_run_trains_records_events_and_creates_a_model_version(e2e_records, tiny_model_dir, run_jobs):
-    run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=UserFactory(),
+    run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
                              hyperparameters=TINY_HYPERPARAMETERS)
     run_jobs()
     run.refresh_from_db()
@@ -96,7 +103,7 @@ def test_a_run_whose_base_model_is_missing_fails_with_a_readable_error(e2e_recor
     from training.models import BaseModel
 
     missing = BaseModel.objects.create(name="gone", source_kind="local_folder", source=str(tmp_path / "nowhere"))
-    run = start_training_run(snapshot_of(e2e_records[:30]), missing, by=UserFactory(),
+    run = start_training_run(snapshot_of(e2e_records[:30]), missing, by=EngineerFactory(),
                              hyperparameters=TINY_HYPERPARAMETERS)
     run_jobs()
     run.refresh_from_db()

@@ -4,7 +4,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
@@ -17,6 +17,7 @@ from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
 from ftplatform import queues
 from ftplatform.cli import wait_for_run
+from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.choices import RunStatus
 from training.models import BaseModel
 from training.progress import describe_training_progress
@@ -38,21 +39,15 @@ DEMO_HYPERPARAMETERS = {
     "max_eval_examples": 32,
     "seed": 0,
 }
-DEMO_USERS = {
-    "demo-annotator": [],
-    "demo-engineer": [],
-    "demo-reviewer": ["review_example", "review_snapshot"],
-}
+DEMO_USERS = {"demo-annotator": ANNOTATOR, "demo-engineer": ENGINEER, "demo-reviewer": REVIEWER}
 
 
 def demo_users() -> dict:
-    """The demo's named users; the reviewer holds the review permissions and so is recorded as reviewer."""
+    """The demo's named users, each in the group of its role (ftplatform.roles)."""
     users = {}
-    for username, codenames in DEMO_USERS.items():
-        user, _ = get_user_model().objects.get_or_create(username=username)
-        if codenames:
-            user.user_permissions.add(*Permission.objects.filter(content_type__app_label="curation",
-                                                                 codename__in=codenames))
+    for username, role in DEMO_USERS.items():
+        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": True})
+        user.groups.add(Group.objects.get(name=role))
         users[username] = get_user_model().objects.get(pk=user.pk)  # fresh permission cache
     return users
 

@@ -1,0 +1,106 @@
+"""Who sees and may change which examples: the per-object rules, in one place.
+
+Model-level permissions come from the roles (ftplatform.roles); these functions add the
+object-level rules on top, and the admin, the API and the services all call them:
+
+- everyone with ``view_all_examples`` (engineers) or a superuser sees every example;
+- annotators see the examples they wrote or are assigned, plus, in datasets that are not in
+  blind mode, the other examples on the same inputs (the other references); in blind mode
+  they never see another annotator's work on an input;
+- reviewers see every example of the datasets they review (``Dataset.reviewers``, or every
+  dataset whose reviewer list is empty) and decide on those, never on their own;
+- an example is edited by its author or assignee, or, while it waits for review, by a
+  reviewer who may decide on it (edit-and-approve).
+
+Invisible objects answer 404 in the API and the admin; visible ones the user may not change
+answer 403 (``NotAllowed``).
+"""
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from ftplatform.errors import NotAllowed
+
+from .choices import ExampleStatus
+from .models import Dataset, Example, ImportBatch
+
+
+def sees_everything(user) -> bool:
+    return bool(user.is_active and (user.is_superuser or user.has_perm("curation.view_all_examples")))
+
+
+def is_reviewer(user) -> bool:
+    return bool(user and user.is_active and user.has_perm("curation.review_example"))
+
+
+def reviewable_datasets(user) -> QuerySet:
+    """Datasets ``user`` reviews: those listing them, and those with no reviewer list. Empty for non-reviewers."""
+    if not is_reviewer(user):
+        return Dataset.objects.none()
+    if user.is_superuser:
+        return Dataset.objects.all()
+    listed = Dataset.reviewers.through.objects.filter(dataset=OuterRef("pk"))
+    return Dataset.objects.filter(Q(reviewers=user) | ~Exists(listed)).distinct()
+
+
+def visible_examples(user, queryset: QuerySet | None = None) -> QuerySet:
+    """``queryset`` (default: all examples) narrowed to what ``user`` may see (rules above)."""
+    queryset = Example.objects.all() if queryset is None else queryset
+    if not (user and user.is_authenticated and user.has_perm("curation.view_example")):
+        return queryset.none()
+    if sees_everything(user):
+        return queryset
+    mine = Q(author=user) | Q(assignee=user)
+    same_input_as_mine = Example.objects.filter(
+        mine, dataset=OuterRef("dataset"), input_hash=OuterRef("input_hash"))
+    visible = mine | (Q(dataset__blind_annotation=False) & Exists(same_input_as_mine))
+    if is_reviewer(user):
+        visible |= Q(dataset__in=reviewable_datasets(user).values("pk"))
+    return queryset.filter(visible)
+
+
+def visible_import_batches(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Import batches: all for those who see every example, else only the user's own uploads."""
+    queryset = ImportBatch.objects.all() if queryset is None else queryset
+    if not (user and user.is_authenticated and user.has_perm("curation.view_importbatch")):
+        return queryset.none()
+    return queryset if sees_everything(user) else queryset.filter(created_by=user)
+
+
+def may_review(user, example: Example) -> bool:
+    """True when ``user`` may approve or reject ``example`` (reviewer of its dataset, not its author)."""
+    return (is_reviewer(user) and example.author_id != user.pk
+            and reviewable_datasets(user).filter(pk=example.dataset_id).exists())
+
+
+def require_review(user, example: Example) -> None:
+    """Raise NotAllowed naming the reason unless ``user`` may decide on ``example``."""
+    if not is_reviewer(user):
+        raise NotAllowed(f"{user} is not a reviewer (needs the 'curation.review_example' permission)")
+    if example.author_id is not None and example.author_id == user.pk:
+        raise NotAllowed(f"example {example.pk}: reviewers cannot approve or reject their own example")
+    if not reviewable_datasets(user).filter(pk=example.dataset_id).exists():
+        raise NotAllowed(f"example {example.pk}: {user} does not review dataset '{example.dataset}'")
+
+
+def may_edit(user, example: Example) -> bool:
+    """True when ``user`` may change ``example``'s conversation (rules above)."""
+    if not (user and user.is_active):
+        return False
+    if user.is_superuser:
+        return True
+    if not user.has_perm("curation.change_example"):
+        return False
+    if user.pk in (example.author_id, example.assignee_id):
+        return True
+    return example.status == ExampleStatus.SUBMITTED and may_review(user, example)
+
+
+def require_edit(user, example: Example) -> None:
+    if not may_edit(user, example):
+        raise NotAllowed(f"example {example.pk}: only its author or assignee can edit it "
+                         "(or, while it waits for review, a reviewer of its dataset)")
+
+
+def require_author(user, example: Example) -> None:
+    """Submitting is for the author or assignee (or a superuser)."""
+    if not (user.is_superuser or user.pk in (example.author_id, example.assignee_id)):
+        raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")

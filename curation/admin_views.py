@@ -1,0 +1,215 @@
+"""The admin pages people work in all day: the structured conversation editor (write, fix,
+edit-and-approve) and the keyboard-driven review page. Thin: every decision is a call to
+curation.workflow or curation.queues, and the rules are those of curation.access."""
+import re
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from ftplatform.errors import ServiceError
+
+from . import access, queues, workflow
+from .formats import ROLES
+from .models import Dataset, Example
+
+MESSAGE_POSITION = re.compile(r"\bmessage (\d+)\b")
+
+ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
+
+
+def _message_text(message: dict) -> str:
+    lines = [message.get("content") or ""]
+    for call in message.get("tool_calls", []):
+        lines.append(f"→ {call['function']['name']}({call['function']['arguments']})")
+    if message.get("tool_call_id"):
+        lines.insert(0, f"(answers {message['tool_call_id']})")
+    return "\n".join(line for line in lines if line)
+
+
+def render_messages(messages_json) -> str:
+    """A conversation as readable HTML: one block per message with its role (tool calls spelled out)."""
+    return format_html(
+        '<div class="ft-conversation">{}</div>',
+        format_html_join(
+            "",
+            '<div style="margin:4px 0;padding:6px;border-left:3px solid {};white-space:pre-wrap">'
+            "<strong>{}</strong><br>{}</div>",
+            ((ROLE_COLOURS.get(m.get("role"), "#c00"), m.get("role", "?"), _message_text(m))
+             for m in messages_json or []),
+        ),
+    )
+
+
+class MessageForm(forms.Form):
+    role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
+    content = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 90}), required=False, strip=False)
+
+
+MessageFormSet = forms.formset_factory(MessageForm, extra=1, can_delete=True)
+
+
+class NewExampleForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    submit = forms.BooleanField(required=False, label="Submit for review now (otherwise it stays a draft)")
+
+
+def _change_url(example: Example) -> str:
+    return reverse("admin:curation_example_change", args=[example.pk])
+
+
+def _messages_from(formset) -> list[dict]:
+    """The formset's rows as chat messages, in order; deleted rows and empty extra rows left out."""
+    return [{"role": f.cleaned_data["role"], "content": f.cleaned_data["content"]}
+            for f in formset.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+            and (f.cleaned_data.get("content") or f in formset.initial_forms)]
+
+
+def _show_error_on_message(request, formset, exc: ServiceError) -> None:
+    """Put a validation error on the message row it names ("message 2: ..."), else on the page."""
+    position = MESSAGE_POSITION.search(str(exc))
+    kept = [f for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+    if position and int(position.group(1)) <= len(kept):
+        kept[int(position.group(1)) - 1].add_error(None, str(exc))
+    else:
+        messages.error(request, str(exc))
+
+
+def _visible_example(model_admin, request, object_id) -> Example:
+    example = model_admin.get_object(request, object_id)  # narrowed by curation.access: invisible -> 404
+    if example is None:
+        raise Http404("no such example")
+    return example
+
+
+def editor_view(model_admin, request, object_id=None):
+    """Write a new example (``object_id`` None), fix one, or, with ``?mode=review``, edit-and-approve.
+
+    One row per message (role + content); a validation error is shown on the message it names.
+    A stale save (someone changed the example meanwhile) is refused with the conflict message.
+    """
+    reviewing = request.GET.get("mode") == "review"
+    example = None if object_id is None else _visible_example(model_admin, request, object_id)
+    if example is None:
+        if not model_admin.has_add_permission(request):
+            raise PermissionDenied
+    elif not (access.may_review(request.user, example) if reviewing else access.may_edit(request.user, example)):
+        raise PermissionDenied
+    if example is not None and any("tool_calls" in m or "tool_call_id" in m for m in example.messages):
+        messages.error(request, f"Example {example.pk} has tool-call turns; edit it through the API "
+                                "(PATCH /api/v1/examples/{id}/), which keeps them.")
+        return redirect(_change_url(example))
+    head = NewExampleForm(request.POST or None) if example is None else None
+    if request.method == "POST":
+        formset = MessageFormSet(request.POST)
+        expected_version = request.POST.get("expected_version")
+        if formset.is_valid() and (head is None or head.is_valid()):
+            try:
+                saved = _save_conversation(request, example, head, _messages_from(formset), reviewing)
+            except ServiceError as exc:
+                _show_error_on_message(request, formset, exc)
+            else:
+                if reviewing:
+                    messages.success(request, f"Example {saved.pk} edited and approved ({saved.status}).")
+                    return redirect(reverse("admin:curation_example_review_next"))
+                messages.success(request, f"Example {saved.pk} saved ({saved.status}).")
+                return redirect(_change_url(saved))
+    else:
+        initial = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}] if example is None else [
+            {"role": m["role"], "content": m.get("content") or ""} for m in example.messages]
+        formset = MessageFormSet(initial=initial)
+        expected_version = None if example is None else example.version
+    if example is None:
+        title = "Write an example"
+    else:
+        title = f"{'Edit and approve' if reviewing else 'Edit'} example {example.pk}"
+    return TemplateResponse(request, "admin/curation/edit_messages.html", {
+        "example": example, "head": head, "formset": formset, "expected_version": expected_version,
+        "reviewing": reviewing, "title": title, **model_admin.admin_site.each_context(request),
+    })
+
+
+def _save_conversation(request, example, head, messages_, reviewing) -> Example:
+    if example is None:
+        return workflow.create_example(head.cleaned_data["dataset"], by=request.user, messages=messages_,
+                                       submit=head.cleaned_data["submit"])
+    try:
+        version = int(request.POST.get("expected_version", ""))
+    except ValueError:
+        raise ServiceError("the form lost the example's version; reload the page and edit again") from None
+    if reviewing:
+        return workflow.edit_and_approve_example(example, by=request.user, messages=messages_,
+                                                 expected_version=version, comment=request.POST.get("comment", ""))
+    return workflow.edit_example(example, by=request.user, messages=messages_, expected_version=version)
+
+
+def submit_view(model_admin, request, object_id):
+    """POST: send a draft or rejected example to review (its author or assignee)."""
+    example = _visible_example(model_admin, request, object_id)
+    if request.method != "POST":
+        return redirect(_change_url(example))
+    try:
+        version = int(request.POST.get("expected_version", ""))
+        example = workflow.submit_example(example, by=request.user, expected_version=version)
+    except ValueError:
+        messages.error(request, "the form lost the example's version; reload the page")
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Example {example.pk} submitted for review.")
+    return redirect(_change_url(example))
+
+
+def review_next_view(model_admin, request):
+    """Hand the reviewer the next submitted example (reserved for them) and open its review page."""
+    if not access.is_reviewer(request.user):
+        raise PermissionDenied
+    dataset = Dataset.objects.filter(pk=request.GET["dataset"]).first() if request.GET.get(
+        "dataset", "").isdigit() else None
+    after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else None
+    example = queues.next_example_to_review(request.user, dataset, after=after)
+    if example is None:
+        return TemplateResponse(request, "admin/curation/review.html", {
+            "example": None, "title": "Review queue", **model_admin.admin_site.each_context(request)})
+    return redirect(reverse("admin:curation_example_review", args=[example.pk]))
+
+
+def review_view(model_admin, request, object_id):
+    """One example to decide: the conversation, the dataset's guidelines, earlier decisions, and
+    approve / reject (comment required) / edit-and-approve / skip, each with a keyboard shortcut."""
+    example = _visible_example(model_admin, request, object_id)
+    if not access.may_review(request.user, example):
+        raise PermissionDenied
+    if request.method == "POST":
+        decision = request.POST.get("decision")
+        comment = request.POST.get("comment", "")
+        try:
+            version = int(request.POST.get("expected_version", ""))
+            if decision == "approve":
+                workflow.approve_example(example, by=request.user, comment=comment, expected_version=version)
+            elif decision == "reject":
+                workflow.reject_example(example, by=request.user, comment=comment, expected_version=version)
+            elif decision == "skip":
+                queues.release(example, request.user)
+                return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}")
+            else:
+                raise ServiceError(f"unknown decision {decision!r}; use approve, reject or skip")
+        except ValueError:
+            messages.error(request, "the form lost the example's version; reload the page")
+        except ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Example {example.pk}: {decision}d.")
+            return redirect(reverse("admin:curation_example_review_next"))
+        example.refresh_from_db()
+    return TemplateResponse(request, "admin/curation/review.html", {
+        "example": example, "conversation": render_messages(example.messages),
+        "reviews": example.reviews.select_related("reviewer"), "title": f"Review example {example.pk}",
+        **model_admin.admin_site.each_context(request),
+    })
