@@ -58,11 +58,14 @@ def visible_examples(user, queryset: QuerySet | None = None) -> QuerySet:
 
 
 def visible_import_batches(user, queryset: QuerySet | None = None) -> QuerySet:
-    """Import batches: all for those who see every example, else only the user's own uploads."""
+    """Import batches: all for those who see every example; a reviewer's datasets' batches; else
+    only the user's own uploads."""
     queryset = ImportBatch.objects.all() if queryset is None else queryset
     if not (user and user.is_authenticated and user.has_perm("curation.view_importbatch")):
         return queryset.none()
-    return queryset if sees_everything(user) else queryset.filter(created_by=user)
+    if sees_everything(user):
+        return queryset
+    return queryset.filter(Q(created_by=user) | Q(dataset__in=reviewable_datasets(user).values("pk")))
 
 
 def may_review(user, example: Example) -> bool:

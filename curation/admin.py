@@ -2,6 +2,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -230,6 +231,8 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         """The upload page: validate the whole file, then import it all or nothing."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = ImportUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]

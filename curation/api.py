@@ -78,17 +78,19 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
         return Response(ExampleSerializer(example).data, status=status.HTTP_201_CREATED)
 
     def _decide(self, request, decide):
+        example = self.get_object()  # first: an example the caller may not see is a 404, whatever the body
         params = DecisionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        example = decide(self.get_object(), by=request.user, **params.validated_data)
+        example = decide(example, by=request.user, **params.validated_data)
         return Response(ExampleSerializer(example).data)
 
     @extend_schema(request=ExampleEditSerializer, responses=ExampleSerializer)
     def partial_update(self, request, *args, **kwargs):
         """Replace the conversation; 409 when ``expected_version`` is stale."""
+        example = self.get_object()
         params = ExampleEditSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        example = workflow.edit_example(self.get_object(), by=request.user, **params.validated_data)
+        example = workflow.edit_example(example, by=request.user, **params.validated_data)
         return Response(ExampleSerializer(example).data)
 
     def _next(self, request, take):
@@ -121,10 +123,11 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
+        example = self.get_object()
         params = DecisionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         example = workflow.submit_example(
-            self.get_object(), by=request.user, expected_version=params.validated_data.get("expected_version"))
+            example, by=request.user, expected_version=params.validated_data.get("expected_version"))
         return Response(ExampleSerializer(example).data)
 
     @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
@@ -141,9 +144,10 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     @action(detail=True, methods=["post"], url_path="edit-and-approve")
     def edit_and_approve(self, request, pk=None):
         """A reviewer's fix: replace the conversation and approve the new version in one step."""
+        example = self.get_object()
         params = EditAndApproveSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        example = workflow.edit_and_approve_example(self.get_object(), by=request.user, **params.validated_data)
+        example = workflow.edit_and_approve_example(example, by=request.user, **params.validated_data)
         return Response(ExampleSerializer(example).data)
 
 

@@ -17,15 +17,18 @@ class RolePermissions(BasePermission):
     WRITE_VERBS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete"}
 
     def required(self, request, view) -> list[str]:
-        listed = getattr(view, "action_permissions", {}).get(view.action)
+        action = getattr(view, "action", None)
+        if action is None and not hasattr(view, "get_queryset"):
+            return []  # the API root: a list of links, for any signed-in user
+        listed = getattr(view, "action_permissions", {}).get(action)
         if listed is not None:
             return list(listed)
         opts = view.get_queryset().model._meta
         if request.method in SAFE_METHODS:
             return [f"{opts.app_label}.view_{opts.model_name}"]
-        verb = self.WRITE_VERBS.get(view.action)
+        verb = self.WRITE_VERBS.get(action)
         if verb is None:
-            raise ImproperlyConfigured(f"{type(view).__name__}.{view.action}: list it in action_permissions")
+            raise ImproperlyConfigured(f"{type(view).__name__}.{action}: list it in action_permissions")
         return [f"{opts.app_label}.{verb}_{opts.model_name}"]
 
     def has_permission(self, request, view):
