@@ -120,8 +120,8 @@ class ExampleAdmin(VisibleHistoryAdmin):
     def conversation(self, obj):
         return render_messages(obj.messages)
 
-    def _buttons(self, request, obj):
-        """What this user may do with the example next, as buttons above the form."""
+    def _buttons(self, request, obj) -> list[str]:
+        """What this user may do with the example next, as buttons beside the object tools."""
         buttons = []
         if access.may_edit(request.user, obj):
             buttons.append(format_html('<a class="button" href="{}">Edit conversation</a>',
@@ -132,16 +132,16 @@ class ExampleAdmin(VisibleHistoryAdmin):
                 '<form method="post" action="{}" style="display:inline">'
                 '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
                 '<input type="hidden" name="expected_version" value="{}">'
-                '<input type="submit" value="Submit for review"></form>',
+                '<input type="submit" value="Submit for review" class="button"></form>',
                 reverse("admin:curation_example_submit", args=[obj.pk]), get_token(request), obj.version))
         if obj.status == ExampleStatus.SUBMITTED and access.may_review(request.user, obj):
             buttons.append(format_html('<a class="button" href="{}">Review</a>',
                                        reverse("admin:curation_example_review", args=[obj.pk])))
-        return format_html_join(" ", "{}", ((b,) for b in buttons))
+        return buttons
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         example = self.get_object(request, unquote(object_id))
-        buttons = self._buttons(request, example) if example is not None else ""
+        buttons = self._buttons(request, example) if example is not None else []
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "example_buttons": buttons})
 
     def get_urls(self):
