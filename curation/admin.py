@@ -2,6 +2,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect
@@ -17,6 +18,7 @@ from ftplatform.admin_tools import (
     comment_action,
 )
 from ftplatform.errors import ServiceError
+from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
@@ -88,6 +90,12 @@ class ReviewInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(groups__name=ANNOTATOR, is_active=True).order_by("username"),
+        required=False, empty_label="(nobody: take the assignment back)")
+
+
 @admin.register(Example)
 class ExampleAdmin(VisibleHistoryAdmin):
     """Examples each user may see (curation.access). Conversations are written and fixed in the
@@ -102,7 +110,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
     fields = ["dataset", "conversation", "status", "version", "author", "assignee", "source", "import_batch",
               "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]
-    actions = ["approve_selected", "reject_selected", "submit_selected"]
+    actions = ["approve_selected", "reject_selected", "submit_selected", "assign_selected"]
 
     def get_queryset(self, request):
         return access.visible_examples(request.user, super().get_queryset(request))
@@ -112,6 +120,9 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     def has_review_permission(self, request):
         return access.is_reviewer(request.user)
+
+    def has_assign_permission(self, request):
+        return request.user.has_perm("curation.change_dataset")
 
     def add_view(self, request, form_url="", extra_context=None):
         return admin_views.editor_view(self, request)
@@ -178,6 +189,17 @@ class ExampleAdmin(VisibleHistoryAdmin):
     def reject_selected(self, request, queryset):
         return comment_action(request, queryset, title="Reject examples", action="reject_selected",
                               apply=lambda ex, comment: workflow.reject_example(ex, by=request.user, comment=comment))
+
+    @admin.action(description="Assign selected examples to an annotator", permissions=["assign"])
+    def assign_selected(self, request, queryset):
+        form = AssignForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if form.is_valid():
+            to = form.cleaned_data["assignee"]
+            apply_to_each(request, queryset, lambda ex: workflow.assign_example(ex, to=to, by=request.user),
+                          f"Assigned {{count}} example(s) to {to}." if to else "Took back {count} assignment(s).")
+            return None
+        return TemplateResponse(request, "admin/curation/assign.html", {
+            "title": "Assign examples", "form": form, "queryset": queryset, **self.admin_site.each_context(request)})
 
     @admin.action(description="Submit selected examples for review")
     def submit_selected(self, request, queryset):

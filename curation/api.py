@@ -17,6 +17,7 @@ from .imports import import_examples
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
 from .selectors import dataset_progress
 from .serializers import (
+    AssignSerializer,
     DatasetSerializer,
     DecisionSerializer,
     EditAndApproveSerializer,
@@ -64,6 +65,7 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
         "approve": ["curation.review_example"],
         "reject": ["curation.review_example"],
         "edit_and_approve": ["curation.review_example", "curation.change_example"],
+        "assign": ["curation.change_dataset"],
     }
 
     def get_queryset(self):
@@ -139,6 +141,17 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         return self._decide(request, workflow.reject_example)
+
+    @extend_schema(request=AssignSerializer, responses=ExampleSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Hand the example to an annotator (``assignee``), or take it back (null)."""
+        example = self.get_object()
+        params = AssignSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        example = workflow.assign_example(example, to=params.validated_data["assignee"], by=request.user,
+                                          expected_version=params.validated_data.get("expected_version"))
+        return Response(ExampleSerializer(example).data)
 
     @extend_schema(request=EditAndApproveSerializer, responses=ExampleSerializer)
     @action(detail=True, methods=["post"], url_path="edit-and-approve")

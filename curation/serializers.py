@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from rest_framework import serializers
@@ -41,11 +42,13 @@ class ReviewSerializer(serializers.ModelSerializer):
 class ExampleSerializer(serializers.ModelSerializer):
     reviews = ReviewSerializer(many=True, read_only=True)
     author = serializers.StringRelatedField()
+    assignee = serializers.StringRelatedField()
     reserved_by = serializers.StringRelatedField()
 
     class Meta:
         model = Example
-        fields = ["id", "dataset", "messages", "content_hash", "input_hash", "status", "author", "version",
+        fields = ["id", "dataset", "messages", "content_hash", "input_hash", "status", "author", "assignee",
+                  "version",
                   "review_round", "reserved_by", "reserved_until", "metadata", "source", "import_batch", "created_at",
                   "updated_at", "reviews"]
         read_only_fields = fields
@@ -65,6 +68,12 @@ class ExampleCreateSerializer(serializers.Serializer):
 class ExampleEditSerializer(serializers.Serializer):
     messages = serializers.JSONField(help_text="The whole conversation, OpenAI chat format.")
     expected_version = serializers.IntegerField(min_value=1, help_text="The version the edit was made on.")
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all(), allow_null=True,
+                                                  help_text="The annotator's user id; null takes it back.")
+    expected_version = serializers.IntegerField(required=False, min_value=1)
 
 
 class EditAndApproveSerializer(ExampleEditSerializer):

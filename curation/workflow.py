@@ -174,6 +174,26 @@ def edit_and_approve_example(example: Example, *, by, messages, expected_version
     return approve_example(edited, by=by, comment=note, expected_version=edited.version)
 
 
+@transaction.atomic
+def assign_example(example: Example, *, to, by, expected_version: int | None = None) -> Example:
+    """Hand an example to an annotator (``to``; None takes the assignment back).
+
+    The assignee may then see, edit and submit it like its author.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'curation.change_dataset' (engineers hold it).
+        ServiceError: ``to`` is inactive or cannot edit examples (not an annotator).
+        Conflict: a stale version.
+    """
+    require_permission(by, "curation.change_dataset", "assign examples")
+    if to is not None and not (to.is_active and to.has_perm("curation.change_example")):
+        raise ServiceError(f"{to} cannot edit examples; give them the annotator role first")
+    example = _locked(example, expected_version)
+    if example.assignee_id == (to.pk if to else None):
+        return example
+    return _save(example, by, f"assigned to {to}" if to else "unassigned", assignee=to)
+
+
 def approve_examples(examples, *, by, comment: str = "") -> tuple[int, list[str]]:
     """Approve many examples, each in its own transaction.
 

@@ -92,6 +92,7 @@ API = {
     ("post", "example-reject", "ann_ex"): ("401", "403", "ok", "403"),
     ("post", "example-edit-and-approve", "ann_ex"): ("401", "403", "ok", "403"),
     ("post", "example-release", "ann_ex"): ("401", "ok", "ok", "ok"),
+    ("post", "example-assign", "bob_other"): ("401", "403", "403", "ok"),
     ("post", "example-next-to-review", None): ("401", "403", "ok", "403"),
     ("post", "example-next-to-annotate", None): ("401", "ok", "ok", "403"),
     ("get", "importbatch-list", None): ("401", "ok", "ok", "ok"),

@@ -6,7 +6,14 @@ from curation import access
 from curation.choices import ExampleStatus, ReviewDecision
 from curation.models import Example
 from curation.queues import next_example_to_review
-from curation.workflow import approve_example, create_example, edit_and_approve_example
+from curation.workflow import (
+    approve_example,
+    assign_example,
+    create_example,
+    edit_and_approve_example,
+    edit_example,
+    submit_example,
+)
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.factories import (
     AnnotatorFactory,
@@ -154,3 +161,31 @@ def test_admin_review_page_refuses_a_stale_decision(client):
     assert "changed since you loaded it" in response.content.decode()
     example.refresh_from_db()
     assert example.status == ExampleStatus.SUBMITTED
+
+
+def test_assigning_an_example_lets_the_annotator_see_fix_and_submit_it():
+    bob = AnnotatorFactory()
+    example = ExampleFactory(status=ExampleStatus.DRAFT)
+    assert example.pk not in visible_ids(bob)
+    with pytest.raises(NotAllowed):
+        assign_example(example, to=bob, by=ReviewerFactory())
+    with pytest.raises(ServiceError, match="annotator role"):
+        assign_example(example, to=EngineerFactory(), by=EngineerFactory())
+
+    assigned = assign_example(example, to=bob, by=EngineerFactory())
+    assert assigned.assignee == bob and example.pk in visible_ids(bob)
+    fixed = edit_example(assigned, by=bob, messages=conversation("q", "fixed"), expected_version=assigned.version)
+    assert submit_example(fixed, by=bob).status == ExampleStatus.SUBMITTED
+    assert assigned.history.filter(history_change_reason=f"assigned to {bob}").exists()
+
+
+def test_admin_assign_action_asks_for_the_annotator(client):
+    ann, example = AnnotatorFactory(), ExampleFactory()
+    client.force_login(EngineerFactory())
+    url = reverse("admin:curation_example_changelist")
+    page = client.post(url, {"action": "assign_selected", "_selected_action": [example.pk]})
+    assert ann.username in page.content.decode()
+    client.post(url, {"action": "assign_selected", "_selected_action": [example.pk], "confirm": "yes",
+                      "assignee": ann.pk})
+    example.refresh_from_db()
+    assert example.assignee == ann
