@@ -81,6 +81,14 @@ def _show_error_on_message(request, formset, exc: ServiceError) -> None:
         messages.error(request, str(exc))
 
 
+def _posted_version(request) -> int:
+    """The example version the form was loaded with (optimistic locking). Raises ServiceError."""
+    try:
+        return int(request.POST.get("expected_version", ""))
+    except ValueError:
+        raise ServiceError("the form lost the example's version; reload the page") from None
+
+
 def _visible_example(model_admin, request, object_id) -> Example:
     example = model_admin.get_object(request, object_id)  # narrowed by curation.access: invisible -> 404
     if example is None:
@@ -139,10 +147,7 @@ def _save_conversation(request, example, head, messages_, reviewing) -> Example:
     if example is None:
         return workflow.create_example(head.cleaned_data["dataset"], by=request.user, messages=messages_,
                                        submit=head.cleaned_data["submit"])
-    try:
-        version = int(request.POST.get("expected_version", ""))
-    except ValueError:
-        raise ServiceError("the form lost the example's version; reload the page and edit again") from None
+    version = _posted_version(request)
     if reviewing:
         return workflow.edit_and_approve_example(example, by=request.user, messages=messages_,
                                                  expected_version=version, comment=request.POST.get("comment", ""))
@@ -155,10 +160,7 @@ def submit_view(model_admin, request, object_id):
     if request.method != "POST":
         return redirect(_change_url(example))
     try:
-        version = int(request.POST.get("expected_version", ""))
-        example = workflow.submit_example(example, by=request.user, expected_version=version)
-    except ValueError:
-        messages.error(request, "the form lost the example's version; reload the page")
+        example = workflow.submit_example(example, by=request.user, expected_version=_posted_version(request))
     except ServiceError as exc:
         messages.error(request, str(exc))
     else:
@@ -190,7 +192,7 @@ def review_view(model_admin, request, object_id):
         decision = request.POST.get("decision")
         comment = request.POST.get("comment", "")
         try:
-            version = int(request.POST.get("expected_version", ""))
+            version = _posted_version(request)
             if decision == "approve":
                 workflow.approve_example(example, by=request.user, comment=comment, expected_version=version)
             elif decision == "reject":
@@ -200,8 +202,6 @@ def review_view(model_admin, request, object_id):
                 return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}")
             else:
                 raise ServiceError(f"unknown decision {decision!r}; use approve, reject or skip")
-        except ValueError:
-            messages.error(request, "the form lost the example's version; reload the page")
         except ServiceError as exc:
             messages.error(request, str(exc))
         else:
