@@ -95,7 +95,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Snapshot
         fields = ["id", "dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
-                  "status", "created_by", "created_at", "reviewed_by", "reviewed_at", "review_comment"]
+                  "quality_report", "status", "created_by", "created_at", "reviewed_by", "reviewed_at",
+                  "review_comment"]
         read_only_fields = fields
 
 
