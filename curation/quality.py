@@ -228,10 +228,16 @@ def near_duplicates(texts: dict, *, threshold: float = NEAR_DUPLICATE_THRESHOLD,
                               num_perm=num_perm, seed=MINHASH_SEED, scheme="affine32")
     lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=num_perm)
     linked = DisjointSet(range(len(keys)))
+    # All signatures as one array: the estimates of a text's candidates are one comparison.
+    values = numpy.vstack([s.hashvalues for s in signatures]) if signatures else numpy.empty((0, num_perm))
     pairs = []
     for index, signature in enumerate(signatures):
-        for other in sorted(lsh.query(signature)):
-            if linked.connected(index, other) or signature.jaccard(signatures[other]) < threshold - ESTIMATE_MARGIN:
+        candidates = numpy.array(sorted(lsh.query(signature)), dtype=numpy.int64)
+        if candidates.size:
+            estimates = (values[candidates] == values[index]).mean(axis=1)
+            candidates = candidates[estimates >= threshold - ESTIMATE_MARGIN]
+        for other in candidates.tolist():
+            if linked.connected(index, other):
                 continue
             first, second = shingle_set(other), shingle_set(index)
             jaccard = len(first & second) / len(first | second)

@@ -1,4 +1,6 @@
 """The quality gate inside create_snapshot: blocking findings refuse it, warnings are stored with it."""
+import json
+
 import pytest
 
 from curation.choices import ExampleStatus
@@ -142,3 +144,17 @@ def test_api_blocking_findings_are_400_naming_the_example():
     broken.save()
     response = client_for(UserFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
     assert response.status_code == 400 and f"example {broken.pk}: empty_output" in response.json()["detail"]
+
+
+def test_the_demo_data_gives_the_documented_snapshot(e2e_records):
+    """The README quotes this hash and these splits (near-duplicate inputs grouped at Jaccard 0.85)."""
+    from curation.imports import import_examples
+
+    dataset, user = DatasetFactory(), UserFactory()
+    data = "\n".join(json.dumps(record) for record in e2e_records).encode()
+    assert import_examples(dataset, data, "chat_jsonl", by=user).created_count == 986
+    dataset.examples.update(status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(dataset, by=user, seed=0)
+    assert snapshot.content_hash == "1f7aa2614f9deba6e781015e006ea811e64a7689555a74f43b3cc3e497f61d82"
+    assert snapshot.split_counts == {"train": 804, "validation": 86, "test": 96}
+    assert snapshot.quality_report["summary"]["by_check"] == {"near_duplicate": 44, "near_duplicate_input": 36}
