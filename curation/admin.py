@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -22,11 +23,13 @@ from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ImportFormat
+from .choices import ExampleStatus, ImportFormat, SnapshotStatus
 from .formats import parse_column_mapping
 from .imports import describe_batch, import_examples
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
+from .quality import describe_report
 from .selectors import dataset_progress
+from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
 
@@ -289,11 +292,14 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(VisibleHistoryAdmin):
-    list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "created_by",
-                    "reviewed_by", "created_at"]
+    list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "warnings",
+                    "created_by", "reviewed_by", "created_at", "review_link"]
     list_filter = ["status", "dataset"]
-    readonly_fields = [f.name for f in Snapshot._meta.fields]
+    readonly_fields = ["review_link", *[f.name for f in Snapshot._meta.fields if f.name != "quality_report"],
+                       "quality_summary"]
+    fields = readonly_fields
     actions = ["approve_selected", "reject_selected"]
+    DIFF_LIMIT = 50
 
     def has_add_permission(self, request):
         return False  # created from the Dataset action, the API or the create_snapshot command
@@ -304,6 +310,78 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     @admin.display(description="hash")
     def short_hash(self, obj):
         return obj.content_hash[:12]
+
+    @admin.display(description="warnings")
+    def warnings(self, obj):
+        return obj.quality_report["summary"]["warnings"] if obj.quality_report else "-"
+
+    @admin.display(description="review")
+    def review_link(self, obj):
+        label = "Review" if obj.status == SnapshotStatus.PENDING_REVIEW else "Quality report and diff"
+        return format_html('<a href="{}">{}</a>', reverse("admin:curation_snapshot_review", args=[obj.pk]), label)
+
+    @admin.display(description="quality")
+    def quality_summary(self, obj):
+        return format_html("<pre>{}</pre>", "\n".join(describe_report(obj.quality_report)))
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/review/", self.admin_site.admin_view(self.review_view),
+                 name="curation_snapshot_review"),
+            *super().get_urls(),
+        ]
+
+    def review_view(self, request, object_id):
+        """The reviewer's page: quality report, split sizes, token statistics, the diff against the
+        previous approved snapshot, and approve / reject (through the snapshot services)."""
+        snapshot = self.get_object(request, object_id)
+        if snapshot is None:
+            raise Http404("no such snapshot")
+        if not self.has_view_permission(request, snapshot):
+            raise PermissionDenied
+        here = reverse("admin:curation_snapshot_review", args=[snapshot.pk])
+        if request.method == "POST":
+            decision, comment = request.POST.get("decision"), request.POST.get("comment", "")
+            review, done = {"approve": (approve_snapshot, "approved"),
+                            "reject": (reject_snapshot, "rejected")}.get(decision, (None, ""))
+            try:
+                if review is None:
+                    raise ServiceError(f"unknown decision {decision!r}; expected approve or reject")
+                review(snapshot, by=request.user, comment=comment)
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, f"Snapshot {snapshot.pk} {done} by {request.user}.")
+            return redirect(here)
+        try:
+            diff, diff_error = snapshot_diff(snapshot, limit=self.DIFF_LIMIT), ""
+        except ServiceError as exc:
+            diff, diff_error = None, str(exc)
+        report = snapshot.quality_report or {}
+        def example_url(example_id):
+            return reverse("admin:curation_example_change", args=[example_id]) if example_id is not None else ""
+
+        findings = [{**f, "example_url": example_url(f.get("example_id")),
+                     "other_url": example_url(f.get("other_example_id"))} for f in report.get("findings", [])]
+        tokens = (report.get("summary") or {}).get("tokens") or {}
+        return TemplateResponse(request, "admin/curation/snapshot_review.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Review snapshot {snapshot.pk}: {snapshot.get_status_display().lower()}",
+            "opts": self.model._meta,
+            "snapshot": snapshot,
+            "report": report,
+            "report_lines": describe_report(report),
+            "findings": findings,
+            "token_rows": [{"name": name, **stats} for name, stats in tokens.items() if stats],
+            "splits": [{"name": name, "examples": count, "fraction": snapshot.split_fractions.get(name)}
+                       for name, count in snapshot.split_counts.items()],
+            "diff": diff,
+            "diff_error": diff_error,
+            "can_review": (snapshot.status == SnapshotStatus.PENDING_REVIEW
+                           and request.user.has_perm("curation.review_snapshot")),
+            "history_url": reverse("admin:curation_snapshot_history", args=[snapshot.pk]),
+            "change_url": reverse("admin:curation_snapshot_change", args=[snapshot.pk]),
+        })
 
     def has_review_permission(self, request):
         return request.user.has_perm("curation.review_snapshot")

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from ftplatform.errors import ServiceError
 from ftplatform.history import HistoryMixin
 from ftplatform.rest import IdCursorPagination
 
@@ -28,10 +29,13 @@ from .serializers import (
     ImportUploadSerializer,
     QueueRequestSerializer,
     SnapshotCreateSerializer,
+    SnapshotDiffQuerySerializer,
+    SnapshotDiffSerializer,
     SnapshotExportSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
 )
+from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
 
 
@@ -229,6 +233,21 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         return self._review(request, reject_snapshot)
+
+    @extend_schema(parameters=[SnapshotDiffQuerySerializer], responses=SnapshotDiffSerializer)
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        """Examples added, removed, changed (per-message unified diffs) and moved between splits, against
+        ``previous`` or the dataset's latest approved snapshot created before this one."""
+        params = SnapshotDiffQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        snapshot = self.get_object()
+        previous = None
+        if "previous" in params.validated_data:
+            previous = Snapshot.objects.filter(pk=params.validated_data["previous"]).first()
+            if previous is None:
+                raise ServiceError(f"there is no snapshot {params.validated_data['previous']}")
+        return Response(snapshot_diff(snapshot, previous, limit=params.validated_data["limit"]))
 
     @extend_schema(request=None, responses=SnapshotExportSerializer)
     @action(detail=True, methods=["post"])

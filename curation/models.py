@@ -164,7 +164,7 @@ class FrozenError(ValidationError):
 
 
 SNAPSHOT_FROZEN_FIELDS = ("dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
-                          "created_by", "created_at")
+                          "quality_report", "created_by", "created_at")
 
 
 class SnapshotQuerySet(models.QuerySet):
@@ -201,6 +201,11 @@ class Snapshot(models.Model):
     split_fractions = models.JSONField(help_text='{"train": 0.8, "validation": 0.1, "test": 0.1} of distinct inputs.')
     split_counts = models.JSONField(default=dict, help_text="Examples per split.")
     example_count = models.PositiveIntegerField()
+    quality_report = models.JSONField(
+        default=dict, blank=True,
+        help_text="The quality gate's settings, summary (token statistics, near-duplicate groups) and warnings "
+                  "(curation.quality.quality_report); empty for snapshots made before the gate.",
+    )
     status = models.CharField(max_length=16, choices=SnapshotStatus.choices, default=SnapshotStatus.PENDING_REVIEW)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, related_name="created_snapshots", on_delete=models.SET_NULL
@@ -211,7 +216,8 @@ class Snapshot(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_comment = models.TextField(blank=True)
-    history = HistoricalRecords()
+    # The report is frozen with the snapshot: a copy in every history row would only repeat it.
+    history = HistoricalRecords(excluded_fields=["quality_report"])
 
     class Meta:
         ordering = ["-created_at", "-id"]

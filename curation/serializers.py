@@ -6,6 +6,7 @@ from rest_framework import serializers
 from .choices import ImportFormat
 from .formats import FormatError, check_json_value
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport
+from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
 from .splits import MAX_SEED
 
 
@@ -114,7 +115,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Snapshot
         fields = ["id", "dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
-                  "status", "created_by", "created_at", "reviewed_by", "reviewed_at", "review_comment"]
+                  "quality_report", "status", "created_by", "created_at", "reviewed_by", "reviewed_at",
+                  "review_comment"]
         read_only_fields = fields
 
 
@@ -122,6 +124,62 @@ class SnapshotCreateSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SEED)
     split_fractions = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class SnapshotDiffQuerySerializer(serializers.Serializer):
+    previous = serializers.IntegerField(required=False, help_text="Compare with this snapshot of the same dataset "
+                                        "(default: its latest approved snapshot created before this one).")
+    limit = serializers.IntegerField(default=DEFAULT_DIFF_LIMIT, min_value=1, max_value=MAX_DIFF_LIMIT,
+                                     help_text="Entries per list; counts are always complete.")
+
+
+class DiffEntrySerializer(serializers.Serializer):
+    example_id = serializers.IntegerField(allow_null=True)
+    content_hash = serializers.CharField()
+    split = serializers.CharField()
+
+
+class MessageChangeSerializer(serializers.Serializer):
+    position = serializers.IntegerField(help_text="1-based message position.")
+    change = serializers.ChoiceField(choices=["changed", "added", "removed"])
+    role = serializers.CharField(allow_null=True)
+    previous_role = serializers.CharField(allow_null=True)
+    diff = serializers.CharField(help_text="Unified diff of the contents (difflib).")
+
+
+class ChangedEntrySerializer(serializers.Serializer):
+    example_id = serializers.IntegerField(allow_null=True)
+    split = serializers.CharField()
+    previous_split = serializers.CharField()
+    content_hash = serializers.CharField()
+    previous_content_hash = serializers.CharField()
+    messages = MessageChangeSerializer(many=True)
+
+
+class MovedEntrySerializer(serializers.Serializer):
+    example_id = serializers.IntegerField(allow_null=True)
+    content_hash = serializers.CharField()
+    to = serializers.CharField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.CharField()  # a keyword: declared here
+        return fields
+
+
+class SnapshotDiffSerializer(serializers.Serializer):
+    """The shape of curation.snapshot_diff.snapshot_diff (documentation for the schema)."""
+
+    snapshot = serializers.IntegerField()
+    previous = serializers.IntegerField(allow_null=True)
+    previous_content_hash = serializers.CharField(allow_null=True)
+    counts = serializers.DictField(child=serializers.IntegerField(),
+                                   help_text="added, removed, changed, moved, unchanged")
+    limit = serializers.IntegerField()
+    added = DiffEntrySerializer(many=True)
+    removed = DiffEntrySerializer(many=True)
+    changed = ChangedEntrySerializer(many=True)
+    moved = MovedEntrySerializer(many=True)
 
 
 class SnapshotReviewSerializer(serializers.Serializer):

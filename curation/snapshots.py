@@ -1,6 +1,8 @@
-"""Freezing approved examples into snapshots, and the snapshot review."""
+"""Freezing approved examples into snapshots behind the quality gate, and the snapshot review."""
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
@@ -8,25 +10,54 @@ from ftplatform.roles import require_permission
 from .access import reviewable_datasets
 from .choices import ExampleStatus, SnapshotStatus
 from .models import Dataset, Example, Snapshot, SnapshotItem
+from .quality import (
+    QualityExample,
+    TokenLimits,
+    blocking_findings,
+    describe_findings,
+    near_duplicate_inputs,
+    quality_report,
+)
 from .splits import DEFAULT_FRACTIONS, MAX_SEED, assign_splits, snapshot_hash, validate_fractions
+
+
+def default_token_limits() -> TokenLimits:
+    """The tokenizer and limits the quality gate uses when the caller gives none.
+
+    curation sits below training (training imports curation's models), so it never imports
+    training: it calls the loader named by ``settings.SNAPSHOT_TOKENIZER_LOADER`` (default
+    ``training.services.snapshot_token_limits``: the tokenizer of ``settings.SNAPSHOT_BASE_MODEL``,
+    the default base model unless set, at training's default max_seq_length). The loader may
+    raise ServiceError when the model cannot be loaded.
+    """
+    return import_string(settings.SNAPSHOT_TOKENIZER_LOADER)()
 
 
 @transaction.atomic
 def create_snapshot(
-    dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None
+    dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None, tokens: TokenLimits | None = None
 ) -> tuple[Snapshot, bool]:
-    """Freeze the dataset's approved examples into a snapshot pending review.
+    """Freeze the dataset's approved examples into a snapshot pending review, behind the quality gate.
 
-    Items hold copies of the messages, so later edits to examples never change a snapshot.
-    The split is by distinct input (see curation.splits.assign_splits).
+    Items hold copies of the messages, so later edits to examples never change a snapshot. The
+    split is by distinct input, near-duplicate inputs (curation.quality.near_duplicate_inputs)
+    kept together (curation.splits.assign_splits). Before anything is written the quality
+    report (curation.quality.quality_report) runs over the approved examples with ``tokens``:
+    blocking findings refuse the snapshot; its settings, summary and warnings are stored in
+    ``Snapshot.quality_report``, frozen with the rest.
 
+    Args:
+        tokens: the tokenizer and limits to check against; None loads default_token_limits()
+            (the demo passes the base model it will train, tests a tiny tokenizer). Not loaded
+            at all when an identical snapshot already exists.
     Returns:
         (snapshot, created). When a snapshot with the same content hash exists for the
         dataset, that one is returned with ``created=False``.
     Raises:
         NotAllowed: ``by`` lacks 'curation.add_snapshot' (engineers hold it).
-        ServiceError: no approved examples, bad seed or split fractions, or the same content
-            was rejected before.
+        ServiceError: no approved examples, bad seed or split fractions, the same content was
+            rejected before, blocking quality findings (listed by example id, the first 20 of
+            them, with the total), an invalid output schema, or a tokenizer that cannot be loaded.
     """
     require_permission(by, "curation.add_snapshot", "create snapshots")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
@@ -42,7 +73,10 @@ def create_snapshot(
     )
     if not rows:
         raise ServiceError(f"dataset '{dataset}' has no approved examples to snapshot")
-    assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions)
+    examples = [QualityExample(r["id"], r["messages"], r["input_hash"]) for r in rows]
+    input_pairs = near_duplicate_inputs(examples)
+    assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions,
+                               [(p.first, p.second) for p in input_pairs])
     digest = snapshot_hash(seed, fractions, [(r["content_hash"], assignment[r["input_hash"]]) for r in rows])
     existing = Snapshot.objects.filter(dataset=dataset, content_hash=digest).first()
     if existing and existing.status == SnapshotStatus.REJECTED:
@@ -52,6 +86,18 @@ def create_snapshot(
         )
     if existing:
         return existing, False
+    try:
+        report = quality_report(examples, tokens=tokens or default_token_limits(),
+                                output_json_schema=dataset.output_json_schema, system_prompt=dataset.system_prompt,
+                                input_pairs=input_pairs)
+    except ValueError as exc:
+        raise ServiceError(f"dataset '{dataset}': {exc}") from exc
+    if report["summary"]["blocking"]:
+        raise ServiceError(
+            f"dataset '{dataset}': the quality gate refused the snapshot, {report['summary']['blocking']} blocking "
+            f"finding(s): {describe_findings(blocking_findings(report), report['summary']['blocking'])}. "
+            "Fix or un-approve those examples and try again."
+        )
     split_counts = {name: 0 for name in fractions}
     for r in rows:
         split_counts[assignment[r["input_hash"]]] += 1
@@ -64,6 +110,7 @@ def create_snapshot(
                 split_fractions=fractions,
                 split_counts=split_counts,
                 example_count=len(rows),
+                quality_report=report,
                 created_by=by,
             )
             snapshot._history_user = by

@@ -27,37 +27,67 @@ def validate_fractions(fractions: dict) -> dict:
     return {name: float(fractions[name]) for name in SPLITS}
 
 
-def assign_splits(input_hashes: list[str], seed: int, fractions: dict) -> dict[str, str]:
+def input_groups(input_hashes: list[str], linked_pairs=()) -> list[list[str]]:
+    """Group distinct input hashes: the connected components of the ``linked_pairs`` graph
+    (scipy's DisjointSet), each sorted, singletons included; the grouping does not depend on
+    the order of either argument.
+
+    Raises:
+        ValueError: a pair names a hash that is not among ``input_hashes``.
+    """
+    from scipy.cluster.hierarchy import DisjointSet  # here: scipy.cluster takes 0.5 s to import
+
+    distinct = sorted(set(input_hashes))
+    groups = DisjointSet(distinct)
+    for first, second in linked_pairs:
+        for value in (first, second):
+            if value not in groups:
+                raise ValueError(f"linked input {value!r} is not among the input hashes")
+        groups.merge(first, second)
+    return sorted(sorted(group) for group in groups.subsets())
+
+
+def assign_splits(input_hashes: list[str], seed: int, fractions: dict, linked_pairs=()) -> dict[str, str]:
     """Map each distinct input hash to a split.
 
-    Groups (distinct inputs), not examples, are split, so every example sharing an input
-    lands in the same split and a test input never has references in train. Groups are
-    ordered by sha256(seed:input_hash), a seeded shuffle that does not depend on row order,
-    and cut by the fractions (rounded; validation and test get at least one group each when
-    their fraction is above 0 and there are at least three groups).
+    Groups, not examples, are split: a group is one distinct input, or several inputs joined by
+    ``linked_pairs`` (near-duplicates; see input_groups), so every example sharing an input or
+    a near-duplicate input lands in the same split and a test input never has references (or
+    near-copies) in train. Groups are ordered by sha256(seed:smallest input hash of the group),
+    a seeded shuffle that does not depend on row order, then dealt out in that order: test,
+    then validation, each until it holds round(fraction * distinct inputs) inputs (at least one
+    group each when its fraction is above 0 and there are at least three groups, and never the
+    last group, which train keeps); train takes the rest. Without links every group is one input
+    and this is the plain cut of distinct inputs.
 
     Args:
         input_hashes: hex digests, duplicates allowed.
         seed: any integer.
         fractions: as accepted by validate_fractions.
+        linked_pairs: (input hash, input hash) pairs to keep together.
     Returns:
         {input_hash: "train" | "validation" | "test"}.
+    Raises:
+        ValueError: bad fractions, or a linked hash not among ``input_hashes``.
     """
     fractions = validate_fractions(fractions)
-    groups = sorted(set(input_hashes), key=lambda h: hashlib.sha256(f"{seed}:{h}".encode()).hexdigest())
-    n = len(groups)
-    counts = {}
+    groups = sorted(input_groups(input_hashes, linked_pairs),
+                    key=lambda g: hashlib.sha256(f"{seed}:{g[0]}".encode()).hexdigest())
+    inputs = sum(len(g) for g in groups)
+    assignment, position = {}, 0
     for name in ("test", "validation"):
-        count = round(fractions[name] * n)
-        if fractions[name] > 0 and n >= 3:
-            count = max(count, 1)
-        counts[name] = count
-    counts["train"] = max(n - counts["test"] - counts["validation"], 0)
-    assignment, start = {}, 0
-    for name in ("test", "validation", "train"):
-        for group in groups[start : start + counts[name]]:
-            assignment[group] = name
-        start += counts[name]
+        target = round(fractions[name] * inputs)
+        if fractions[name] > 0 and len(groups) >= 3:
+            target = max(target, 1)
+        taken = 0
+        while taken < target and position < len(groups) - 1:
+            for value in groups[position]:
+                assignment[value] = name
+            taken += len(groups[position])
+            position += 1
+    for group in groups[position:]:
+        for value in group:
+            assignment[value] = "train"
     return assignment
 
 

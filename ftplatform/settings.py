@@ -151,3 +151,7 @@ DEFAULT_BASE_MODEL = {
     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "licence": "Apache-2.0",
 }
+# The snapshot quality gate counts tokens with this model's tokenizer. curation calls the loader by
+# this dotted path, so it never imports training (see curation.snapshots.default_token_limits).
+SNAPSHOT_TOKENIZER_LOADER = "training.services.snapshot_token_limits"
+SNAPSHOT_BASE_MODEL = DEFAULT_BASE_MODEL

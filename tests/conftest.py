@@ -30,6 +30,24 @@ def tiny_model_dir(tmp_path_factory, e2e_records):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts)
 
 
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, e2e_records):
+    """The tiny model's kind of tokenizer (trained on the same E2E text) and config, without weights."""
+    from tests.tiny_model import build_tiny_tokenizer_folder
+
+    texts = [m["content"] for record in e2e_records[:200] for m in record["messages"]]
+    return build_tiny_tokenizer_folder(tmp_path_factory.mktemp("tiny-tokenizer"), texts)
+
+
+@pytest.fixture(autouse=True)
+def snapshot_tokenizer(settings, tiny_tokenizer_dir):
+    """Snapshots count tokens with a tiny tokenizer, through the real default loader
+    (training.services.snapshot_token_limits): tests never need SmolLM2."""
+    settings.SNAPSHOT_BASE_MODEL = {"name": "tiny-tokenizer", "source_kind": "local_folder",
+                                    "source": str(tiny_tokenizer_dir)}
+    return tiny_tokenizer_dir
+
+
 @pytest.fixture(autouse=True)
 def artifacts_root(settings, tmp_path):
     settings.ARTIFACTS_ROOT = tmp_path / "artifacts"

@@ -13,11 +13,10 @@ CHATML_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def build_tiny_model(folder: Path, texts: list[str], vocab_size: int = 400, seed: int = 0) -> Path:
-    """Write a tokenizer and a randomly initialised 2-layer LlamaForCausalLM to ``folder``."""
-    import torch
+def build_tiny_tokenizer(texts: list[str], vocab_size: int = 400):
+    """A byte-level BPE tokenizer trained on ``texts`` with the ChatML template; EOS = pad = <|im_end|>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -32,14 +31,36 @@ def build_tiny_model(folder: Path, texts: list[str], vocab_size: int = 400, seed
         unk_token="<|endoftext|>",
     )
     tokenizer.chat_template = CHATML_TEMPLATE
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    return tokenizer
+
+
+def tiny_config(tokenizer, context_length: int = 256):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config)
+
+
+def build_tiny_tokenizer_folder(folder: Path, texts: list[str]) -> Path:
+    """A model folder without weights (tokenizer and config.json): enough for the quality gate's token counts."""
+    tokenizer = build_tiny_tokenizer(texts)
+    tokenizer.save_pretrained(folder)
+    tiny_config(tokenizer).save_pretrained(folder)
+    return Path(folder)
+
+
+def build_tiny_model(folder: Path, texts: list[str], vocab_size: int = 400, seed: int = 0) -> Path:
+    """Write a tokenizer and a randomly initialised 2-layer LlamaForCausalLM to ``folder``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_config(tokenizer))
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -1,4 +1,6 @@
 """Creating, cancelling and finishing training runs; base models and model versions."""
+import functools
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -6,12 +8,13 @@ from django.utils import timezone
 from curation.choices import SnapshotStatus
 from curation.formats import check_json_value
 from curation.models import Snapshot
+from curation.quality import TokenLimits
 from ftplatform import queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
 
 from .choices import FINISHED_STATUSES, EventKind, ModelVersionKind, RunStatus
-from .engine.config import LoraConfig
+from .engine.config import DEFAULT_CONFIG, LoraConfig
 from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
 
 
@@ -33,6 +36,40 @@ def base_model_folder(base_model: BaseModel):
         settings.ARTIFACTS_ROOT / "base_models",
         base_model.name,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer_and_context(folder: str):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder), getattr(config, "max_position_embeddings", None)
+
+
+def base_model_token_limits(base_model: BaseModel, max_seq_length: int | None = None) -> TokenLimits:
+    """The quality gate's view of a base model: its tokenizer, its context length (the config's
+    max_position_embeddings) and ``max_seq_length`` (default: training's, LoraConfig).
+
+    The model folder comes from base_model_folder (a GGUF source is dequantized once, about
+    20 s for SmolLM2-135M; training needs that folder anyway); tokenizers are cached per process.
+
+    Raises:
+        ServiceError: the model cannot be found or loaded (the message names it).
+    """
+    from .engine.base_models import BaseModelError
+
+    try:
+        tokenizer, context = _tokenizer_and_context(str(base_model_folder(base_model)))
+    except (BaseModelError, OSError, ValueError) as exc:
+        raise ServiceError(f"cannot load the tokenizer of base model {base_model.name!r} for the quality gate: "
+                           f"{exc}") from exc
+    return TokenLimits(tokenizer, max_seq_length or DEFAULT_CONFIG.max_seq_length, context, base_model.name)
+
+
+def snapshot_token_limits() -> TokenLimits:
+    """settings.SNAPSHOT_TOKENIZER_LOADER's default: settings.SNAPSHOT_BASE_MODEL (a BaseModel spec
+    like DEFAULT_BASE_MODEL; no row is written) at training's default max_seq_length."""
+    return base_model_token_limits(BaseModel(**settings.SNAPSHOT_BASE_MODEL))
 
 
 def record_base_model_info(base_model: BaseModel, folder) -> None:

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Dataset
+from curation.quality import describe_report
 from curation.snapshots import create_snapshot
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
@@ -28,3 +29,5 @@ class Command(BaseCommand):
         verb = "created" if created else "exists"
         self.stdout.write(f"snapshot {snapshot.pk} {verb}: hash {snapshot.content_hash}, {snapshot.status}, "
                           f"splits {snapshot.split_counts}")
+        for line in describe_report(snapshot.quality_report):
+            self.stdout.write(f"  {line}")

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
 from curation.imports import describe_batch, import_examples
 from curation.models import Dataset, Example
+from curation.quality import describe_report
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_examples
 from evaluation.progress import describe_eval_progress
@@ -17,11 +18,18 @@ from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
 from ftplatform import queues
 from ftplatform.cli import wait_for_run
+from ftplatform.errors import ServiceError
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.choices import RunStatus
+from training.engine.config import LoraConfig
 from training.models import BaseModel
 from training.progress import describe_training_progress
-from training.services import default_base_model, prompted_model_version, start_training_run
+from training.services import (
+    base_model_token_limits,
+    default_base_model,
+    prompted_model_version,
+    start_training_run,
+)
 
 DATA_FILE = settings.BASE_DIR / "examples" / "e2e_nlg.chat.jsonl"
 DATASET_NAME = "e2e-nlg-demo"
@@ -120,23 +128,34 @@ class Command(BaseCommand):
             self.stderr.write(problem)
 
         self.step("3/6 Snapshot and its review")
-        snapshot, created = create_snapshot(dataset, by=engineer, seed=0)
-        if snapshot.status == SnapshotStatus.PENDING_REVIEW:
-            snapshot = approve_snapshot(snapshot, by=reviewer, comment="demo: reviewed split sizes")
-        self.stdout.write(f"snapshot {snapshot.pk} ({'new' if created else 'existing'}): {snapshot.content_hash}\n"
-                          f"  splits by example: {snapshot.split_counts}; status {snapshot.status} "
-                          f"(reviewed by {snapshot.reviewed_by})")
-        if snapshot.status != SnapshotStatus.APPROVED:
-            raise CommandError(f"snapshot {snapshot.pk} is {snapshot.status}; the demo needs an approved one")
-
-        self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
         base_model_name, base_model = base_model, default_base_model()
         if base_model_name:
             base_model = BaseModel.objects.filter(name=base_model_name).first()
             if base_model is None:
                 raise CommandError(f"no base model named {base_model_name!r}")
-        run = start_training_run(snapshot, base_model, by=engineer,
-                                 hyperparameters={**DEMO_HYPERPARAMETERS, "max_steps": max_steps, **hyperparameters})
+        run_hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": max_steps, **hyperparameters}
+        try:
+            config = LoraConfig.from_dict(run_hyperparameters)
+        except ValueError as exc:
+            raise CommandError(f"hyperparameters: {exc}") from exc
+        try:
+            # The quality gate counts tokens as the run will: this base model, this max_seq_length.
+            tokens = base_model_token_limits(base_model, config.max_seq_length)
+            snapshot, created = create_snapshot(dataset, by=engineer, seed=0, tokens=tokens)
+            if snapshot.status == SnapshotStatus.PENDING_REVIEW:
+                snapshot = approve_snapshot(snapshot, by=reviewer, comment="demo: reviewed split sizes")
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"snapshot {snapshot.pk} ({'new' if created else 'existing'}): {snapshot.content_hash}\n"
+                          f"  splits by example: {snapshot.split_counts}; status {snapshot.status} "
+                          f"(reviewed by {snapshot.reviewed_by})")
+        for line in describe_report(snapshot.quality_report):
+            self.stdout.write(f"  {line}")
+        if snapshot.status != SnapshotStatus.APPROVED:
+            raise CommandError(f"snapshot {snapshot.pk} is {snapshot.status}; the demo needs an approved one")
+
+        self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
+        run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=run_hyperparameters)
         run = wait_for_run(run, describe_training_progress, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
