@@ -10,10 +10,10 @@ from ftplatform.history import HistoryMixin
 from ftplatform.rest import IdCursorPagination
 
 from . import queues, workflow
-from .choices import Split
+from .choices import ImportStatus, Split
 from .exports import export_file, start_snapshot_export
 from .filters import ExampleFilter
-from .imports import import_examples
+from .imports import submit_import
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
 from .selectors import dataset_progress
 from .serializers import (
@@ -116,25 +116,33 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
 
 
 class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """POST multipart (dataset, format, file, skip_invalid). 201 when imported, 400 with the batch's
-    line-numbered errors when the file was refused (nothing imported)."""
+    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping) answers:
 
-    queryset = ImportBatch.objects.all()
+    * 201 with the batch: imported;
+    * 400 with the batch: refused, nothing imported (``errors`` by line, or ``error``);
+    * 202 with the batch (``queued`` or ``running``): the file is over ``IMPORT_INLINE_MAX_BYTES``
+      and a worker imports it; poll ``GET imports/{id}/`` (``status``, ``rows_done`` of
+      ``rows_total``) until it is ``succeeded`` or ``failed``.
+    """
+
+    queryset = ImportBatch.objects.select_related("created_by")
     serializer_class = ImportBatchSerializer
     parser_classes = [MultiPartParser, FormParser]
     filterset_fields = ["dataset", "status"]
 
-    @extend_schema(request=ImportUploadSerializer, responses=ImportBatchSerializer)
+    @extend_schema(request=ImportUploadSerializer,
+                   responses={201: ImportBatchSerializer, 202: ImportBatchSerializer, 400: ImportBatchSerializer})
     def create(self, request, *args, **kwargs):
         params = ImportUploadSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         upload = params.validated_data["file"]
-        batch = import_examples(
-            params.validated_data["dataset"], upload.read(), params.validated_data["format"],
+        batch = submit_import(
+            params.validated_data["dataset"], upload, params.validated_data["format"],
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
             column_mapping=params.validated_data["column_mapping"],
         )
-        code = status.HTTP_201_CREATED if batch.status == "succeeded" else status.HTTP_400_BAD_REQUEST
+        code = {ImportStatus.SUCCEEDED: status.HTTP_201_CREATED,
+                ImportStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
         return Response(ImportBatchSerializer(batch).data, status=code)
 
 
