@@ -11,7 +11,7 @@ from ftplatform.rest import IdCursorPagination
 
 from . import queues, workflow
 from .choices import ImportStatus, Split
-from .exports import export_file, start_snapshot_export
+from .exports import export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
 from .imports import submit_import
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
@@ -183,7 +183,8 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     @extend_schema(request=None, responses=SnapshotExportSerializer)
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
-        """Start an export to OpenAI chat JSONL (one file per split) as a job; poll snapshot-exports/{id}/."""
+        """Start an export as a job (chat JSONL per split and a Hugging Face dataset); poll snapshot-exports/{id}/,
+        then download ``download/?split=train`` or ``hf-dataset/``."""
         export = start_snapshot_export(self.get_object(), by=request.user)
         export.refresh_from_db()  # without REDIS_URL the job already ran
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_201_CREATED)
@@ -203,3 +204,13 @@ class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
         path = export_file(export, request.query_params.get("split", ""))
         return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/jsonl",
                             filename=f"snapshot-{export.snapshot_id}-{path.name}")
+
+    @extend_schema(responses={(200, "application/x-tar"): bytes})
+    @action(detail=True, methods=["get"], url_path="hf-dataset")
+    def hf_dataset(self, request, pk=None):
+        """The snapshot as a Hugging Face DatasetDict (train/validation/test, ``messages`` column): a tar of the
+        ``save_to_disk`` folder ``hf_dataset/``; extract it and call ``datasets.load_from_disk("hf_dataset")``."""
+        export = self.get_object()
+        path = export_hf_archive(export)
+        return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/x-tar",
+                            filename=f"snapshot-{export.snapshot_id}-hf_dataset.tar")

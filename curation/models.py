@@ -276,10 +276,11 @@ class SnapshotItem(models.Model):
 
 
 class SnapshotExport(JobRow):
-    """A snapshot written out as OpenAI chat JSONL, one file per split (an RQ job)."""
+    """A snapshot written out as OpenAI chat JSONL, one file per split, and as a Hugging Face dataset (an RQ job)."""
 
     snapshot = models.ForeignKey(Snapshot, related_name="exports", on_delete=models.PROTECT)
-    path = models.CharField(max_length=500, blank=True, help_text="Folder holding <split>.jsonl.")
+    path = models.CharField(max_length=500, blank=True,
+                            help_text="Folder holding <split>.jsonl, hf_dataset/ and hf_dataset.tar.")
     counts = models.JSONField(default=dict, blank=True, help_text="Examples written per split.")
 
     class Meta:
