@@ -259,7 +259,7 @@ def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
             yield ParsedLine(number, error=error)
             continue
         try:
-            record = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+            record = _DECODER.decode(text)
             if _RISKY_ESCAPE.search(text) or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
                 # Otherwise the walk cannot find anything, and it is a quarter of an import's CPU
                 # time: NUL and lone surrogates can only arrive as \u0000 and \uD800-\uDFFF escapes
@@ -363,6 +363,10 @@ def _finite_float(literal: str) -> float:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every line: json.loads with these hooks would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def check_json_value(value, max_depth: int = MAX_JSON_DEPTH) -> None:
