@@ -535,9 +535,10 @@ class _CopyInserter:
     def insert(self, rows: list[_Row], then):
         values = self.values
         messages, metadata, content, input_ = self.positions
-        # The psycopg cursor itself: Django's debug cursor wrapper does not pass a writer on.
-        with connection.cursor() as wrapper, wrapper.cursor.copy(self.copy_sql,
-                                                                 writer=self.writer(wrapper.cursor)) as copy:
+        # The psycopg cursor itself, as Django's debug cursor wrapper does not pass a writer on;
+        # wrap_database_errors still turns psycopg's errors into Django's (IntegrityError, ...).
+        with connection.wrap_database_errors, connection.cursor() as wrapper, \
+                wrapper.cursor.copy(self.copy_sql, writer=self.writer(wrapper.cursor)) as copy:
             for row in rows:
                 values[messages], values[metadata] = row.messages_json, json.dumps(row.metadata)
                 values[content], values[input_] = row.content_hash, row.input_hash

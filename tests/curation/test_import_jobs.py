@@ -224,3 +224,32 @@ def test_command_queue_prints_the_outcome(tmp_path, capsys, settings):
     call_command("import_examples", str(path), dataset=dataset.name, username=user.username, queue=True)
     out = capsys.readouterr().out
     assert "queued" in out and "2 created, 1 duplicates" in out and "line 3: same as line 1" in out
+
+
+@pytest.mark.django_db
+def test_a_utf16_csv_file_with_crlf_and_a_quoted_line_break_imports(tmp_path):
+    path = tmp_path / "examples.csv"
+    path.write_bytes('question,answer\r\n"Two\r\nlines?",Yes.\r\nOne?,No.\r\n'.encode("utf-16"))
+    batch = import_examples(DatasetFactory(), path, "csv", by=UserFactory(),
+                            column_mapping={"prompt": "question", "completion": "answer"})
+    assert (batch.status, batch.created_count) == ("succeeded", 2)
+    assert Example.objects.get(metadata__import_line=2).messages[0]["content"] == "Two\nlines?"
+    assert Example.objects.filter(metadata__import_line=4).exists()
+
+
+@pytest.mark.django_db
+def test_examples_added_by_someone_else_meanwhile_fail_the_import_as_a_conflict(tmp_path, small_chunks):
+    from tests.factories import ExampleFactory
+
+    dataset = DatasetFactory()
+    path = tmp_path / "examples.jsonl"
+    write_jsonl(path, [chat(n) for n in range(250)])
+
+    def add_the_same_example_meanwhile(done, total):
+        if done == 100:  # after the dataset was found empty, before the second chunk is inserted
+            ExampleFactory(dataset=dataset, messages=chat(150)["messages"])
+
+    batch = import_examples(dataset, path, "chat_jsonl", by=UserFactory(), on_progress=add_the_same_example_meanwhile)
+    assert batch.status == ImportStatus.FAILED
+    assert batch.error.startswith("another import or edit added some of these examples at the same moment")
+    assert not Example.objects.filter(import_batch=batch).exists()
