@@ -2,6 +2,7 @@
 import io
 import tarfile
 
+import datasets
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -12,8 +13,6 @@ from curation.imports import describe_batch, import_examples
 from curation.models import Example, SnapshotExport
 from curation.snapshots import create_snapshot
 from tests.factories import DatasetFactory, ExampleFactory, UserFactory, conversation
-
-datasets = pytest.importorskip("datasets")
 
 
 def chat_rows(n: int) -> list[dict]:
