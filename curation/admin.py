@@ -23,9 +23,9 @@ from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ImportFormat, SnapshotStatus
+from .choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
 from .formats import parse_column_mapping
-from .imports import describe_batch, import_examples
+from .imports import describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .quality import describe_report
 from .selectors import dataset_progress
@@ -223,7 +223,8 @@ class ReviewAdmin(ReadOnlyAdmin):
 
 class ImportUploadForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
-    format = forms.ChoiceField(choices=ImportFormat.choices)
+    format = forms.ChoiceField(choices=[c for c in ImportFormat.choices if c[0] != ImportFormat.HF_DATASET],
+                               help_text="Hugging Face datasets folders are imported with the import_examples command.")
     file = forms.FileField()
     skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
     columns = forms.CharField(required=False, label="CSV/TSV column mapping",
@@ -239,10 +240,18 @@ class ImportUploadForm(forms.Form):
 
 @admin.register(ImportBatch)
 class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ["id", "dataset", "filename", "status", "created_count", "duplicate_count", "error_count",
-                    "created_at"]
+    list_display = ["id", "dataset", "filename", "status", "progress_bar", "created_count", "duplicate_count",
+                    "error_count", "created_at"]
     list_filter = ["status", "dataset"]
-    readonly_fields = [f.name for f in ImportBatch._meta.fields] + ["outcome"]
+    readonly_fields = ["progress_bar", "outcome"] + [f.name for f in ImportBatch._meta.fields]
+    # Refreshes itself while the import is queued or running.
+    change_form_template = "admin/curation/importbatch/change_form.html"
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        total = f"{obj.rows_total:,}" if obj.rows_total is not None else "?"
+        return format_html('<progress value="{}" max="{}"></progress> {} / {} records', obj.rows_done,
+                           obj.rows_total or 1, f"{obj.rows_done:,}", total)
 
     def get_queryset(self, request):
         return access.visible_import_batches(request.user, super().get_queryset(request))
@@ -255,22 +264,26 @@ class ImportBatchAdmin(admin.ModelAdmin):
         return False
 
     def add_view(self, request, form_url="", extra_context=None):
-        """The upload page: validate the whole file, then import it all or nothing."""
+        """The upload page: a small file is imported at once, a large one by a worker (see submit_import)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = ImportUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                batch = import_examples(form.cleaned_data["dataset"], upload.read(), form.cleaned_data["format"],
-                                        by=request.user, filename=upload.name,
-                                        skip_invalid=form.cleaned_data["skip_invalid"],
-                                        column_mapping=form.cleaned_data["columns"])
+                batch = submit_import(form.cleaned_data["dataset"], upload, form.cleaned_data["format"],
+                                      by=request.user, filename=upload.name,
+                                      skip_invalid=form.cleaned_data["skip_invalid"],
+                                      column_mapping=form.cleaned_data["columns"])
             except ServiceError as exc:
                 messages.error(request, str(exc))
             else:
-                level = messages.SUCCESS if batch.status == "succeeded" else messages.ERROR
-                messages.add_message(request, level, " ".join(describe_batch(batch, limit=5)))
+                if batch.status in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+                    messages.info(request, f"Import {batch.pk} is {batch.status}: a worker imports the file; "
+                                           "this page follows its progress.")
+                else:
+                    level = messages.SUCCESS if batch.status == ImportStatus.SUCCEEDED else messages.ERROR
+                    messages.add_message(request, level, " ".join(describe_batch(batch, limit=5)))
                 return redirect(reverse("admin:curation_importbatch_change", args=[batch.pk]))
         return TemplateResponse(request, "admin/curation/import_upload.html",
                                 {"form": form, "title": "Import examples", **self.admin_site.each_context(request)})

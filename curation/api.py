@@ -11,10 +11,10 @@ from ftplatform.history import HistoryMixin
 from ftplatform.rest import IdCursorPagination
 
 from . import access, queues, workflow
-from .choices import Split
-from .exports import export_file, start_snapshot_export
+from .choices import ImportStatus, Split
+from .exports import export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
-from .imports import import_examples
+from .imports import submit_import
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
 from .selectors import dataset_progress
 from .serializers import (
@@ -169,10 +169,16 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
 
 
 class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """POST multipart (dataset, format, file, skip_invalid). 201 when imported, 400 with the batch's
-    line-numbered errors when the file was refused (nothing imported)."""
+    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping) answers:
 
-    queryset = ImportBatch.objects.all()
+    * 201 with the batch: imported;
+    * 400 with the batch: refused, nothing imported (``errors`` by line, or ``error``);
+    * 202 with the batch (``queued`` or ``running``): the file is over ``IMPORT_INLINE_MAX_BYTES``
+      and a worker imports it; poll ``GET imports/{id}/`` (``status``, ``rows_done`` of
+      ``rows_total``) until it is ``succeeded`` or ``failed``.
+    """
+
+    queryset = ImportBatch.objects.select_related("created_by")
     serializer_class = ImportBatchSerializer
 
     def get_queryset(self):
@@ -181,17 +187,19 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     parser_classes = [MultiPartParser, FormParser]
     filterset_fields = ["dataset", "status"]
 
-    @extend_schema(request=ImportUploadSerializer, responses=ImportBatchSerializer)
+    @extend_schema(request=ImportUploadSerializer,
+                   responses={201: ImportBatchSerializer, 202: ImportBatchSerializer, 400: ImportBatchSerializer})
     def create(self, request, *args, **kwargs):
         params = ImportUploadSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         upload = params.validated_data["file"]
-        batch = import_examples(
-            params.validated_data["dataset"], upload.read(), params.validated_data["format"],
+        batch = submit_import(
+            params.validated_data["dataset"], upload, params.validated_data["format"],
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
             column_mapping=params.validated_data["column_mapping"],
         )
-        code = status.HTTP_201_CREATED if batch.status == "succeeded" else status.HTTP_400_BAD_REQUEST
+        code = {ImportStatus.SUCCEEDED: status.HTTP_201_CREATED,
+                ImportStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
         return Response(ImportBatchSerializer(batch).data, status=code)
 
 
@@ -252,7 +260,8 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     @extend_schema(request=None, responses=SnapshotExportSerializer)
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
-        """Start an export to OpenAI chat JSONL (one file per split) as a job; poll snapshot-exports/{id}/."""
+        """Start an export as a job (chat JSONL per split and a Hugging Face dataset); poll snapshot-exports/{id}/,
+        then download ``download/?split=train`` or ``hf-dataset/``."""
         export = start_snapshot_export(self.get_object(), by=request.user)
         export.refresh_from_db()  # without REDIS_URL the job already ran
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_201_CREATED)
@@ -272,3 +281,13 @@ class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
         path = export_file(export, request.query_params.get("split", ""))
         return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/jsonl",
                             filename=f"snapshot-{export.snapshot_id}-{path.name}")
+
+    @extend_schema(responses={(200, "application/x-tar"): bytes})
+    @action(detail=True, methods=["get"], url_path="hf-dataset")
+    def hf_dataset(self, request, pk=None):
+        """The snapshot as a Hugging Face DatasetDict (train/validation/test, ``messages`` column): a tar of the
+        ``save_to_disk`` folder ``hf_dataset/``; extract it and call ``datasets.load_from_disk("hf_dataset")``."""
+        export = self.get_object()
+        path = export_hf_archive(export)
+        return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/x-tar",
+                            filename=f"snapshot-{export.snapshot_id}-hf_dataset.tar")

@@ -23,9 +23,14 @@ class ImportFormat(models.TextChoices):
     PROMPT_COMPLETION_JSONL = "prompt_completion_jsonl", "Prompt/completion JSONL"
     CSV = "csv", "CSV with a header row (column mapping)"
     TSV = "tsv", "TSV with a header row (column mapping)"
+    HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk), from the command line"
 
 
 class ImportStatus(models.TextChoices):
+    """An import job's state; the values are training.choices.RunStatus's, so ftplatform.jobrows applies."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 

@@ -1,6 +1,16 @@
-"""Exporting snapshots as OpenAI chat JSONL, one file per split, in constant memory."""
+"""Exporting snapshots, in constant memory: OpenAI chat JSONL (one file per split) and a Hugging Face
+``datasets`` folder (a DatasetDict with train/validation/test, built from those files), plus a tar
+of that folder to download.
+
+An export's folder (``SnapshotExport.path``)::
+
+    train.jsonl  validation.jsonl  test.jsonl     {"messages": [...]} per line
+    hf_dataset/                                   datasets.load_from_disk(path / "hf_dataset")
+    hf_dataset.tar                                the same folder, served by the API
+"""
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 from django.conf import settings
@@ -8,27 +18,35 @@ from django.db import transaction
 
 from ftplatform import jobrows, queues
 from ftplatform.errors import ServiceError
+from ftplatform.roles import require_permission
 from training.choices import RunStatus
 
 from .choices import Split
 from .models import Snapshot, SnapshotExport
 
 CHUNK = 2000
+HF_FOLDER = "hf_dataset"
+HF_ARCHIVE = "hf_dataset.tar"
 
 
 @transaction.atomic
 def start_snapshot_export(snapshot: Snapshot, *, by) -> SnapshotExport:
-    """Create a queued export and enqueue its job after commit."""
+    """Create a queued export and enqueue its job after commit.
+
+    Raises NotAllowed when ``by`` lacks 'curation.add_snapshotexport' (engineers hold it).
+    """
+    require_permission(by, "curation.add_snapshotexport", "export snapshots")
     export = SnapshotExport.objects.create(snapshot=snapshot, created_by=by)
     queues.enqueue_job_row(export, "default", "curation.exports.run_snapshot_export")
     return export
 
 
-def write_chat_jsonl(snapshot: Snapshot, folder: Path) -> dict:
+def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None = None) -> dict:
     """Write ``<split>.jsonl`` files (``{"messages": [...]}`` per line) into ``folder``.
 
     Rows are streamed from the database in chunks, so memory stays flat for any size.
-    Returns examples written per split.
+    Returns examples written per split; ``message_keys``, when given, receives every key
+    that any message has (the HF export's features depend on them).
     """
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -39,13 +57,30 @@ def write_chat_jsonl(snapshot: Snapshot, folder: Path) -> dict:
             for messages in rows.iterator(chunk_size=CHUNK):
                 handle.write(json.dumps({"messages": messages}, ensure_ascii=False))
                 handle.write("\n")
+                if message_keys is not None:
+                    for message in messages:
+                        message_keys.update(message)
                 count += 1
         counts[split] = count
     return counts
 
 
+def write_hf_dataset(folder: Path, message_keys: set) -> dict:
+    """Build ``folder/hf_dataset`` (a DatasetDict, ``messages`` column) and ``folder/hf_dataset.tar`` from the
+    JSONL files that write_chat_jsonl wrote into ``folder`` (its ``message_keys`` give the features).
+
+    Streams each file (curation.hf_datasets.write_hf_dataset). Returns rows per split.
+    """
+    from .hf_datasets import write_hf_dataset as write_folder
+
+    counts = write_folder(folder, Split.values, folder / HF_FOLDER, message_keys)
+    with tarfile.open(folder / HF_ARCHIVE, "w") as archive:
+        archive.add(folder / HF_FOLDER, arcname=HF_FOLDER)
+    return counts
+
+
 def run_snapshot_export(export_id: int) -> None:
-    """RQ job: write the export into a staging folder, then move it into place."""
+    """RQ job: write the JSONL files and the HF dataset into a staging folder, then move it into place."""
     export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot",))
     if export is None:
         return
@@ -53,7 +88,9 @@ def run_snapshot_export(export_id: int) -> None:
     staging = target.with_name(target.name + ".partial")
     try:
         shutil.rmtree(staging, ignore_errors=True)
-        counts = write_chat_jsonl(export.snapshot, staging)
+        keys = set()
+        counts = write_chat_jsonl(export.snapshot, staging, keys)
+        write_hf_dataset(staging, keys)
         staging.rename(target)
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -66,6 +103,20 @@ def export_file(export: SnapshotExport, split: str) -> Path:
     """The finished export's file for ``split``. Raises ServiceError if not ready or unknown split."""
     if split not in Split.values:
         raise ServiceError(f"split must be one of {', '.join(Split.values)}, got {split!r}")
+    return _finished(export) / f"{split}.jsonl"
+
+
+def export_hf_archive(export: SnapshotExport) -> Path:
+    """The finished export's ``hf_dataset.tar`` (the DatasetDict folder). Raises ServiceError if not ready,
+    or for an export made before the HF folder was part of every export."""
+    path = _finished(export) / HF_ARCHIVE
+    if not path.is_file():
+        raise ServiceError(f"export {export.pk} has no Hugging Face dataset (it predates them); export the snapshot "
+                           "again")
+    return path
+
+
+def _finished(export: SnapshotExport) -> Path:
     if export.status != RunStatus.SUCCEEDED:
         raise ServiceError(f"export {export.pk} is {export.status}; download it once it has succeeded")
-    return Path(export.path) / f"{split}.jsonl"
+    return Path(export.path)

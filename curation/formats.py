@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id"}
@@ -19,15 +20,21 @@ CHAT_RECORD_KEYS = {"messages", "metadata"}
 PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
 MAX_LINE_BYTES = 1_000_000
 MAX_JSON_DEPTH = 32
+# JSON escapes of what a JSON column cannot store (NUL, UTF-16 surrogates); an escaped backslash
+# before "u" also matches, which only costs a full check.
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class FormatError(ValueError):
     """A record that is not a valid example; the message says where and why."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value) -> str:
     """JSON with sorted keys and no insignificant whitespace: equal values give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)  # one encoder for all calls: json.dumps would build one per call
 
 
 def sha256_hex(text: str) -> str:
@@ -47,6 +54,21 @@ def input_messages(messages: list[dict]) -> list[dict]:
 def input_hash(messages: list[dict]) -> str:
     """sha256 (hex) of the input part; examples sharing it are alternative outputs for one input."""
     return sha256_hex(canonical_json(input_messages(messages)))
+
+
+def conversation_hashes(messages: list[dict]) -> tuple[str, bytes, str]:
+    """``(canonical JSON, sha256 digest (32 bytes), input_hash hex)`` of a conversation, serialised once.
+
+    Equal to ``(canonical_json(m), bytes.fromhex(content_hash(m)), input_hash(m))``: the input's
+    canonical JSON is the conversation's without its last element, so it is sliced off the
+    whole text rather than serialised again (the import's hot path).
+    """
+    text = canonical_json(messages)
+    if len(messages) > 1:
+        input_text = text[: len(text) - len(canonical_json(messages[-1])) - 2] + "]"  # drop ',<last>]'
+    else:
+        input_text = "[]"
+    return text, hashlib.sha256(text.encode("utf-8")).digest(), sha256_hex(input_text)
 
 
 def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
@@ -211,41 +233,46 @@ class ParsedLine:
     error: str | None = None
 
 
-def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
-    """Parse JSONL bytes line by line; yields one ParsedLine per non-empty line (1-based numbers).
+Source = bytes | BinaryIO
+"""What the readers take: a file's bytes, or a seekable binary file (read from its start and
+left open for the caller to close)."""
 
-    Accepts UTF-8 with or without BOM and LF or CRLF line ends. Lines are split on the byte
-    ``\\n`` only, so U+2028/U+2029 inside strings never split a record.
+
+def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
+    """Parse JSONL line by line, streaming; yields one ParsedLine per non-empty line (1-based numbers).
+
+    Accepts UTF-8 with or without BOM, UTF-16 with BOM, and LF, CRLF or lone CR line ends.
+    Lines are split on those line ends only, so U+2028/U+2029 inside strings never split a
+    record. One line is in memory at a time; a line over MAX_LINE_BYTES is skipped in pieces
+    and reported.
 
     Raises:
-        ValueError: ``fmt`` is not a known format.
+        ValueError: ``fmt`` is not a known format, or a UTF-16 file is not valid UTF-16
+            (naming the line; nothing after it can be decoded).
     """
     try:
         parse = PARSERS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
-    data = _to_utf8_lines(data)
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip(b" \t\x00"):
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            yield ParsedLine(number, error=f"line is {len(raw)} bytes; the limit is {MAX_LINE_BYTES}")
+    for number, text, error in _jsonl_lines(source):
+        if error:
+            yield ParsedLine(number, error=error)
             continue
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield ParsedLine(number, error=f"invalid UTF-8 at byte {exc.start}")
-            continue
-        try:
-            record = json.loads(text, parse_constant=_reject_constant)
-            check_json_value(record)
+            record = _DECODER.decode(text)
+            if _RISKY_ESCAPE.search(text) or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
+                # Otherwise the walk cannot find anything, and it is a quarter of an import's CPU
+                # time: NUL and lone surrogates can only arrive as \u0000 and \uD800-\uDFFF escapes
+                # (the text itself is valid Unicode), _finite_float refuses non-finite numbers, and
+                # fewer brackets than MAX_JSON_DEPTH bound the depth.
+                check_json_value(record)
         except json.JSONDecodeError as exc:
             yield ParsedLine(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
         except RecursionError:
             yield ParsedLine(number, error=f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
             continue
-        except (ValueError, FormatError) as exc:  # NaN, huge integers, NUL, lone surrogates, depth
+        except (ValueError, FormatError) as exc:  # NaN, huge numbers, NUL, lone surrogates, depth
             yield ParsedLine(number, error=f"invalid JSON: {exc}")
             continue
         try:
@@ -256,24 +283,90 @@ def read_jsonl(data: bytes, fmt: str) -> Iterator[ParsedLine]:
         yield ParsedLine(number, messages=messages, metadata=metadata)
 
 
-def _to_utf8_lines(data: bytes) -> bytes:
-    """Drop a UTF-8 BOM, decode UTF-16 files (by their BOM), and turn CRLF and lone CR into LF.
+def count_jsonl_records(source: Source) -> int:
+    """How many records read_jsonl will yield (non-blank lines), reading the file once without parsing JSON.
 
-    A raw CR cannot occur inside a JSON string (control characters must be escaped there),
-    so treating it as a line end never splits a record.
+    Raises ValueError like read_jsonl.
     """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            data = data.decode("utf-16").encode("utf-8")
-        except (UnicodeDecodeError, UnicodeEncodeError) as exc:
-            raise ValueError(f"the file starts with a UTF-16 byte order mark but is not valid UTF-16: {exc.reason}")
-    elif data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return sum(1 for _ in _jsonl_lines(source))
+
+
+def _jsonl_lines(source: Source) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(line number, text, None)`` per non-blank line, or ``(line number, None, reason)`` for a
+    line that is too long or not valid UTF-8."""
+    text = _text_stream(source, newline=None)  # universal newlines: LF, CRLF and lone CR end a line
+    limit = MAX_LINE_BYTES + 1  # in characters: a line this long is too long in bytes too
+    number = 0
+    try:
+        while line := _readline(text, limit, number):
+            number += 1
+            if len(line) == limit and not line.endswith("\n"):
+                size = _utf8_size(line)
+                while not line.endswith("\n") and (line := _readline(text, limit, number)):
+                    size += _utf8_size(line.removesuffix("\n"))
+                yield number, None, f"line is {size} bytes; the limit is {MAX_LINE_BYTES}"
+                continue
+            line = line.removesuffix("\n")
+            if not line.strip(" \t\x00"):
+                continue
+            if not line.isascii():
+                raw = line.encode("utf-8", "surrogateescape")
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield number, None, f"invalid UTF-8 at byte {exc.start}"
+                    continue
+                if len(raw) > MAX_LINE_BYTES:
+                    yield number, None, f"line is {len(raw)} bytes; the limit is {MAX_LINE_BYTES}"
+                    continue
+            yield number, line, None
+    finally:
+        if not text.closed:
+            text.detach()  # leave the caller's file open
+
+
+def _text_stream(source: Source, newline: str | None) -> io.TextIOWrapper:
+    """A text view of ``source`` (io.TextIOWrapper): UTF-16 by its byte order mark, else UTF-8
+    (a UTF-8 BOM is dropped).
+
+    UTF-8 is decoded with ``surrogateescape``, so an invalid byte becomes a lone surrogate that
+    the readers report with its line instead of stopping the file; UTF-16 is decoded strictly
+    (see _readline).
+    """
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    start = handle.read(3)
+    handle.seek(0)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return io.TextIOWrapper(handle, encoding="utf-16", errors="strict", newline=newline)
+    encoding = "utf-8-sig" if start == b"\xef\xbb\xbf" else "utf-8"
+    return io.TextIOWrapper(handle, encoding=encoding, errors="surrogateescape", newline=newline)
+
+
+def _readline(text: io.TextIOWrapper, limit: int, number: int) -> str:
+    try:
+        return text.readline(limit)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"line {number + 1}: the file starts with a UTF-16 byte order mark but is not valid "
+                         f"UTF-16 ({exc.reason})") from None
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
 
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every line: json.loads with these hooks would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def check_json_value(value, max_depth: int = MAX_JSON_DEPTH) -> None:
@@ -314,55 +407,50 @@ MAPPED_FIELDS = ("prompt", "completion", "system")
 DEFAULT_COLUMN_MAPPING = {"prompt": "prompt", "completion": "completion"}
 
 
-def read_delimited(data: bytes, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
-    """Parse CSV or TSV with a header row into user/assistant conversations (stdlib ``csv``).
-
-    ``column_mapping`` maps ``prompt``, ``completion`` and optionally ``system`` to header
-    names (default: columns named prompt and completion). Quoted fields may span lines;
-    each record is numbered by the line it starts on. Empty rows are skipped.
+def check_column_mapping(column_mapping: dict | None) -> dict:
+    """The mapping to use for CSV/TSV: ``column_mapping`` checked, or DEFAULT_COLUMN_MAPPING.
 
     Raises:
-        ValueError: unknown format, bad mapping, a header that lacks a mapped column, or
-            bytes that are not UTF-8 / UTF-16 (naming the line).
+        ValueError: a mapping that does not name prompt and completion, names other fields,
+            or has non-string column names.
     """
-    if fmt not in DELIMITERS:
-        raise ValueError(f"unknown delimited format {fmt!r}; expected csv or tsv")
     mapping = dict(column_mapping or DEFAULT_COLUMN_MAPPING)
     unknown = set(mapping) - set(MAPPED_FIELDS)
     if unknown or not {"prompt", "completion"} <= set(mapping) or not all(isinstance(v, str) for v in mapping.values()):
         raise ValueError("column mapping must name the 'prompt' and 'completion' columns (and optionally "
                          f"'system'), e.g. {{\"prompt\": \"question\", \"completion\": \"answer\"}}; got {mapping}")
-    data = _to_utf8_lines(data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(f"line {line}: invalid UTF-8") from None
-    lines = io.StringIO(text, newline="")
-    reader = csv.reader(lines, delimiter=DELIMITERS[fmt])
-    try:
-        header = next(reader)
-    except StopIteration:
+    return mapping
+
+
+def read_delimited(source: Source, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
+    """Parse CSV or TSV with a header row into user/assistant conversations (stdlib ``csv``), streaming.
+
+    ``column_mapping`` maps ``prompt``, ``completion`` and optionally ``system`` to header
+    names (default: columns named prompt and completion). Quoted fields may span lines (their
+    CRLF or CR line ends become LF); each record is numbered by the line it starts on. Empty
+    rows are skipped. Encodings and line ends as for read_jsonl.
+
+    Raises:
+        ValueError: unknown format, bad mapping, a header that lacks a mapped column, or
+            bytes that are not UTF-8 / UTF-16 (naming the line).
+    """
+    mapping = check_column_mapping(column_mapping)
+    rows = _delimited_rows(source, fmt)
+    header = next(rows, None)
+    if header is None:
         return
-    missing = [column for column in mapping.values() if column not in header]
+    missing = [column for column in mapping.values() if column not in header[1]]
     if missing:
         raise ValueError(f"line 1: the header has no column(s) {', '.join(map(repr, missing))}; "
-                         f"it has {', '.join(map(repr, header))}")
-    index = {field: header.index(column) for field, column in mapping.items()}
-    start = reader.line_num + 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
+                         f"it has {', '.join(map(repr, header[1]))}")
+    index = {field: header[1].index(column) for field, column in mapping.items()}
+    width = len(header[1])
+    for line, row in rows:
+        if isinstance(row, str):
+            yield ParsedLine(line, error=row)
             return
-        except csv.Error as exc:
-            yield ParsedLine(start, error=f"invalid {fmt.upper()}: {exc}")
-            return
-        line, start = start, reader.line_num + 1
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            yield ParsedLine(line, error=f"row has {len(row)} fields; the header has {len(header)}")
+        if len(row) != width:
+            yield ParsedLine(line, error=f"row has {len(row)} fields; the header has {width}")
             continue
         messages = [{"role": "user", "content": row[index["prompt"]]},
                     {"role": "assistant", "content": row[index["completion"]]}]
@@ -373,6 +461,48 @@ def read_delimited(data: bytes, fmt: str, column_mapping: dict | None = None) ->
             yield ParsedLine(line, messages=validate_messages(messages))
         except FormatError as exc:
             yield ParsedLine(line, error=str(exc))
+
+
+def count_delimited_records(source: Source, fmt: str) -> int:
+    """How many records read_delimited will yield (non-empty rows after the header). Raises ValueError like it."""
+    return max(0, sum(1 for _ in _delimited_rows(source, fmt)) - 1)
+
+
+def _delimited_rows(source: Source, fmt: str) -> Iterator[tuple[int, list[str] | str]]:
+    """``(line, cells)`` for the header and each non-empty row, then ``(line, reason)`` once if the
+    csv module gives up on the file (e.g. an unterminated quote)."""
+    if fmt not in DELIMITERS:
+        raise ValueError(f"unknown delimited format {fmt!r}; expected csv or tsv")
+    text = _text_stream(source, newline="")  # the csv module reads LF, CRLF and lone CR itself
+    try:
+        reader = csv.reader(text, delimiter=DELIMITERS[fmt])
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, f"invalid {fmt.upper()}: {exc}"
+                return
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"line {start}: the file starts with a UTF-16 byte order mark but is not valid "
+                                 f"UTF-16 ({exc.reason})") from None
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            for position, cell in enumerate(row):
+                if not cell.isascii():
+                    try:
+                        cell.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError(f"line {line}: invalid UTF-8") from None
+                if "\r" in cell:
+                    row[position] = cell.replace("\r\n", "\n").replace("\r", "\n")
+            yield line, row
+    finally:
+        if not text.closed:
+            text.detach()  # leave the caller's file open
 
 
 def parse_column_mapping(text: str) -> dict | None:
@@ -392,10 +522,19 @@ def parse_column_mapping(text: str) -> dict | None:
     return mapping
 
 
-def read_records(data: bytes, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
-    """Parse an upload of any supported format (see curation.choices.ImportFormat)."""
+def read_records(source: Source, fmt: str, column_mapping: dict | None = None) -> Iterator[ParsedLine]:
+    """Parse a file of any line-based format (chat_jsonl, prompt_completion_jsonl, csv, tsv), streaming.
+
+    Raises:
+        ValueError: see read_jsonl and read_delimited; a column mapping given for a JSONL format.
+    """
     if fmt in DELIMITERS:
-        return read_delimited(data, fmt, column_mapping)
+        return read_delimited(source, fmt, column_mapping)
     if column_mapping:
         raise ValueError(f"a column mapping only applies to csv and tsv, not {fmt}")
-    return read_jsonl(data, fmt)
+    return read_jsonl(source, fmt)
+
+
+def count_records(source: Source, fmt: str) -> int:
+    """How many records read_records will yield, without parsing them (for progress). Raises ValueError like it."""
+    return count_delimited_records(source, fmt) if fmt in DELIMITERS else count_jsonl_records(source)

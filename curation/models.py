@@ -129,19 +129,33 @@ class Review(models.Model):
         super().save(*args, **kwargs)
 
 
-class ImportBatch(models.Model):
-    """One uploaded file: what it held, what was created, what was skipped and why."""
+class ImportBatch(JobRow):
+    """One uploaded file and its import job: what it held, what was created, what was skipped and why.
 
+    The job (curation.imports.run_import) reads the stored upload and moves ``status`` from
+    queued to running to succeeded or failed, with ``rows_done`` of ``rows_total`` as progress.
+    Failed means nothing was imported: either the file was refused for its invalid records
+    (listed in ``errors``), or ``error`` says why the file could not be read or the job stopped.
+    """
+
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True)
     dataset = models.ForeignKey(Dataset, related_name="import_batches", on_delete=models.CASCADE)
     format = models.CharField(max_length=32, choices=ImportFormat.choices)
     filename = models.CharField(max_length=255, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    upload_path = models.CharField(
+        max_length=500, blank=True,
+        help_text="The stored upload (a file, or a folder for hf_dataset) until the job has read it.",
+    )
+    hf_split = models.CharField(max_length=100, blank=True, help_text="hf_dataset: the split of a DatasetDict folder.")
     skip_invalid = models.BooleanField(default=False)
     column_mapping = models.JSONField(
         null=True, blank=True, help_text="CSV/TSV: header names of the prompt, completion and system columns."
     )
-    status = models.CharField(max_length=16, choices=ImportStatus.choices)
-    total_lines = models.PositiveIntegerField(default=0, help_text="Non-empty lines read.")
+    rows_total = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Records in the file, counted when the job starts."
+    )
+    rows_done = models.PositiveIntegerField(default=0, help_text="Records read so far (updated every chunk).")
+    total_lines = models.PositiveIntegerField(default=0, help_text="Non-empty lines (or rows) read.")
     created_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
@@ -149,7 +163,6 @@ class ImportBatch(models.Model):
     duplicates = models.JSONField(
         default=list, blank=True, help_text='[{"line": n, "duplicate_of": "example 12" | "line 3"}]'
     )
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -157,6 +170,11 @@ class ImportBatch(models.Model):
 
     def __str__(self):
         return f"Import {self.pk} of {self.filename or 'upload'} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the file's records read, 0..1 (0 until the records are counted)."""
+        return min(1.0, self.rows_done / self.rows_total) if self.rows_total else 0.0
 
 
 class FrozenError(ValidationError):
@@ -275,10 +293,11 @@ class SnapshotItem(models.Model):
 
 
 class SnapshotExport(JobRow):
-    """A snapshot written out as OpenAI chat JSONL, one file per split (an RQ job)."""
+    """A snapshot written out as OpenAI chat JSONL, one file per split, and as a Hugging Face dataset (an RQ job)."""
 
     snapshot = models.ForeignKey(Snapshot, related_name="exports", on_delete=models.PROTECT)
-    path = models.CharField(max_length=500, blank=True, help_text="Folder holding <split>.jsonl.")
+    path = models.CharField(max_length=500, blank=True,
+                            help_text="Folder holding <split>.jsonl, hf_dataset/ and hf_dataset.tar.")
     counts = models.JSONField(default=dict, blank=True, help_text="Examples written per split.")
 
     class Meta:

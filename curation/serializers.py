@@ -88,18 +88,20 @@ class DecisionSerializer(serializers.Serializer):
 
 class ImportBatchSerializer(serializers.ModelSerializer):
     created_by = serializers.StringRelatedField()
+    progress = serializers.FloatField(read_only=True, help_text="rows_done / rows_total, 0..1.")
 
     class Meta:
         model = ImportBatch
-        fields = ["id", "dataset", "format", "filename", "created_by", "skip_invalid", "column_mapping", "status",
-                  "total_lines",
-                  "created_count", "duplicate_count", "error_count", "errors", "duplicates", "created_at"]
+        fields = ["id", "dataset", "format", "filename", "hf_split", "created_by", "skip_invalid", "column_mapping",
+                  "status", "rows_done", "rows_total", "progress", "total_lines", "created_count", "duplicate_count",
+                  "error_count", "errors", "duplicates", "error", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 
 
 class ImportUploadSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
-    format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL)
+    format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL,
+                                     help_text="hf_dataset folders are imported with the import_examples command.")
     file = serializers.FileField()
     skip_invalid = serializers.BooleanField(default=False)
     column_mapping = serializers.JSONField(

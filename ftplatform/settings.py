@@ -95,6 +95,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Imports from the admin and the API up to this size run in the request (the answer has the
+# outcome); larger ones are queued as a job and answered 202 (curation.imports.submit_import).
+IMPORT_INLINE_MAX_BYTES = int(os.environ.get("FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024))
 
 REDIS_URL = os.environ.get("REDIS_URL") or None
 ARTIFACTS_ROOT = Path(os.environ.get("FTPLATFORM_ARTIFACTS", VAR_DIR / "artifacts"))

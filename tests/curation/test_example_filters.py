@@ -47,3 +47,15 @@ def test_cursor_pages_walk_every_example_once(api):
         seen += [row["id"] for row in body["results"]]
         url = body["next"]
     assert seen == made
+
+
+def test_cursor_pages_walk_back_with_their_reviews(api):
+    from curation.workflow import approve_example
+    from tests.factories import ReviewerFactory
+
+    made = [ExampleFactory() for _ in range(5)]
+    approve_example(made[3], by=ReviewerFactory(username="rita"))
+    second = api.get(api.get("/api/v1/examples/?page_size=2").json()["next"])
+    back = api.get(api.get(second.json()["next"]).json()["previous"])
+    assert ids(back) == ids(second) == [made[2].pk, made[3].pk]
+    assert [row["reviews"][0]["reviewer"] for row in back.json()["results"] if row["reviews"]] == ["rita"]

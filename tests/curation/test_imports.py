@@ -5,7 +5,6 @@ import pytest
 from curation.choices import ExampleStatus, ImportStatus
 from curation.imports import import_examples
 from curation.models import Example
-from ftplatform.errors import ServiceError
 from tests.factories import AnnotatorFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,8 +75,9 @@ def test_prompt_completion_file_imports():
 
 
 def test_empty_file_is_refused_with_a_clear_error():
-    with pytest.raises(ServiceError, match="no records"):
-        import_examples(DatasetFactory(), b"\n\n", "chat_jsonl", by=AnnotatorFactory(), filename="empty.jsonl")
+    batch = import_examples(DatasetFactory(), b"\n\n", "chat_jsonl", by=AnnotatorFactory(), filename="empty.jsonl")
+    assert batch.status == ImportStatus.FAILED
+    assert "empty.jsonl has no records" in batch.error
 
 
 def test_real_e2e_file_imports_completely(e2e_records):

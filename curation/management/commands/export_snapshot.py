@@ -1,12 +1,15 @@
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.exports import start_snapshot_export
+from curation.exports import HF_FOLDER, start_snapshot_export
 from curation.models import Snapshot
 from ftplatform.cli import user_named, wait_for_run
 
 
 class Command(BaseCommand):
-    help = "Export a snapshot as OpenAI chat JSONL, one file per split (train/validation/test.jsonl)."
+    help = ("Export a snapshot as OpenAI chat JSONL, one file per split (train/validation/test.jsonl), and as a "
+            "Hugging Face datasets folder (hf_dataset/, for datasets.load_from_disk).")
 
     def add_arguments(self, parser):
         parser.add_argument("snapshot_id", type=int)
@@ -21,3 +24,4 @@ class Command(BaseCommand):
         if export.status != "succeeded":
             raise CommandError(f"export {export.pk} {export.status}: {export.error}")
         self.stdout.write(f"export {export.pk}: {export.path} {export.counts}")
+        self.stdout.write(f"Hugging Face dataset: datasets.load_from_disk({str(Path(export.path) / HF_FOLDER)!r})")
