@@ -211,14 +211,17 @@ def main():
 def run(args, path: Path, scratch: Path):
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from rest_framework.test import APIClient
 
     from curation.exports import write_chat_jsonl, write_hf_dataset
     from curation.models import Dataset, Example
     from curation.snapshots import create_snapshot
+    from ftplatform.roles import ENGINEER
 
     settings.ARTIFACTS_ROOT = scratch / "artifacts"
     user = get_user_model().objects.create(username="bench")
+    user.groups.add(Group.objects.get(name=ENGINEER))  # imports, snapshots, exports and reads every example
     dataset = Dataset.objects.create(name="bench")
     size_mb = path.stat().st_size / 1e6
     with PeakRss() as rss:

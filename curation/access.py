@@ -68,9 +68,23 @@ def visible_import_batches(user, queryset: QuerySet | None = None) -> QuerySet:
     return queryset.filter(Q(created_by=user) | Q(dataset__in=reviewable_datasets(user).values("pk")))
 
 
+def _wrote(user, example: Example) -> bool:
+    return user.pk in (example.author_id, example.assignee_id)
+
+
+def visible_snapshots(user, queryset: QuerySet, dataset_field: str = "dataset") -> QuerySet:
+    """Snapshots (or rows hanging off one: pass ``dataset_field``, e.g. "snapshot__dataset") that
+    ``user`` may see: all for those who see every example, else those of the datasets they
+    review; a snapshot's items are copies of its examples."""
+    if sees_everything(user):
+        return queryset
+    return queryset.filter(**{f"{dataset_field}__in": reviewable_datasets(user).values("pk")})
+
+
 def may_review(user, example: Example) -> bool:
-    """True when ``user`` may approve or reject ``example`` (reviewer of its dataset, not its author)."""
-    return (is_reviewer(user) and example.author_id != user.pk
+    """True when ``user`` may approve or reject ``example`` (reviewer of its dataset, neither its
+    author nor its assignee)."""
+    return (is_reviewer(user) and not _wrote(user, example)
             and reviewable_datasets(user).filter(pk=example.dataset_id).exists())
 
 
@@ -78,8 +92,9 @@ def require_review(user, example: Example) -> None:
     """Raise NotAllowed naming the reason unless ``user`` may decide on ``example``."""
     if not is_reviewer(user):
         raise NotAllowed(f"{user} is not a reviewer (needs the 'curation.review_example' permission)")
-    if example.author_id is not None and example.author_id == user.pk:
-        raise NotAllowed(f"example {example.pk}: reviewers cannot approve or reject their own example")
+    if _wrote(user, example):
+        raise NotAllowed(f"example {example.pk}: reviewers cannot approve or reject an example they wrote or "
+                         "are assigned")
     if not reviewable_datasets(user).filter(pk=example.dataset_id).exists():
         raise NotAllowed(f"example {example.pk}: {user} does not review dataset '{example.dataset}'")
 
@@ -92,7 +107,7 @@ def may_edit(user, example: Example) -> bool:
         return True
     if not user.has_perm("curation.change_example"):
         return False
-    if user.pk in (example.author_id, example.assignee_id):
+    if _wrote(user, example):
         return True
     return example.status == ExampleStatus.SUBMITTED and may_review(user, example)
 
@@ -105,5 +120,5 @@ def require_edit(user, example: Example) -> None:
 
 def require_author(user, example: Example) -> None:
     """Submitting is for the author or assignee (or a superuser)."""
-    if not (user.is_superuser or user.pk in (example.author_id, example.assignee_id)):
+    if not (user.is_superuser or _wrote(user, example)):
         raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")

@@ -28,6 +28,7 @@ from .formats import parse_column_mapping
 from .imports import describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .quality import describe_report
+from .schemas import output_schema_validator
 from .selectors import dataset_progress
 from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
@@ -41,8 +42,20 @@ def _table(columns: list[str], rows: list[dict]) -> str:
     return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
+class DatasetForm(forms.ModelForm):
+    def clean_output_json_schema(self):
+        value = self.cleaned_data["output_json_schema"]
+        if value is not None:
+            try:
+                output_schema_validator(value)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return value
+
+
 @admin.register(Dataset)
 class DatasetAdmin(VisibleHistoryAdmin):
+    form = DatasetForm
     list_display = ["name", "approvals_required", "blind_annotation", "review_queue", "created_by", "created_at"]
     search_fields = ["name", "description"]
     filter_horizontal = ["reviewers"]
@@ -298,6 +311,9 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
     fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation"]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return access.visible_snapshots(request.user, super().get_queryset(request), "snapshot__dataset")
+
     @admin.display(description="conversation")
     def conversation(self, obj):
         return render_messages(obj.messages)
@@ -313,6 +329,9 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     fields = readonly_fields
     actions = ["approve_selected", "reject_selected"]
     DIFF_LIMIT = 50
+
+    def get_queryset(self, request):
+        return access.visible_snapshots(request.user, super().get_queryset(request))
 
     def has_add_permission(self, request):
         return False  # created from the Dataset action, the API or the create_snapshot command
@@ -347,11 +366,11 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     def review_view(self, request, object_id):
         """The reviewer's page: quality report, split sizes, token statistics, the diff against the
         previous approved snapshot, and approve / reject (through the snapshot services)."""
-        snapshot = self.get_object(request, object_id)
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        snapshot = self.get_object(request, object_id)  # only the snapshots this user may see
         if snapshot is None:
             raise Http404("no such snapshot")
-        if not self.has_view_permission(request, snapshot):
-            raise PermissionDenied
         here = reverse("admin:curation_snapshot_review", args=[snapshot.pk])
         if request.method == "POST":
             decision, comment = request.POST.get("decision"), request.POST.get("comment", "")
@@ -416,3 +435,6 @@ class SnapshotExportAdmin(ReadOnlyAdmin):
 
     list_display = ["id", "snapshot", "status", "counts", "path", "created_by", "created_at"]
     list_filter = ["status"]
+
+    def get_queryset(self, request):
+        return access.visible_snapshots(request.user, super().get_queryset(request), "snapshot__dataset")

@@ -192,11 +192,12 @@ def review_view(model_admin, request, object_id):
         decision = request.POST.get("decision")
         comment = request.POST.get("comment", "")
         try:
-            version = _posted_version(request)
             if decision == "approve":
-                workflow.approve_example(example, by=request.user, comment=comment, expected_version=version)
+                workflow.approve_example(example, by=request.user, comment=comment,
+                                         expected_version=_posted_version(request))
             elif decision == "reject":
-                workflow.reject_example(example, by=request.user, comment=comment, expected_version=version)
+                workflow.reject_example(example, by=request.user, comment=comment,
+                                        expected_version=_posted_version(request))
             elif decision == "skip":
                 queues.release(example, request.user)
                 return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}")

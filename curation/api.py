@@ -34,6 +34,7 @@ from .serializers import (
     SnapshotExportSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
+    SubmitSerializer,
 )
 from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
@@ -126,11 +127,11 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
         queues.release(self.get_object(), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=DecisionSerializer, responses=ExampleSerializer)
+    @extend_schema(request=SubmitSerializer, responses=ExampleSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
         example = self.get_object()
-        params = DecisionSerializer(data=request.data)
+        params = SubmitSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         example = workflow.submit_example(
             example, by=request.user, expected_version=params.validated_data.get("expected_version"))
@@ -215,6 +216,9 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
         "export": ["curation.add_snapshotexport"],
     }
 
+    def get_queryset(self):
+        return access.visible_snapshots(self.request.user, super().get_queryset())
+
     @extend_schema(request=SnapshotCreateSerializer, responses=SnapshotSerializer)
     def create(self, request, *args, **kwargs):
         params = SnapshotCreateSerializer(data=request.data)
@@ -270,6 +274,10 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
 class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = SnapshotExport.objects.all()
     serializer_class = SnapshotExportSerializer
+
+    def get_queryset(self):
+        return access.visible_snapshots(self.request.user, super().get_queryset(), "snapshot__dataset")
+
     filterset_fields = ["snapshot", "status"]
 
     @extend_schema(parameters=[OpenApiParameter("split", str, enum=Split.values, required=True)],

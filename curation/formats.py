@@ -19,6 +19,9 @@ FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHAT_RECORD_KEYS = {"messages", "metadata"}
 PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
 MAX_LINE_BYTES = 1_000_000
+# The csv module's own default (131,072 characters per field) would refuse CSV fields that
+# the JSONL reader accepts; one limit for every format.
+csv.field_size_limit(MAX_LINE_BYTES)
 MAX_JSON_DEPTH = 32
 # JSON escapes of what a JSON column cannot store (NUL, UTF-16 surrogates); an escaped backslash
 # before "u" also matches, which only costs a full check.
@@ -411,9 +414,12 @@ def check_column_mapping(column_mapping: dict | None) -> dict:
     """The mapping to use for CSV/TSV: ``column_mapping`` checked, or DEFAULT_COLUMN_MAPPING.
 
     Raises:
-        ValueError: a mapping that does not name prompt and completion, names other fields,
-            or has non-string column names.
+        ValueError: not an object, a mapping that does not name prompt and completion, names
+            other fields, or has non-string column names.
     """
+    if column_mapping is not None and not isinstance(column_mapping, dict):
+        raise ValueError('column mapping must be an object such as {"prompt": "question", "completion": "answer"}, '
+                         f"got {type(column_mapping).__name__}")
     mapping = dict(column_mapping or DEFAULT_COLUMN_MAPPING)
     unknown = set(mapping) - set(MAPPED_FIELDS)
     if unknown or not {"prompt", "completion"} <= set(mapping) or not all(isinstance(v, str) for v in mapping.values()):
@@ -469,8 +475,13 @@ def count_delimited_records(source: Source, fmt: str) -> int:
 
 
 def _delimited_rows(source: Source, fmt: str) -> Iterator[tuple[int, list[str] | str]]:
-    """``(line, cells)`` for the header and each non-empty row, then ``(line, reason)`` once if the
-    csv module gives up on the file (e.g. an unterminated quote)."""
+    """``(line, cells)`` for the header and each non-empty row.
+
+    Raises:
+        ValueError: the csv module gives up on the file (e.g. an unterminated quote, a field
+            over MAX_LINE_BYTES): the rows after that point cannot be read, so the whole file
+            is refused rather than imported in part, even in skip-invalid mode.
+    """
     if fmt not in DELIMITERS:
         raise ValueError(f"unknown delimited format {fmt!r}; expected csv or tsv")
     text = _text_stream(source, newline="")  # the csv module reads LF, CRLF and lone CR itself
@@ -483,8 +494,8 @@ def _delimited_rows(source: Source, fmt: str) -> Iterator[tuple[int, list[str] |
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield start, f"invalid {fmt.upper()}: {exc}"
-                return
+                raise ValueError(f"line {start}: invalid {fmt.upper()} ({exc}); the rest of the file cannot be "
+                                 "read, so nothing is imported") from None
             except UnicodeDecodeError as exc:
                 raise ValueError(f"line {start}: the file starts with a UTF-16 byte order mark but is not valid "
                                  f"UTF-16 ({exc.reason})") from None

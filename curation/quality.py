@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy
-from jsonschema.exceptions import SchemaError, best_match
-from jsonschema.validators import validator_for
+from jsonschema.exceptions import best_match
 
 from training.engine.data import IGNORE_INDEX, tokenize_for_training
 
 from .formats import FormatError, content_hash, validate_messages, with_system_prompt
+from .schemas import output_schema_validator, schema_errors
 from .splits import input_groups
 
 REPORT_VERSION = 1
@@ -115,6 +115,8 @@ PII_PATTERNS = {
     "secret": f"{SECRET_PREFIXED.pattern} | {SECRET_GENERIC.pattern} mixing upper, lower case and digits",
 }
 INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+# Letters (category Lo or So) that render as blank space: Hangul fillers and the braille blank.
+INVISIBLE_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,8 @@ def near_duplicate_inputs(examples: Iterable[QualityExample], **options) -> list
 # --- per-example checks ------------------------------------------------------------------------
 
 def _visible(text: str) -> bool:
-    return any(not ch.isspace() and unicodedata.category(ch) not in INVISIBLE_CATEGORIES for ch in text)
+    return any(not ch.isspace() and ch not in INVISIBLE_CHARACTERS
+               and unicodedata.category(ch) not in INVISIBLE_CATEGORIES for ch in text)
 
 
 def _empty_output(messages) -> bool:
@@ -319,11 +322,9 @@ def _schema_validator(schema):
     if schema is None:
         return None
     try:
-        cls = validator_for(schema)
-        cls.check_schema(schema)
-    except SchemaError as exc:
-        raise ValueError(f"the dataset's output_json_schema is not a valid JSON Schema: {exc.message}") from exc
-    return cls(schema)
+        return output_schema_validator(schema)
+    except ValueError as exc:
+        raise ValueError(f"the dataset's output_json_schema: {exc}") from exc
 
 
 def _schema_finding(example: QualityExample, validator) -> dict | None:
@@ -334,7 +335,7 @@ def _schema_finding(example: QualityExample, validator) -> dict | None:
         value = json.loads(output["content"])
     except ValueError as exc:
         return finding("output_schema", example.id, f"output is not JSON ({exc}); the dataset's schema expects JSON")
-    error = best_match(validator.iter_errors(value))
+    error = best_match(schema_errors(validator, value))
     if error is None:
         return None
     return finding("output_schema", example.id, f"output fails the dataset's schema at {error.json_path}: "

@@ -58,7 +58,7 @@ def next_example_to_review(user, dataset=None, after: int | None = None) -> Exam
     )
     candidates = (Example.objects.filter(status=ExampleStatus.SUBMITTED)
                   .filter(dataset__in=reviewable_datasets(user).values("pk"))
-                  .exclude(author=user).exclude(Exists(already_approved)).order_by("id"))
+                  .exclude(author=user).exclude(assignee=user).exclude(Exists(already_approved)).order_by("id"))
     if dataset is not None:
         candidates = candidates.filter(dataset=dataset)
     if after is not None:

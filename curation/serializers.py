@@ -1,11 +1,10 @@
 from django.contrib.auth import get_user_model
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
 from rest_framework import serializers
 
 from .choices import ImportFormat
-from .formats import FormatError, check_json_value
+from .formats import check_json_value
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport
+from .schemas import output_schema_validator
 from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
 from .splits import MAX_SEED
 
@@ -18,11 +17,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             return value
         try:
             check_json_value(value)
-            validator_for(value).check_schema(value)
-        except FormatError as exc:
+            output_schema_validator(value)
+        except ValueError as exc:  # FormatError is a ValueError too
             raise serializers.ValidationError(str(exc)) from exc
-        except SchemaError as exc:
-            raise serializers.ValidationError(f"not a valid JSON Schema: {exc.message}") from exc
         return value
 
     class Meta:
@@ -81,8 +78,12 @@ class EditAndApproveSerializer(ExampleEditSerializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class DecisionSerializer(serializers.Serializer):
+class SubmitSerializer(serializers.Serializer):
     expected_version = serializers.IntegerField(required=False, min_value=1)
+
+
+class DecisionSerializer(serializers.Serializer):
+    expected_version = serializers.IntegerField(min_value=1, help_text="The version the decision was made on.")
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 

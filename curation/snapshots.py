@@ -96,7 +96,7 @@ def create_snapshot(
         raise ServiceError(
             f"dataset '{dataset}': the quality gate refused the snapshot, {report['summary']['blocking']} blocking "
             f"finding(s): {describe_findings(blocking_findings(report), report['summary']['blocking'])}. "
-            "Fix or un-approve those examples and try again."
+            "Their authors fix them (an edit sends an example back to review), then create the snapshot again."
         )
     split_counts = {name: 0 for name in fractions}
     for r in rows:

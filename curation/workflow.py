@@ -12,7 +12,15 @@ from ftplatform.roles import require_permission
 
 from . import access
 from .choices import ExampleSource, ExampleStatus, ReviewDecision
-from .formats import FormatError, check_json_value, content_hash, input_hash, validate_messages
+from .formats import (
+    MAX_LINE_BYTES,
+    FormatError,
+    canonical_json,
+    check_json_value,
+    content_hash,
+    input_hash,
+    validate_messages,
+)
 from .models import Dataset, Example, Review
 
 
@@ -58,12 +66,24 @@ def submit_example(example: Example, *, by, expected_version: int | None = None)
     return _save(example, by, "submitted", status=ExampleStatus.SUBMITTED, review_round=next_round)
 
 
+def _name_for(user, example: Example) -> str:
+    """How a message names ``example`` to ``user``: by id only if they may see it (blind mode)."""
+    return f"example {example.pk}" if access.visible_examples(user).filter(pk=example.pk).exists() else (
+        "another example you cannot see")
+
+
 def _validated(messages, where: str) -> list[dict]:
+    """Messages checked like an imported record, size limit included. Raises ServiceError naming ``where``."""
     try:
         check_json_value(messages)
-        return validate_messages(messages)
+        messages = validate_messages(messages)
     except FormatError as exc:
         raise ServiceError(f"{where}: {exc}") from exc
+    size = len(canonical_json(messages).encode("utf-8"))
+    if size > MAX_LINE_BYTES:
+        raise ServiceError(f"{where}: the conversation is {size} bytes as JSON; the limit is {MAX_LINE_BYTES}, "
+                           "as for an imported line")
+    return messages
 
 
 @transaction.atomic
@@ -82,7 +102,7 @@ def create_example(dataset: Dataset, *, by, messages, submit: bool = False) -> E
     digest = content_hash(messages)
     duplicate = Example.objects.filter(dataset=dataset, content_hash=digest).first()
     if duplicate is not None:
-        raise Conflict(f"example {duplicate.pk} already holds exactly this conversation in dataset '{dataset}'")
+        raise Conflict(f"{_name_for(by, duplicate)} already holds exactly this conversation in dataset '{dataset}'")
     example = Example(dataset=dataset, messages=messages, content_hash=digest, input_hash=input_hash(messages),
                       author=by, source=ExampleSource.MANUAL,
                       status=ExampleStatus.SUBMITTED if submit else ExampleStatus.DRAFT)
@@ -114,7 +134,7 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
         return example
     duplicate = Example.objects.filter(dataset_id=example.dataset_id, content_hash=digest).first()
     if duplicate is not None:
-        raise Conflict(f"example {example.pk}: example {duplicate.pk} already holds exactly this conversation")
+        raise Conflict(f"example {example.pk}: {_name_for(by, duplicate)} already holds exactly this conversation")
     changes = {"messages": messages, "content_hash": digest, "input_hash": input_hash(messages)}
     if example.status != ExampleStatus.DRAFT:
         changes.update(status=ExampleStatus.SUBMITTED, review_round=example.review_round + 1)
@@ -182,12 +202,12 @@ def assign_example(example: Example, *, to, by, expected_version: int | None = N
 
     Raises:
         NotAllowed: ``by`` lacks 'curation.change_dataset' (engineers hold it).
-        ServiceError: ``to`` is inactive or cannot edit examples (not an annotator).
+        ServiceError: ``to`` is inactive or not an annotator (lacks 'curation.add_example').
         Conflict: a stale version.
     """
     require_permission(by, "curation.change_dataset", "assign examples")
-    if to is not None and not (to.is_active and to.has_perm("curation.change_example")):
-        raise ServiceError(f"{to} cannot edit examples; give them the annotator role first")
+    if to is not None and not (to.is_active and to.has_perm("curation.add_example")):
+        raise ServiceError(f"{to} is not an annotator; give them the annotator role first")
     example = _locked(example, expected_version)
     if example.assignee_id == (to.pk if to else None):
         return example

@@ -2,6 +2,7 @@
 comment first, and read-only admins for append-only or frozen rows."""
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
@@ -66,13 +67,19 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class VisibleHistoryAdmin(SimpleHistoryAdmin):
-    """SimpleHistoryAdmin whose history pages answer 404 for objects outside ``get_queryset``.
+    """SimpleHistoryAdmin whose history pages are read-only and answer 404 for objects outside
+    ``get_queryset``.
 
     django-simple-history falls back to the historical rows when the object is not in the
-    admin's queryset, which would show an annotator the history of an example they may not see.
+    admin's queryset, which would show an annotator the history of an example they may not see;
+    and its version page saves a POSTed form (a revert) with only the view permission, which
+    would bypass the workflow, optimistic locking and frozen snapshots. Going back goes through
+    the services, never through the history page.
     """
 
     def _require_visible(self, request, object_id):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # no access to this kind of object at all: 403, as Django's own pages
         if self.get_object(request, unquote(object_id)) is None:
             raise Http404("no such object")
 
@@ -81,5 +88,7 @@ class VisibleHistoryAdmin(SimpleHistoryAdmin):
         return super().history_view(request, object_id, extra_context)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method not in ("GET", "HEAD"):
+            raise PermissionDenied("history is read-only: change objects through their workflow")
         self._require_visible(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)

@@ -2,7 +2,8 @@
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
+
+from .rest import IntegerCursorPagination
 
 HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
@@ -23,7 +24,7 @@ def history_entry(record) -> dict:
     }
 
 
-class HistoryPagination(CursorPagination):
+class HistoryPagination(IntegerCursorPagination):
     """Newest first; a cursor stays stable however deep the history is."""
 
     ordering = "-history_id"

@@ -3,7 +3,7 @@
 Kept apart from ftplatform/api.py (the router), which imports views: settings-loaded
 classes must not import DRF's views, or DRF's settings import themselves in a circle.
 """
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -29,7 +29,19 @@ class DepthSafeJSONParser(JSONParser):
             raise ParseError("JSON parse error - nested too deeply") from None
 
 
-class IdCursorPagination(CursorPagination):
+class IntegerCursorPagination(CursorPagination):
+    """CursorPagination over an integer column: a cursor whose position is not an integer
+    (a hand-made or tampered one) is "Invalid cursor" (404), not a database error (500)."""
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            if not (cursor.position.isascii() and cursor.position.lstrip("-").isdigit()):
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+class IdCursorPagination(IntegerCursorPagination):
     """Oldest first by id; a cursor page costs the same at any depth (no OFFSET).
 
     A page is chosen on ids alone, then its rows are fetched by id. On ids, PostgreSQL

@@ -80,8 +80,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Jobs write progress while the admin reads: wait for the write lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Jobs write progress while the admin reads: wait for the write lock instead of failing; and
+    # take it when a transaction starts (IMMEDIATE), because a read transaction that later writes
+    # cannot wait for it ("database is locked" at once under concurrent requests).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=30, transaction_mode="IMMEDIATE")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [

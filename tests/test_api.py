@@ -73,8 +73,9 @@ def test_import_succeeds_with_201():
 def test_approving_own_example_is_403():
     reviewer = ReviewerFactory()
     example = ExampleFactory(author=reviewer)
-    response = client_for(reviewer).post(f"/api/v1/examples/{example.pk}/approve/", {}, format="json")
-    assert response.status_code == 403 and "own example" in response.json()["detail"]
+    response = client_for(reviewer).post(f"/api/v1/examples/{example.pk}/approve/",
+                                         {"expected_version": example.version}, format="json")
+    assert response.status_code == 403 and "an example they wrote" in response.json()["detail"]
 
 
 def test_stale_decision_is_409():
@@ -88,9 +89,18 @@ def test_stale_decision_is_409():
 
 
 def test_reject_without_comment_is_400():
-    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{ExampleFactory().pk}/reject/", {},
-                                                  format="json")
-    assert response.status_code == 400
+    example = ExampleFactory()
+    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{example.pk}/reject/",
+                                                  {"expected_version": example.version}, format="json")
+    assert response.status_code == 400 and "needs a comment" in response.json()["detail"]
+
+
+def test_a_decision_without_the_version_it_was_made_on_is_400():
+    example = ExampleFactory()
+    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{example.pk}/approve/", {}, format="json")
+    assert response.status_code == 400 and "expected_version" in response.json()
+    example.refresh_from_db()
+    assert example.status == ExampleStatus.SUBMITTED
 
 
 def test_snapshot_create_then_approve_by_another_reviewer():

@@ -106,6 +106,8 @@ def test_create_example_starts_a_draft_or_submits_and_refuses_duplicates():
     assert draft.history.get().history_change_reason == "created"
     assert create_example(dataset, by=ann, messages=conversation("q", "b"), submit=True).status == "submitted"
     with pytest.raises(Conflict, match=f"example {draft.pk}"):
+        create_example(dataset, by=ann, messages=conversation("q", "a"))
+    with pytest.raises(Conflict, match="another example you cannot see"):  # never names what it hides
         create_example(dataset, by=AnnotatorFactory(), messages=conversation("q", "a"))
     with pytest.raises(NotAllowed):
         create_example(dataset, by=ReviewerFactory(), messages=conversation("q", "c"))

@@ -37,11 +37,14 @@ def test_invalid_messages_name_the_message(db):
                      messages=[{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}])
 
 
-def test_an_edit_that_duplicates_another_example_is_a_conflict(db):
+def test_an_edit_that_duplicates_another_example_is_a_conflict_naming_it_only_if_visible(db):
     other = ExampleFactory()
     example = ExampleFactory(dataset=other.dataset)
-    with pytest.raises(Conflict, match=f"example {other.pk} already holds"):
+    with pytest.raises(Conflict, match="another example you cannot see already holds"):
         edit_example(example, by=example.author, messages=other.messages, expected_version=example.version)
+    mine = ExampleFactory(dataset=other.dataset, author=example.author)
+    with pytest.raises(Conflict, match=f"example {mine.pk} already holds"):
+        edit_example(example, by=example.author, messages=mine.messages, expected_version=example.version)
 
 
 def test_only_the_author_edits(db):

@@ -73,9 +73,7 @@ def test_rejecting_without_a_comment_is_an_admin_message(reviewer_client, pendin
 
 
 def test_a_user_without_the_review_permission_gets_a_message_not_a_traceback(client, pending_snapshot):
-    viewer = UserFactory(is_staff=True)
-    viewer.user_permissions.add(*Permission.objects.filter(codename="view_snapshot"))
-    client.force_login(viewer)
+    client.force_login(EngineerFactory())  # sees every snapshot, reviews none
     url = reverse("admin:curation_snapshot_review", args=[pending_snapshot.pk])
     assert 'value="approve"' not in client.get(url).content.decode()
     page = client.post(url, {"decision": "approve"}, follow=True)

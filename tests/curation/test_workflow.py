@@ -19,7 +19,7 @@ def test_reviewer_approves_and_the_decision_is_recorded():
 def test_reviewer_cannot_approve_own_example():
     reviewer = ReviewerFactory()
     example = ExampleFactory(author=reviewer)
-    with pytest.raises(NotAllowed, match="own example"):
+    with pytest.raises(NotAllowed, match="an example they wrote"):
         approve_example(example, by=reviewer)
     example.refresh_from_db()
     assert example.status == ExampleStatus.SUBMITTED and not example.reviews.exists()

@@ -1,0 +1,134 @@
+"""Regressions for what an adversarial review found: read-only history pages, schemas that never
+fetch, assignees who cannot approve, snapshot visibility, 405s, tampered cursors, odd mappings."""
+import base64
+import json
+from urllib.parse import urlencode
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from curation.choices import ExampleStatus
+from curation.formats import read_delimited
+from curation.snapshots import create_snapshot
+from curation.workflow import approve_example, assign_example
+from ftplatform.errors import NotAllowed, ServiceError
+from tests.factories import (
+    AnnotatorFactory,
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    ReviewerFactory,
+    conversation,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_history_version_pages_never_save_a_revert(client):
+    dataset = DatasetFactory(description="before")
+    dataset.description = "after"
+    dataset.save()
+    first = dataset.history.earliest()
+    for user in (AnnotatorFactory(), ReviewerFactory(), EngineerFactory()):
+        client.force_login(user)
+        url = reverse("admin:curation_dataset_simple_history", args=[dataset.pk, first.history_id])
+        response = client.post(url, {"name": dataset.name, "description": "pwned", "approvals_required": 1})
+        assert response.status_code == 403
+    dataset.refresh_from_db()
+    assert dataset.description == "after"
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"$ref": "http://127.0.0.1:9/internal"}, "not followed"),
+    ({"$ref": "file:///etc/hostname"}, "not followed"),
+    ({"$ref": "#/definitions/nope"}, "does not resolve"),
+    (5, "is an object"),
+    ({"$schema": 5}, "must be a string"),
+])
+def test_dataset_schemas_never_fetch_and_bad_ones_are_400(schema, message):
+    response = api(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+                                           format="json")
+    assert response.status_code == 400 and message in json.dumps(response.json())
+
+
+def test_admin_dataset_form_checks_the_schema(client):
+    client.force_login(EngineerFactory())
+    response = client.post(reverse("admin:curation_dataset_add"), {
+        "name": "d", "approvals_required": 1, "output_json_schema": json.dumps({"$ref": "file:///etc/passwd"})})
+    assert response.status_code == 200 and "not followed" in response.content.decode()
+
+
+def test_an_assignee_cannot_approve_and_only_annotators_are_assigned():
+    reviewer, example = ReviewerFactory(), ExampleFactory()
+    with pytest.raises(ServiceError, match="not an annotator"):
+        assign_example(example, to=reviewer, by=EngineerFactory())
+    annotator_reviewer = AnnotatorFactory()
+    annotator_reviewer.groups.add(*reviewer.groups.all())
+    assign_example(example, to=annotator_reviewer, by=EngineerFactory())
+    with pytest.raises(NotAllowed, match="wrote or are assigned"):
+        approve_example(example, by=annotator_reviewer)
+
+
+def test_reviewers_see_only_snapshots_of_the_datasets_they_review():
+    theirs, others = DatasetFactory(), DatasetFactory()
+    insider, outsider = ReviewerFactory(), ReviewerFactory()
+    theirs.reviewers.add(insider)
+    others.reviewers.add(outsider)
+    ExampleFactory(dataset=theirs, status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(theirs, by=EngineerFactory())
+    assert api(insider).get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
+    assert api(outsider).get(f"/api/v1/snapshots/{snapshot.pk}/diff/").status_code == 404
+    assert api(outsider).get("/api/v1/snapshots/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("method, url", [("delete", "/api/v1/examples/{pk}/"), ("put", "/api/v1/snapshots/{pk}/"),
+                                         ("post", "/api/v1/examples/{pk}/"), ("delete", "/api/v1/datasets/{pk}/")])
+def test_methods_an_endpoint_lacks_are_405(method, url):
+    example = ExampleFactory(status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(example.dataset, by=EngineerFactory())
+    pk = {"examples": example.pk, "snapshots": snapshot.pk, "datasets": example.dataset_id}[url.split("/")[3]]
+    assert getattr(api(EngineerFactory()), method)(url.format(pk=pk)).status_code == 405
+
+
+@pytest.mark.parametrize("position", ["NaN", "1e5", "1' OR 1=1--", "%00"])
+def test_tampered_cursors_are_404_not_500(position):
+    example = ExampleFactory()
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    client = api(EngineerFactory())
+    assert client.get(f"/api/v1/examples/?cursor={cursor}").status_code == 404
+    assert client.get(f"/api/v1/examples/{example.pk}/history/?cursor={cursor}").status_code == 404
+
+
+@pytest.mark.parametrize("mapping", ["[1, 2]", "5", "abc"])
+def test_a_column_mapping_that_is_not_an_object_is_400(mapping):
+    response = api(AnnotatorFactory()).post("/api/v1/imports/", {
+        "dataset": DatasetFactory().pk, "format": "csv", "column_mapping": mapping,
+        "file": SimpleUploadedFile("x.csv", b"prompt,completion\nq,a\n")}, format="multipart")
+    assert response.status_code == 400
+
+
+def test_long_csv_fields_are_read_and_an_unreadable_rest_refuses_the_whole_file():
+    long_answer = "x" * 200_000
+    rows = list(read_delimited(f"prompt,completion\nq1,a1\nq2,{long_answer}\nq3,a3\n".encode(), "csv"))
+    assert [row.messages[-1]["content"] for row in rows] == ["a1", long_answer, "a3"]
+    too_long = "y" * 1_000_001  # over the one limit every format shares (curation.formats.MAX_LINE_BYTES)
+    with pytest.raises(ValueError, match="line 3: invalid CSV.*nothing is imported"):
+        list(read_delimited(f"prompt,completion\nq1,a1\nq2,{too_long}\nq3,a3\n".encode(), "csv"))
+
+
+def test_edit_and_approve_by_an_assigned_reviewer_is_refused():
+    annotator_reviewer = AnnotatorFactory()
+    annotator_reviewer.groups.add(*ReviewerFactory().groups.all())
+    example = ExampleFactory()
+    assign_example(example, to=annotator_reviewer, by=EngineerFactory())
+    response = api(annotator_reviewer).post(f"/api/v1/examples/{example.pk}/edit-and-approve/", {
+        "messages": conversation("q", "mine"), "expected_version": example.version + 1}, format="json")
+    assert response.status_code == 403
