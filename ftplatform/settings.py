@@ -80,6 +80,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/
     # Jobs write progress while the admin reads: wait for the write lock instead of failing; and
     # take it when a transaction starts (IMMEDIATE), because a read transaction that later writes
     # cannot wait for it ("database is locked" at once under concurrent requests).
