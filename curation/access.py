@@ -118,7 +118,11 @@ def require_edit(user, example: Example) -> None:
                          "(or, while it waits for review, a reviewer of its dataset)")
 
 
-def require_author(user, example: Example) -> None:
+def may_submit(user, example: Example) -> bool:
     """Submitting is for the author or assignee (or a superuser)."""
-    if not (user.is_superuser or _wrote(user, example)):
+    return bool(user.is_superuser or _wrote(user, example))
+
+
+def require_author(user, example: Example) -> None:
+    if not may_submit(user, example):
         raise NotAllowed(f"example {example.pk}: only its author or assignee can submit it")

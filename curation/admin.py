@@ -153,8 +153,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
         if access.may_edit(request.user, obj):
             buttons.append(format_html('<a class="button" href="{}">Edit conversation</a>',
                                        reverse("admin:curation_example_edit_messages", args=[obj.pk])))
-        if obj.status in (ExampleStatus.DRAFT, ExampleStatus.REJECTED) and (
-                request.user.is_superuser or request.user.pk in (obj.author_id, obj.assignee_id)):
+        if obj.status in (ExampleStatus.DRAFT, ExampleStatus.REJECTED) and access.may_submit(request.user, obj):
             buttons.append(format_html(
                 '<form method="post" action="{}" style="display:inline">'
                 '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'

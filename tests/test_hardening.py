@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
 from curation.formats import read_delimited
@@ -22,14 +21,9 @@ from tests.factories import (
     ReviewerFactory,
     conversation,
 )
+from tests.test_api import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_history_version_pages_never_save_a_revert(client):
@@ -54,7 +48,7 @@ def test_history_version_pages_never_save_a_revert(client):
     ({"$schema": 5}, "must be a string"),
 ])
 def test_dataset_schemas_never_fetch_and_bad_ones_are_400(schema, message):
-    response = api(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
                                            format="json")
     assert response.status_code == 400 and message in json.dumps(response.json())
 
@@ -84,9 +78,9 @@ def test_reviewers_see_only_snapshots_of_the_datasets_they_review():
     others.reviewers.add(outsider)
     ExampleFactory(dataset=theirs, status=ExampleStatus.APPROVED)
     snapshot, _ = create_snapshot(theirs, by=EngineerFactory())
-    assert api(insider).get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
-    assert api(outsider).get(f"/api/v1/snapshots/{snapshot.pk}/diff/").status_code == 404
-    assert api(outsider).get("/api/v1/snapshots/").json()["count"] == 0
+    assert client_for(insider).get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
+    assert client_for(outsider).get(f"/api/v1/snapshots/{snapshot.pk}/diff/").status_code == 404
+    assert client_for(outsider).get("/api/v1/snapshots/").json()["count"] == 0
 
 
 @pytest.mark.parametrize("method, url", [("delete", "/api/v1/examples/{pk}/"), ("put", "/api/v1/snapshots/{pk}/"),
@@ -95,21 +89,21 @@ def test_methods_an_endpoint_lacks_are_405(method, url):
     example = ExampleFactory(status=ExampleStatus.APPROVED)
     snapshot, _ = create_snapshot(example.dataset, by=EngineerFactory())
     pk = {"examples": example.pk, "snapshots": snapshot.pk, "datasets": example.dataset_id}[url.split("/")[3]]
-    assert getattr(api(EngineerFactory()), method)(url.format(pk=pk)).status_code == 405
+    assert getattr(client_for(EngineerFactory()), method)(url.format(pk=pk)).status_code == 405
 
 
 @pytest.mark.parametrize("position", ["NaN", "1e5", "1' OR 1=1--", "%00"])
 def test_tampered_cursors_are_404_not_500(position):
     example = ExampleFactory()
     cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
-    client = api(EngineerFactory())
+    client = client_for(EngineerFactory())
     assert client.get(f"/api/v1/examples/?cursor={cursor}").status_code == 404
     assert client.get(f"/api/v1/examples/{example.pk}/history/?cursor={cursor}").status_code == 404
 
 
 @pytest.mark.parametrize("mapping", ["[1, 2]", "5", "abc"])
 def test_a_column_mapping_that_is_not_an_object_is_400(mapping):
-    response = api(AnnotatorFactory()).post("/api/v1/imports/", {
+    response = client_for(AnnotatorFactory()).post("/api/v1/imports/", {
         "dataset": DatasetFactory().pk, "format": "csv", "column_mapping": mapping,
         "file": SimpleUploadedFile("x.csv", b"prompt,completion\nq,a\n")}, format="multipart")
     assert response.status_code == 400
@@ -129,6 +123,6 @@ def test_edit_and_approve_by_an_assigned_reviewer_is_refused():
     annotator_reviewer.groups.add(*ReviewerFactory().groups.all())
     example = ExampleFactory()
     assign_example(example, to=annotator_reviewer, by=EngineerFactory())
-    response = api(annotator_reviewer).post(f"/api/v1/examples/{example.pk}/edit-and-approve/", {
+    response = client_for(annotator_reviewer).post(f"/api/v1/examples/{example.pk}/edit-and-approve/", {
         "messages": conversation("q", "mine"), "expected_version": example.version + 1}, format="json")
     assert response.status_code == 403
