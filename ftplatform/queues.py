@@ -59,18 +59,19 @@ def get_queue(name: str):
     )
 
 
-def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str) -> None:
+def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str, timeout: int | None = None) -> None:
     """Enqueue ``func_path(*args)`` on ``queue_name`` once the current transaction commits.
 
     ``job_id`` is deterministic (e.g. ``training-run-12``) so the row can name its job.
     Outside a transaction the job is enqueued at once (Django's on_commit semantics).
     """
-    transaction.on_commit(lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id))
+    transaction.on_commit(lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id, job_timeout=timeout))
 
 
-def enqueue_job_row(row, queue_name: str, func_path: str) -> None:
-    """Name the row's job (``<model>-<pk>``, stored in ``row.rq_job_id``) and enqueue ``func_path(row.pk)``
-    after commit. ``row`` is a saved ftplatform.jobrows.JobRow."""
-    row.rq_job_id = f"{row._meta.model_name}-{row.pk}"
+def enqueue_job_row(row, queue_name: str, func_path: str, *, timeout: int | None = None, suffix: str = "") -> None:
+    """Name the row's job (``<model>-<pk>[-<suffix>]``, stored in ``row.rq_job_id``) and enqueue
+    ``func_path(row.pk)`` after commit. ``row`` is a saved ftplatform.jobrows.JobRow; ``timeout``
+    (seconds) overrides the queue's default job timeout; ``suffix`` names a later attempt."""
+    row.rq_job_id = f"{row._meta.model_name}-{row.pk}" + (f"-{suffix}" if suffix else "")
     row.save(update_fields=["rq_job_id"])
-    enqueue_after_commit(queue_name, func_path, row.pk, job_id=row.rq_job_id)
+    enqueue_after_commit(queue_name, func_path, row.pk, job_id=row.rq_job_id, timeout=timeout)

@@ -105,6 +105,17 @@ IMPORT_INLINE_MAX_BYTES = int(os.environ.get("FTPLATFORM_IMPORT_INLINE_BYTES", 1
 REDIS_URL = os.environ.get("REDIS_URL") or None
 ARTIFACTS_ROOT = Path(os.environ.get("FTPLATFORM_ARTIFACTS", VAR_DIR / "artifacts"))
 # Seconds a job may run before RQ kills its work-horse.
+# Training runs: a run still going after TRAINING_TIMEOUT_SECONDS fails as timed out (per run: the
+# API's timeout_minutes). The job writes a heartbeat every TRAINING_HEARTBEAT_SECONDS; a running
+# run without one for that long plus TRAINING_HEARTBEAT_MARGIN_SECONDS is failed as "worker lost".
+TRAINING_TIMEOUT_SECONDS = int(os.environ.get("FTPLATFORM_TRAINING_TIMEOUT_SECONDS", str(24 * 3600)))
+TRAINING_HEARTBEAT_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_SECONDS", "10"))
+TRAINING_HEARTBEAT_MARGIN_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", "20"))
+# Pre-flight estimates: tokens/s when no run of the base model has succeeded yet (SmolLM2-135M,
+# batch 8, 2 CPU cores: bench/training_bench.py), and an optional price per GPU-hour for the cost.
+TRAINING_ESTIMATE_TOKENS_PER_SECOND = float(os.environ.get("FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND", "250"))
+GPU_HOUR_PRICE = float(os.environ["FTPLATFORM_GPU_HOUR_PRICE"]) if os.environ.get("FTPLATFORM_GPU_HOUR_PRICE") else None
+
 JOB_TIMEOUTS = {"default": 3600, "training": 24 * 3600, "evaluation": 6 * 3600}
 
 REST_FRAMEWORK = {

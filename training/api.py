@@ -16,7 +16,15 @@ from .serializers import (
     TrainingRunDetailSerializer,
     TrainingRunSerializer,
 )
-from .services import cancel_training_run, default_base_model, prompted_model_version, start_training_run
+from .services import (
+    cancel_training_run,
+    default_base_model,
+    preflight_training_run,
+    prompted_model_version,
+    reap_lost_runs,
+    resume_training_run,
+    start_training_run,
+)
 
 
 class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
@@ -25,33 +33,61 @@ class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Runs; a run's page includes its events (``events/?after=<id>`` pages through them for polling)."""
+    """Runs; a run's page includes its pre-flight report, checkpoints and events
+    (``events/?after=<id>`` pages through them for polling). Reading runs also fails runs whose
+    worker stopped sending heartbeats (training.services.reap_lost_runs)."""
 
-    queryset = TrainingRun.objects.select_related("snapshot", "created_by")
+    queryset = TrainingRun.objects.select_related("snapshot", "created_by").prefetch_related("checkpoints")
     serializer_class = TrainingRunSerializer
     filterset_fields = ["snapshot", "status", "base_model"]
-    action_permissions = {"cancel": ["training.view_trainingrun"]}  # the creator or an engineer: the service checks
+    # The creator or an engineer may cancel or resume: the services check; preflight needs what create needs.
+    action_permissions = {"cancel": ["training.view_trainingrun"], "resume": ["training.view_trainingrun"],
+                          "preflight": ["training.add_trainingrun"]}
 
     def get_serializer_class(self):
         return TrainingRunDetailSerializer if self.action == "retrieve" else TrainingRunSerializer
 
-    @extend_schema(request=TrainingRunCreateSerializer, responses=TrainingRunDetailSerializer)
-    def create(self, request, *args, **kwargs):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action in ("list", "retrieve", "events"):
+            reap_lost_runs()
+
+    def _run_params(self, request):
         params = TrainingRunCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        run = start_training_run(
-            params.validated_data["snapshot"],
-            params.validated_data.get("base_model") or default_base_model(),
-            by=request.user,
-            hyperparameters=params.validated_data["hyperparameters"],
-        )
+        data = params.validated_data
+        return data["snapshot"], data.get("base_model") or default_base_model(), data
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses=TrainingRunDetailSerializer)
+    def create(self, request, *args, **kwargs):
+        """Pre-flight checks, then a queued run (400 naming every blocking problem)."""
+        snapshot, base_model, data = self._run_params(request)
+        timeout = data.get("timeout_minutes")
+        run = start_training_run(snapshot, base_model, by=request.user, hyperparameters=data["hyperparameters"],
+                                 timeout_seconds=timeout * 60 if timeout else None)
         run.refresh_from_db()  # without REDIS_URL the job already ran during this request
         return Response(TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses=dict)
+    @action(detail=False, methods=["post"])
+    def preflight(self, request):
+        """The pre-flight report of a run, without creating it: resolved hyperparameters, examples over
+        the max length, estimated steps, tokens, wall time and cost, and what would block it."""
+        snapshot, base_model, data = self._run_params(request)
+        return Response(preflight_training_run(snapshot, base_model, data["hyperparameters"], by=request.user))
 
     @extend_schema(request=None, responses=TrainingRunDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = cancel_training_run(self.get_object(), by=request.user)
+        return Response(TrainingRunDetailSerializer(run).data)
+
+    @extend_schema(request=None, responses=TrainingRunDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled run again, from its last checkpoint (409 otherwise)."""
+        run = resume_training_run(self.get_object(), by=request.user)
+        run.refresh_from_db()
         return Response(TrainingRunDetailSerializer(run).data)
 
     @extend_schema(responses=TrainingEventSerializer(many=True))

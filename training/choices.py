@@ -27,3 +27,10 @@ class EventKind(models.TextChoices):
     LOG = "log", "Log"
     METRIC = "metric", "Metric"
     WARNING = "warning", "Warning"
+    CHECKPOINT = "checkpoint", "Checkpoint"
+
+
+class FailureReason(models.TextChoices):
+    ERROR = "error", "Error in the job"
+    WORKER_LOST = "worker_lost", "Worker lost (no heartbeat)"
+    TIMEOUT = "timeout", "Timed out"

@@ -1,37 +1,87 @@
-"""RQ entry point for training: load rows, call the engine, write results."""
+"""RQ entry point for training: load rows, call the engine, write results.
+
+Liveness: while a run trains, a heartbeat thread stamps ``heartbeat_at`` every
+settings.TRAINING_HEARTBEAT_SECONDS; training.services.reap_lost_runs fails runs whose
+heartbeat stopped (worker killed, out of memory). The training thread itself writes
+progress (throttled), metric and checkpoint events, and checks cancel and timeout after
+every optimiser step.
+"""
 import logging
+import os
+import socket
+import threading
+import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from curation.choices import Split
-from curation.formats import with_system_prompt
 from ftplatform import jobrows
 
-from .choices import EventKind, ModelVersionKind, RunStatus
+from .choices import EventKind, FailureReason, ModelVersionKind, RunStatus
 from .models import ModelVersion, TrainingRun
-from .services import base_model_folder, log_event, record_base_model_info
+from .services import (
+    base_model_folder,
+    log_event,
+    record_base_model_info,
+    record_checkpoint,
+    snapshot_conversations,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class RunTimedOut(Exception):
+    """The run went past its timeout_seconds."""
 
 
 def prepare_torch():
     """Set torch threads (cores / training workers) and quiet the library's loading bars and notices."""
     import warnings
 
+    import datasets
     import torch
     from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(settings.TORCH_THREADS)
     transformers_logging.disable_progress_bar()  # weight-loading bars; the engine draws its own step bar
     transformers_logging.set_verbosity_error()
+    datasets.disable_progress_bars()  # SFTTrainer's dataset preparation bars
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
-def run_training(run_id: int) -> None:
-    """Train the LoRA adapter of TrainingRun ``run_id`` and create its ModelVersion.
+class Heartbeat(threading.Thread):
+    """Stamps ``heartbeat_at`` on the run every ``interval`` seconds from its own database connection.
 
-    The run row records the outcome: succeeded, failed (with the error) or cancelled.
+    Started only when the job's own connection is not inside a transaction (always so under a
+    worker): a thread cannot see, and would wait on, rows of an uncommitted transaction.
+    """
+
+    def __init__(self, run_id: int, interval: float):
+        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
+        self.run_id, self.interval, self.stopped = run_id, interval, threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopped.is_set():
+                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+                self.stopped.wait(self.interval)
+        except Exception:  # a lost database shows up as a lost worker; never crash the training thread
+            logger.exception("heartbeat of training run %s stopped", self.run_id)
+        finally:
+            connection.close()
+
+    def stop(self):
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def run_training(run_id: int) -> None:
+    """Train (or resume) the LoRA adapter of TrainingRun ``run_id`` and create its ModelVersion.
+
+    The run row records the outcome: succeeded, failed (with the error and a failure reason:
+    error or timeout; worker_lost comes from reap_lost_runs) or cancelled.
     """
     from .engine.config import LoraConfig
     from .engine.train import TrainingCancelled, train_lora
@@ -39,64 +89,107 @@ def run_training(run_id: int) -> None:
     run = jobrows.claim(TrainingRun, run_id, select_related=("snapshot__dataset", "base_model"))
     if run is None:
         return  # cancelled before it started, or already picked up
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        worker=f"{socket.gethostname()}:{os.getpid()}", heartbeat_at=now, attempts=run.attempts + 1)
+    heartbeat = None
+    if not connection.in_atomic_block:
+        heartbeat = Heartbeat(run.pk, settings.TRAINING_HEARTBEAT_SECONDS)
+        heartbeat.start()
+    deadline = time.monotonic() + run.timeout_seconds
     try:
         prepare_torch()
         folder = base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
-        system_prompt = run.snapshot.dataset.system_prompt
-        items = run.snapshot.items.order_by("id")
-
-        def conversations(split):
-            return [with_system_prompt(m, system_prompt)
-                    for m in items.filter(split=split).values_list("messages", flat=True)]
-
-        train, validation = conversations(Split.TRAIN), conversations(Split.VALIDATION)
+        train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
+        validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
         config = LoraConfig.from_dict(run.hyperparameters)
         output_dir = settings.ARTIFACTS_ROOT / "runs" / f"run-{run.pk}"
+        checkpoint = run.checkpoints.order_by("-step").first()
+        resume_from = None
+        if checkpoint is not None and os.path.isdir(checkpoint.path):
+            resume_from = checkpoint.path
+            log_event(run, EventKind.LOG, f"resuming from the checkpoint at step {checkpoint.step}",
+                      step=checkpoint.step)
         log_event(run, EventKind.LOG, f"training on {len(train)} examples, base model folder {folder}")
 
-        def on_progress(step, total, logs):
-            TrainingRun.objects.filter(pk=run.pk).update(step=step, total_steps=total)
-            if not logs:
-                return
-            payload = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
-            log_event(run, EventKind.METRIC, step=step, payload=payload,
-                      message=", ".join(f"{k}={v:.4g}" for k, v in payload.items() if v is not None))
+        def on_progress(progress):
+            TrainingRun.objects.filter(pk=run.pk).update(
+                step=progress["step"], total_steps=progress["total_steps"], epoch=progress["epoch"],
+                tokens_per_second=progress["tokens_per_second"], elapsed_seconds=progress["elapsed_seconds"],
+                eta_seconds=progress["eta_seconds"])
+
+        def on_metrics(step, logs):
+            log_event(run, EventKind.METRIC, step=step, payload=logs,
+                      message=", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in METRIC_KEYS))
+
+        last_cancel_check = [0.0]
 
         def should_stop():
+            if time.monotonic() > deadline:
+                raise RunTimedOut(f"timed out after {run.timeout_seconds} s (the run's timeout)")
+            if time.monotonic() - last_cancel_check[0] < 1.0:
+                return False
+            last_cancel_check[0] = time.monotonic()
             return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
         result = train_lora(
             folder, train, validation, config, output_dir,
-            on_progress=on_progress, should_stop=should_stop,
+            checkpoint_dir=run.checkpoint_dir, resume_from=resume_from,
+            on_progress=on_progress, on_metrics=on_metrics,
+            on_checkpoint=lambda step, path, info: record_checkpoint(run, step, path, info["epoch"]),
+            should_stop=should_stop,
             on_warning=lambda message: log_event(run, EventKind.WARNING, message),
         )
     except TrainingCancelled:
         jobrows.finish(run, RunStatus.CANCELLED)
-        log_event(run, EventKind.LOG, "cancelled; nothing was saved")
+        log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
+        return
+    except RunTimedOut as exc:
+        jobrows.finish(run, RunStatus.FAILED, error=str(exc), failure_reason=FailureReason.TIMEOUT)
+        log_event(run, EventKind.LOG, f"failed: {exc}")
         return
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
         jobrows.fail(run, exc)
+        TrainingRun.objects.filter(pk=run.pk).update(failure_reason=FailureReason.ERROR)
         log_event(run, EventKind.LOG, f"failed: {exc}")
         raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+    finish_run(run, result, output_dir)
+
+
+METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
+
+
+def finish_run(run: TrainingRun, result, output_dir) -> None:
+    """Record a finished engine result on the run and create its ModelVersion (one transaction)."""
     with transaction.atomic():
         jobrows.finish(
             run,
             RunStatus.SUCCEEDED,
             metrics={"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                      "train_examples": result.train_examples, "truncated_examples": result.truncated_examples,
-                     "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1)},
+                     "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1),
+                     "train_seconds": round(result.train_seconds, 2),
+                     "bookkeeping_seconds": round(result.bookkeeping_seconds, 3),
+                     "tokens_per_second": round(result.tokens_per_second, 1), "input_tokens": result.input_tokens,
+                     "resumed_from_step": result.resumed_from_step},
             environment=result.environment,
             trained_tokens=result.trained_tokens,
             artifact_path=str(output_dir),
             step=result.steps,
+            total_steps=result.steps,
+            eta_seconds=0,
+            tokens_per_second=round(result.tokens_per_second, 1),
         )
         ModelVersion.objects.create(
             name=f"{run.base_model.name} + LoRA (run {run.pk})",
             kind=ModelVersionKind.LORA_ADAPTER,
             base_model=run.base_model,
             training_run=run,
-            system_prompt=system_prompt,
+            system_prompt=run.snapshot.dataset.system_prompt,
             adapter_path=str(result.adapter_dir),
         )

@@ -4,7 +4,7 @@ from django.db import models
 from curation.models import Snapshot
 from ftplatform.jobrows import JobRow
 
-from .choices import BaseModelSource, EventKind, ModelVersionKind
+from .choices import BaseModelSource, EventKind, FailureReason, ModelVersionKind
 
 
 class BaseModel(models.Model):
@@ -37,8 +37,19 @@ class TrainingRun(JobRow):
     hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (training.engine.config).")
     seed = models.IntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    failure_reason = models.CharField(max_length=16, choices=FailureReason.choices, blank=True)
+    timeout_seconds = models.PositiveIntegerField(
+        default=24 * 3600, help_text="A run still going after this long fails as timed out.")
+    preflight = models.JSONField(default=dict, blank=True, help_text="The pre-flight report made at creation.")
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running the job.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started the run (resumes add one).")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.FloatField(default=0.0)
+    tokens_per_second = models.FloatField(null=True, blank=True, help_text="Non-padding input tokens per second.")
+    elapsed_seconds = models.FloatField(null=True, blank=True, help_text="Time in the training loop so far.")
+    eta_seconds = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="train_loss, eval_loss, ...")
     environment = models.JSONField(default=dict, blank=True, help_text="Library versions and device.")
     trained_tokens = models.BigIntegerField(default=0, help_text="Target (label) tokens seen, summed over epochs.")
@@ -58,6 +69,33 @@ class TrainingRun(JobRow):
     @property
     def final_loss(self):
         return self.metrics.get("train_loss")
+
+    @property
+    def checkpoint_dir(self):
+        """Where this run's checkpoints go (they outlive a failure, so the run can resume)."""
+        from django.conf import settings
+
+        return settings.ARTIFACTS_ROOT / "runs" / f"run-{self.pk}.checkpoints"
+
+
+class Checkpoint(models.Model):
+    """A complete checkpoint folder of a run (adapter, optimizer, scheduler, RNG states, data position).
+
+    Rows are written only after the folder is complete, so resume never reads a half-written one.
+    """
+
+    run = models.ForeignKey(TrainingRun, related_name="checkpoints", on_delete=models.CASCADE)
+    step = models.PositiveIntegerField()
+    epoch = models.FloatField(default=0.0)
+    path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "-step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="one_checkpoint_per_run_step")]
+
+    def __str__(self):
+        return f"run {self.run_id} checkpoint @ step {self.step}"
 
 
 class TrainingEvent(models.Model):

@@ -1,8 +1,9 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from curation.models import Snapshot
 
-from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
+from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 
 
 class BaseModelSerializer(serializers.ModelSerializer):
@@ -19,6 +20,13 @@ class TrainingEventSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "step", "message", "payload", "created_at"]
 
 
+class CheckpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Checkpoint
+        fields = ["step", "epoch", "path", "created_at"]
+        read_only_fields = fields
+
+
 class TrainingRunSerializer(serializers.ModelSerializer):
     """A run without its events (lists); TrainingRunDetailSerializer adds them."""
 
@@ -29,17 +37,26 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = ["id", "snapshot", "snapshot_hash", "base_model", "hyperparameters", "seed", "status",
-                  "cancel_requested", "step", "total_steps", "progress", "error", "metrics", "environment",
-                  "trained_tokens", "artifact_path", "created_by", "created_at", "started_at", "finished_at"]
+                  "cancel_requested", "step", "total_steps", "progress", "epoch", "tokens_per_second",
+                  "elapsed_seconds", "eta_seconds", "heartbeat_at", "worker", "attempts", "timeout_seconds",
+                  "error", "failure_reason", "metrics", "environment", "trained_tokens", "artifact_path",
+                  "created_by", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 
 
 class TrainingRunDetailSerializer(TrainingRunSerializer):
-    events = TrainingEventSerializer(many=True, read_only=True)
+    """A run with its pre-flight report, checkpoints and its first 1,000 events (``events/`` pages on)."""
+
+    events = serializers.SerializerMethodField()
+    checkpoints = CheckpointSerializer(many=True, read_only=True)
 
     class Meta(TrainingRunSerializer.Meta):
-        fields = [*TrainingRunSerializer.Meta.fields, "events"]
+        fields = [*TrainingRunSerializer.Meta.fields, "preflight", "checkpoints", "events"]
         read_only_fields = fields
+
+    @extend_schema_field(TrainingEventSerializer(many=True))
+    def get_events(self, run):
+        return TrainingEventSerializer(run.events.all()[:1000], many=True).data
 
 
 class TrainingRunCreateSerializer(serializers.Serializer):
@@ -48,6 +65,9 @@ class TrainingRunCreateSerializer(serializers.Serializer):
         queryset=BaseModel.objects.all(), required=False, help_text="Default: the configured default base model."
     )
     hyperparameters = serializers.DictField(required=False, default=dict)
+    timeout_minutes = serializers.IntegerField(
+        required=False, min_value=1, max_value=30 * 24 * 60,
+        help_text="Fail the run as timed out after this long (default: settings.TRAINING_TIMEOUT_SECONDS).")
 
 
 class PromptedVersionCreateSerializer(serializers.Serializer):

@@ -1,21 +1,26 @@
-"""Creating, cancelling and finishing training runs; base models and model versions."""
+"""Creating, cancelling, resuming and reaping training runs; base models and model versions."""
 import functools
+from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from curation.choices import SnapshotStatus
-from curation.formats import check_json_value
+from curation.choices import SnapshotStatus, Split
+from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
 from ftplatform import queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
 
-from .choices import FINISHED_STATUSES, EventKind, ModelVersionKind, RunStatus
+from .choices import FINISHED_STATUSES, EventKind, FailureReason, ModelVersionKind, RunStatus
 from .engine.config import DEFAULT_CONFIG, LoraConfig
-from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
+from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
+
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 
 
 def default_base_model() -> BaseModel:
@@ -84,15 +89,34 @@ def record_base_model_info(base_model: BaseModel, folder) -> None:
     )
 
 
-@transaction.atomic
-def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperparameters: dict | None = None
-                       ) -> TrainingRun:
-    """Validate, create a queued TrainingRun and enqueue its job after commit.
+def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[list[dict]]]:
+    """A snapshot split as (example ids, conversations with the dataset's system prompt), in item order.
+
+    An item whose example was deleted is named by its item id ("item 12")."""
+    system_prompt = snapshot.dataset.system_prompt
+    rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages")
+    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _ in rows]
+    return ids, [with_system_prompt(messages, system_prompt) for _, _, messages in rows]
+
+
+def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
+    """Throughput for pre-flight estimates: the latest succeeded run of ``base_model`` that measured
+    it, else settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND. Returns (tokens/s, where it came from)."""
+    run = (TrainingRun.objects.filter(base_model=base_model, status=RunStatus.SUCCEEDED, tokens_per_second__gt=0)
+           .order_by("-finished_at").first())
+    if run is not None:
+        return run.tokens_per_second, f"training run {run.pk}"
+    return settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND, "settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND"
+
+
+def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,
+                           *, by) -> dict:
+    """The pre-flight report of a run that is not created (training.engine.preflight), as a dict.
 
     Raises:
-        NotAllowed: ``by`` lacks 'training.add_trainingrun' (engineers hold it).
-        ServiceError: the snapshot is not approved, has no train examples, or a
-            hyperparameter is invalid (the message names it).
+        NotAllowed: ``by`` lacks 'training.add_trainingrun'.
+        ServiceError: the snapshot is not approved or has no train examples, a hyperparameter
+            is invalid, or the base model cannot be loaded (the message names it).
     """
     require_permission(by, "training.add_trainingrun", "start training runs")
     if snapshot.status != SnapshotStatus.APPROVED:
@@ -106,11 +130,121 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
         config = LoraConfig.from_dict(hyperparameters)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"hyperparameters: {exc}") from exc
+    from .engine.base_models import BaseModelError
+    from .engine.preflight import preflight
+
+    ids, train = snapshot_conversations(snapshot, Split.TRAIN)
+    validation = snapshot_conversations(snapshot, Split.VALIDATION)[1]
+    if config.max_train_examples and len(train) > config.max_train_examples:
+        ids = None  # the engine samples the subset; indexes would not match ids
+    speed, source = measured_tokens_per_second(base_model)
+    try:
+        report = preflight(base_model_folder(base_model), train, validation, config, example_ids=ids,
+                           tokens_per_second=speed, tokens_per_second_source=source,
+                           price_per_gpu_hour=settings.GPU_HOUR_PRICE)
+    except (BaseModelError, OSError, ValueError) as exc:
+        raise ServiceError(f"base model {base_model.name!r} cannot be loaded: {exc}") from exc
+    return report.to_dict()
+
+
+@transaction.atomic
+def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperparameters: dict | None = None,
+                       timeout_seconds: int | None = None) -> TrainingRun:
+    """Run the pre-flight checks, create a queued TrainingRun and enqueue its job after commit.
+
+    The run records the pre-flight report and the resolved hyperparameters ("auto" replaced).
+    ``timeout_seconds`` (default settings.TRAINING_TIMEOUT_SECONDS) bounds its running time.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'training.add_trainingrun' (engineers hold it).
+        ServiceError: as preflight_training_run, a bad timeout, or a blocking pre-flight
+            problem (all of them in the message, naming example ids).
+    """
+    timeout = settings.TRAINING_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
+    if not (isinstance(timeout, int) and 60 <= timeout <= MAX_TIMEOUT_SECONDS):
+        raise ServiceError(f"timeout must be between 1 minute and 30 days, got {timeout_seconds!r} seconds")
+    report = preflight_training_run(snapshot, base_model, hyperparameters, by=by)
+    if report["blocking"]:
+        raise ServiceError("pre-flight: " + "; ".join(report["blocking"]))
     run = TrainingRun.objects.create(
-        snapshot=snapshot, base_model=base_model, hyperparameters=config.to_dict(), seed=config.seed, created_by=by
+        snapshot=snapshot, base_model=base_model, hyperparameters=report["hyperparameters"],
+        seed=report["hyperparameters"]["seed"], created_by=by, preflight=report, timeout_seconds=timeout,
+        total_steps=report["estimated_steps"],
     )
-    queues.enqueue_job_row(run, "training", "training.jobs.run_training")
+    for warning in report["warnings"]:
+        log_event(run, EventKind.WARNING, f"pre-flight: {warning}")
+    queues.enqueue_job_row(run, "training", "training.jobs.run_training", timeout=timeout + 600)
     return run
+
+
+@transaction.atomic
+def resume_training_run(run: TrainingRun, *, by) -> TrainingRun:
+    """Queue a failed or cancelled run again; its job resumes from the latest checkpoint
+    (adapter, optimizer, scheduler, RNG state and data position), or starts over without one.
+
+    Raises:
+        NotAllowed: neither the creator nor holding 'training.change_trainingrun'.
+        Conflict: the run is queued, running or succeeded.
+    """
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if not (by.pk == run.created_by_id or by.has_perm("training.change_trainingrun")):
+        raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can resume it")
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise Conflict(f"training run {run.pk} is {run.status}; only failed or cancelled runs can resume")
+    checkpoint = run.checkpoints.order_by("-step").first()
+    run.status, run.error, run.failure_reason = RunStatus.QUEUED, "", ""
+    run.cancel_requested, run.finished_at, run.heartbeat_at, run.eta_seconds = False, None, None, None
+    run.save(update_fields=["status", "error", "failure_reason", "cancel_requested", "finished_at",
+                            "heartbeat_at", "eta_seconds"])
+    where = f"checkpoint at step {checkpoint.step}" if checkpoint else "the start (no checkpoint was saved)"
+    log_event(run, EventKind.LOG, f"resume requested by {by}: from {where}")
+    queues.enqueue_job_row(run, "training", "training.jobs.run_training", timeout=run.timeout_seconds + 600,
+                           suffix=f"attempt-{run.attempts + 1}")
+    return run
+
+
+def record_checkpoint(run: TrainingRun, step: int, path, epoch: float) -> Checkpoint:
+    """Register a complete checkpoint folder; the ones Trainer rotated away are forgotten."""
+    checkpoint, _ = Checkpoint.objects.update_or_create(run=run, step=step,
+                                                        defaults={"path": str(path), "epoch": epoch})
+    for old in run.checkpoints.exclude(pk=checkpoint.pk):
+        if not Path(old.path).is_dir():
+            old.delete()
+    log_event(run, EventKind.CHECKPOINT, f"checkpoint saved at step {step}", step=step,
+              payload={"path": str(path), "epoch": epoch})
+    return checkpoint
+
+
+def reap_lost_runs() -> list[int]:
+    """Fail running runs whose worker stopped sending heartbeats (killed, out of memory, machine gone).
+
+    A run is lost when its last heartbeat (or its start) is older than
+    settings.TRAINING_HEARTBEAT_SECONDS + TRAINING_HEARTBEAT_MARGIN_SECONDS. Called by every
+    worker process every heartbeat interval, by the run API and the train command, so a lost
+    run ends within about one interval plus the margin. Returns the ids it failed.
+    """
+    limit = timezone.now() - timedelta(
+        seconds=settings.TRAINING_HEARTBEAT_SECONDS + settings.TRAINING_HEARTBEAT_MARGIN_SECONDS)
+    lost = []
+    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
+    for run_id in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update(skip_locked=True).filter(pk=run_id).first()
+            if run is None or run.status != RunStatus.RUNNING:
+                continue
+            beat = run.heartbeat_at or run.started_at
+            if beat is None or beat >= limit:
+                continue
+            seconds = (timezone.now() - beat).total_seconds()
+            where = f" on {run.worker}" if run.worker else ""
+            message = (f"worker lost{where}: no heartbeat for {seconds:.0f} s (killed, or likely out of memory); "
+                       "resume it from its last checkpoint")
+            TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(),
+                                                         error=message, failure_reason=FailureReason.WORKER_LOST)
+            log_event(run, EventKind.LOG, f"failed: {message}")
+            lost.append(run.pk)
+    return lost
 
 
 @transaction.atomic

@@ -1,7 +1,11 @@
 """Hyperparameters of a LoRA fine-tuning run, validated before anything is queued."""
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
 MAX_EPOCHS = 1000
+AUTO = "auto"
+AUTO_FIELDS = ("epochs", "batch_size", "learning_rate")  # may be "auto", resolved from the train split's size
+TRAIN_ON_CHOICES = ("last", "all")
 # Inclusive bounds; the upper ones refuse values no machine could run, before anything is queued.
 INTEGER_RANGES = {
     "lora_rank": (1, 1024),
@@ -10,6 +14,7 @@ INTEGER_RANGES = {
     "gradient_accumulation_steps": (1, 1024),
     "max_seq_length": (1, 131_072),
     "logging_steps": (1, 1_000_000),
+    "checkpoint_steps": (0, 10_000_000),
     "max_steps": (0, 10_000_000),
     "max_train_examples": (0, 1_000_000_000),
     "max_eval_examples": (0, 1_000_000_000),
@@ -26,15 +31,28 @@ class LoraConfig:
     the effective batch is batch_size * gradient_accumulation_steps. max_seq_length is in
     tokens. max_steps > 0 stops early (overrides epochs). max_train_examples > 0 trains on
     a seeded subset of the train split (quick runs).
+
+    epochs, batch_size and learning_rate may be ``"auto"``: resolve_auto() picks them from
+    the number of train examples, and the run records the resolved values.
+    train_on: ``"last"`` trains the last assistant message only; ``"all"`` every assistant
+    turn of a multi-turn conversation (system and user turns are never trained).
+    drop_truncated: examples whose target is cut away entirely by max_seq_length block the
+    run at pre-flight unless this is true (then they are dropped and counted).
+    packing: padding-free packing of several examples per row (TRL's best-fit-decreasing);
+    off by default because on CPU attention over a packed row costs more than the padding
+    it saves (bench/training_bench.py). group_by_length batches similar lengths together.
+    checkpoint_steps: save adapter, optimizer, scheduler, RNG state and data position every
+    N optimiser steps (0: never), so a failed or cancelled run can resume.
+    chat_template: a Jinja chat template to use when the base model has none (or to override it).
     """
 
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    epochs: float = 1.0
-    learning_rate: float = 2e-4
-    batch_size: int = 8
+    epochs: float | str = 1.0
+    learning_rate: float | str = 2e-4
+    batch_size: int | str = 8
     gradient_accumulation_steps: int = 1
     max_seq_length: int = 256
     warmup_ratio: float = 0.05
@@ -43,6 +61,12 @@ class LoraConfig:
     max_eval_examples: int = 64
     logging_steps: int = 5
     seed: int = 0
+    train_on: str = "last"
+    drop_truncated: bool = False
+    packing: bool = False
+    group_by_length: bool = True
+    checkpoint_steps: int = 50
+    chat_template: str = ""
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "LoraConfig":
@@ -60,15 +84,22 @@ class LoraConfig:
                 raise ValueError("target_modules must be a non-empty list of module names")
             values["target_modules"] = tuple(modules)
         for name, value in values.items():
-            if name == "target_modules":
+            if name == "target_modules" or (name in AUTO_FIELDS and value == AUTO):
                 continue
             expected = known[name].type
+            if name in AUTO_FIELDS:
+                expected = expected.__args__[0]  # int | str -> int: a number, or "auto"
             is_int = isinstance(value, int) and not isinstance(value, bool)
+            if expected is bool and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+            if expected is str and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+            also = ' or "auto"' if name in AUTO_FIELDS else ""
             if expected is int and not is_int:
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+                raise ValueError(f"{name} must be an integer{also}, got {value!r}")
             if expected is float:
                 if not (is_int or isinstance(value, float)):
-                    raise ValueError(f"{name} must be a number, got {value!r}")
+                    raise ValueError(f"{name} must be a number{also}, got {value!r}")
                 values[name] = float(value)
         config = cls(**values)
         config._check_ranges()
@@ -77,18 +108,44 @@ class LoraConfig:
     def _check_ranges(self):
         for name, (low, high) in INTEGER_RANGES.items():
             value = getattr(self, name)
+            if value == AUTO:
+                continue
             if value < low:
                 raise ValueError(f"{name} must be {'above 0' if low == 1 else f'at least {low}'}, got {value}")
             if value > high:
                 raise ValueError(f"{name} must be at most {high}, got {value}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if not 0 < self.learning_rate < 1:
+        if self.learning_rate != AUTO and not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 < self.epochs <= MAX_EPOCHS:
+        if self.epochs != AUTO and not 0 < self.epochs <= MAX_EPOCHS:
             raise ValueError(f"epochs must be above 0 and at most {MAX_EPOCHS}, got {self.epochs}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.train_on not in TRAIN_ON_CHOICES:
+            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON_CHOICES)}, got {self.train_on!r}")
+
+    @property
+    def unresolved(self) -> list[str]:
+        """Names of the fields still set to "auto"."""
+        return [name for name in AUTO_FIELDS if getattr(self, name) == AUTO]
+
+    def resolve_auto(self, train_examples: int) -> "LoraConfig":
+        """Replace "auto" epochs, batch size and learning rate by values for ``train_examples``.
+
+        Rules (ftplatform's defaults, in the spirit of hosted fine-tuning services' "auto"):
+        batch size 8, or 4 under 200 examples, 1 under 40; epochs so that about 2,000
+        examples are seen (ceil(2000 / n)), between 1 and 10; learning rate 2e-4 scaled by
+        sqrt(batch_size / 8) (square-root batch scaling, Malladi et al. 2022, arXiv:2205.10287).
+        Values that are not "auto" are kept.
+        """
+        n = max(1, train_examples)
+        batch = self.batch_size
+        if batch == AUTO:
+            batch = 8 if n >= 200 else 4 if n >= 40 else 1
+        epochs = float(min(10, max(1, math.ceil(2000 / n)))) if self.epochs == AUTO else self.epochs
+        rate = round(2e-4 * math.sqrt(batch / 8), 8) if self.learning_rate == AUTO else self.learning_rate
+        return replace(self, batch_size=batch, epochs=epochs, learning_rate=rate)
 
     def to_dict(self) -> dict:
         values = asdict(self)

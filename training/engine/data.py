@@ -20,30 +20,65 @@ def render_prompt(tokenizer, input_messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(input_messages, tokenize=False, add_generation_prompt=True)
 
 
-def tokenize_for_training(tokenizer, messages: list[dict], max_seq_length: int) -> TokenizedExample:
-    """Tokenize a conversation whose last message is the assistant target.
+def _render(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False)
 
-    The prompt (every message before the target, rendered with the chat template and the
-    assistant header) gets label -100; the target's tokens, including the template's
-    end-of-turn token (the EOS for ChatML models such as SmolLM2), are labels, so the model
-    learns to stop; whatever the template puts after that last EOS (a newline) is dropped.
-    Prompt and target are tokenized separately, so the boundary is exact.
-    Sequences longer than ``max_seq_length`` are cut at the right.
+
+def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans ``(start, end)`` that are trained.
+
+    A span starts after the assistant header of a trained assistant turn and ends after
+    that turn's end-of-turn token (the tokenizer's EOS text, ``<|im_end|>`` for ChatML),
+    so the model learns to stop; what the template writes after it (a newline) is not
+    trained. ``train_on="last"`` trains the final message only; ``"all"`` every assistant
+    turn. The text after the last span is dropped: the model never needs it.
 
     Raises:
-        ValueError: the chat template does not render the prompt as a prefix of the
-            whole conversation (the template cannot be used for completion-only loss).
+        ValueError: the last message is not the assistant's, or the chat template does not
+            render each prompt as a prefix of the conversation (then the template cannot be
+            used for completion-only loss).
     """
-    prompt_text = render_prompt(tokenizer, messages[:-1])
-    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full_text.startswith(prompt_text):
-        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    if eos in target_ids:  # drop the template's separator after the final end-of-turn token
-        target_ids = target_ids[: len(target_ids) - target_ids[::-1].index(eos)]
-    input_ids = prompt_ids + target_ids
-    labels = [IGNORE_INDEX] * len(prompt_ids) + list(target_ids)
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("the last message must be the assistant's answer")
+    indexes = [len(messages) - 1] if train_on == "last" else [
+        i for i, message in enumerate(messages) if message.get("role") == "assistant"]
+    full = _render(tokenizer, messages)
+    eos = tokenizer.eos_token or ""
+    spans = []
+    for index in indexes:
+        prompt = render_prompt(tokenizer, messages[:index])
+        turn = full if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1])
+        if not (full.startswith(prompt) and full.startswith(turn) and turn.startswith(prompt)):
+            raise ValueError(f"the chat template does not render the prompt of message {index} "
+                             "as a prefix of the conversation")
+        end = turn.rfind(eos, len(prompt)) if eos else -1
+        spans.append((len(prompt), end + len(eos) if end >= 0 else len(turn)))
+    return full[: spans[-1][1]], spans
+
+
+def tokenize_for_training(tokenizer, messages: list[dict], max_seq_length: int,
+                          train_on: str = "last") -> TokenizedExample:
+    """Tokenize a conversation whose last message is the assistant target.
+
+    Text outside the trained spans (trained_spans: system and user turns, assistant headers,
+    and with ``train_on="last"`` the earlier assistant turns) gets label -100; the trained
+    spans' tokens, including each turn's end-of-turn token (the EOS for ChatML models such
+    as SmolLM2), are labels. Each span is tokenized on its own, so the boundaries are exact.
+    Sequences longer than ``max_seq_length`` tokens are cut at the right.
+
+    Raises:
+        ValueError: see trained_spans.
+    """
+    text, spans = trained_spans(tokenizer, messages, train_on)
+    input_ids: list[int] = []
+    labels: list[int] = []
+    position = 0
+    for start, end in spans:
+        for piece, trained in ((text[position:start], False), (text[start:end], True)):
+            if piece:
+                ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+                input_ids += ids
+                labels += list(ids) if trained else [IGNORE_INDEX] * len(ids)
+        position = end
     truncated = len(input_ids) > max_seq_length
     return TokenizedExample(input_ids[:max_seq_length], labels[:max_seq_length], truncated)

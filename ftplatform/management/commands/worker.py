@@ -1,9 +1,15 @@
 """Run an RQ worker for ftplatform's queues (needs REDIS_URL)."""
+import logging
+import threading
+import time
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
+from django.db import connection, connections
 
 from ftplatform.queues import QUEUE_NAMES, get_connection, get_queue
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -26,7 +32,27 @@ class Command(BaseCommand):
             raise CommandError(f"unknown queue(s) {', '.join(unknown)}; expected {', '.join(QUEUE_NAMES)}")
         from rq import Worker
 
+        if "training" in queues:
+            threading.Thread(target=reap_forever, name="reap-lost-runs", daemon=True).start()
         # A forked work-horse must not share the parent's database connections.
         connections.close_all()
         worker = Worker([get_queue(q) for q in queues], connection=get_connection(), name=name)
         worker.work(burst=burst, with_scheduler=False)
+
+
+def reap_forever():
+    """Every heartbeat interval, fail training runs whose worker is gone (training.services.reap_lost_runs).
+
+    Runs in the worker's parent, which never imports torch; its connection is closed after each
+    pass so a forked work-horse never inherits an open one."""
+    from training.services import reap_lost_runs
+
+    while True:
+        try:
+            for run_id in reap_lost_runs():
+                logger.warning("training run %s: worker lost, marked failed", run_id)
+        except Exception:
+            logger.exception("reaping lost training runs failed; retrying")
+        finally:
+            connection.close()
+        time.sleep(settings.TRAINING_HEARTBEAT_SECONDS)

@@ -1,0 +1,144 @@
+"""Pre-flight checks of a training run, before anything is queued: no Django inside.
+
+Everything here is cheap next to training: the tokenizer, the model's config (the module
+names come from a model built on the meta device, without weights) and one tokenization
+pass over the data, the same one training does (training.engine.train.tokenize_split).
+"""
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import LoraConfig
+from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split
+
+MAX_LISTED = 20  # example ids named per problem; the counts are always complete
+
+
+@dataclass
+class PreflightReport:
+    """What a run will do and what stops it. ``blocking`` empty means the run may be queued.
+
+    Token counts are non-padding tokens; seconds are wall-clock estimates on the measured (or
+    configured) tokens/s; cost is in the currency of the configured price per GPU-hour.
+    """
+
+    hyperparameters: dict
+    auto_resolved: list[str]
+    chat_template_source: str
+    target_modules_found: dict[str, int]
+    train_examples: int
+    validation_examples: int
+    over_length: int
+    over_length_examples: list
+    fully_truncated: int
+    fully_truncated_examples: list
+    input_tokens_per_epoch: int
+    target_tokens_per_epoch: int
+    estimated_steps: int
+    estimated_trained_tokens: int
+    estimated_seconds: float | None
+    tokens_per_second_used: float | None
+    tokens_per_second_source: str
+    estimated_cost: float | None
+    blocking: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def module_names(base_model_dir: Path) -> set[str]:
+    """The last component of every module name of the base model (e.g. ``q_proj``), from a
+    model built on torch's meta device (no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(base_model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+
+
+def preflight(
+    base_model_dir: Path,
+    train_conversations: list[list[dict]],
+    validation_conversations: list[list[dict]],
+    config: LoraConfig,
+    *,
+    example_ids: list | None = None,
+    tokens_per_second: float | None = None,
+    tokens_per_second_source: str = "",
+    price_per_gpu_hour: float | None = None,
+) -> PreflightReport:
+    """Check a run before it is queued and estimate what it will cost.
+
+    Args:
+        example_ids: the train examples' ids (same order), used to name problems; default:
+            their index in the train split.
+        tokens_per_second: throughput used for the wall-time estimate (non-padding input
+            tokens per second); None: no estimate.
+        price_per_gpu_hour: with it, estimated_cost = hours * price.
+
+    Blocking problems: no chat template; a conversation that does not render; target modules
+    missing from the model; train examples whose whole target is cut by max_seq_length
+    (unless ``drop_truncated``); no train example left.
+    """
+    ids = list(example_ids) if example_ids is not None else list(range(len(train_conversations)))
+    blocking, warnings = [], []
+    names = module_names(base_model_dir)
+    found = {module: int(module in names) for module in config.target_modules}
+    missing = [module for module, present in found.items() if not present]
+    if missing:
+        candidates = sorted(n for n in names if n.endswith("proj") or n in {"c_attn", "c_proj", "query_key_value"})
+        blocking.append(f"target_modules {', '.join(missing)} not found in the base model; "
+                        f"its linear layers include: {', '.join(candidates[:12]) or 'none'}")
+    resolved = config.resolve_auto(len(train_conversations))
+    report = PreflightReport(
+        hyperparameters=resolved.to_dict(), auto_resolved=config.unresolved, chat_template_source="",
+        target_modules_found=found, train_examples=len(train_conversations),
+        validation_examples=min(len(validation_conversations), resolved.max_eval_examples),
+        over_length=0, over_length_examples=[], fully_truncated=0, fully_truncated_examples=[],
+        input_tokens_per_epoch=0, target_tokens_per_epoch=0, estimated_steps=0, estimated_trained_tokens=0,
+        estimated_seconds=None, tokens_per_second_used=tokens_per_second,
+        tokens_per_second_source=tokens_per_second_source, estimated_cost=None, blocking=blocking, warnings=warnings,
+    )
+    try:
+        tokenizer, _ = load_tokenizer(base_model_dir, config.chat_template)
+    except TrainingFailed as exc:
+        blocking.append(str(exc))
+        return report
+    report.chat_template_source = "run (chat_template hyperparameter)" if config.chat_template else "base model"
+    try:
+        split = tokenize_split(tokenizer, train_conversations, resolved)
+    except ExampleError as exc:
+        blocking.append(f"train example {ids[exc.index]} does not render with the chat template: {exc.reason}")
+        return report
+    report.over_length = len(split.over_length)
+    report.over_length_examples = [ids[i] for i in split.over_length[:MAX_LISTED]]
+    report.fully_truncated = len(split.fully_truncated)
+    report.fully_truncated_examples = [ids[i] for i in split.fully_truncated[:MAX_LISTED]]
+    if split.fully_truncated and not resolved.drop_truncated:
+        blocking.append(
+            f"{len(split.fully_truncated)} train example(s) would have no target token left at max_seq_length "
+            f"{resolved.max_seq_length} (ids {', '.join(map(str, report.fully_truncated_examples))}); raise "
+            "max_seq_length, or set drop_truncated to train without them")
+    elif split.fully_truncated:
+        warnings.append(f"{len(split.fully_truncated)} train example(s) will be dropped (drop_truncated)")
+    if report.over_length > report.fully_truncated:
+        warnings.append(f"{report.over_length - report.fully_truncated} train example(s) are longer than "
+                        f"max_seq_length {resolved.max_seq_length}; their targets are cut and lose the final EOS")
+    if not split.rows:
+        blocking.append("no train example has a target token left")
+        return report
+    report.input_tokens_per_epoch = split.input_tokens
+    report.target_tokens_per_epoch = split.target_tokens
+    steps_per_epoch = math.ceil(len(split.rows) / (resolved.batch_size * resolved.gradient_accumulation_steps))
+    steps = resolved.max_steps or max(1, math.ceil(steps_per_epoch * resolved.epochs))
+    report.estimated_steps = steps
+    epochs_covered = steps / steps_per_epoch
+    report.estimated_trained_tokens = int(split.input_tokens * epochs_covered)
+    if tokens_per_second:
+        report.estimated_seconds = round(report.estimated_trained_tokens / tokens_per_second, 1)
+        if price_per_gpu_hour is not None:
+            report.estimated_cost = round(report.estimated_seconds / 3600 * price_per_gpu_hour, 4)
+    return report
