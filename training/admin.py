@@ -1,11 +1,14 @@
 """Thin admin over the training services."""
 from django.contrib import admin
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
 
+from .charts import loss_chart_svg, loss_points
 from .choices import FINISHED_STATUSES
 from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
+from .progress import run_progress_fields
 from .services import cancel_training_run
 
 
@@ -24,9 +27,14 @@ class TrainingEventInline(ReadOnlyInline):
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart"]
+    # Where the run stands first; every other field (new ones included) below.
+    fieldsets = [
+        ("Progress", {"fields": ["status", "progress_bar", "loss_chart"]}),
+        ("Run", {"fields": [f.name for f in TrainingRun._meta.fields if f.name != "status"]}),
+    ]
     inlines = [TrainingEventInline]
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "resume_selected"]
 
     def has_add_permission(self, request):
         return False  # started from the API or the train command, which validate hyperparameters
@@ -39,8 +47,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_bar(self, obj):
-        return format_html('<progress value="{}" max="{}"></progress> {}/{}', obj.step, obj.total_steps or 1,
-                           obj.step, obj.total_steps or "?")
+        text = " · ".join(f"{label} {value}" for label, value in run_progress_fields(obj).items())
+        return format_html('<progress value="{}" max="{}"></progress><div class="help">{}</div>', obj.step,
+                           obj.total_steps or 1, text)
+
+    @admin.display(description="loss")
+    def loss_chart(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        train, validation = loss_points(obj)
+        # Safe: charts escapes every text it puts in the SVG.
+        return mark_safe(loss_chart_svg(train, validation, title=f"Training run {obj.pk}: loss by step"))
 
     @admin.display(description="final train loss")
     def final_loss_display(self, obj):
@@ -50,6 +67,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def cancel_selected(self, request, queryset):
         apply_to_each(request, queryset, lambda run: cancel_training_run(run, by=request.user),
                       "Cancel requested for {count} run(s); running ones stop at their next step.")
+
+    @admin.action(description="Resume selected runs from their last checkpoint")
+    def resume_selected(self, request, queryset):
+        # Imported here so this admin loads on code from before resume_training_run existed.
+        from .services import resume_training_run
+
+        apply_to_each(request, queryset, lambda run: resume_training_run(run, by=request.user),
+                      "Resume queued for {count} run(s) from their last checkpoint.")
 
 
 @admin.register(ModelVersion)

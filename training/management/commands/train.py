@@ -7,7 +7,7 @@ from ftplatform.cli import user_named, wait_for_run
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
 from training.models import BaseModel
-from training.progress import describe_training_progress
+from training.progress import TrainingProgressBar
 from training.services import default_base_model, start_training_run
 
 
@@ -38,7 +38,10 @@ class Command(BaseCommand):
         self.stdout.write(f"training run {run.pk} {run.status}")
         if no_wait:
             return
-        run = wait_for_run(run, describe_training_progress, self.stdout.write)
+        # With REDIS_URL a worker trains: a bar follows the run's row. Without it the job already
+        # ran and drew its own bar, wait_for_run replays nothing and this bar is never drawn.
+        with TrainingProgressBar(self.stdout.write) as bar:  # the bar on stderr, as the job draws it
+            run = wait_for_run(run, bar.describe, bar.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "
