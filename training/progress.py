@@ -132,3 +132,25 @@ class TrainingProgressBar:
     def write(self, line: str) -> None:
         with tqdm.external_write_mode(file=self.file or sys.stderr):
             self._write(line)
+
+
+def format_preflight(report: dict) -> list[str]:
+    """A pre-flight report (training.engine.preflight.PreflightReport.to_dict()) as readable lines."""
+    hp = report["hyperparameters"]
+    lines = [
+        f"train examples {report['train_examples']}, validation examples {report['validation_examples']}",
+        f"chat template from the {report['chat_template_source'] or '?'}; target modules "
+        + ", ".join(f"{name} {'found' if ok else 'MISSING'}" for name, ok in report["target_modules_found"].items()),
+        f"epochs {hp['epochs']}, batch size {hp['batch_size']} x accumulation {hp['gradient_accumulation_steps']}, "
+        f"learning rate {hp['learning_rate']}, max_seq_length {hp['max_seq_length']}"
+        + (f" (auto: {', '.join(report['auto_resolved'])})" if report["auto_resolved"] else ""),
+        f"over max length: {report['over_length']}; target fully truncated: {report['fully_truncated']}",
+        f"estimated steps {report['estimated_steps']}, trained tokens {report['estimated_trained_tokens']:,}",
+    ]
+    if report["estimated_seconds"] is not None:
+        lines.append(f"estimated wall time {format_duration(report['estimated_seconds'])} at "
+                     f"{report['tokens_per_second_used']:.0f} tokens/s ({report['tokens_per_second_source']})"
+                     + (f", cost {report['estimated_cost']:.2f}" if report["estimated_cost"] is not None else ""))
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    lines += [f"BLOCKING: {b}" for b in report["blocking"]] or ["ready to train"]
+    return lines

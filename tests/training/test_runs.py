@@ -98,14 +98,12 @@ def test_run_trains_records_events_and_creates_a_model_version(e2e_records, tiny
     assert (run.artifact_path and version.adapter_path.startswith(run.artifact_path))
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_run_whose_base_model_is_missing_fails_with_a_readable_error(e2e_records, tmp_path, run_jobs):
+@pytest.mark.django_db
+def test_a_run_whose_base_model_is_missing_is_refused_before_it_is_queued(e2e_records, tmp_path):
     from training.models import BaseModel
 
     missing = BaseModel.objects.create(name="gone", source_kind="local_folder", source=str(tmp_path / "nowhere"))
-    run = start_training_run(snapshot_of(e2e_records[:30]), missing, by=EngineerFactory(),
-                             hyperparameters=TINY_HYPERPARAMETERS)
-    run_jobs()
-    run.refresh_from_db()
-    assert run.status == RunStatus.FAILED
-    assert "is not a Hugging Face model folder" in run.error
+    with pytest.raises(ServiceError, match="base model 'gone' cannot be loaded: .* is not a Hugging Face model folder"):
+        start_training_run(snapshot_of(e2e_records[:30]), missing, by=EngineerFactory(),
+                           hyperparameters=TINY_HYPERPARAMETERS)
+    assert not TrainingRun.objects.exists()

@@ -6,16 +6,26 @@ from curation.models import Snapshot
 from ftplatform.cli import user_named, wait_for_run
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
-from training.models import BaseModel
-from training.progress import TrainingProgressBar
-from training.services import default_base_model, start_training_run
+from training.models import BaseModel, TrainingRun
+from training.progress import TrainingProgressBar, format_preflight
+from training.services import (
+    default_base_model,
+    preflight_training_run,
+    reap_lost_runs,
+    resume_training_run,
+    start_training_run,
+)
 
 
 class Command(BaseCommand):
-    help = "LoRA-fine-tune a base model on an approved snapshot and wait for the run to finish."
+    help = ("LoRA-fine-tune a base model on an approved snapshot and wait for the run to finish "
+            "(--dry-run: only the pre-flight report; --resume RUN: resume a failed or cancelled run).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--snapshot", type=int, required=True, help="Snapshot id (must be approved).")
+        parser.add_argument("--snapshot", type=int, help="Snapshot id (must be approved).")
+        parser.add_argument("--resume", type=int, metavar="RUN", help="Resume this run from its last checkpoint.")
+        parser.add_argument("--dry-run", action="store_true", help="Print the pre-flight report; create nothing.")
+        parser.add_argument("--timeout-minutes", type=int, help="Fail the run as timed out after this long.")
         parser.add_argument("--base-model", help="Base model name (default: the configured default).")
         parser.add_argument("--hyperparameters", type=json.loads, default={},
                             help='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}')
@@ -23,15 +33,30 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true",
                             help="Return once the run is queued (with REDIS_URL set; without it jobs run in-process).")
 
-    def handle(self, *args, snapshot, base_model, hyperparameters, username, no_wait, **options):
-        target = Snapshot.objects.filter(pk=snapshot).first()
-        if target is None:
-            raise CommandError(f"no snapshot {snapshot}")
-        model = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
-        if model is None:
-            raise CommandError(f"no base model named {base_model!r}")
+    def handle(self, *args, snapshot, resume, dry_run, timeout_minutes, base_model, hyperparameters, username,
+               no_wait, **options):
+        user = user_named(username)
+        if (snapshot is None) == (resume is None):
+            raise CommandError("give --snapshot to start a run, or --resume RUN to resume one")
         try:
-            run = start_training_run(target, model, by=user_named(username), hyperparameters=hyperparameters)
+            if resume is not None:
+                run = TrainingRun.objects.filter(pk=resume).first()
+                if run is None:
+                    raise CommandError(f"no training run {resume}")
+                run = resume_training_run(run, by=user)
+            else:
+                target = Snapshot.objects.filter(pk=snapshot).first()
+                if target is None:
+                    raise CommandError(f"no snapshot {snapshot}")
+                model = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
+                if model is None:
+                    raise CommandError(f"no base model named {base_model!r}")
+                if dry_run:
+                    for line in format_preflight(preflight_training_run(target, model, hyperparameters, by=user)):
+                        self.stdout.write(line)
+                    return
+                run = start_training_run(target, model, by=user, hyperparameters=hyperparameters,
+                                         timeout_seconds=timeout_minutes * 60 if timeout_minutes else None)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run.refresh_from_db()  # without REDIS_URL the job already ran in this process
@@ -41,7 +66,11 @@ class Command(BaseCommand):
         # With REDIS_URL a worker trains: a bar follows the run's row. Without it the job already
         # ran and drew its own bar, wait_for_run replays nothing and this bar is never drawn.
         with TrainingProgressBar(self.stdout.write) as bar:  # the bar on stderr, as the job draws it
-            run = wait_for_run(run, bar.describe, bar.write)
+            def describe(row, cursor):
+                reap_lost_runs()  # a worker machine that died cannot report it
+                return bar.describe(row, cursor)
+
+            run = wait_for_run(run, describe, bar.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "
