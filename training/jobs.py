@@ -8,6 +8,7 @@ every optimiser step.
 """
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from .choices import EventKind, FailureReason, ModelVersionKind, RunStatus
 from .models import ModelVersion, TrainingRun
 from .services import (
     base_model_folder,
+    base_model_identity,
     log_event,
     record_base_model_info,
     record_checkpoint,
@@ -101,6 +103,7 @@ def run_training(run_id: int) -> None:
         prepare_torch()
         folder = base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
+        identity = base_model_identity(run.base_model, folder)
         train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
         validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
         config = LoraConfig.from_dict(run.hyperparameters)
@@ -158,26 +161,43 @@ def run_training(run_id: int) -> None:
     finally:
         if heartbeat is not None:
             heartbeat.stop()
-    finish_run(run, result, output_dir)
+    finish_run(run, result, output_dir, identity)
 
 
 METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
 
 
-def finish_run(run: TrainingRun, result, output_dir) -> None:
-    """Record a finished engine result on the run and create its ModelVersion (one transaction)."""
+def finish_run(run: TrainingRun, result, output_dir, identity: dict) -> None:
+    """Record a finished engine result on the run, write the adapter's model card (README.md) and
+    create the run's ModelVersion (one transaction)."""
+    from .engine.model_card import write_model_card
+
+    environment = {**result.environment, "base_model": identity, "snapshot_sha256": run.snapshot.content_hash,
+                   "seed": run.seed}
+    metrics = {"train_loss": result.train_loss, "eval_loss": result.eval_loss,
+               "train_examples": result.train_examples, "truncated_examples": result.truncated_examples,
+               "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1),
+               "train_seconds": round(result.train_seconds, 2),
+               "bookkeeping_seconds": round(result.bookkeeping_seconds, 3),
+               "tokens_per_second": round(result.tokens_per_second, 1), "input_tokens": result.input_tokens,
+               "resumed_from_step": result.resumed_from_step}
+    dataset = run.snapshot.dataset
+    write_model_card(result.adapter_dir, {
+        "base_model": run.base_model.name, "dataset_name": dataset.name, "snapshot_id": run.snapshot.pk,
+        "snapshot_sha256": run.snapshot.content_hash, "hyperparameters": run.hyperparameters,
+        "licence": run.base_model.licence,
+        "base_model_source": f"{identity['source_kind']} {identity['source']} {run.base_model.gguf_file}".strip(),
+        "base_model_sha256": identity["sha256"] or None, "split_counts": run.snapshot.split_counts,
+        "seed": run.seed, "trained_tokens": result.trained_tokens, "wall_seconds": round(result.wall_seconds, 1),
+        "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
+        "system_prompt": dataset.system_prompt or None, "training_run_id": run.pk,
+    })
     with transaction.atomic():
         jobrows.finish(
             run,
             RunStatus.SUCCEEDED,
-            metrics={"train_loss": result.train_loss, "eval_loss": result.eval_loss,
-                     "train_examples": result.train_examples, "truncated_examples": result.truncated_examples,
-                     "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1),
-                     "train_seconds": round(result.train_seconds, 2),
-                     "bookkeeping_seconds": round(result.bookkeeping_seconds, 3),
-                     "tokens_per_second": round(result.tokens_per_second, 1), "input_tokens": result.input_tokens,
-                     "resumed_from_step": result.resumed_from_step},
-            environment=result.environment,
+            metrics=metrics,
+            environment=environment,
             trained_tokens=result.trained_tokens,
             artifact_path=str(output_dir),
             step=result.steps,
@@ -193,3 +213,5 @@ def finish_run(run: TrainingRun, result, output_dir) -> None:
             system_prompt=run.snapshot.dataset.system_prompt,
             adapter_path=str(result.adapter_dir),
         )
+        run.checkpoints.all().delete()
+    shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a succeeded run never resumes

@@ -77,6 +77,31 @@ def snapshot_token_limits() -> TokenLimits:
     return base_model_token_limits(BaseModel(**settings.SNAPSHOT_BASE_MODEL))
 
 
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime: float) -> str:
+    from .engine.model_card import sha256_file
+
+    return sha256_file(Path(path))
+
+
+def base_model_identity(base_model: BaseModel, folder) -> dict:
+    """What a run records about its base model: name, source, the weights file and its SHA-256
+    (the GGUF file for GGUF sources, else the folder's safetensors), cached per file version."""
+    from .engine.base_models import gguf_path
+
+    if base_model.source_kind == "local_folder":
+        files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+        weights = files[0] if files else None
+    else:
+        weights = gguf_path(base_model.source_kind, base_model.source, base_model.gguf_file)
+    identity = {"name": base_model.name, "source_kind": base_model.source_kind, "source": base_model.source,
+                "file": str(weights) if weights else "", "sha256": ""}
+    if weights is not None:
+        stat = weights.stat()
+        identity["sha256"] = _file_sha256(str(weights), stat.st_size, stat.st_mtime)
+    return identity
+
+
 def record_base_model_info(base_model: BaseModel, folder) -> None:
     """Fill chat template, context length and parameter count the first time a model is loaded."""
     if base_model.parameter_count:

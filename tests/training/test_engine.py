@@ -63,12 +63,12 @@ def test_training_writes_an_adapter_and_reports_the_loss(tiny_model_dir, tmp_pat
     progress = []
     result = train_lora(tiny_model_dir, conversations[:16], conversations[16:],
                         LoraConfig.from_dict({"max_steps": 4, "batch_size": 4, "logging_steps": 2}),
-                        tmp_path / "out", on_progress=lambda s, t, logs: progress.append((s, t)),
-                        show_progress_bar=False)
+                        tmp_path / "out", on_progress=lambda p: progress.append((p["step"], p["total_steps"])),
+                        show_progress_bar=False, progress_interval=0)
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "out" / "adapter" / "tokenizer_config.json").is_file()
     assert result.steps == 4 and result.train_loss > 0 and result.eval_loss > 0
-    assert progress[:2] == [(0, 4), (2, 4)] and progress[-1] == (4, 4)
+    assert progress == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4), (4, 4)]
     assert result.trained_tokens > 0
 
 

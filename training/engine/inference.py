@@ -26,6 +26,8 @@ def load_for_inference(base_model_dir: Path, adapter_dir: Path | None = None):
     if adapter_dir:
         from peft import PeftModel
 
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # training added a pad token
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         # Merged weights answer exactly as base + adapter, at the base model's speed.
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     return model.to(device).eval(), tokenizer

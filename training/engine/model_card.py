@@ -28,17 +28,14 @@ _METRIC_LABELS = {
 }
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in ``chunk_bytes`` chunks (for ``base_model_sha256``).
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (hashlib.file_digest; for ``base_model_sha256``).
 
     Raises:
         OSError: the file cannot be read (FileNotFoundError, IsADirectoryError, ...).
     """
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def render_model_card(info: dict) -> str:

@@ -181,6 +181,7 @@ def train_lora(
     on_warning: Callable[[str], None] | None = None,
     show_progress_bar: bool = True,
     progress_interval: float = 2.0,
+    extra_callbacks: tuple = (),
 ) -> TrainingResult:
     """Fine-tune a LoRA adapter on chat conversations (the last message of each is the target).
 
@@ -204,6 +205,7 @@ def train_lora(
         on_checkpoint(step, path, info): after a checkpoint folder is completely written.
         should_stop(): polled after every optimiser step; True cancels the run. It may also
             raise (e.g. a timeout); the exception propagates.
+        extra_callbacks: more transformers TrainerCallbacks (tests inspect gradients with one).
 
     Returns:
         TrainingResult: losses are mean token cross-entropy in nats (train_loss: mean of the
@@ -213,6 +215,7 @@ def train_lora(
         drop_truncated, non-finite loss), ValueError (an example does not render), and
         transformers/torch errors for broken models.
     """
+    import datasets
     import torch
     from datasets import Dataset
     from peft import LoraConfig as PeftLoraConfig
@@ -222,6 +225,7 @@ def train_lora(
 
     started = time.monotonic()
     warn = on_warning or (lambda message: None)
+    datasets.disable_progress_bars()  # SFTTrainer's dataset-preparation bars; the Reporter draws the step bar
     tokenizer, added_pad = load_tokenizer(base_model_dir, config.chat_template)
 
     conversations = list(train_conversations)
@@ -361,7 +365,7 @@ def train_lora(
         train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        callbacks=[Reporter()],
+        callbacks=[Reporter(), *extra_callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # with its bar off the Trainer prints every log dict instead
     resumed_from = 0
