@@ -45,32 +45,15 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
 def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifacts_root):
     """REDIS_URL and PostgreSQL: the demo enqueues, a separate `manage.py worker` process (forking
     work-horses, as in production) runs training and evaluation, the demo polls the rows."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from tests.workers import start_worker, stop_worker
 
-    from django.db import connection
-
-    if not settings.REDIS_URL or connection.vendor != "postgresql":
-        pytest.skip("needs REDIS_URL and a PostgreSQL DATABASE_URL (the worker shares the test database)")
     base_model = tiny_base_model(tiny_model_dir)
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}"
-                        f"@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "FTPLATFORM_ARTIFACTS": str(artifacts_root),
-        "FTPLATFORM_TORCH_THREADS": "1",
-    }
-    worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--name", f"test-{os.getpid()}"],
-                              cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    worker = start_worker(settings, artifacts_root)
     try:
         call_command("demo", limit=80, max_steps=3, base_model=base_model.name,
                      hyperparameters={"batch_size": 4, "max_eval_examples": 4})
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker_log = worker.communicate(timeout=60)[0].decode(errors="replace")
+        worker_log = stop_worker(worker)
     out = capsys.readouterr().out
 
     run = TrainingRun.objects.get()

@@ -1,20 +1,26 @@
 """Thin admin over the training services."""
 from django.contrib import admin
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
 
 from .charts import loss_chart_svg, loss_points
 from .choices import FINISHED_STATUSES
-from .models import BaseModel, ModelVersion, TrainingEvent, TrainingRun
-from .progress import run_progress_fields
-from .services import cancel_training_run
+from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
+from .progress import format_preflight, run_progress_fields
+from .services import cancel_training_run, reap_lost_runs, resume_training_run
 
 
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
     list_display = ["name", "source_kind", "source", "parameter_count", "context_length", "licence"]
+
+
+class CheckpointInline(ReadOnlyInline):
+    model = Checkpoint
+    fields = ["step", "epoch", "path", "created_at"]
+    readonly_fields = fields
 
 
 class TrainingEventInline(ReadOnlyInline):
@@ -27,13 +33,28 @@ class TrainingEventInline(ReadOnlyInline):
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart", "preflight_report"]
     # Where the run stands first; every other field (new ones included) below.
     fieldsets = [
         ("Progress", {"fields": ["status", "progress_bar", "loss_chart"]}),
-        ("Run", {"fields": [f.name for f in TrainingRun._meta.fields if f.name != "status"]}),
+        ("Pre-flight", {"fields": ["preflight_report"]}),
+        ("Run", {"fields": [f.name for f in TrainingRun._meta.fields if f.name not in ("status", "preflight")]}),
     ]
-    inlines = [TrainingEventInline]
+    inlines = [CheckpointInline, TrainingEventInline]
+
+    def changelist_view(self, request, extra_context=None):
+        reap_lost_runs()  # a run whose worker died shows as failed, not running forever
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        reap_lost_runs()
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="pre-flight report")
+    def preflight_report(self, obj):
+        if not obj.preflight:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in format_preflight(obj.preflight)))
     actions = ["cancel_selected", "resume_selected"]
 
     def has_add_permission(self, request):
@@ -70,9 +91,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume selected runs from their last checkpoint")
     def resume_selected(self, request, queryset):
-        # Imported here so this admin loads on code from before resume_training_run existed.
-        from .services import resume_training_run
-
         apply_to_each(request, queryset, lambda run: resume_training_run(run, by=request.user),
                       "Resume queued for {count} run(s) from their last checkpoint.")
 

@@ -1,0 +1,220 @@
+"""A run's life: pre-flight at creation, timeout, heartbeat and worker loss, checkpoints, resume."""
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from tests.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
+from tests.training.test_runs import TINY_HYPERPARAMETERS, snapshot_of
+from training.choices import FailureReason, RunStatus
+from training.models import TrainingRun
+from training.services import reap_lost_runs, resume_training_run, start_training_run
+
+
+@pytest.mark.django_db
+def test_blocking_preflight_problems_create_no_run_and_name_the_examples(e2e_records, tiny_model_dir):
+    snapshot = snapshot_of(e2e_records[:30])
+    with pytest.raises(ServiceError) as error:
+        start_training_run(snapshot, tiny_base_model(tiny_model_dir), by=EngineerFactory(),
+                           hyperparameters={"max_seq_length": 40, "target_modules": ["query"]})
+    message = str(error.value)
+    first_id = snapshot.items.filter(split="train").order_by("id").first().example_id
+    assert message.startswith("pre-flight: target_modules query not found in the base model")
+    assert "would have no target token left at max_seq_length 40 (ids " in message and str(first_id) in message
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_records_its_preflight_report_and_resolved_auto_values(e2e_records, tiny_model_dir,
+                                                                      django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
+                                 by=EngineerFactory(), hyperparameters={"epochs": "auto", "batch_size": "auto"},
+                                 timeout_seconds=600)
+    assert run.hyperparameters["epochs"] == 10.0 and run.hyperparameters["batch_size"] == 1
+    assert run.preflight["auto_resolved"] == ["epochs", "batch_size"] and run.preflight["blocking"] == []
+    assert run.total_steps == run.preflight["estimated_steps"] > 0 and run.timeout_seconds == 600
+    assert run.preflight["tokens_per_second_source"] == "settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND"
+
+
+@pytest.mark.django_db
+def test_a_timeout_outside_its_bounds_is_refused(e2e_records, tiny_model_dir):
+    with pytest.raises(ServiceError, match="timeout must be between 1 minute and 30 days"):
+        start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
+                           timeout_seconds=5)
+
+
+@pytest.mark.django_db
+def test_runs_without_a_recent_heartbeat_are_failed_as_worker_lost(e2e_records, tiny_model_dir, settings,
+                                                                   django_capture_on_commit_callbacks):
+    settings.TRAINING_HEARTBEAT_SECONDS, settings.TRAINING_HEARTBEAT_MARGIN_SECONDS = 10, 20
+    snapshot, base_model = snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir)
+    with django_capture_on_commit_callbacks(execute=False):
+        runs = [start_training_run(snapshot, base_model, by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
+                for _ in range(3)]
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=runs[0].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+                                                     heartbeat_at=now - timedelta(seconds=31), worker="gpu-7:4242")
+    TrainingRun.objects.filter(pk=runs[1].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+                                                     heartbeat_at=now - timedelta(seconds=20))
+    # runs[2] stays queued: a queued run has no worker yet
+
+    assert reap_lost_runs() == [runs[0].pk]
+    lost, alive, queued = (TrainingRun.objects.get(pk=r.pk) for r in runs)
+    assert lost.status == RunStatus.FAILED and lost.failure_reason == FailureReason.WORKER_LOST
+    assert lost.error.startswith("worker lost on gpu-7:4242: no heartbeat for 3")
+    assert "likely out of memory" in lost.error and lost.finished_at is not None
+    assert (alive.status, queued.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
+    assert reap_lost_runs() == []
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_run_past_its_timeout_fails_with_timeout_as_its_reason(e2e_records, tiny_model_dir,
+                                                                 django_capture_on_commit_callbacks):
+    from training.jobs import run_training
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
+                                 by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
+    TrainingRun.objects.filter(pk=run.pk).update(timeout_seconds=0)  # already past it at the first step
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.TIMEOUT
+    assert run.error == "timed out after 0 s (the run's timeout)"
+    assert not hasattr(run, "model_version") or run.model_version is None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_cancelled_run_resumes_and_only_the_creator_or_an_engineer_may(e2e_records, tiny_model_dir, run_jobs,
+                                                                          django_capture_on_commit_callbacks):
+    from training.services import cancel_training_run
+
+    creator = EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=creator,
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    cancel_training_run(run, by=creator)
+    with pytest.raises(NotAllowed, match="only its creator or an engineer can resume it"):
+        resume_training_run(run, by=AnnotatorFactory())
+    with django_capture_on_commit_callbacks(execute=True):
+        resume_training_run(run, by=creator)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.attempts == 1 and run.rq_job_id == f"trainingrun-{run.pk}-attempt-1"
+    assert run.events.filter(message__contains="from the start (no checkpoint was saved)").exists()
+    assert not run.checkpoints.exists() and not run.checkpoint_dir.exists()  # removed after success
+    assert (run.model_version.adapter_path and os.path.isfile(os.path.join(run.model_version.adapter_path,
+                                                                           "README.md")))
+    assert run.environment["base_model"]["sha256"] and run.environment["snapshot_sha256"] == run.snapshot.content_hash
+    with pytest.raises(Conflict, match="only failed or cancelled runs can resume"):
+        resume_training_run(run, by=creator)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_same_adapter(
+        e2e_records, tiny_model_dir, settings, artifacts_root, tmp_path):
+    """A real `manage.py worker`: its work-horse is SIGKILLed after the first checkpoint (as the
+    kernel's OOM killer would); the worker's reaper fails the run within heartbeat + margin; the
+    resumed run ends with the adapter and losses of an uninterrupted run (tolerance 1e-6)."""
+    from safetensors.torch import load_file
+
+    from curation.choices import Split
+    from tests.workers import start_worker, stop_worker
+    from training.engine.config import LoraConfig
+    from training.engine.train import train_lora
+    from training.services import snapshot_conversations
+
+    hyperparameters = {"max_steps": 300, "batch_size": 2, "logging_steps": 5, "checkpoint_steps": 5,
+                       "max_eval_examples": 2}
+    worker = start_worker(settings, artifacts_root, ["training"], FTPLATFORM_HEARTBEAT_SECONDS="1",
+                          FTPLATFORM_HEARTBEAT_MARGIN_SECONDS="2")
+    creator = EngineerFactory()
+    try:
+        run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=creator,
+                                 hyperparameters=hyperparameters)
+        deadline = time.monotonic() + 120
+        while not run.checkpoints.exists():
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+        run.refresh_from_db()
+        os.kill(int(run.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the work-horse, not the worker
+        killed = time.monotonic()
+        while run.status == RunStatus.RUNNING:
+            assert time.monotonic() - killed < 1 + 2 + 1 + 6, "the lost run was not failed in time"
+            time.sleep(0.2)
+            run.refresh_from_db()
+        assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.WORKER_LOST, run.error
+        checkpoint = run.checkpoints.order_by("-step").first()
+        assert 0 < checkpoint.step < 300
+
+        run = resume_training_run(run, by=creator)
+        deadline = time.monotonic() + 300
+        while run.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            assert time.monotonic() < deadline, "the resumed run did not finish within 300 s"
+            time.sleep(0.5)
+            run.refresh_from_db()
+    finally:
+        log = stop_worker(worker)
+    assert run.status == RunStatus.SUCCEEDED, run.error + log[-3000:]
+    assert run.metrics["resumed_from_step"] >= checkpoint.step and run.attempts == 2
+
+    train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
+    validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
+    whole = train_lora(tiny_model_dir, train, validation, LoraConfig.from_dict(run.hyperparameters),
+                       tmp_path / "whole", checkpoint_dir=tmp_path / "whole-ck", show_progress_bar=False)
+    assert run.metrics["train_loss"] == pytest.approx(whole.train_loss, abs=1e-6)
+    a = load_file(whole.adapter_dir / "adapter_model.safetensors")
+    b = load_file(os.path.join(run.model_version.adapter_path, "adapter_model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+@pytest.mark.django_db
+def test_the_api_gives_a_preflight_report_and_refuses_blocked_runs_with_400(e2e_records, tiny_model_dir):
+    from tests.test_api import client_for
+
+    snapshot, base_model = snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir)
+    client = client_for(EngineerFactory())
+    body = {"snapshot": snapshot.pk, "base_model": base_model.pk, "hyperparameters": {"batch_size": "auto"}}
+    response = client.post("/api/v1/training-runs/preflight/", body, format="json")
+    assert response.status_code == 200, response.content
+    report = response.json()
+    assert report["blocking"] == [] and report["auto_resolved"] == ["batch_size"]
+    assert report["estimated_steps"] > 0 and report["estimated_seconds"] > 0
+    assert not TrainingRun.objects.exists()
+
+    blocked = {**body, "hyperparameters": {"target_modules": ["nope"]}}
+    response = client.post("/api/v1/training-runs/", blocked, format="json")
+    assert response.status_code == 400 and "target_modules nope not found" in response.json()["detail"]
+    response = client.post("/api/v1/training-runs/", {**body, "timeout_minutes": 0}, format="json")
+    assert response.status_code == 400 and "timeout_minutes" in response.json()
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_resumes_only_failed_or_cancelled_runs(e2e_records, tiny_model_dir,
+                                                       django_capture_on_commit_callbacks):
+    from tests.test_api import client_for
+
+    creator = EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=creator,
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    client = client_for(creator)
+    response = client.post(f"/api/v1/training-runs/{run.pk}/resume/")
+    assert response.status_code == 409 and "is queued" in response.json()["detail"]
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, failure_reason=FailureReason.WORKER_LOST,
+                                                 error="worker lost")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(f"/api/v1/training-runs/{run.pk}/resume/")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert (data["status"], data["error"], data["failure_reason"]) == ("queued", "", "")
+    assert len(callbacks) == 1  # the job is enqueued once the resume commits
