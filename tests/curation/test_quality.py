@@ -158,7 +158,8 @@ def test_token_counts_are_trainings_own_labels(tokenizer):
 
 
 def test_zero_trainable_tokens_block_exactly_when_training_would_skip_the_example(tokenizer):
-    from training.engine.train import _tokenize_all
+    from training.engine.config import LoraConfig
+    from training.engine.train import tokenize_split
 
     messages = conversation(LONG_INPUT, "The Eagle is a coffee shop by the river.", SYSTEM)
     prompt, target, _ = token_counts(TokenLimits(tokenizer, 10_000), messages)
@@ -166,7 +167,7 @@ def test_zero_trainable_tokens_block_exactly_when_training_would_skip_the_exampl
     for max_seq_length in (prompt - 1, prompt, prompt + 1, prompt + target):
         report = quality_report([QualityExample(1, messages, input_hash(messages))],
                                 tokens=TokenLimits(tokenizer, max_seq_length), system_prompt=SYSTEM)
-        skipped = _tokenize_all(tokenizer, [messages], max_seq_length)[2]
+        skipped = len(tokenize_split(tokenizer, [messages], LoraConfig(max_seq_length=max_seq_length)).fully_truncated)
         outcomes[max_seq_length] = ([f["check"] for f in report["findings"]], skipped)
     assert outcomes == {
         prompt - 1: (["zero_trainable_tokens"], 1),
