@@ -56,9 +56,9 @@ What is measured, the same way on every side:
   peak RSS MiB      the child process's VmHWM (/proc/self/status) when its work is done: the
                     kernel's high-water mark of resident memory, which exec resets, so the
                     parent's memory is not counted.
-  train loss        a sanity check, not a benchmark figure: the dynamic-padding reference trains
-                    the same batches in the same order as the current engine, so its loss should
-                    match ftplatform's closely; padding to max_length changes only the padding.
+  train loss        a sanity check, not a benchmark figure: every side trains the same rows with
+                    the same labels for the same steps; ftplatform groups batches by length, so
+                    its batches (and loss) differ a little from the references', which share theirs.
 """
 import argparse
 import datetime

@@ -64,15 +64,6 @@ def _event_line(run: TrainingRun, event) -> str:
     return f"{prefix} {event.kind}: {event.message}"
 
 
-def describe_training_progress(run: TrainingRun, last_event_id: int) -> tuple[list[str], int]:
-    """New events of ``run`` after ``last_event_id`` as lines, and the new cursor."""
-    lines = []
-    for event in run.events.filter(id__gt=last_event_id).order_by("id"):
-        lines.append(_event_line(run, event))
-        last_event_id = event.id
-    return lines, last_event_id
-
-
 class TrainingProgressBar:
     """A tqdm bar for a run that a worker elsewhere trains, driven by the polled row.
 
@@ -82,7 +73,7 @@ class TrainingProgressBar:
     ``self.stdout.write``) runs in tqdm's external write mode, which clears the bar first. Train-loss metric events only
     update the postfix (the admin charts them); validation losses, logs, warnings and
     checkpoints get a line. When the bar is disabled (output not a terminal, with the default
-    ``disable=None``) every event gets a line, as ``describe_training_progress`` writes them.
+    ``disable=None``) every event gets a line.
 
     wait_for_run never calls ``describe`` for synchronous jobs (the job drew its own bar in
     this process), so the bar is created on the first poll only. Use as a context manager so
@@ -154,3 +145,20 @@ def format_preflight(report: dict) -> list[str]:
     lines += [f"warning: {w}" for w in report["warnings"]]
     lines += [f"BLOCKING: {b}" for b in report["blocking"]] or ["ready to train"]
     return lines
+
+
+def wait_for_training(run: TrainingRun, write: Callable[[str], object]) -> TrainingRun:
+    """Poll ``run`` until it finishes (ftplatform.cli.wait_for_run) with a TrainingProgressBar,
+    failing it meanwhile if its worker stops sending heartbeats (a dead machine cannot report
+    it). Used by the train and demo commands. Returns the refreshed row."""
+    from ftplatform.cli import wait_for_run
+
+    from .services import reap_lost_runs
+
+    with TrainingProgressBar(write) as bar:  # the bar on stderr, as the job draws it
+
+        def describe(row, cursor):
+            reap_lost_runs()
+            return bar.describe(row, cursor)
+
+        return wait_for_run(run, describe, bar.write)

@@ -222,3 +222,48 @@ def test_preflight_estimates_steps_tokens_time_and_cost(tiny_model_dir, e2e_reco
     assert report.estimated_trained_tokens == 2 * tokens
     assert report.estimated_seconds == pytest.approx(2 * tokens / 100, abs=0.1)
     assert report.estimated_cost == pytest.approx(report.estimated_seconds / 3600 * 3.6, abs=1e-3)
+
+
+def test_the_launch_script_names_a_bad_line(tmp_path):
+    from training.engine.launch import main
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n\n{"prompt": "x"}\n')
+    with pytest.raises(SystemExit, match=r"train.jsonl:3: not a chat JSONL line with 'messages'"):
+        main(["--base-model", str(tmp_path), "--data", str(data), "--output", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="--hyperparameters: lora_rank must be above 0"):
+        main(["--base-model", str(tmp_path), "--data", str(data), "--output", str(tmp_path / "out"),
+              "--hyperparameters", '{"lora_rank": 0}'])
+
+
+@pytest.mark.slow
+def test_the_launch_script_trains_an_adapter(tiny_model_dir, tmp_path, e2e_records):
+    from training.engine.launch import main
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in e2e_records[:8]))
+    assert main(["--base-model", str(tiny_model_dir), "--data", str(data), "--output", str(tmp_path / "out"),
+                 "--hyperparameters", '{"max_steps": 2, "batch_size": 4}']) == 0
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_the_run_with_a_clear_error(tiny_model_dir, tmp_path, e2e_records):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from training.engine.train import TrainingFailed
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    norm = next(name for name in weights if name.endswith("norm.weight"))
+    weights[norm][:] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    conversations = [r["messages"] for r in e2e_records[:8]]
+    with pytest.raises(TrainingFailed, match=r"loss became nan at step 1; lower the learning rate"):
+        train_lora(broken, conversations, [], LoraConfig.from_dict({"max_steps": 3, "batch_size": 4,
+                                                                    "logging_steps": 1}),
+                   tmp_path / "out", show_progress_bar=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

@@ -43,6 +43,8 @@ class LoraConfig:
     it saves (bench/training_bench.py). group_by_length batches similar lengths together.
     checkpoint_steps: save adapter, optimizer, scheduler, RNG state and data position every
     N optimiser steps (0: never), so a failed or cancelled run can resume.
+    gradient_checkpointing: recompute activations in the backward pass: less memory for long
+        sequences or big models, about 30 % slower (TRL turns it on by default; we do not).
     chat_template: a Jinja chat template to use when the base model has none (or to override it).
     """
 
@@ -66,6 +68,7 @@ class LoraConfig:
     packing: bool = False
     group_by_length: bool = True
     checkpoint_steps: int = 50
+    gradient_checkpointing: bool = False
     chat_template: str = ""
 
     @classmethod

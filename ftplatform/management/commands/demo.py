@@ -23,7 +23,7 @@ from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.choices import RunStatus
 from training.engine.config import LoraConfig
 from training.models import BaseModel
-from training.progress import describe_training_progress
+from training.progress import wait_for_training
 from training.services import (
     base_model_token_limits,
     default_base_model,
@@ -156,7 +156,7 @@ class Command(BaseCommand):
 
         self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
         run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=run_hyperparameters)
-        run = wait_for_run(run, describe_training_progress, self.stdout.write)
+        run = wait_for_training(run, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         tuned = run.model_version

@@ -3,15 +3,14 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Snapshot
-from ftplatform.cli import user_named, wait_for_run
+from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
 from training.models import BaseModel, TrainingRun
-from training.progress import TrainingProgressBar, format_preflight
+from training.progress import format_preflight, wait_for_training
 from training.services import (
     default_base_model,
     preflight_training_run,
-    reap_lost_runs,
     resume_training_run,
     start_training_run,
 )
@@ -64,13 +63,8 @@ class Command(BaseCommand):
         if no_wait:
             return
         # With REDIS_URL a worker trains: a bar follows the run's row. Without it the job already
-        # ran and drew its own bar, wait_for_run replays nothing and this bar is never drawn.
-        with TrainingProgressBar(self.stdout.write) as bar:  # the bar on stderr, as the job draws it
-            def describe(row, cursor):
-                reap_lost_runs()  # a worker machine that died cannot report it
-                return bar.describe(row, cursor)
-
-            run = wait_for_run(run, describe, bar.write)
+        # ran and drew its own bar, and nothing is replayed.
+        run = wait_for_training(run, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "
