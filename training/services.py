@@ -160,8 +160,6 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
 
     ids, train = snapshot_conversations(snapshot, Split.TRAIN)
     validation = snapshot_conversations(snapshot, Split.VALIDATION)[1]
-    if config.max_train_examples and len(train) > config.max_train_examples:
-        ids = None  # the engine samples the subset; indexes would not match ids
     speed, source = measured_tokens_per_second(base_model)
     try:
         report = preflight(base_model_folder(base_model), train, validation, config, example_ids=ids,

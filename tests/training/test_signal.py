@@ -267,3 +267,16 @@ def test_a_non_finite_loss_stops_the_run_with_a_clear_error(tiny_model_dir, tmp_
                                                                     "logging_steps": 1}),
                    tmp_path / "out", show_progress_bar=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_preflight_sees_the_sample_that_max_train_examples_trains_on(tiny_model_dir, e2e_records):
+    from training.engine.train import train_subset
+
+    conversations = [r["messages"] for r in e2e_records[:20]]
+    ids = [f"ex{i}" for i in range(20)]
+    config = LoraConfig.from_dict({"max_train_examples": 5, "max_seq_length": 40, "batch_size": "auto", "seed": 3})
+    report = preflight(tiny_model_dir, conversations, [], config, example_ids=ids)
+    chosen = train_subset(20, config)
+    assert report.train_examples == 5 and len(chosen) == 5 and chosen != list(range(5))
+    assert report.fully_truncated_examples == [ids[i] for i in chosen]
+    assert report.hyperparameters["batch_size"] == 1  # "auto" resolved for 5 examples, not 20

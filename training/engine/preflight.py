@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import LoraConfig
-from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split
+from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split, train_subset
 
 MAX_LISTED = 20  # example ids named per problem; the counts are always complete
 
@@ -84,6 +84,8 @@ def preflight(
     (unless ``drop_truncated``); no train example left.
     """
     ids = list(example_ids) if example_ids is not None else list(range(len(train_conversations)))
+    subset = train_subset(len(train_conversations), config)  # max_train_examples: the same sample as training
+    ids, train_conversations = [ids[i] for i in subset], [train_conversations[i] for i in subset]
     blocking, warnings = [], []
     names = module_names(base_model_dir)
     found = {module: int(module in names) for module in config.target_modules}

@@ -161,6 +161,14 @@ def tokenize_split(tokenizer, conversations, config: LoraConfig) -> TokenizedSpl
     return TokenizedSplit(rows, over, cut_away)
 
 
+def train_subset(count: int, config: LoraConfig) -> list[int]:
+    """Indexes of the train examples a run uses: all of them, or with ``max_train_examples`` a
+    seeded sample of that many (random.Random(seed).sample, so pre-flight sees the same ones)."""
+    if config.max_train_examples and count > config.max_train_examples:
+        return random.Random(config.seed).sample(range(count), config.max_train_examples)
+    return list(range(count))
+
+
 def _numbers(logs: dict) -> dict:
     return {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -228,9 +236,7 @@ def train_lora(
     datasets.disable_progress_bars()  # SFTTrainer's dataset-preparation bars; the Reporter draws the step bar
     tokenizer, added_pad = load_tokenizer(base_model_dir, config.chat_template)
 
-    conversations = list(train_conversations)
-    if config.max_train_examples and len(conversations) > config.max_train_examples:
-        conversations = random.Random(config.seed).sample(conversations, config.max_train_examples)
+    conversations = [train_conversations[i] for i in train_subset(len(train_conversations), config)]
     config = config.resolve_auto(len(conversations))
     train = tokenize_split(tokenizer, conversations, config)
     if train.fully_truncated:
@@ -344,6 +350,7 @@ def train_lora(
         lr_scheduler_type="linear",
         warmup_steps=config.warmup_ratio,  # below 1: a fraction of the total steps
         logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # the Trainer's default hides a NaN loss from the logs; we stop on it
         save_strategy="steps" if checkpoints else "no",
         save_steps=config.checkpoint_steps or 500,
         save_total_limit=2,
