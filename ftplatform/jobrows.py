@@ -37,11 +37,15 @@ def claim(model: type[JobRow], pk: int, select_related=()) -> JobRow | None:
     return row
 
 
-def finish(row: JobRow, status: str, **fields) -> None:
-    """End a row with ``status`` and any other field values, stamping ``finished_at``."""
-    type(row).objects.filter(pk=row.pk).update(status=status, finished_at=timezone.now(), **fields)
+def finish(row: JobRow, status: str, *, where: dict | None = None, **fields) -> bool:
+    """End a row with ``status`` and any other field values, stamping ``finished_at``.
+
+    ``where`` (field lookups) ends it only if the row still matches, e.g. ``{"status": "running"}``
+    so a job never overwrites what another process decided meanwhile. Returns whether it ended."""
+    rows = type(row).objects.filter(pk=row.pk, **(where or {}))
+    return rows.update(status=status, finished_at=timezone.now(), **fields) == 1
 
 
-def fail(row: JobRow, exc: BaseException) -> None:
-    """End a row as failed with the exception's type and message as the readable error."""
-    finish(row, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+def fail(row: JobRow, exc: BaseException, *, where: dict | None = None, **fields) -> bool:
+    """End a row as failed with the exception's type and message as the readable error (see finish)."""
+    return finish(row, RunStatus.FAILED, where=where, error=f"{type(exc).__name__}: {exc}", **fields)

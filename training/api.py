@@ -64,7 +64,7 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         snapshot, base_model, data = self._run_params(request)
         timeout = data.get("timeout_minutes")
         run = start_training_run(snapshot, base_model, by=request.user, hyperparameters=data["hyperparameters"],
-                                 timeout_seconds=timeout * 60 if timeout else None)
+                                 timeout_seconds=None if timeout is None else timeout * 60)
         run.refresh_from_db()  # without REDIS_URL the job already ran during this request
         return Response(TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 

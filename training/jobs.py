@@ -15,7 +15,7 @@ import time
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from curation.choices import Split
 from ftplatform import jobrows
@@ -25,6 +25,7 @@ from .models import ModelVersion, TrainingRun
 from .services import (
     base_model_folder,
     base_model_identity,
+    latest_checkpoint,
     log_event,
     record_base_model_info,
     record_checkpoint,
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 class RunTimedOut(Exception):
     """The run went past its timeout_seconds."""
+
+
+class RunTakenAway(Exception):
+    """The run's row is no longer this job's: failed as worker lost, or resumed by another attempt."""
 
 
 def prepare_torch():
@@ -65,14 +70,14 @@ class Heartbeat(threading.Thread):
         self.run_id, self.interval, self.stopped = run_id, interval, threading.Event()
 
     def run(self):
-        try:
-            while not self.stopped.is_set():
-                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-                self.stopped.wait(self.interval)
-        except Exception:  # a lost database shows up as a lost worker; never crash the training thread
-            logger.exception("heartbeat of training run %s stopped", self.run_id)
-        finally:
-            connection.close()
+        while not self.stopped.is_set():
+            try:  # the database's clock, which the reaper compares with: worker clocks may differ
+                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=Now())
+            except Exception:  # keep beating once the database is back; never crash the training thread
+                logger.exception("heartbeat of training run %s failed; retrying", self.run_id)
+                connection.close()
+            self.stopped.wait(self.interval)
+        connection.close()
 
     def stop(self):
         self.stopped.set()
@@ -91,9 +96,10 @@ def run_training(run_id: int) -> None:
     run = jobrows.claim(TrainingRun, run_id, select_related=("snapshot__dataset", "base_model"))
     if run is None:
         return  # cancelled before it started, or already picked up
-    now = timezone.now()
+    attempt = run.attempts + 1
     TrainingRun.objects.filter(pk=run.pk).update(
-        worker=f"{socket.gethostname()}:{os.getpid()}", heartbeat_at=now, attempts=run.attempts + 1)
+        worker=f"{socket.gethostname()}:{os.getpid()}", heartbeat_at=Now(), attempts=attempt)
+    mine = {"status": RunStatus.RUNNING, "attempts": attempt}  # only this job's run may be ended by it
     heartbeat = None
     if not connection.in_atomic_block:
         heartbeat = Heartbeat(run.pk, settings.TRAINING_HEARTBEAT_SECONDS)
@@ -108,9 +114,9 @@ def run_training(run_id: int) -> None:
         validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
         config = LoraConfig.from_dict(run.hyperparameters)
         output_dir = settings.ARTIFACTS_ROOT / "runs" / f"run-{run.pk}"
-        checkpoint = run.checkpoints.order_by("-step").first()
+        checkpoint = latest_checkpoint(run)
         resume_from = None
-        if checkpoint is not None and os.path.isdir(checkpoint.path):
+        if checkpoint is not None:
             resume_from = checkpoint.path
             log_event(run, EventKind.LOG, f"resuming from the checkpoint at step {checkpoint.step}",
                       step=checkpoint.step)
@@ -124,7 +130,7 @@ def run_training(run_id: int) -> None:
 
         def on_metrics(step, logs):
             log_event(run, EventKind.METRIC, step=step, payload=logs,
-                      message=", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in METRIC_KEYS))
+                      message=", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in METRIC_KEYS and v is not None))
 
         last_cancel_check = [0.0]
 
@@ -134,7 +140,10 @@ def run_training(run_id: int) -> None:
             if time.monotonic() - last_cancel_check[0] < 1.0:
                 return False
             last_cancel_check[0] = time.monotonic()
-            return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+            cancel = TrainingRun.objects.filter(pk=run.pk, **mine).values_list("cancel_requested", flat=True).first()
+            if cancel is None:
+                raise RunTakenAway()
+            return cancel
 
         result = train_lora(
             folder, train, validation, config, output_dir,
@@ -145,31 +154,34 @@ def run_training(run_id: int) -> None:
             on_warning=lambda message: log_event(run, EventKind.WARNING, message),
         )
     except TrainingCancelled:
-        jobrows.finish(run, RunStatus.CANCELLED)
-        log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
+        if jobrows.finish(run, RunStatus.CANCELLED, where=mine):
+            log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
         return
     except RunTimedOut as exc:
-        jobrows.finish(run, RunStatus.FAILED, error=str(exc), failure_reason=FailureReason.TIMEOUT)
-        log_event(run, EventKind.LOG, f"failed: {exc}")
+        if jobrows.finish(run, RunStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.TIMEOUT):
+            log_event(run, EventKind.LOG, f"failed: {exc}")
+        return
+    except RunTakenAway:
+        logger.warning("training run %s: stopped, its row was ended or resumed by another process", run.pk)
         return
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
-        jobrows.fail(run, exc)
-        TrainingRun.objects.filter(pk=run.pk).update(failure_reason=FailureReason.ERROR)
-        log_event(run, EventKind.LOG, f"failed: {exc}")
+        if jobrows.fail(run, exc, where=mine, failure_reason=FailureReason.ERROR):
+            log_event(run, EventKind.LOG, f"failed: {exc}")
         raise
     finally:
         if heartbeat is not None:
             heartbeat.stop()
-    finish_run(run, result, output_dir, identity)
+    finish_run(run, result, output_dir, identity, mine)
 
 
 METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
 
 
-def finish_run(run: TrainingRun, result, output_dir, identity: dict) -> None:
+def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict) -> None:
     """Record a finished engine result on the run, write the adapter's model card (README.md) and
-    create the run's ModelVersion (one transaction)."""
+    create the run's ModelVersion (one transaction), if the row still matches ``where`` (the
+    job's own attempt, still running)."""
     from .engine.model_card import write_model_card
 
     environment = {**result.environment, "base_model": identity, "snapshot_sha256": run.snapshot.content_hash,
@@ -193,9 +205,10 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict) -> None:
         "system_prompt": dataset.system_prompt or None, "training_run_id": run.pk,
     })
     with transaction.atomic():
-        jobrows.finish(
+        ended = jobrows.finish(
             run,
             RunStatus.SUCCEEDED,
+            where=where,
             metrics=metrics,
             environment=environment,
             trained_tokens=result.trained_tokens,
@@ -205,6 +218,10 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict) -> None:
             eta_seconds=0,
             tokens_per_second=round(result.tokens_per_second, 1),
         )
+        if not ended:
+            logger.warning("training run %s: trained, but its row was ended or resumed meanwhile; "
+                           "no model version", run.pk)
+            return
         ModelVersion.objects.create(
             name=f"{run.base_model.name} + LoRA (run {run.pk})",
             kind=ModelVersionKind.LORA_ADAPTER,

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from curation.choices import SnapshotStatus, Split
@@ -214,7 +215,7 @@ def resume_training_run(run: TrainingRun, *, by) -> TrainingRun:
         raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can resume it")
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise Conflict(f"training run {run.pk} is {run.status}; only failed or cancelled runs can resume")
-    checkpoint = run.checkpoints.order_by("-step").first()
+    checkpoint = latest_checkpoint(run)
     run.status, run.error, run.failure_reason = RunStatus.QUEUED, "", ""
     run.cancel_requested, run.finished_at, run.heartbeat_at, run.eta_seconds = False, None, None, None
     run.save(update_fields=["status", "error", "failure_reason", "cancel_requested", "finished_at",
@@ -224,6 +225,15 @@ def resume_training_run(run: TrainingRun, *, by) -> TrainingRun:
     queues.enqueue_job_row(run, "training", "training.jobs.run_training", timeout=run.timeout_seconds + 600,
                            suffix=f"attempt-{run.attempts + 1}")
     return run
+
+
+def latest_checkpoint(run: TrainingRun) -> Checkpoint | None:
+    """The run's newest checkpoint whose folder is still on disk; rows of deleted folders are dropped."""
+    for checkpoint in run.checkpoints.order_by("-step"):
+        if Path(checkpoint.path).is_dir():
+            return checkpoint
+        checkpoint.delete()
+    return None
 
 
 def record_checkpoint(run: TrainingRun, step: int, path, epoch: float) -> Checkpoint:
@@ -246,8 +256,12 @@ def reap_lost_runs() -> list[int]:
     worker process every heartbeat interval, by the run API and the train command, so a lost
     run ends within about one interval plus the margin. Returns the ids it failed.
     """
-    limit = timezone.now() - timedelta(
-        seconds=settings.TRAINING_HEARTBEAT_SECONDS + settings.TRAINING_HEARTBEAT_MARGIN_SECONDS)
+    silence = timedelta(seconds=settings.TRAINING_HEARTBEAT_SECONDS + settings.TRAINING_HEARTBEAT_MARGIN_SECONDS)
+    # The database's clock, which stamps the heartbeats: worker and web host clocks may differ.
+    limit = TrainingRun.objects.annotate(limit=ExpressionWrapper(Now() - silence, output_field=DateTimeField())
+                                         ).values_list("limit", flat=True).first()
+    if limit is None:
+        return []
     lost = []
     stale = TrainingRun.objects.filter(status=RunStatus.RUNNING).filter(
         Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))

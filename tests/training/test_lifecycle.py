@@ -23,7 +23,7 @@ def test_blocking_preflight_problems_create_no_run_and_name_the_examples(e2e_rec
                            hyperparameters={"max_seq_length": 40, "target_modules": ["query"]})
     message = str(error.value)
     first_id = snapshot.items.filter(split="train").order_by("id").first().example_id
-    assert message.startswith("pre-flight: target_modules query not found in the base model")
+    assert message.startswith("pre-flight: target_modules query not found among the base model's layers that LoRA can wrap")
     assert "would have no target token left at max_seq_length 40 (ids " in message and str(first_id) in message
     assert not TrainingRun.objects.exists()
 

@@ -103,7 +103,11 @@ class LoraConfig:
             if expected is float:
                 if not (is_int or isinstance(value, float)):
                     raise ValueError(f"{name} must be a number{also}, got {value!r}")
-                values[name] = float(value)
+                try:
+                    values[name] = float(value)
+                except OverflowError:
+                    raise ValueError(f"{name} must be a finite number, got an integer of {len(str(value))} digits"
+                                     ) from None
         config = cls(**values)
         config._check_ranges()
         return config

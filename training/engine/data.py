@@ -52,7 +52,11 @@ def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tu
             raise ValueError(f"the chat template does not render the prompt of message {index} "
                              "as a prefix of the conversation")
         end = turn.rfind(eos, len(prompt)) if eos else -1
-        spans.append((len(prompt), end + len(eos) if end >= 0 else len(turn)))
+        span = (len(prompt), end + len(eos) if end >= 0 else len(turn))
+        answer = str(messages[index].get("content") or "").strip()
+        if answer and answer not in full[span[0]:span[1]]:
+            raise ValueError(f"the chat template does not render the answer of message {index} after its prompt")
+        spans.append(span)
     return full[: spans[-1][1]], spans
 
 

@@ -95,13 +95,10 @@ def max_logit_difference(base_model_dir: Path, adapter_dir: Path, merged_dir: Pa
 
 
 def _load_with_adapter(base_model_dir: Path, adapter_dir: Path):
-    """PeftModel of base (float32, CPU) + adapter, not merged."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    """PeftModel of base (float32, CPU) + adapter, not merged (training.engine.inference.load_with_adapter)."""
+    from .inference import load_with_adapter
 
-    base = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, adapter_dir)
+    return load_with_adapter(base_model_dir, adapter_dir)[0]
 
 
 def _refuse_existing(output_dir: Path) -> None:

@@ -15,21 +15,36 @@ class Generation:
     output_tokens: int
 
 
+def load_with_adapter(base_model_dir: Path, adapter_dir: Path):
+    """(PeftModel of base (float32, CPU) + adapter, not merged; the adapter's tokenizer).
+
+    When training added a pad token (training.engine.train.load_tokenizer), the adapter holds
+    embeddings one row longer than the base model's: the base is resized first, as in training."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = Path(adapter_dir)
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_tokenizer else base_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return PeftModel.from_pretrained(model, adapter_dir), tokenizer
+
+
 def load_for_inference(base_model_dir: Path, adapter_dir: Path | None = None):
     """Return (model, tokenizer) in eval mode on CPU or the first GPU; the adapter is merged in when given."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir or base_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
     if adapter_dir:
-        from peft import PeftModel
-
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # training added a pad token
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        # Merged weights answer exactly as base + adapter, at the base model's speed.
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        model, tokenizer = load_with_adapter(base_model_dir, adapter_dir)
+        model = model.merge_and_unload()  # merged weights answer exactly as base + adapter, at the base's speed
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
     return model.to(device).eval(), tokenizer
 
 

@@ -47,16 +47,24 @@ class PreflightReport:
         return asdict(self)
 
 
+# The output head stays out: TRL's chunked_nll loss (training's default) refuses a wrapped lm_head.
+NOT_TARGETABLE = {"lm_head"}
+
+
 def module_names(base_model_dir: Path) -> set[str]:
-    """The last component of every module name of the base model (e.g. ``q_proj``), from a
-    model built on torch's meta device (no weights are read)."""
+    """The last component of the name of every module LoRA can wrap (peft's LoRA layers:
+    torch Linear, Embedding, Conv1d/2d, transformers' Conv1D), e.g. ``q_proj``, from a model
+    built on torch's meta device (no weights are read). The output head is left out."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
 
     config = AutoConfig.from_pretrained(base_model_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+    wrappable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if name and isinstance(module, wrappable)} - NOT_TARGETABLE
 
 
 def preflight(
@@ -91,9 +99,10 @@ def preflight(
     found = {module: int(module in names) for module in config.target_modules}
     missing = [module for module, present in found.items() if not present]
     if missing:
-        candidates = sorted(n for n in names if n.endswith("proj") or n in {"c_attn", "c_proj", "query_key_value"})
-        blocking.append(f"target_modules {', '.join(missing)} not found in the base model; "
-                        f"its linear layers include: {', '.join(candidates[:12]) or 'none'}")
+        candidates = sorted(names)
+        blocking.append(f"target_modules {', '.join(missing)} not found among the base model's layers that "
+                        f"LoRA can wrap (the output head excluded); its linear layers include: "
+                        f"{', '.join(candidates[:12]) or 'none'}")
     resolved = config.resolve_auto(len(train_conversations))
     report = PreflightReport(
         hyperparameters=resolved.to_dict(), auto_resolved=config.unresolved, chat_template_source="",

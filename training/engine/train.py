@@ -146,12 +146,16 @@ def tokenize_split(tokenizer, conversations, config: LoraConfig) -> TokenizedSpl
     Raises:
         ExampleError: a conversation does not render; it names its index.
     """
+    import jinja2
+
     rows, over, cut_away = [], [], []
     for index, messages in enumerate(conversations):
         try:
             tokenized = tokenize_for_training(tokenizer, messages, config.max_seq_length, config.train_on)
         except ValueError as exc:
             raise ExampleError(index, str(exc)) from exc
+        except jinja2.TemplateError as exc:  # a broken chat_template: syntax, raise_exception, undefined
+            raise ExampleError(index, f"the chat template fails: {type(exc).__name__}: {exc}") from exc
         if tokenized.truncated:
             over.append(index)
         if tokenized.target_tokens == 0:
@@ -314,6 +318,10 @@ def train_lora(
             if loss is not None and self.bar is not None:
                 self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if on_metrics and ("loss" in logs or "eval_loss" in logs):
+                # fp16 loss scaling logs grad_norm inf/nan on the steps it skips; JSON has no NaN.
+                for key in [k for k, v in logs.items() if not math.isfinite(v)]:
+                    warn(f"{key} was {logs[key]} at step {state.global_step}; recorded as null")
+                    logs[key] = None
                 on_metrics(state.global_step, logs)
             clock["bookkeeping"] += time.monotonic() - tick
 

@@ -37,6 +37,9 @@ class Command(BaseCommand):
         user = user_named(username)
         if (snapshot is None) == (resume is None):
             raise CommandError("give --snapshot to start a run, or --resume RUN to resume one")
+        if resume is not None and (dry_run or hyperparameters or timeout_minutes is not None or base_model):
+            raise CommandError("--resume continues a run as it was created: it takes no --dry-run, "
+                               "--hyperparameters, --timeout-minutes or --base-model")
         try:
             if resume is not None:
                 run = TrainingRun.objects.filter(pk=resume).first()
@@ -55,7 +58,7 @@ class Command(BaseCommand):
                         self.stdout.write(line)
                     return
                 run = start_training_run(target, model, by=user, hyperparameters=hyperparameters,
-                                         timeout_seconds=timeout_minutes * 60 if timeout_minutes else None)
+                                         timeout_seconds=None if timeout_minutes is None else timeout_minutes * 60)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run.refresh_from_db()  # without REDIS_URL the job already ran in this process
