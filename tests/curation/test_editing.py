@@ -39,7 +39,8 @@ def test_invalid_messages_name_the_message(db):
 
 def test_an_edit_that_duplicates_another_example_is_a_conflict_naming_it_only_if_visible(db):
     other = ExampleFactory()
-    example = ExampleFactory(dataset=other.dataset)
+    # A different input: the factory pairs consecutive examples on one input, visible to each other.
+    example = ExampleFactory(dataset=other.dataset, messages=conversation("name: Elsewhere", "Elsewhere is."))
     with pytest.raises(Conflict, match="another example you cannot see already holds"):
         edit_example(example, by=example.author, messages=other.messages, expected_version=example.version)
     mine = ExampleFactory(dataset=other.dataset, author=example.author)
