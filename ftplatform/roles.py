@@ -31,7 +31,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
                      "view_importbatch", "add_importbatch", "view_snapshot", "add_snapshot", "view_snapshotitem",
                      "view_snapshotexport", "add_snapshotexport"],
         "training": ["view_basemodel", "view_trainingrun", "add_trainingrun", "change_trainingrun",
-                     "view_trainingevent", "view_modelversion", "add_modelversion"],
+                     "view_trainingevent", "view_checkpoint", "view_modelversion", "add_modelversion"],
         "evaluation": ["view_evalrun", "add_evalrun", "view_prediction"],
     },
 }

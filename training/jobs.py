@@ -113,7 +113,7 @@ def run_training(run_id: int) -> None:
         train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
         validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
         config = LoraConfig.from_dict(run.hyperparameters)
-        output_dir = settings.ARTIFACTS_ROOT / "runs" / f"run-{run.pk}"
+        output_dir = run.output_dir
         checkpoint = latest_checkpoint(run)
         resume_from = None
         if checkpoint is not None:
@@ -192,7 +192,8 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
                "train_seconds": round(result.train_seconds, 2),
                "bookkeeping_seconds": round(result.bookkeeping_seconds, 3),
                "tokens_per_second": round(result.tokens_per_second, 1), "input_tokens": result.input_tokens,
-               "resumed_from_step": result.resumed_from_step}
+               "resumed_from_step": result.resumed_from_step, "epochs_trained": result.epochs,
+               "validation_examples": result.validation_examples}
     dataset = run.snapshot.dataset
     write_model_card(result.adapter_dir, {
         "base_model": run.base_model.name, "dataset_name": dataset.name, "snapshot_id": run.snapshot.pk,
@@ -203,6 +204,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         "seed": run.seed, "trained_tokens": result.trained_tokens, "wall_seconds": round(result.wall_seconds, 1),
         "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
         "system_prompt": dataset.system_prompt or None, "training_run_id": run.pk,
+        "base_model_path": str(base_model_folder(run.base_model)),
     })
     with transaction.atomic():
         ended = jobrows.finish(

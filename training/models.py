@@ -71,11 +71,17 @@ class TrainingRun(JobRow):
         return self.metrics.get("train_loss")
 
     @property
-    def checkpoint_dir(self):
-        """Where this run's checkpoints go (they outlive a failure, so the run can resume)."""
+    def output_dir(self):
+        """The run's output folder: its id and creation time, so databases sharing one artifacts
+        root (a quick-start SQLite file and a PostgreSQL server) never write into each other's."""
         from django.conf import settings
 
-        return settings.ARTIFACTS_ROOT / "runs" / f"run-{self.pk}.checkpoints"
+        return settings.ARTIFACTS_ROOT / "runs" / f"run-{self.pk}-{self.created_at:%Y%m%dT%H%M%S%f}"
+
+    @property
+    def checkpoint_dir(self):
+        """Where this run's checkpoints go (they outlive a failure, so the run can resume)."""
+        return self.output_dir.with_name(self.output_dir.name + ".checkpoints")
 
 
 class Checkpoint(models.Model):

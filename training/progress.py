@@ -131,12 +131,14 @@ def format_preflight(report: dict) -> list[str]:
     lines = [
         f"train examples {report['train_examples']}, validation examples {report['validation_examples']}",
         f"chat template from the {report['chat_template_source'] or '?'}; target modules "
-        + ", ".join(f"{name} {'found' if ok else 'MISSING'}" for name, ok in report["target_modules_found"].items()),
+        + ", ".join(f"{name} x{count}" if count else f"{name} MISSING"
+                    for name, count in report["target_modules_found"].items()),
         f"epochs {hp['epochs']}, batch size {hp['batch_size']} x accumulation {hp['gradient_accumulation_steps']}, "
         f"learning rate {hp['learning_rate']}, max_seq_length {hp['max_seq_length']}"
         + (f" (auto: {', '.join(report['auto_resolved'])})" if report["auto_resolved"] else ""),
         f"over max length: {report['over_length']}; target fully truncated: {report['fully_truncated']}",
-        f"estimated steps {report['estimated_steps']}, trained tokens {report['estimated_trained_tokens']:,}",
+        f"estimated steps {report['estimated_steps']}, input tokens {report['estimated_input_tokens']:,}, "
+        f"trained (answer) tokens {report['estimated_trained_tokens']:,}",
     ]
     if report["estimated_seconds"] is not None:
         lines.append(f"estimated wall time {format_duration(report['estimated_seconds'])} at "

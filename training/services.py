@@ -132,7 +132,7 @@ def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
            .order_by("-finished_at").first())
     if run is not None:
         return run.tokens_per_second, f"training run {run.pk}"
-    return settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND, "settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND"
+    return settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND, "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND (no run measured yet)"
 
 
 def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,

@@ -198,7 +198,7 @@ def test_preflight_names_what_blocks_a_run(tiny_model_dir, e2e_records):
     report = preflight(tiny_model_dir, conversations, [], config, example_ids=ids, tokens_per_second=100.0,
                        price_per_gpu_hour=2.0)
 
-    assert report.target_modules_found == {"q_proj": 1, "c_attn": 0}
+    assert report.target_modules_found == {"q_proj": 2, "c_attn": 0}  # one per layer of the 2-layer model
     assert any(b.startswith("target_modules c_attn not found among the base model's layers that LoRA can wrap")
                and "v_proj" in b for b in report.blocking)
     # Every E2E prompt is longer than 40 tokens: no target token is left in any example.
@@ -216,10 +216,11 @@ def test_preflight_estimates_steps_tokens_time_and_cost(tiny_model_dir, e2e_reco
                        price_per_gpu_hour=3.6)
 
     tokenizer, _ = load_tokenizer(tiny_model_dir)
-    tokens = sum(len(tokenize_for_training(tokenizer, c, 256).input_ids) for c in conversations)
+    rows = [tokenize_for_training(tokenizer, c, 256) for c in conversations]
+    tokens, answers = sum(len(r.input_ids) for r in rows), sum(r.target_tokens for r in rows)
     assert report.blocking == [] and report.chat_template_source == "base model"
     assert report.estimated_steps == 10 and report.input_tokens_per_epoch == tokens
-    assert report.estimated_trained_tokens == 2 * tokens
+    assert report.estimated_input_tokens == 2 * tokens and report.estimated_trained_tokens == 2 * answers
     assert report.estimated_seconds == pytest.approx(2 * tokens / 100, abs=0.1)
     assert report.estimated_cost == pytest.approx(report.estimated_seconds / 3600 * 3.6, abs=1e-3)
 

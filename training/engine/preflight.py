@@ -5,6 +5,7 @@ names come from a model built on the meta device, without weights) and one token
 pass over the data, the same one training does (training.engine.train.tokenize_split).
 """
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,10 @@ MAX_LISTED = 20  # example ids named per problem; the counts are always complete
 class PreflightReport:
     """What a run will do and what stops it. ``blocking`` empty means the run may be queued.
 
-    Token counts are non-padding tokens; seconds are wall-clock estimates on the measured (or
-    configured) tokens/s; cost is in the currency of the configured price per GPU-hour.
+    Token counts are non-padding tokens: input tokens (what the model reads, what tokens/s
+    counts) and trained tokens (the answer tokens that carry the loss, as TrainingRun.trained_tokens).
+    Seconds are wall-clock estimates of the training loop at the measured (or configured) tokens/s;
+    cost is in the currency of the configured price per GPU-hour.
     """
 
     hyperparameters: dict
@@ -35,6 +38,7 @@ class PreflightReport:
     input_tokens_per_epoch: int
     target_tokens_per_epoch: int
     estimated_steps: int
+    estimated_input_tokens: int
     estimated_trained_tokens: int
     estimated_seconds: float | None
     tokens_per_second_used: float | None
@@ -51,10 +55,14 @@ class PreflightReport:
 NOT_TARGETABLE = {"lm_head"}
 
 
-def module_names(base_model_dir: Path) -> set[str]:
-    """The last component of the name of every module LoRA can wrap (peft's LoRA layers:
-    torch Linear, Embedding, Conv1d/2d, transformers' Conv1D), e.g. ``q_proj``, from a model
-    built on torch's meta device (no weights are read). The output head is left out."""
+def _listed(ids: list, total: int) -> str:
+    return ", ".join(map(str, ids)) + (f" and {total - len(ids)} more" if total > len(ids) else "")
+
+
+def module_names(base_model_dir: Path) -> Counter:
+    """How many modules LoRA can wrap (peft's LoRA layers: torch Linear, Embedding, Conv1d/2d,
+    transformers' Conv1D) carry each last name component, e.g. ``{"q_proj": 30, ...}``, from a
+    model built on torch's meta device (no weights are read). The output head is left out."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
@@ -63,8 +71,11 @@ def module_names(base_model_dir: Path) -> set[str]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     wrappable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
-    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if name and isinstance(module, wrappable)} - NOT_TARGETABLE
+    names = Counter(name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                    if name and isinstance(module, wrappable))
+    for name in NOT_TARGETABLE:
+        names.pop(name, None)
+    return names
 
 
 def preflight(
@@ -96,20 +107,20 @@ def preflight(
     ids, train_conversations = [ids[i] for i in subset], [train_conversations[i] for i in subset]
     blocking, warnings = [], []
     names = module_names(base_model_dir)
-    found = {module: int(module in names) for module in config.target_modules}
+    found = {module: names.get(module, 0) for module in config.target_modules}
     missing = [module for module, present in found.items() if not present]
     if missing:
         candidates = sorted(names)
         blocking.append(f"target_modules {', '.join(missing)} not found among the base model's layers that "
-                        f"LoRA can wrap (the output head excluded); its linear layers include: "
-                        f"{', '.join(candidates[:12]) or 'none'}")
+                        f"LoRA can wrap (the output head excluded); those are: {', '.join(candidates[:12]) or 'none'}")
     resolved = config.resolve_auto(len(train_conversations))
     report = PreflightReport(
         hyperparameters=resolved.to_dict(), auto_resolved=config.unresolved, chat_template_source="",
         target_modules_found=found, train_examples=len(train_conversations),
         validation_examples=min(len(validation_conversations), resolved.max_eval_examples),
         over_length=0, over_length_examples=[], fully_truncated=0, fully_truncated_examples=[],
-        input_tokens_per_epoch=0, target_tokens_per_epoch=0, estimated_steps=0, estimated_trained_tokens=0,
+        input_tokens_per_epoch=0, target_tokens_per_epoch=0, estimated_steps=0, estimated_input_tokens=0,
+        estimated_trained_tokens=0,
         estimated_seconds=None, tokens_per_second_used=tokens_per_second,
         tokens_per_second_source=tokens_per_second_source, estimated_cost=None, blocking=blocking, warnings=warnings,
     )
@@ -131,13 +142,14 @@ def preflight(
     if split.fully_truncated and not resolved.drop_truncated:
         blocking.append(
             f"{len(split.fully_truncated)} train example(s) would have no target token left at max_seq_length "
-            f"{resolved.max_seq_length} (ids {', '.join(map(str, report.fully_truncated_examples))}); raise "
-            "max_seq_length, or set drop_truncated to train without them")
+            f"{resolved.max_seq_length} (ids {_listed(report.fully_truncated_examples, report.fully_truncated)}); "
+            "raise max_seq_length, or set drop_truncated to train without them")
     elif split.fully_truncated:
         warnings.append(f"{len(split.fully_truncated)} train example(s) will be dropped (drop_truncated)")
     if report.over_length > report.fully_truncated:
-        warnings.append(f"{report.over_length - report.fully_truncated} train example(s) are longer than "
-                        f"max_seq_length {resolved.max_seq_length}; their targets are cut and lose the final EOS")
+        cut = [ids[i] for i in split.over_length if i not in set(split.fully_truncated)]
+        warnings.append(f"{len(cut)} train example(s) are longer than max_seq_length {resolved.max_seq_length} "
+                        f"(ids {_listed(cut[:MAX_LISTED], len(cut))}); their answers are cut and lose the final EOS")
     if not split.rows:
         blocking.append("no train example has a target token left")
         return report
@@ -147,9 +159,10 @@ def preflight(
     steps = resolved.max_steps or max(1, math.ceil(steps_per_epoch * resolved.epochs))
     report.estimated_steps = steps
     epochs_covered = steps / steps_per_epoch
-    report.estimated_trained_tokens = int(split.input_tokens * epochs_covered)
+    report.estimated_input_tokens = int(split.input_tokens * epochs_covered)
+    report.estimated_trained_tokens = int(split.target_tokens * epochs_covered)  # as TrainingRun.trained_tokens
     if tokens_per_second:
-        report.estimated_seconds = round(report.estimated_trained_tokens / tokens_per_second, 1)
+        report.estimated_seconds = round(report.estimated_input_tokens / tokens_per_second, 1)
         if price_per_gpu_hour is not None:
             report.estimated_cost = round(report.estimated_seconds / 3600 * price_per_gpu_hour, 4)
     return report

@@ -55,6 +55,8 @@ class TrainingResult:
     train_seconds: float
     bookkeeping_seconds: float
     tokens_per_second: float
+    epochs: float = 0.0
+    validation_examples: int = 0
     resumed_from_step: int = 0
     environment: dict = field(default_factory=dict)
 
@@ -393,10 +395,11 @@ def train_lora(
     try:
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         eval_loss = None
-        if eval_rows:
-            eval_logs = trainer.evaluate()
-            eval_loss = eval_logs["eval_loss"]
         history = trainer.state.log_history
+        if eval_rows:  # the epoch-end evaluation may already have run at the last step
+            last = next((e for e in reversed(history) if "eval_loss" in e), None)
+            done = last is not None and last.get("step") == trainer.state.global_step
+            eval_loss = last["eval_loss"] if done else trainer.evaluate()["eval_loss"]
         logged = [entry["loss"] for entry in history if "loss" in entry]
         train_loss = float(sum(logged) / len(logged)) if logged else float(output.training_loss)
         if not math.isfinite(train_loss):
@@ -418,6 +421,8 @@ def train_lora(
             train_seconds=clock["loop_seconds"],
             bookkeeping_seconds=clock["bookkeeping"],
             tokens_per_second=session_tokens / clock["loop_seconds"] if clock["loop_seconds"] else 0.0,
+            epochs=round(float(trainer.state.epoch or 0.0), 4),
+            validation_examples=len(eval_rows),
             resumed_from_step=resumed_from,
             environment=environment(),
         )
@@ -433,8 +438,8 @@ def train_lora(
             "trained_tokens": result.trained_tokens, "environment": result.environment,
             "log_history": history,
         }, indent=2))
-        if Path(output_dir).exists():
-            shutil.rmtree(output_dir)
+        if Path(output_dir).exists():  # never replace what another run (or database) wrote
+            raise TrainingFailed(f"{output_dir} already exists; nothing was overwritten")
         os.rename(staging, output_dir)
     finally:
         if main_process:

@@ -54,15 +54,20 @@ class Command(BaseCommand):
                 if model is None:
                     raise CommandError(f"no base model named {base_model!r}")
                 if dry_run:
-                    for line in format_preflight(preflight_training_run(target, model, hyperparameters, by=user)):
+                    report = preflight_training_run(target, model, hyperparameters, by=user)
+                    for line in format_preflight(report):
                         self.stdout.write(line)
+                    if report["blocking"]:
+                        raise CommandError("pre-flight found blocking problems (above); nothing was created")
                     return
                 run = start_training_run(target, model, by=user, hyperparameters=hyperparameters,
                                          timeout_seconds=None if timeout_minutes is None else timeout_minutes * 60)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run.refresh_from_db()  # without REDIS_URL the job already ran in this process
-        self.stdout.write(f"training run {run.pk} {run.status}")
+        if no_wait or run.status != RunStatus.SUCCEEDED:
+            self.stdout.write(f"training run {run.pk} {run.status}; follow it at /api/v1/training-runs/{run.pk}/ "
+                              f"or /admin/training/trainingrun/{run.pk}/change/")
         if no_wait:
             return
         # With REDIS_URL a worker trains: a bar follows the run's row. Without it the job already
@@ -70,5 +75,8 @@ class Command(BaseCommand):
         run = wait_for_training(run, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
+        validation = run.metrics.get("eval_loss")
         self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "
-                          f"train loss {run.metrics['train_loss']:.4f}")
+                          f"train loss {run.metrics['train_loss']:.4f}"
+                          + (f", validation loss {validation:.4f}" if validation is not None else "")
+                          + f"; adapter and model card in {run.model_version.adapter_path}")
