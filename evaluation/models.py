@@ -1,8 +1,9 @@
-"""Evaluation runs of model versions on snapshot splits, and their predictions."""
+"""Evaluation runs of model versions on snapshot splits, their predictions, and human ratings."""
+from django.conf import settings
 from django.db import models
 
 from curation.choices import Split
-from curation.models import Snapshot
+from curation.models import Dataset, Snapshot
 from ftplatform.jobrows import JobRow
 from training.models import ModelVersion
 
@@ -21,6 +22,7 @@ class EvalRun(JobRow):
         help_text="exact_match, bleu, chrf, rouge_l (0-100), latency_p50_ms, latency_p95_ms, n_inputs",
     )
     signatures = models.JSONField(default=dict, blank=True, help_text="sacrebleu signatures for BLEU and chrF.")
+    environment = models.JSONField(default=dict, blank=True, help_text="Device, batch size, library versions.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -40,6 +42,8 @@ class Prediction(models.Model):
     latency_ms = models.FloatField()
     prompt_tokens = models.PositiveIntegerField()
     output_tokens = models.PositiveIntegerField()
+    mean_logprob = models.FloatField(null=True, blank=True,
+                                     help_text="Mean log-probability of the output tokens (the model's confidence).")
     scores = models.JSONField(default=dict, help_text="Sentence-level exact_match, bleu, chrf, rouge_l.")
 
     class Meta:
@@ -48,3 +52,64 @@ class Prediction(models.Model):
 
     def __str__(self):
         return f"Prediction {self.pk} of eval {self.eval_run_id}"
+
+
+class RatingCriterion(models.Model):
+    """A named criterion raters score predictions on (e.g. correctness), 1-5 with anchored descriptions."""
+
+    dataset = models.ForeignKey(Dataset, related_name="rating_criteria", on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    anchors = models.JSONField(default=dict, help_text='What each score means: {"1": "...", ..., "5": "..."}.')
+
+    class Meta:
+        ordering = ["dataset", "name"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="one_criterion_name_per_dataset")]
+
+    def __str__(self):
+        return self.name
+
+
+class HumanRating(models.Model):
+    """One rater's Likert score (1-5) of one prediction on one criterion."""
+
+    prediction = models.ForeignKey(Prediction, related_name="ratings", on_delete=models.CASCADE)
+    criterion = models.ForeignKey(RatingCriterion, related_name="ratings", on_delete=models.PROTECT)
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="+", on_delete=models.PROTECT)
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prediction", "criterion", "rater"], name="one_rating_per_rater"),
+            models.CheckConstraint(condition=models.Q(score__gte=1, score__lte=5), name="likert_1_to_5"),
+        ]
+
+
+class PairwiseJudgment(models.Model):
+    """A blind A/B/tie judgment between two predictions for the same input from two model versions.
+
+    ``left`` stores which prediction the rater saw on the left (the order was random)."""
+
+    class Side(models.TextChoices):
+        A = "a", "A"
+        B = "b", "B"
+
+    class Outcome(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "Tie"
+
+    prediction_a = models.ForeignKey(Prediction, related_name="+", on_delete=models.CASCADE)
+    prediction_b = models.ForeignKey(Prediction, related_name="+", on_delete=models.CASCADE)
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="+", on_delete=models.PROTECT)
+    left = models.CharField(max_length=1, choices=Side.choices)
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["prediction_a", "prediction_b", "rater"],
+                                               name="one_judgment_per_pair_and_rater")]

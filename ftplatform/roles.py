@@ -10,7 +10,7 @@ The roles migration (``ftplatform/migrations/0001_roles.py``) creates the groups
 this table, not edits in the admin's group pages, is the source of truth. Superusers hold
 every permission anyway.
 """
-ANNOTATOR, REVIEWER, ENGINEER = "annotator", "reviewer", "engineer"
+ANNOTATOR, REVIEWER, ENGINEER, RATER = "annotator", "reviewer", "engineer", "rater"
 
 ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     # Write and fix examples (their own and those assigned to them), import files, read guidelines.
@@ -32,7 +32,14 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
                      "view_snapshotexport", "add_snapshotexport"],
         "training": ["view_basemodel", "view_trainingrun", "add_trainingrun", "change_trainingrun",
                      "view_trainingevent", "view_checkpoint", "view_modelversion", "add_modelversion"],
-        "evaluation": ["view_evalrun", "add_evalrun", "view_prediction"],
+        "evaluation": ["view_evalrun", "add_evalrun", "view_prediction", "view_ratingcriterion",
+                       "add_ratingcriterion", "change_ratingcriterion", "view_humanrating",
+                       "view_pairwisejudgment"],
+    },
+    # Score predictions on a dataset's criteria and judge blind pairs (never seeing other raters'
+    # scores or which model wrote what: the rating pages show only the input and the outputs).
+    RATER: {
+        "evaluation": ["view_ratingcriterion", "add_humanrating", "add_pairwisejudgment"],
     },
 }
 

@@ -126,13 +126,20 @@ class ModelVersion(models.Model):
     """Something that can answer: a base model with a system prompt, or base model + LoRA adapter."""
 
     name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=16, choices=ModelVersionKind.choices)
+    kind = models.CharField(max_length=24, choices=ModelVersionKind.choices)
     base_model = models.ForeignKey(BaseModel, related_name="model_versions", on_delete=models.PROTECT)
     training_run = models.OneToOneField(
         TrainingRun, null=True, blank=True, related_name="model_version", on_delete=models.PROTECT
     )
     system_prompt = models.TextField(blank=True, help_text="Prepended to inputs without a system message.")
     adapter_path = models.CharField(max_length=500, blank=True)
+    base_url = models.URLField(max_length=500, blank=True, help_text="OpenAI-compatible endpoints: the API's base URL.")
+    remote_model = models.CharField(max_length=200, blank=True, help_text="OpenAI-compatible endpoints: model name.")
+    api_key_env = models.CharField(max_length=100, blank=True,
+                                   help_text="Name of the environment variable holding the API key (never the key).")
+    price_per_gpu_hour = models.FloatField(null=True, blank=True, help_text="Self-hosted: cost of one GPU-hour.")
+    price_per_million_input_tokens = models.FloatField(null=True, blank=True, help_text="API models.")
+    price_per_million_output_tokens = models.FloatField(null=True, blank=True, help_text="API models.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
