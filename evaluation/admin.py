@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from ftplatform.admin_tools import ReadOnlyInline
 
-from .models import EvalRun, Prediction
+from . import admin_views
+from .models import EvalRun, Prediction, RatingCriterion
 
 
 class PredictionInline(ReadOnlyInline):
@@ -22,6 +23,12 @@ class EvalRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # started from the API or the evaluate command
 
+    def get_urls(self):
+        def view(function):
+            return self.admin_site.admin_view(lambda request, *args, **kwargs: function(self, request, *args, **kwargs))
+
+        return [*admin_views.rating_urls(self, view), *super().get_urls()]
+
     def _metric(self, obj, name):
         value = obj.metrics.get(name)
         return f"{value:.2f}" if value is not None else "-"
@@ -37,3 +44,11 @@ class EvalRunAdmin(admin.ModelAdmin):
     @admin.display(description="ROUGE-L")
     def rouge_l(self, obj):
         return self._metric(obj, "rouge_l")
+
+
+@admin.register(RatingCriterion)
+class RatingCriterionAdmin(admin.ModelAdmin):
+    """Engineers define what raters score, per dataset: a name, a description and what 1-5 mean."""
+
+    list_display = ["name", "dataset", "description"]
+    list_filter = ["dataset"]

@@ -23,6 +23,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "curation": ["view_dataset", "view_example", "change_example", "review_example", "view_review",
                      "view_importbatch", "view_snapshot", "review_snapshot", "view_snapshotitem",
                      "view_snapshotexport"],
+        # Reviewers judge quality already: they rate predictions too (blind, as raters do).
+        "evaluation": ["view_ratingcriterion", "add_humanrating", "add_pairwisejudgment"],
     },
     # Manage datasets, snapshots, training runs and evaluations; read every example.
     ENGINEER: {

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from curation.choices import ExampleStatus
 from curation.formats import content_hash, input_hash
 from curation.models import Dataset, Example
-from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
+from ftplatform.roles import ANNOTATOR, ENGINEER, RATER, REVIEWER
 from training.models import BaseModel
 
 
@@ -39,6 +39,12 @@ class EngineerFactory(UserFactory):
     username = factory.Sequence(lambda n: f"engineer{n}")
     is_staff = True
     role = _in_group(ENGINEER)
+
+
+class RaterFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"rater{n}")
+    is_staff = True
+    role = _in_group(RATER)
 
 
 class DatasetFactory(factory.django.DjangoModelFactory):

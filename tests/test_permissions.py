@@ -183,6 +183,9 @@ ADMIN = {
     ("training_modelversion_change", "version"): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_changelist", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_change", "eval"): ("login", "403", "403", "ok"),
+    ("evaluation_evalrun_rate", None): ("login", "403", "ok", "403"),  # raters and reviewers rate, blind
+    ("evaluation_evalrun_pairwise", None): ("login", "403", "ok", "403"),
+    ("evaluation_ratingcriterion_changelist", None): ("login", "403", "ok", "ok"),
     ("auth_user_changelist", None): ("login", "403", "403", "403"),
     ("auth_group_changelist", None): ("login", "403", "403", "403"),
     ("authtoken_tokenproxy_changelist", None): ("login", "403", "403", "403"),

@@ -1,0 +1,135 @@
+"""Human ratings: Likert scores on a dataset's criteria and blind pairwise judgments.
+
+Raters see an input and an output (or two outputs in random order), never the model that wrote
+them, nor other raters' scores. The order a pair was shown in is stored with the judgment; the
+pair handed to the page travels in a signed token, so what is recorded is what was shown.
+"""
+import random
+
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+
+from curation.models import Dataset
+from ftplatform.errors import Conflict, ServiceError
+from ftplatform.roles import require_permission
+from training.choices import RunStatus
+
+from .models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
+
+PAIR_SALT = "evaluation.pairwise"
+LIKERT = range(1, 6)
+
+
+def rateable_predictions(dataset: Dataset):
+    """Predictions of succeeded eval runs on snapshots of ``dataset``."""
+    return Prediction.objects.filter(eval_run__snapshot__dataset=dataset, eval_run__status=RunStatus.SUCCEEDED)
+
+
+def next_prediction_to_rate(dataset: Dataset, *, by) -> Prediction | None:
+    """A prediction of ``dataset`` that ``by`` has not scored on every criterion yet (oldest first).
+
+    Raises NotAllowed without 'evaluation.add_humanrating'; ServiceError when the dataset has no criteria."""
+    require_permission(by, "evaluation.add_humanrating", "rate predictions")
+    criteria = dataset.rating_criteria.count()
+    if not criteria:
+        raise ServiceError(f"dataset {dataset.name!r} has no rating criteria; an engineer adds them first")
+    rated_fully = [pk for pk, count in _ratings_per_prediction(dataset, by).items() if count >= criteria]
+    return rateable_predictions(dataset).exclude(pk__in=rated_fully).order_by("id").first()
+
+
+def _ratings_per_prediction(dataset: Dataset, rater) -> dict[int, int]:
+    rows = (HumanRating.objects.filter(rater=rater, criterion__dataset=dataset)
+            .values("prediction").annotate(n=Count("id")).values_list("prediction", "n"))
+    return dict(rows)
+
+
+@transaction.atomic
+def record_ratings(prediction: Prediction, scores: dict[str, int], *, by, comment: str = "") -> list[HumanRating]:
+    """Store ``by``'s Likert scores of ``prediction``: ``{criterion name: 1..5}``, every criterion
+    of the prediction's dataset. A rater may change their own scores (the rows are updated).
+
+    Raises:
+        NotAllowed: ``by`` lacks 'evaluation.add_humanrating'.
+        ServiceError: a criterion missing or unknown, or a score that is not an integer 1-5
+            (the message names the criterion); nothing is written then.
+    """
+    require_permission(by, "evaluation.add_humanrating", "rate predictions")
+    dataset = prediction.eval_run.snapshot.dataset
+    criteria = {c.name: c for c in dataset.rating_criteria.all()}
+    unknown = sorted(set(scores) - set(criteria))
+    missing = sorted(set(criteria) - set(scores))
+    if unknown or missing:
+        raise ServiceError("; ".join(filter(None, [
+            f"unknown criteria: {', '.join(unknown)}" if unknown else "",
+            f"missing scores for: {', '.join(missing)}" if missing else ""])))
+    for name, score in scores.items():
+        if isinstance(score, bool) or not isinstance(score, int) or score not in LIKERT:
+            raise ServiceError(f"{name}: the score must be an integer from 1 to 5, got {score!r}")
+    return [HumanRating.objects.update_or_create(prediction=prediction, criterion=criteria[name], rater=by,
+                                                 defaults={"score": score, "comment": comment})[0]
+            for name, score in sorted(scores.items())]
+
+
+def _comparable(eval_a: EvalRun, eval_b: EvalRun) -> None:
+    if eval_a.pk == eval_b.pk or eval_a.model_version_id == eval_b.model_version_id:
+        raise ServiceError("a pairwise comparison needs eval runs of two different model versions")
+    if (eval_a.snapshot_id, eval_a.split) != (eval_b.snapshot_id, eval_b.split):
+        raise ServiceError(f"eval runs {eval_a.pk} and {eval_b.pk} are on different snapshots or splits "
+                           f"({eval_a.snapshot_id}/{eval_a.split} vs {eval_b.snapshot_id}/{eval_b.split})")
+    for run in (eval_a, eval_b):
+        if run.status != RunStatus.SUCCEEDED:
+            raise ServiceError(f"eval run {run.pk} is {run.status}; only succeeded runs can be compared")
+
+
+def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Random | None = None):
+    """Two predictions for one input, one from each run, that ``by`` has not judged, in random order.
+
+    Returns ``(left, right, token)`` or None when every input is judged; ``token`` is signed and
+    names the pair and which one is on the left, for record_judgment.
+    Raises NotAllowed without 'evaluation.add_pairwisejudgment', ServiceError for runs that cannot be compared.
+    """
+    require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
+    _comparable(eval_a, eval_b)
+    judged = set(PairwiseJudgment.objects.filter(rater=by, prediction_a__eval_run=eval_a,
+                                                 prediction_b__eval_run=eval_b)
+                 .values_list("prediction_a__input_hash", flat=True))
+    b_by_input = dict(eval_b.predictions.values_list("input_hash", "pk"))
+    for prediction_a in eval_a.predictions.order_by("id"):
+        if prediction_a.input_hash in judged or prediction_a.input_hash not in b_by_input:
+            continue
+        prediction_b = Prediction.objects.get(pk=b_by_input[prediction_a.input_hash])
+        left = (rng or random.SystemRandom()).choice(PairwiseJudgment.Side.values)
+        token = signing.dumps({"a": prediction_a.pk, "b": prediction_b.pk, "left": left}, salt=PAIR_SALT)
+        shown = (prediction_a, prediction_b) if left == "a" else (prediction_b, prediction_a)
+        return shown[0], shown[1], token
+    return None
+
+
+@transaction.atomic
+def record_judgment(token: str, choice: str, *, by) -> PairwiseJudgment:
+    """Store ``by``'s judgment of the pair in ``token``: ``choice`` is "left", "right" or "tie".
+
+    Raises:
+        NotAllowed: ``by`` lacks 'evaluation.add_pairwisejudgment'.
+        ServiceError: a token that was not issued here, or an unknown choice.
+        Conflict: ``by`` already judged this pair.
+    """
+    require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
+    try:
+        pair = signing.loads(token, salt=PAIR_SALT)
+    except signing.BadSignature:
+        raise ServiceError("this pair was not handed out by the pairwise page; open the page again") from None
+    sides = {"left": pair["left"], "right": "b" if pair["left"] == "a" else "a", "tie": "tie"}
+    if choice not in sides:
+        raise ServiceError(f"choice must be left, right or tie, got {choice!r}")
+    try:
+        with transaction.atomic():
+            return PairwiseJudgment.objects.create(prediction_a_id=pair["a"], prediction_b_id=pair["b"], rater=by,
+                                                   left=pair["left"], outcome=sides[choice])
+    except IntegrityError:
+        raise Conflict("you already judged this pair") from None
+
+
+def criteria_of(dataset: Dataset) -> list[RatingCriterion]:
+    return list(dataset.rating_criteria.all())

@@ -1,0 +1,128 @@
+"""Human ratings: Likert scores on a dataset's criteria and blind pairwise judgments."""
+import random
+
+import pytest
+from django.urls import reverse
+
+from curation.choices import ExampleStatus
+from curation.snapshots import approve_snapshot, create_snapshot
+from evaluation.models import EvalRun, PairwiseJudgment, Prediction, RatingCriterion
+from evaluation.ratings import next_pair_to_judge, next_prediction_to_rate, record_judgment, record_ratings
+from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from tests.factories import (
+    AnnotatorFactory,
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    RaterFactory,
+    ReviewerFactory,
+    conversation,
+)
+from training.models import BaseModel, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_runs():
+    """A dataset with two criteria and two succeeded eval runs (two model versions) on one snapshot split."""
+    dataset = DatasetFactory(name="venues")
+    for i in range(12):
+        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED,
+                       messages=conversation(f"name: Venue {i}", f"Venue {i} is a pub."))
+    snapshot = approve_snapshot(create_snapshot(dataset, by=EngineerFactory())[0], by=ReviewerFactory())
+    for name in ("correctness", "fluency"):
+        RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
+    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    runs = []
+    for label in ("prompted", "tuned"):
+        version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,
+                                              system_prompt=label)
+        run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split="train", status="succeeded")
+        for item in snapshot.items.filter(split="train"):
+            Prediction.objects.get_or_create(
+                eval_run=run, input_hash=item.input_hash,
+                defaults={"input_messages": item.messages[:-1], "references": [item.messages[-1]["content"]],
+                          "output": f"{label} says {item.messages[0]['content']}", "latency_ms": 1.0,
+                          "prompt_tokens": 3, "output_tokens": 4})
+        runs.append(run)
+    return dataset, runs
+
+
+def test_likert_scores_are_validated_recorded_and_can_be_changed(two_runs):
+    dataset, (run, _) = two_runs
+    rater = RaterFactory()
+    prediction = next_prediction_to_rate(dataset, by=rater)
+    assert prediction is not None
+    with pytest.raises(ServiceError, match="missing scores for: fluency"):
+        record_ratings(prediction, {"correctness": 4}, by=rater)
+    with pytest.raises(ServiceError, match="unknown criteria: style"):
+        record_ratings(prediction, {"correctness": 4, "fluency": 5, "style": 1}, by=rater)
+    with pytest.raises(ServiceError, match="fluency: the score must be an integer from 1 to 5, got 6"):
+        record_ratings(prediction, {"correctness": 4, "fluency": 6}, by=rater)
+    with pytest.raises(ServiceError, match="correctness: the score must be an integer from 1 to 5, got True"):
+        record_ratings(prediction, {"correctness": True, "fluency": 2}, by=rater)
+    assert not prediction.ratings.exists()  # nothing half-written
+
+    record_ratings(prediction, {"correctness": 4, "fluency": 5}, by=rater)
+    record_ratings(prediction, {"correctness": 2, "fluency": 5}, by=rater, comment="misread the venue")
+    assert sorted(prediction.ratings.values_list("criterion__name", "score")) == [("correctness", 2), ("fluency", 5)]
+    assert next_prediction_to_rate(dataset, by=rater) != prediction  # the queue moves on
+    assert next_prediction_to_rate(dataset, by=RaterFactory()) == prediction  # another rater starts at the top
+    with pytest.raises(NotAllowed):
+        record_ratings(prediction, {"correctness": 4, "fluency": 5}, by=AnnotatorFactory())
+
+
+def test_pairwise_judgments_are_blind_store_the_shown_order_and_map_sides_to_models(two_runs):
+    _, (run_a, run_b) = two_runs
+    rater = ReviewerFactory()
+    left, right, token = next_pair_to_judge(run_a, run_b, by=rater, rng=random.Random(1))
+    judgment = record_judgment(token, "left", by=rater)
+    # The outcome names the model whose output was on the left, whatever the random order was.
+    winner = judgment.prediction_a if judgment.left == "a" else judgment.prediction_b
+    assert winner == left and judgment.outcome == judgment.left
+    assert {judgment.prediction_a.eval_run_id, judgment.prediction_b.eval_run_id} == {run_a.pk, run_b.pk}
+    with pytest.raises(Conflict, match="you already judged this pair"):
+        record_judgment(token, "tie", by=rater)
+    with pytest.raises(ServiceError, match="was not handed out by the pairwise page"):
+        record_judgment(token[:-2] + "xx", "tie", by=rater)
+
+    sides = set()
+    for _ in range(20):
+        pair = next_pair_to_judge(run_a, run_b, by=rater)
+        if pair is None:
+            break
+        sides.add(record_judgment(pair[2], "right", by=rater).left)
+    assert sides == {"a", "b"}  # both orders were shown
+    assert next_pair_to_judge(run_a, run_b, by=rater) is None
+    assert PairwiseJudgment.objects.filter(rater=rater).count() == run_a.predictions.count()
+
+
+def test_runs_on_different_splits_or_of_one_model_are_not_compared(two_runs):
+    _, (run_a, run_b) = two_runs
+    rater = RaterFactory()
+    with pytest.raises(ServiceError, match="two different model versions"):
+        next_pair_to_judge(run_a, run_a, by=rater)
+    EvalRun.objects.filter(pk=run_b.pk).update(split="test")
+    run_b.refresh_from_db()
+    with pytest.raises(ServiceError, match="on different snapshots or splits"):
+        next_pair_to_judge(run_a, run_b, by=rater)
+
+
+def test_rating_pages_never_show_which_model_wrote_an_output(two_runs, client):
+    dataset, (run_a, run_b) = two_runs
+    client.force_login(RaterFactory())
+    page = client.get(reverse("admin:evaluation_evalrun_rate") + f"?dataset={dataset.pk}").content.decode()
+    assert "correctness" in page and "wrong" in page and "says name: Venue" in page
+    pair = client.get(reverse("admin:evaluation_evalrun_pairwise") + f"?a={run_a.pk}&b={run_b.pk}").content.decode()
+    assert "prompted says" in pair and "tuned says" in pair
+    for page_text in (page, pair):
+        assert "secret-" not in page_text
+    token = pair.split('name="token" value="')[1].split('"')[0]
+    response = client.post(reverse("admin:evaluation_evalrun_pairwise") + f"?a={run_a.pk}&b={run_b.pk}",
+                           {"token": token, "choice": "tie"})
+    assert response.status_code == 302 and PairwiseJudgment.objects.get().outcome == "tie"
+    response = client.post(reverse("admin:evaluation_evalrun_rate") + f"?dataset={dataset.pk}",
+                           {"prediction": Prediction.objects.first().pk, "score_correctness": "5",
+                            "score_fluency": "4"})
+    assert response.status_code == 302
