@@ -75,6 +75,10 @@ class OpenAICompatibleBackend:
         self._api_key = api_key
         self._client = OpenAI(base_url=self.base_url, api_key=api_key or NO_KEY, timeout=timeout_s,
                               max_retries=max_retries)
+        # The client would add OPENAI_ORG_ID/OPENAI_PROJECT_ID from this process's environment as headers to
+        # every request, to whatever server this is: a backend sends only what it is configured with.
+        self._client.organization = None
+        self._client.project = None
         self._ask_logprobs = True  # turned off when the server refuses requests that ask for logprobs
 
     def __repr__(self) -> str:

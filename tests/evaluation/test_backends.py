@@ -88,10 +88,13 @@ def test_the_key_is_read_from_the_named_variable_and_sent_as_bearer(fake_openai,
     assert fake_openai.completion_requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
 
 
-def test_without_a_key_variable_a_placeholder_is_sent(fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # never picked up implicitly
+def test_without_a_key_variable_a_placeholder_is_sent_and_no_openai_variable_leaks(fake_openai, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.setenv(name, f"{name.lower()}-secret")  # never picked up implicitly
     ask(backend_for(fake_openai), "hi")
-    assert fake_openai.completion_requests[0]["headers"]["authorization"] == "Bearer not-needed"
+    headers = fake_openai.completion_requests[0]["headers"]
+    assert headers["authorization"] == "Bearer not-needed"
+    assert not [value for value in headers.values() if "secret" in value]
 
 
 def test_a_rejected_key_is_a_401_that_never_shows_the_key(fake_openai, monkeypatch):
