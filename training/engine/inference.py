@@ -13,6 +13,7 @@ class Generation:
     latency_ms: float
     prompt_tokens: int
     output_tokens: int
+    mean_logprob: float | None = None
 
 
 def load_with_adapter(base_model_dir: Path, adapter_dir: Path):

@@ -1,0 +1,15 @@
+import pytest
+
+from tests.fake_openai import FakeOpenAI
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):
+    """A local OpenAI-compatible server on 127.0.0.1 (tests.fake_openai.FakeOpenAI), stopped after the test.
+    Proxy variables are cleared so that clients talk to it directly, never through another machine."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with FakeOpenAI() as server:
+        yield server
