@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from curation.formats import input_messages, with_system_prompt
 from ftplatform import jobrows
-from training.choices import RunStatus
+from training.choices import ModelVersionKind, RunStatus
 from training.jobs import prepare_torch
 from training.services import base_model_folder, record_base_model_info
 
@@ -27,25 +27,43 @@ def split_inputs(snapshot, split: str) -> list[dict]:
     return list(grouped.values())
 
 
-def run_evaluation(eval_run_id: int) -> None:
-    """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
+def _generator(version, max_new_tokens: int):
+    """``(generate(prompts) -> iterator of Generation, environment)`` for a model version: the local
+    model (base + adapter, greedy, batch size 1 for honest latency) or its OpenAI-compatible endpoint."""
+    if version.kind == ModelVersionKind.OPENAI_COMPATIBLE:
+        from .backends import OpenAICompatibleBackend
+
+        backend = OpenAICompatibleBackend(version.base_url, version.remote_model, version.api_key_env or None)
+        backend.check()  # the worker's environment must hold the key: fail before generating anything
+        return (lambda prompts: backend.generate(prompts, max_new_tokens=max_new_tokens),
+                {"backend": "openai_compatible", "base_url": version.base_url, "model": version.remote_model})
+    import torch
+
     from training.engine.inference import generate_greedy, load_for_inference
 
+    prepare_torch()
+    folder = base_model_folder(version.base_model)
+    record_base_model_info(version.base_model, folder)
+    model, tokenizer = load_for_inference(folder, Path(version.adapter_path) if version.adapter_path else None)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return (lambda prompts: generate_greedy(model, tokenizer, prompts, max_new_tokens),
+            {"backend": "local", "device": device, "torch_threads": torch.get_num_threads(), "batch_size": 1})
+
+
+def run_evaluation(eval_run_id: int) -> None:
+    """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
     run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot"))
     if run is None:
         return
     try:
-        prepare_torch()
         version = run.model_version
-        folder = base_model_folder(version.base_model)
-        record_base_model_info(version.base_model, folder)
         inputs = split_inputs(run.snapshot, run.split)
         EvalRun.objects.filter(pk=run.pk).update(total=len(inputs))
-        model, tokenizer = load_for_inference(folder, Path(version.adapter_path) if version.adapter_path else None)
         prompts = [with_system_prompt(entry["input_messages"], version.system_prompt) for entry in inputs]
+        generate, environment = _generator(version, run.generation["max_new_tokens"])
+        EvalRun.objects.filter(pk=run.pk).update(environment=environment)
         generations = []
-        progress = tqdm(generate_greedy(model, tokenizer, prompts, run.generation["max_new_tokens"]),
-                        total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
+        progress = tqdm(generate(prompts), total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
         for done, generation in enumerate(progress, start=1):
             generations.append(generation)
             EvalRun.objects.filter(pk=run.pk).update(done=done)
@@ -68,7 +86,8 @@ def run_evaluation(eval_run_id: int) -> None:
         Prediction.objects.bulk_create([
             Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
                        references=entry["references"], output=g.text, latency_ms=g.latency_ms,
-                       prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, scores=example_scores)
+                       prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, mean_logprob=g.mean_logprob,
+                       scores=example_scores)
             for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
         ])
         jobrows.finish(

@@ -17,11 +17,13 @@ from .serializers import (
     TrainingRunSerializer,
 )
 from .services import (
+    PRICE_FIELDS,
     cancel_training_run,
     default_base_model,
     preflight_training_run,
     prompted_model_version,
     reap_lost_runs,
+    remote_model_version,
     resume_training_run,
     start_training_run,
 )
@@ -106,7 +108,9 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
 
 class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """POST creates (201) or returns (200) the prompted-base version of a base model with a system
-    prompt: the baseline a fine-tuned model is compared with. Fine-tuned versions come from runs."""
+    prompt: the baseline a fine-tuned model is compared with; with ``kind: openai_compatible`` it
+    creates a version answering through a chat-completions endpoint (base_url, remote_model,
+    api_key_env, prices). Fine-tuned versions come from runs."""
 
     queryset = ModelVersion.objects.select_related("base_model", "training_run__snapshot")
     serializer_class = ModelVersionSerializer
@@ -116,6 +120,13 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     def create(self, request, *args, **kwargs):
         params = PromptedVersionCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        data = params.validated_data
+        if data["kind"] == "openai_compatible":
+            version = remote_model_version(
+                name=data.get("name", ""), base_url=data.get("base_url", ""), remote_model=data.get("remote_model", ""),
+                api_key_env=data.get("api_key_env", ""), system_prompt=data["system_prompt"], by=request.user,
+                prices={k: data[k] for k in PRICE_FIELDS if k in data})
+            return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
         version, created = prompted_model_version(
             params.validated_data.get("base_model") or default_base_model(), params.validated_data["system_prompt"])
         return Response(ModelVersionSerializer(version).data,

@@ -133,7 +133,8 @@ class ModelVersion(models.Model):
     )
     system_prompt = models.TextField(blank=True, help_text="Prepended to inputs without a system message.")
     adapter_path = models.CharField(max_length=500, blank=True)
-    base_url = models.URLField(max_length=500, blank=True, help_text="OpenAI-compatible endpoints: the API's base URL.")
+    base_url = models.CharField(max_length=500, blank=True,
+                                help_text="OpenAI-compatible endpoints: the API's base URL, ending in /v1.")
     remote_model = models.CharField(max_length=200, blank=True, help_text="OpenAI-compatible endpoints: model name.")
     api_key_env = models.CharField(max_length=100, blank=True,
                                    help_text="Name of the environment variable holding the API key (never the key).")

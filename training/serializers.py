@@ -71,6 +71,17 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
 
 class PromptedVersionCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["prompted_base", "openai_compatible"], default="prompted_base",
+                                   help_text="prompted_base: a local base model with a system prompt; "
+                                             "openai_compatible: a chat-completions endpoint.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    base_url = serializers.CharField(required=False, max_length=500, help_text="openai_compatible: e.g. http://vllm:8000/v1")
+    remote_model = serializers.CharField(required=False, max_length=200)
+    api_key_env = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                        help_text="The NAME of the environment variable holding the key.")
+    price_per_gpu_hour = serializers.FloatField(required=False, min_value=0)
+    price_per_million_input_tokens = serializers.FloatField(required=False, min_value=0)
+    price_per_million_output_tokens = serializers.FloatField(required=False, min_value=0)
     base_model = serializers.PrimaryKeyRelatedField(
         queryset=BaseModel.objects.all(), required=False, help_text="Default: the configured default base model."
     )
@@ -81,5 +92,7 @@ class PromptedVersionCreateSerializer(serializers.Serializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "kind", "base_model", "training_run", "system_prompt", "adapter_path", "created_at"]
+        fields = ["id", "name", "kind", "base_model", "training_run", "system_prompt", "adapter_path", "base_url",
+                  "remote_model", "api_key_env", "price_per_gpu_hour", "price_per_million_input_tokens",
+                  "price_per_million_output_tokens", "created_at"]
         read_only_fields = fields

@@ -17,7 +17,7 @@ from ftplatform import queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
 
-from .choices import FINISHED_STATUSES, EventKind, FailureReason, ModelVersionKind, RunStatus
+from .choices import FINISHED_STATUSES, BaseModelSource, EventKind, FailureReason, ModelVersionKind, RunStatus
 from .engine.config import DEFAULT_CONFIG, LoraConfig
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 
@@ -329,3 +329,51 @@ def prompted_model_version(base_model: BaseModel, system_prompt: str) -> tuple[M
     except IntegrityError:  # created concurrently by another request
         return ModelVersion.objects.get(kind=ModelVersionKind.PROMPTED_BASE, base_model=base_model,
                                         system_prompt=system_prompt), False
+
+
+def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key_env: str = "",
+                         system_prompt: str = "", by, prices: dict | None = None) -> ModelVersion:
+    """A ModelVersion answering through an OpenAI-compatible chat-completions endpoint (vLLM,
+    Ollama, a hosted API), e.g. the prompted large model a fine-tune is compared with.
+
+    The API key is never stored: ``api_key_env`` names the environment variable the evaluation
+    worker reads it from. ``prices``: price_per_million_input_tokens / _output_tokens (and/or
+    price_per_gpu_hour for a self-hosted server), non-negative numbers.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'training.add_modelversion'.
+        ServiceError: a URL that is not http(s), an empty model name, a variable name that is not
+            one (e.g. a pasted key), or a bad price; the message names the field.
+    """
+    import re
+
+    require_permission(by, "training.add_modelversion", "add model versions")
+    try:
+        check_json_value([name, base_url, remote_model, api_key_env, system_prompt])
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+    if not re.match(r"^https?://[^\s/]+", base_url or ""):
+        raise ServiceError(f"base_url must be an http(s) URL such as http://vllm:8000/v1, got {base_url!r}")
+    if not (remote_model or "").strip():
+        raise ServiceError("remote_model: the model name the endpoint serves is required")
+    if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", api_key_env):
+        raise ServiceError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                           "never the key itself")
+    values = {}
+    for field_name, value in (prices or {}).items():
+        if field_name not in PRICE_FIELDS:
+            raise ServiceError(f"unknown price {field_name!r}; known: {', '.join(PRICE_FIELDS)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < 1e9):
+            raise ServiceError(f"{field_name} must be a non-negative number, got {value!r}")
+        values[field_name] = value
+    base, _ = BaseModel.objects.get_or_create(
+        name=f"{remote_model} @ {base_url}"[:200],
+        defaults={"source_kind": BaseModelSource.REMOTE, "source": base_url})
+    return ModelVersion.objects.create(
+        name=name or f"{remote_model} (API)", kind=ModelVersionKind.OPENAI_COMPATIBLE, base_model=base,
+        base_url=base_url, remote_model=remote_model, api_key_env=api_key_env, system_prompt=system_prompt,
+        **values)
+
+
+PRICE_FIELDS = ("price_per_gpu_hour", "price_per_million_input_tokens", "price_per_million_output_tokens")

@@ -1,0 +1,77 @@
+"""A model version behind an OpenAI-compatible endpoint, created over the API and evaluated against a
+local fake server (tests.fake_openai): never the network."""
+import pytest
+
+from evaluation.models import EvalRun
+from evaluation.services import start_eval_run
+from tests.factories import EngineerFactory, ReviewerFactory
+from tests.test_api import client_for
+from tests.training.test_runs import snapshot_of
+from training.choices import RunStatus
+from training.models import ModelVersion
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_remote_version_answers_every_test_input_and_is_scored(e2e_records, fake_openai, monkeypatch, run_jobs):
+    monkeypatch.setenv("FAKE_API_KEY", "sk-test-123")
+    fake_openai.expected_key = "sk-test-123"
+    fake_openai.reply = lambda messages: "The Eagle is a coffee shop."
+    fake_openai.logprobs = [("The", -0.1), (" Eagle", -0.3)]
+    engineer = EngineerFactory()
+    response = client_for(engineer).post("/api/v1/model-versions/", {
+        "kind": "openai_compatible", "name": "big model", "base_url": fake_openai.base_url,
+        "remote_model": "fake-model", "api_key_env": "FAKE_API_KEY", "system_prompt": "Describe the venue.",
+        "price_per_million_input_tokens": 2.5, "price_per_million_output_tokens": 10}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["kind"], body["api_key_env"], body["price_per_million_input_tokens"]) == (
+        "openai_compatible", "FAKE_API_KEY", 2.5)
+    assert "sk-test-123" not in response.content.decode()
+
+    snapshot = snapshot_of(e2e_records[:60])
+    run = start_eval_run(ModelVersion.objects.get(pk=body["id"]), snapshot, by=engineer)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.environment == {"backend": "openai_compatible", "base_url": fake_openai.base_url,
+                               "model": "fake-model"}
+    predictions = list(run.predictions.all())
+    assert predictions and all(p.output == "The Eagle is a coffee shop." for p in predictions)
+    assert all(p.mean_logprob == pytest.approx(-0.2) for p in predictions)
+    assert all(p.prompt_tokens > 0 and p.latency_ms > 0 for p in predictions)
+    sent = [r["body"] for r in fake_openai.completion_requests]
+    assert {body["model"] for body in sent} == {"fake-model"} and len(sent) == len(predictions) + 1  # + check()
+    # The E2E inputs carry their own system message, which wins over the version's prompt.
+    assert {tuple(m["role"] for m in body["messages"]) for body in sent[1:]} == {("system", "user")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unset_key_fails_the_eval_before_generating_with_a_readable_error(e2e_records, fake_openai, run_jobs,
+                                                                             monkeypatch):
+    monkeypatch.delenv("MISSING_KEY", raising=False)
+    engineer = EngineerFactory()
+    version = client_for(engineer).post("/api/v1/model-versions/", {
+        "kind": "openai_compatible", "base_url": fake_openai.base_url, "remote_model": "fake-model",
+        "api_key_env": "MISSING_KEY", "system_prompt": ""}, format="json").json()
+    run = start_eval_run(ModelVersion.objects.get(pk=version["id"]), snapshot_of(e2e_records[:60]), by=engineer)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "MISSING_KEY" in run.error
+    assert not EvalRun.objects.get(pk=run.pk).predictions.exists() and fake_openai.completion_requests == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fields, message", [
+    ({"base_url": "ftp://x", "remote_model": "m"}, "base_url must be an http(s) URL"),
+    ({"base_url": "http://vllm:8000/v1", "remote_model": " "}, "remote_model"),
+    ({"base_url": "http://vllm:8000/v1"}, "remote_model: the model name"),
+    ({"base_url": "http://vllm:8000/v1", "remote_model": "m", "api_key_env": "sk-abc123-def"},
+     "must be the NAME of an environment variable"),
+])
+def test_bad_remote_versions_are_400s_naming_the_field(fields, message):
+    response = client_for(EngineerFactory()).post(
+        "/api/v1/model-versions/", {"kind": "openai_compatible", "system_prompt": "", **fields}, format="json")
+    assert response.status_code == 400 and message in response.content.decode()
+    assert client_for(ReviewerFactory()).post(
+        "/api/v1/model-versions/", {"kind": "openai_compatible", "system_prompt": "", **fields},
+        format="json").status_code == 403
