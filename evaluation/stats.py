@@ -16,12 +16,12 @@ from sklearn.metrics import cohen_kappa_score
 ELO_SCALE = 400 / math.log(10)  # Elo points per unit of Bradley–Terry log-strength (base-10, 400-point logistic)
 
 
-def _check_resampling(n: int, resamples: int, level: float) -> None:
+def _check_resampling(n: int, resamples: int, level: float | None = None) -> None:
     if n < 1:
         raise ValueError("nothing to resample: no values")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
-    if not 0 < level < 1:
+    if level is not None and not 0 < level < 1:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
 
 
@@ -60,7 +60,7 @@ def bootstrap_distribution(values, statistic: Callable[[np.ndarray], float] = _m
         ValueError: no values, or resamples < 1.
     """
     values = np.asarray(values)
-    _check_resampling(len(values), resamples, 0.5)
+    _check_resampling(len(values), resamples)
     return np.array([statistic(values[idx]) for idx in _resampled_indexes(len(values), resamples, seed)], dtype=float)
 
 
@@ -102,10 +102,11 @@ def paired_bootstrap(a_scores, b_scores, corpus_fn: Callable[[np.ndarray], float
     resample the test examples with replacement; on each resample recompute the corpus metric for
     both systems on the SAME resampled indexes and record the difference b - a. The interval is
     the percentile interval of those differences. The p-value is two-sided:
-    ``min(1, 2 * min(P(d* <= 0), P(d* >= 0)))``, each tail counted as (count + 1) / (B + 1) so it
-    is never 0 (Davison & Hinkley 1997, eq. 4.11); it is below 1 - level exactly when the
-    percentile interval excludes 0, up to that +1. Identical systems give d* = 0 everywhere and
-    p = 1. (sacrebleu's paired_bs instead centres |d*| and gives identical systems p = 1/(B+1).)
+    ``min(1, 2 * min(P(d* <= 0), P(d* >= 0)))``, each tail counted as (count + 1) / (B + 1), the
+    usual Monte Carlo correction (sacrebleu and MultEval use it too), so it is never 0; it is
+    below 1 - level exactly when the percentile interval excludes 0, up to that +1. Identical
+    systems give d* = 0 everywhere and p = 1 (sacrebleu's paired_bs instead centres |d*| and gives
+    identical systems p = 1/(B+1)).
 
     Args:
         a_scores, b_scores: per-example values of equal length n, shape (n,) (scores averaged into
