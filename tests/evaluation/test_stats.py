@@ -190,9 +190,10 @@ def test_cohen_kappa_refuses_mismatched_raters_and_unknown_weights():
 # ---------------------------------------------------------------- Krippendorff's alpha
 
 NAN = math.nan
-# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", example C: 4 observers x 12
-# units, missing values; the paper gives alpha .743 (nominal), .815 (ordinal), .849 (interval),
-# .797 (ratio).
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the worked example with
+# 4 observers x 12 units and missing values: alpha .743 nominal in the paper; the krippendorff
+# package's documentation quotes .815 ordinal and .797 ratio for the same data from the paper
+# (p. 8); .849 interval as the package computes it.
 KRIPPENDORFF_2011 = [
     [1, 2, 3, 3, 2, 1, 4, 1, 2, NAN, NAN, NAN],
     [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, NAN, 3],
