@@ -34,8 +34,8 @@ def test_signatures_record_variable_reference_counts():
     assert scores.chrf_signature.startswith("nrefs:var")
 
 
-def test_normalisation_ignores_case_spacing_and_final_full_stop():
-    assert normalize("  The  Cat sat. ") == "the cat sat"
+def test_normalisation_ignores_case_spacing_punctuation_and_articles():
+    assert normalize("  The  Cat sat. ") == "cat sat"
     assert exact_match("the cat SAT", ["The cat sat."]) == 100
     assert exact_match("the cat", ["The cat sat."]) == 0
 
@@ -51,3 +51,4 @@ def test_latency_percentiles():
     percentiles = latency_percentiles([10, 20, 30, 40, 100])
     assert percentiles["latency_p50_ms"] == 30
     assert percentiles["latency_p95_ms"] == pytest.approx(88)  # 40 + 0.8 * (100 - 40)
+    assert percentiles["latency_p99_ms"] == pytest.approx(97.6)  # 40 + 0.96 * (100 - 40)
