@@ -1,9 +1,11 @@
 """Thin DRF views over the evaluation services."""
-from drf_spectacular.utils import extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from .comparisons import compare_eval_runs
 from .models import EvalRun
 from .serializers import EvalRunCreateSerializer, EvalRunSerializer, PredictionSerializer
 from .services import start_eval_run
@@ -30,3 +32,24 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def predictions(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().predictions.all())
         return self.get_paginated_response(PredictionSerializer(page, many=True).data)
+
+
+class ComparisonViewSet(viewsets.ViewSet):
+    """``GET /api/v1/comparisons/?a=<eval run>&b=<eval run>``: B against A on the same snapshot split,
+    per metric the difference with its paired-bootstrap 95 % interval and p-value, and McNemar's
+    test for exact match (evaluation.comparisons). Runs on different snapshots or splits: 400."""
+
+    queryset = EvalRun.objects.all()  # the permission: view eval runs
+
+    def get_queryset(self):
+        return self.queryset
+
+    @extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
+                   responses=dict)
+    def list(self, request):
+        ids = [request.query_params.get(name, "") for name in ("a", "b")]
+        if not all(i.isascii() and i.isdigit() and len(i) < 19 for i in ids):
+            return Response({"detail": "give two eval run ids: ?a=<id>&b=<id>"}, status=status.HTTP_400_BAD_REQUEST)
+        runs = [get_object_or_404(EvalRun.objects.select_related("snapshot", "model_version"), pk=int(i))
+                for i in ids]
+        return Response(compare_eval_runs(*runs))

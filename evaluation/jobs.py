@@ -11,7 +11,7 @@ from training.choices import ModelVersionKind, RunStatus
 from training.jobs import prepare_torch
 from training.services import base_model_folder, record_base_model_info
 
-from .metrics import latency_percentiles, score_corpus
+from .metrics import latency_percentiles, score_corpus, token_throughput
 from .models import EvalRun, Prediction
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,12 @@ def run_evaluation(eval_run_id: int) -> None:
         "bleu": scores.bleu,
         "chrf": scores.chrf,
         "rouge_l": scores.rouge_l,
+        "confidence_intervals": {name: {"ci_low": value["ci_low"], "ci_high": value["ci_high"]}
+                                 for name, value in scores.corpus.items()},
+        "bootstrap": scores.bootstrap,
         **latency_percentiles([g.latency_ms for g in generations]),
+        **token_throughput([g.output_tokens for g in generations], [g.latency_ms for g in generations]),
+        "mean_input_tokens": sum(g.prompt_tokens for g in generations) / len(generations),
         "mean_output_tokens": sum(g.output_tokens for g in generations) / len(generations),
     }
     with transaction.atomic():

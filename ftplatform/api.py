@@ -2,7 +2,7 @@
 from rest_framework.routers import DefaultRouter
 
 from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
-from evaluation.api import EvalRunViewSet
+from evaluation.api import ComparisonViewSet, EvalRunViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
 router = DefaultRouter()
@@ -15,3 +15,4 @@ router.register("base-models", BaseModelViewSet)
 router.register("training-runs", TrainingRunViewSet)
 router.register("model-versions", ModelVersionViewSet)
 router.register("eval-runs", EvalRunViewSet)
+router.register("comparisons", ComparisonViewSet, basename="comparison")
