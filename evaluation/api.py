@@ -53,3 +53,29 @@ class ComparisonViewSet(viewsets.ViewSet):
         runs = [get_object_or_404(EvalRun.objects.select_related("snapshot", "model_version"), pk=int(i))
                 for i in ids]
         return Response(compare_eval_runs(*runs))
+
+
+class DecisionReportViewSet(viewsets.ViewSet):
+    """``GET /api/v1/decision-reports/?dataset=<id>[&metric=bleu|chrf|rouge_l|exact_match]``: the
+    dataset's fine-tuned model against its prompted baselines (evaluation.decision.decision_report)."""
+
+    queryset = EvalRun.objects.all()  # the permission: view eval runs
+
+    def get_queryset(self):
+        return self.queryset
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True), OpenApiParameter("metric", str)],
+                   responses=dict)
+    def list(self, request):
+        from curation.models import Dataset
+
+        from .decision import decision_report
+
+        dataset_id = request.query_params.get("dataset", "")
+        metric = request.query_params.get("metric", "bleu")
+        if not (dataset_id.isascii() and dataset_id.isdigit() and len(dataset_id) < 19):
+            return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
+        if metric not in ("bleu", "chrf", "rouge_l", "exact_match"):
+            return Response({"detail": "metric must be bleu, chrf, rouge_l or exact_match"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(decision_report(get_object_or_404(Dataset, pk=int(dataset_id)), metric=metric))

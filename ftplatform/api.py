@@ -2,7 +2,7 @@
 from rest_framework.routers import DefaultRouter
 
 from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
-from evaluation.api import ComparisonViewSet, EvalRunViewSet
+from evaluation.api import ComparisonViewSet, DecisionReportViewSet, EvalRunViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
 router = DefaultRouter()
@@ -16,3 +16,4 @@ router.register("training-runs", TrainingRunViewSet)
 router.register("model-versions", ModelVersionViewSet)
 router.register("eval-runs", EvalRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
+router.register("decision-reports", DecisionReportViewSet, basename="decision-report")

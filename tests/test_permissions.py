@@ -118,6 +118,7 @@ API = {
     ("get", "trainingrun-events", "run"): ("401", "403", "403", "ok"),
     ("post", "trainingrun-cancel", "run"): ("401", "403", "403", "ok"),
     ("get", "comparison-list", None): ("401", "403", "403", "ok"),  # engineer: 400 without ?a=&b=
+    ("get", "decision-report-list", None): ("401", "403", "403", "ok"),  # engineer: 400 without ?dataset=
     ("post", "trainingrun-resume", "run"): ("401", "403", "403", "ok"),  # engineer: 409 for a queued run
     ("post", "trainingrun-preflight", None): ("401", "403", "403", "ok"),  # engineer: 400 for an empty body
     ("get", "modelversion-list", None): ("401", "403", "403", "ok"),

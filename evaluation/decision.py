@@ -1,0 +1,198 @@
+"""Human-rating summaries, the pairwise leaderboard, and the decision report: fine-tune or prompt?
+
+The decision report puts a dataset's newest fine-tuned model version next to every prompted
+baseline evaluated on the same snapshot split: quality with confidence intervals and a paired
+significance test, latency, cost per 1,000 requests, the break-even volume, a hybrid-routing
+curve, and a plain-language verdict with its reason.
+"""
+from collections import defaultdict
+
+import numpy as np
+
+from curation.models import Dataset
+from training.choices import ModelVersionKind, RunStatus
+
+from .comparisons import compare_eval_runs
+from .costs import Pricing, break_even, cost_per_1k_requests, training_cost
+from .models import EvalRun, HumanRating, PairwiseJudgment
+from .routing import routing_curve, suggest_threshold
+from .stats import bradley_terry, cohen_kappa, krippendorff_alpha
+
+BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
+
+
+def rating_summary(eval_run: EvalRun) -> dict:
+    """Per criterion: mean Likert score, the number of ratings and raters, and agreement between
+    raters (Cohen's kappa, quadratic weights, when exactly two raters rated common predictions;
+    Krippendorff's alpha, ordinal, for any number), each with a reason instead of NaN when
+    undefined. Returns {} when nobody rated this run."""
+    rows = list(HumanRating.objects.filter(prediction__eval_run=eval_run)
+                .values_list("criterion__name", "rater_id", "prediction_id", "score"))
+    by_criterion = defaultdict(list)
+    for criterion, rater, prediction, score in rows:
+        by_criterion[criterion].append((rater, prediction, score))
+    summary = {}
+    for criterion, ratings in sorted(by_criterion.items()):
+        raters = sorted({r for r, _, _ in ratings})
+        predictions = sorted({p for _, p, _ in ratings})
+        matrix = np.full((len(raters), len(predictions)), np.nan)
+        for rater, prediction, score in ratings:
+            matrix[raters.index(rater), predictions.index(prediction)] = score
+        entry = {"mean": float(np.mean([s for _, _, s in ratings])), "ratings": len(ratings), "raters": len(raters),
+                 "krippendorff_alpha": krippendorff_alpha(matrix, level="ordinal", value_domain=[1, 2, 3, 4, 5])}
+        if len(raters) == 2:
+            both = ~np.isnan(matrix).any(axis=0)
+            entry["cohen_kappa"] = (cohen_kappa(matrix[0, both].astype(int).tolist(),
+                                                matrix[1, both].astype(int).tolist(), weights="quadratic",
+                                                labels=[1, 2, 3, 4, 5])
+                                    if both.any() else {"kappa": None, "reason": "the two raters share no item"})
+        summary[criterion] = entry
+    return summary
+
+
+def leaderboard(dataset: Dataset, *, resamples: int = 200, seed: int = 0) -> dict:
+    """Bradley–Terry ratings of the model versions judged pairwise on ``dataset`` (ties as half
+    wins; evaluation.stats.bradley_terry), best first, with bootstrap intervals."""
+    rows = list(PairwiseJudgment.objects.filter(prediction_a__eval_run__snapshot__dataset=dataset)
+                .values_list("prediction_a__eval_run__model_version_id", "prediction_b__eval_run__model_version_id",
+                             "outcome"))
+    if not rows:
+        return {"judgments": 0, "ratings": []}
+    items = sorted({a for a, _, _ in rows} | {b for _, b, _ in rows})
+    return {"judgments": len(rows), **bradley_terry(rows, items, resamples=resamples, seed=seed)}
+
+
+def _pricing(version) -> Pricing:
+    return Pricing(version.price_per_gpu_hour, version.price_per_million_input_tokens,
+                   version.price_per_million_output_tokens)
+
+
+def _cost_per_1k(run: EvalRun) -> float | None:
+    metrics = run.metrics
+    return cost_per_1k_requests(_pricing(run.model_version), mean_latency_ms=metrics.get("latency_p50_ms", 0.0),
+                                mean_input_tokens=metrics.get("mean_input_tokens", 0.0),
+                                mean_output_tokens=metrics.get("mean_output_tokens", 0.0))
+
+
+def _verdict(difference: dict, metric: str, tuned_cost, baseline_cost) -> tuple[str, str]:
+    low, high, p = difference["ci_low"], difference["ci_high"], difference["p_value"]
+    interval = f"{metric} difference {difference['difference']:+.2f} (95 % CI {low:+.2f} to {high:+.2f}, p = {p:.3g})"
+    if low > 0:
+        if tuned_cost is not None and baseline_cost is not None and tuned_cost > baseline_cost:
+            return "not enough evidence", (f"the fine-tuned model is better ({interval}) but costs more per request "
+                                           f"({tuned_cost:.4g} vs {baseline_cost:.4g} per 1,000)")
+        return "fine-tune", f"the fine-tuned model is better: {interval}"
+    if high < 0:
+        return "keep prompting", f"the prompted model is better: {interval}"
+    return "not enough evidence", f"the interval includes no difference: {interval}; rate or test on more inputs"
+
+
+def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: float | None = None,
+                    resamples: int = 1000, seed: int = 0) -> dict:
+    """The fine-tuned model against its prompted baseline(s) on the dataset's newest evaluated split.
+
+    Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset, and every
+    newest succeeded eval of a prompted or API version on the same snapshot split. ``metric``
+    (bleu, chrf, rouge_l, exact_match) drives the verdict and the routing curve (per-example
+    scores); ``target_quality`` (default: the baseline's mean per-example score) picks the
+    routing threshold.
+
+    Returns a JSON-ready dict; ``{"verdict": "not enough evidence", "reason": ...}`` alone when
+    there is nothing to compare yet.
+    """
+    tuned = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
+                                    model_version__kind=ModelVersionKind.LORA_ADAPTER)
+             .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id").first())
+    if tuned is None:
+        return {"dataset": dataset.name, "verdict": "not enough evidence",
+                "reason": "no fine-tuned model of this dataset has been evaluated yet"}
+    newest = {}
+    for run in (EvalRun.objects.filter(snapshot=tuned.snapshot, split=tuned.split, status=RunStatus.SUCCEEDED,
+                                       model_version__kind__in=BASELINE_KINDS)
+                .select_related("model_version").order_by("-finished_at", "-id")):
+        newest.setdefault(run.model_version_id, run)
+    report = {"dataset": dataset.name, "snapshot_hash": tuned.snapshot.content_hash, "split": tuned.split,
+              "metric": metric, "fine_tuned": _side(tuned), "baselines": []}
+    if not newest:
+        report.update(verdict="not enough evidence",
+                      reason="no prompted baseline was evaluated on the same snapshot split")
+        return report
+    training_run = tuned.model_version.training_run
+    train_cost = training_cost(_pricing(tuned.model_version),
+                               (training_run.metrics or {}).get("wall_seconds") if training_run else None)
+    tuned_cost = _cost_per_1k(tuned)
+    for baseline in newest.values():
+        comparison = compare_eval_runs(baseline, tuned, resamples=resamples, seed=seed)
+        baseline_cost = _cost_per_1k(baseline)
+        verdict, reason = _verdict(comparison["metrics"][metric], metric, tuned_cost, baseline_cost)
+        entry = {**_side(baseline), "comparison": comparison, "verdict": verdict, "reason": reason,
+                 "break_even": break_even(tuned_per_1k=tuned_cost, baseline_per_1k=baseline_cost,
+                                          training=train_cost).to_dict(),
+                 "routing": _routing(tuned, baseline, metric, tuned_cost, baseline_cost, target_quality)}
+        report["baselines"].append(entry)
+    report["fine_tuned"]["training_cost"] = train_cost
+    first = report["baselines"][0]
+    report.update(verdict=first["verdict"], reason=f"against {first['model_version']}: {first['reason']}")
+    return report
+
+
+def _side(run: EvalRun) -> dict:
+    metrics = run.metrics
+    return {
+        "model_version_id": run.model_version_id, "model_version": str(run.model_version),
+        "kind": run.model_version.kind, "eval_run_id": run.pk,
+        "scores": {name: {"score": metrics.get(name), **metrics.get("confidence_intervals", {}).get(name, {})}
+                   for name in ("bleu", "chrf", "rouge_l", "exact_match")},
+        "latency_ms": {k: metrics.get(f"latency_{k}_ms") for k in ("p50", "p95", "p99")},
+        "output_tokens_per_s": metrics.get("output_tokens_per_s"),
+        "cost_per_1k_requests": _cost_per_1k(run),
+        "environment": run.environment,
+        "human_ratings": rating_summary(run),
+    }
+
+
+def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baseline_cost, target) -> dict:
+    fallback = {h: s.get(metric, 0.0) for h, s in baseline.predictions.values_list("input_hash", "scores")}
+    rows = [(c, s.get(metric, 0.0), fallback[h]) for h, c, s in
+            tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob", "scores") if h in fallback]
+    if not rows:
+        return {"points": [], "suggested": None, "reason": "no shared inputs"}
+    if all(c is None for c, _, _ in rows):
+        return {"points": [], "suggested": None,
+                "reason": "the fine-tuned model's predictions carry no confidence (evaluated before it was recorded)"}
+    points = routing_curve([c for c, _, _ in rows], [t for _, t, _ in rows], [f for _, _, f in rows],
+                           tuned_per_1k=tuned_cost, fallback_per_1k=baseline_cost)
+    goal = target if target is not None else sum(f for _, _, f in rows) / len(rows)
+    best = suggest_threshold(points, goal)
+    return {"target_quality": goal, "points": [p.to_dict() for p in points],
+            "suggested": best.to_dict() if best else None}
+
+
+def format_decision_report(report: dict) -> list[str]:
+    """The decision report as terminal lines (the demo and `manage.py report --decision`)."""
+    lines = [f"Decision report: {report['dataset']}" + (f" [{report['split']}], metric {report['metric']}"
+                                                          if "split" in report else "")]
+    if "fine_tuned" not in report or not report.get("baselines"):
+        return lines + [f"  Verdict: {report['verdict']}: {report['reason']}"]
+    tuned = report["fine_tuned"]
+    for side in (tuned, *report["baselines"]):
+        score = side["scores"][report["metric"]]
+        interval = (f" (95 % CI {score['ci_low']:.2f}-{score['ci_high']:.2f})" if score.get("ci_low") is not None
+                    else "")
+        cost = side["cost_per_1k_requests"]
+        lines.append(f"  {side['model_version']}: {report['metric']} {score['score']:.2f}{interval}, "
+                     f"latency p50 {side['latency_ms']['p50']:.0f} ms / p95 {side['latency_ms']['p95']:.0f} ms, "
+                     f"cost per 1,000 requests {'unknown (no price)' if cost is None else f'{cost:.4g}'}")
+    for baseline in report["baselines"]:
+        even = baseline["break_even"]
+        routing = baseline["routing"]
+        lines.append(f"  vs {baseline['model_version']}: {baseline['verdict']}: {baseline['reason']}")
+        lines.append("    break-even: " + (f"{even['monthly_requests']:,.0f} requests a month"
+                                           if even["monthly_requests"] is not None else even["reason"]))
+        if routing.get("suggested"):
+            point = routing["suggested"]
+            lines.append(f"    hybrid routing: {point['label']} sends {100 * point['fallback_share']:.0f} % to the "
+                         f"baseline for {report['metric']} {point['quality']:.2f} "
+                         f"(target {routing['target_quality']:.2f})")
+    lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
+    return lines
