@@ -2,9 +2,10 @@
 from training.choices import ModelVersionKind, RunStatus
 from training.models import ModelVersion
 
+from .decision import leaderboard, rating_summary
 from .models import EvalRun
 
-REPORTED_METRICS = ("bleu", "chrf", "rouge_l", "exact_match", "latency_p50_ms", "latency_p95_ms")
+REPORTED_METRICS = ("bleu", "chrf", "rouge_l", "exact_match", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 
 
 def _lineage(version: ModelVersion) -> dict:
@@ -70,6 +71,7 @@ def model_version_report(version: ModelVersion) -> dict:
             "signatures": eval_run.signatures,
             "baseline": None,
             "difference": {},
+            "human_ratings": rating_summary(eval_run),
         }
         baseline = _latest_baseline_eval(version, eval_run)
         if baseline is not None:
@@ -82,7 +84,12 @@ def model_version_report(version: ModelVersion) -> dict:
                 if name in eval_run.metrics and name in baseline.metrics
             }
         evaluations.append(entry)
-    return {"lineage": _lineage(version), "evaluations": evaluations}
+    report = {"lineage": _lineage(version), "evaluations": evaluations}
+    if version.training_run is not None:
+        board = leaderboard(version.training_run.snapshot.dataset)
+        report["leaderboard"] = {"judgments": board["judgments"],
+                                 "position": next((r for r in board["ratings"] if r["item"] == version.pk), None)}
+    return report
 
 
 def format_report(report: dict) -> str:

@@ -91,3 +91,11 @@ def test_the_leaderboard_ranks_the_version_that_wins_pairs(tuned_vs_prompted):
     board = leaderboard(dataset, resamples=50)
     assert board["judgments"] == prompted.predictions.count()
     assert board["ratings"][0]["item"] == tuned.model_version_id and board["ratings"][0]["rank"] == 1
+
+
+def test_the_report_command_prints_the_decision_report(tuned_vs_prompted, capsys):
+    from django.core.management import call_command
+
+    dataset, _, _ = tuned_vs_prompted
+    call_command("report", "--decision", dataset.name)
+    assert "Verdict: FINE-TUNE" in capsys.readouterr().out

@@ -2,18 +2,34 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.models import Dataset
+from evaluation.decision import decision_report, format_decision_report
 from evaluation.reports import format_report, model_version_report
 from training.models import ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Print a model version's report: lineage and metrics beside the prompted base model's."
+    help = ("Print a model version's report (lineage and metrics beside the prompted base model's), or with "
+            "--decision DATASET the decision report: the fine-tuned model against its prompted baselines.")
 
     def add_arguments(self, parser):
-        parser.add_argument("model_version", type=int)
+        parser.add_argument("model_version", type=int, nargs="?")
+        parser.add_argument("--decision", metavar="DATASET", help="Dataset name or id: the decision report.")
+        parser.add_argument("--metric", default="bleu", choices=["bleu", "chrf", "rouge_l", "exact_match"],
+                            help="The metric the decision report's verdict and routing use.")
         parser.add_argument("--json", dest="as_json", action="store_true", help="Print the report as JSON.")
 
-    def handle(self, *args, model_version, as_json, **options):
+    def handle(self, *args, model_version, decision, metric, as_json, **options):
+        if (model_version is None) == (decision is None):
+            raise CommandError("give a model version id, or --decision DATASET")
+        if decision is not None:
+            dataset = Dataset.objects.filter(name=decision).first() or (
+                Dataset.objects.filter(pk=int(decision)).first() if decision.isdigit() else None)
+            if dataset is None:
+                raise CommandError(f"no dataset named {decision!r}")
+            report = decision_report(dataset, metric=metric)
+            self.stdout.write(json.dumps(report, indent=2) if as_json else "\n".join(format_decision_report(report)))
+            return
         version = ModelVersion.objects.filter(pk=model_version).first()
         if version is None:
             raise CommandError(f"no model version {model_version}")

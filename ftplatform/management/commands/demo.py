@@ -13,6 +13,7 @@ from curation.models import Dataset, Example
 from curation.quality import describe_report
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_examples
+from evaluation.decision import decision_report, format_decision_report
 from evaluation.progress import describe_eval_progress
 from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
@@ -22,7 +23,7 @@ from ftplatform.errors import ServiceError
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.choices import RunStatus
 from training.engine.config import LoraConfig
-from training.models import BaseModel
+from training.models import BaseModel, ModelVersion
 from training.progress import wait_for_training
 from training.services import (
     base_model_token_limits,
@@ -174,5 +175,14 @@ class Command(BaseCommand):
 
         self.step("6/6 Report")
         self.stdout.write(format_report(model_version_report(tuned)))
-        self.stdout.write(f"\nmodel version {tuned.pk}; REST: GET /api/v1/model-versions/{tuned.pk}/report/")
+        # Both models run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
+        # or 1.00 as an illustration) where nobody set a price, so the report can show cost and break-even.
+        price = settings.GPU_HOUR_PRICE or 1.0
+        ModelVersion.objects.filter(pk__in=[prompted.pk, tuned.pk], price_per_gpu_hour__isnull=True,
+                                    price_per_million_input_tokens__isnull=True).update(price_per_gpu_hour=price)
+        self.stdout.write("")
+        for line in format_decision_report(decision_report(dataset)):
+            self.stdout.write(line)
+        self.stdout.write(f"\nmodel version {tuned.pk}; REST: GET /api/v1/model-versions/{tuned.pk}/report/, "
+                          f"GET /api/v1/decision-reports/?dataset={dataset.pk}")
         self.stdout.write(f"demo finished in {time.monotonic() - started:.0f}s")
