@@ -10,8 +10,8 @@ One process, one model load, the variants one after the other on the same inputs
   batched B     training.engine.inference.generate_batched(batch_size=B): inputs sorted by prompt
                 length, left-padded batches of B, one model.generate per batch (KV cache).
 
-Both are greedy with the same max_new_tokens, EOS = the tokenizer's, and both compute each
-answer's mean log-probability (output_logits), so they do the same work per token.
+Both are greedy with the same max_new_tokens, EOS = the tokenizer's, and both record each
+answer's mean log-probability (the same logits processor), so they do the same work per token.
 
 Inputs: the first --inputs distinct inputs (messages before the last) of the E2E NLG chat file, in
 file order, with the dataset's system prompt (the first record's system message) prepended where

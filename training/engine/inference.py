@@ -22,9 +22,9 @@ class Generation:
     latency_ms: float
     prompt_tokens: int
     output_tokens: int
-    # Mean log-probability (natural log) of the generated tokens, EOS included, under the model's
-    # own distribution (raw logits, before any logits processor): a confidence in (-inf, 0].
-    # None when no token was generated (max_new_tokens=0).
+    # Mean log-probability (natural log) of the generated tokens, EOS included, under the
+    # distribution greedy decoding chose them from (the model's, see _GreedyLogprobs): a confidence
+    # in (-inf, 0], the higher the surer. None when no token was generated.
     mean_logprob: float | None = None
 
 
@@ -68,42 +68,59 @@ def _pad_token_id(tokenizer) -> int:
 
 
 def _finish_row(tokenizer, new_tokens, step_logprobs, *, prompt_tokens: int, latency_ms: float) -> Generation:
-    """A Generation from one row's generated ids and the log-probability of each (1-D tensors,
-    same length): cut after the first EOS (what follows is padding of a finished row)."""
+    """A Generation from one row's generated ids and the log-probability of each (1-D tensors;
+    ``step_logprobs`` may be longer): cut after the first EOS (what follows is padding of a finished row)."""
     ids = new_tokens.tolist()
     if tokenizer.eos_token_id in ids:
         ids = ids[:ids.index(tokenizer.eos_token_id) + 1]
-    logprobs = step_logprobs[:len(ids)]
     return Generation(
         text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
         latency_ms=latency_ms,
         prompt_tokens=prompt_tokens,
         output_tokens=len(ids),
-        mean_logprob=float(logprobs.double().mean()) if ids else None,
+        mean_logprob=float(step_logprobs[:len(ids)].double().mean()) if ids else None,
     )
 
 
-def _chosen_logprobs(logits: tuple, new_tokens):
-    """(batch, steps) log-probability of each generated token under the raw logits of its step.
+class _GreedyLogprobs:
+    """A logits processor, last in generate()'s list, that records each step's log-probability of
+    the greedy choice: max(scores) - logsumexp(scores), one (batch,) tensor per step.
 
-    ``logits`` is generate()'s ``output_logits`` (one (batch, vocab) tensor per step): the model's
-    distribution before logits processors, so the confidence does not depend on a repetition
-    penalty or the like in the model's generation_config (greedy picks by the processed scores;
-    without processors they are the same)."""
-    import torch
+    Greedy takes the argmax of exactly the scores this processor returns (unchanged), so the
+    recorded value is the chosen token's log-probability without knowing which token it is, and
+    memory stays O(batch) per step. (generate()'s output_scores / output_logits would keep a
+    (batch, vocab) float32 tensor per step: 16 rows x 49,152 vocab x 4 B x 512 steps = 1.6 GB.)
+    The scores are the model's logits after generate()'s logits processors; greedy decoding of our
+    models adds none (do_sample=False drops temperature/top-k/top-p), so this is the model's own
+    distribution. A generation_config with e.g. repetition_penalty would make it the penalised one.
+    """
 
-    if not logits:
-        return new_tokens.new_zeros(new_tokens.shape, dtype=torch.float32)
-    columns = [torch.log_softmax(step.float(), dim=-1).gather(1, new_tokens[:, i:i + 1])
-               for i, step in enumerate(logits)]
-    return torch.cat(columns, dim=1)
+    def __init__(self):
+        self.steps = []
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores32 = scores.float()
+        self.steps.append(scores32.max(dim=-1).values - torch.logsumexp(scores32, dim=-1))
+        return scores
+
+    def per_row(self, batch: int):
+        """(batch, steps) log-probabilities on the CPU."""
+        import torch
+
+        if not self.steps:
+            return torch.zeros(batch, 0)
+        return torch.stack(self.steps, dim=1).cpu()
 
 
 def _generate(model, tokenizer, input_ids, attention_mask, max_new_tokens: int):
+    """(sequences (batch, prompt + new), (batch, steps) log-probabilities of the new tokens)."""
     import torch
 
+    recorder = _GreedyLogprobs()
     with torch.inference_mode():
-        return model.generate(
+        sequences = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             max_new_tokens=max_new_tokens,
@@ -111,9 +128,9 @@ def _generate(model, tokenizer, input_ids, attention_mask, max_new_tokens: int):
             use_cache=True,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=_pad_token_id(tokenizer),
-            output_logits=True,
-            return_dict_in_generate=True,
+            logits_processor=[recorder],
         )
+    return sequences, recorder.per_row(input_ids.shape[0])
 
 
 def generate_greedy(model, tokenizer, inputs: Iterable[list[dict]], max_new_tokens: int = 64) -> Iterator[Generation]:
@@ -127,10 +144,11 @@ def generate_greedy(model, tokenizer, inputs: Iterable[list[dict]], max_new_toke
         prompt = render_prompt(tokenizer, messages)
         encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         started = time.perf_counter()
-        output = _generate(model, tokenizer, encoded["input_ids"], encoded["attention_mask"], max_new_tokens)
+        sequences, logprobs = _generate(model, tokenizer, encoded["input_ids"], encoded["attention_mask"],
+                                        max_new_tokens)
         latency_ms = (time.perf_counter() - started) * 1000
-        new_tokens = output.sequences[:, encoded["input_ids"].shape[1]:]
-        yield _finish_row(tokenizer, new_tokens[0], _chosen_logprobs(output.logits, new_tokens)[0],
+        new_tokens = sequences[0, encoded["input_ids"].shape[1]:].cpu()
+        yield _finish_row(tokenizer, new_tokens, logprobs[0],
                           prompt_tokens=int(encoded["input_ids"].shape[1]), latency_ms=latency_ms)
 
 
@@ -168,11 +186,9 @@ def generate_batched(model, tokenizer, inputs: Iterable[list[dict]], *, batch_si
         attention_mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in indexes],
                                       dtype=torch.long, device=model.device)
         started = time.perf_counter()
-        output = _generate(model, tokenizer, input_ids, attention_mask, max_new_tokens)
+        sequences, logprobs = _generate(model, tokenizer, input_ids, attention_mask, max_new_tokens)
         latency_ms = (time.perf_counter() - started) * 1000 / len(indexes)
-        new_tokens = output.sequences[:, width:]
-        logprobs = _chosen_logprobs(output.logits, new_tokens).cpu()
-        new_tokens = new_tokens.cpu()
+        new_tokens = sequences[:, width:].cpu()
         for row, index in enumerate(indexes):
             results[index] = _finish_row(tokenizer, new_tokens[row], logprobs[row],
                                          prompt_tokens=len(encoded[index]), latency_ms=latency_ms)
