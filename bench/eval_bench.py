@@ -150,6 +150,7 @@ def main(argv=None) -> int:
     from training.engine.inference import generate_batched, generate_greedy, load_for_inference
 
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     inputs = load_inputs(args.data, args.inputs)
     model, tokenizer = load_for_inference(args.base_model)
     list(generate_greedy(model, tokenizer, inputs[:1], max_new_tokens=4))  # warm-up, untimed
@@ -185,10 +186,12 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(),
     }
     print(f"{len(inputs)} inputs, prompt tokens {min(prompts)}–{max(prompts)}, answer tokens "
           f"{min(lengths)}–{max(lengths)} (mean {sum(lengths) / len(lengths):.1f}), max_new_tokens "
-          f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}\n")
+          f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}, load average before/after "
+          f"{load_before[0]:.2f}/{setup['loadavg_1_5_15_after'][0]:.2f} on {os.cpu_count()} CPUs\n")
     print(markdown(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
