@@ -27,9 +27,10 @@ def split_inputs(snapshot, split: str) -> list[dict]:
     return list(grouped.values())
 
 
-def _generator(version, max_new_tokens: int):
+def _generator(version, max_new_tokens: int, batch_size: int = 1):
     """``(generate(prompts) -> iterator of Generation, environment)`` for a model version: the local
-    model (base + adapter, greedy, batch size 1 for honest latency) or its OpenAI-compatible endpoint."""
+    model (base + adapter, greedy; batch size 1 for honest latency, else batched with the KV cache
+    and amortised latencies) or its OpenAI-compatible endpoint (one request per input)."""
     if version.kind == ModelVersionKind.OPENAI_COMPATIBLE:
         from .backends import OpenAICompatibleBackend
 
@@ -39,15 +40,19 @@ def _generator(version, max_new_tokens: int):
                 {"backend": "openai_compatible", "base_url": version.base_url, "model": version.remote_model})
     import torch
 
-    from training.engine.inference import generate_greedy, load_for_inference
+    from training.engine.inference import generate_batched, generate_greedy, load_for_inference
 
     prepare_torch()
     folder = base_model_folder(version.base_model)
     record_base_model_info(version.base_model, folder)
     model, tokenizer = load_for_inference(folder, Path(version.adapter_path) if version.adapter_path else None)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return (lambda prompts: generate_greedy(model, tokenizer, prompts, max_new_tokens),
-            {"backend": "local", "device": device, "torch_threads": torch.get_num_threads(), "batch_size": 1})
+    environment = {"backend": "local", "device": device, "torch_threads": torch.get_num_threads(),
+                   "batch_size": batch_size}
+    if batch_size > 1:
+        return (lambda prompts: iter(generate_batched(model, tokenizer, prompts, batch_size=batch_size,
+                                                      max_new_tokens=max_new_tokens)), environment)
+    return lambda prompts: generate_greedy(model, tokenizer, prompts, max_new_tokens), environment
 
 
 def run_evaluation(eval_run_id: int) -> None:
@@ -60,7 +65,8 @@ def run_evaluation(eval_run_id: int) -> None:
         inputs = split_inputs(run.snapshot, run.split)
         EvalRun.objects.filter(pk=run.pk).update(total=len(inputs))
         prompts = [with_system_prompt(entry["input_messages"], version.system_prompt) for entry in inputs]
-        generate, environment = _generator(version, run.generation["max_new_tokens"])
+        generate, environment = _generator(version, run.generation["max_new_tokens"],
+                                           run.generation.get("batch_size", 1))
         EvalRun.objects.filter(pk=run.pk).update(environment=environment)
         generations = []
         progress = tqdm(generate(prompts), total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
