@@ -28,7 +28,7 @@ from .formats import parse_column_mapping
 from .imports import describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .quality import describe_report
-from .schemas import output_schema_validator
+from .schemas import check_evaluation_settings, output_schema_validator
 from .selectors import dataset_progress
 from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
@@ -43,6 +43,14 @@ def _table(columns: list[str], rows: list[dict]) -> str:
 
 
 class DatasetForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            check_evaluation_settings(cleaned.get("language", "en"), cleaned.get("regex_checks") or {})
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return cleaned
+
     def clean_output_json_schema(self):
         value = self.cleaned_data["output_json_schema"]
         if value is not None:

@@ -28,6 +28,10 @@ class Dataset(models.Model):
     )
     guidelines = models.TextField(blank=True, help_text="Annotation guidelines (Markdown).")
     output_json_schema = models.JSONField(null=True, blank=True)
+    language = models.CharField(max_length=16, default="en",
+                                help_text="ISO 639-1 code of the outputs: BLEU's tokenizer, exact match's articles.")
+    regex_checks = models.JSONField(default=dict, blank=True,
+                                    help_text='Evaluation checks on every output: {"name": "regex", ...}.')
     approvals_required = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text="Distinct reviewers who must approve an example (in one review round).",

@@ -6,6 +6,8 @@ the server fetch internal URLs or read local files. Every validator here is buil
 ``referencing`` registry that refuses to retrieve anything, so ``$ref`` resolves only inside
 the schema itself (and to the JSON Schema meta-schemas jsonschema ships).
 """
+import re
+
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from referencing import Registry
@@ -64,3 +66,23 @@ def schema_errors(validator, value) -> list:
         return list(validator.iter_errors(value))
     except Unresolvable as exc:
         raise ValueError(f"the schema's $ref cannot be resolved: {exc}") from None
+
+
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def check_evaluation_settings(language: str, regex_checks) -> None:
+    """A dataset's evaluation settings: an ISO 639 language code (e.g. "en", "zh", "pt-BR") and
+    regex checks {name: pattern} (compiled by evaluation.metrics.compile_regex_checks, the same
+    function evaluation scores them with).
+
+    Raises:
+        ValueError: naming the setting and, for a check, its name and the compile error.
+    """
+    from evaluation.metrics import compile_regex_checks
+
+    if not isinstance(language, str) or not LANGUAGE_CODE.match(language):
+        raise ValueError(f"language must be an ISO 639 code such as en, zh or pt-BR, got {language!r}")
+    if not isinstance(regex_checks, dict) or not all(isinstance(v, str) for v in regex_checks.values()):
+        raise ValueError('regex_checks must be an object of name -> pattern strings, e.g. {"has_price": "\\d"}')
+    compile_regex_checks(regex_checks)

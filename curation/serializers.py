@@ -4,7 +4,7 @@ from rest_framework import serializers
 from .choices import ImportFormat
 from .formats import check_json_value
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport
-from .schemas import output_schema_validator
+from .schemas import check_evaluation_settings, output_schema_validator
 from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
 from .splits import MAX_SEED
 
@@ -22,10 +22,19 @@ class DatasetSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from exc
         return value
 
+    def validate(self, attrs):
+        language = attrs.get("language", getattr(self.instance, "language", "en"))
+        checks = attrs.get("regex_checks", getattr(self.instance, "regex_checks", {}))
+        try:
+            check_evaluation_settings(language, checks)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return attrs
+
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema",
-                  "approvals_required", "reviewers", "blind_annotation", "created_by", "created_at"]
+        fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema", "language",
+                  "regex_checks", "approvals_required", "reviewers", "blind_annotation", "created_by", "created_at"]
         read_only_fields = ["created_by", "created_at"]
 
 

@@ -57,7 +57,7 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
 
 def run_evaluation(eval_run_id: int) -> None:
     """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
-    run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot"))
+    run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot__dataset"))
     if run is None:
         return
     try:
@@ -73,7 +73,10 @@ def run_evaluation(eval_run_id: int) -> None:
         for done, generation in enumerate(progress, start=1):
             generations.append(generation)
             EvalRun.objects.filter(pk=run.pk).update(done=done)
-        scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs])
+        dataset = run.snapshot.dataset
+        scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs],
+                              language=dataset.language or "en", output_schema=dataset.output_json_schema,
+                              regex_checks=dataset.regex_checks or None)
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
         jobrows.fail(run, exc)
@@ -85,6 +88,8 @@ def run_evaluation(eval_run_id: int) -> None:
         "bleu": scores.bleu,
         "chrf": scores.chrf,
         "rouge_l": scores.rouge_l,
+        **{name: value["score"] for name, value in scores.corpus.items()
+           if name.startswith(("json", "regex:"))},  # the dataset's own checks
         "confidence_intervals": {name: {"ci_low": value["ci_low"], "ci_high": value["ci_high"]}
                                  for name, value in scores.corpus.items()},
         "bootstrap": scores.bootstrap,

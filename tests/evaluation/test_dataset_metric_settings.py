@@ -1,0 +1,38 @@
+"""A dataset's evaluation settings (language, regex checks, output schema) reach the metrics."""
+import pytest
+
+from curation.models import Dataset
+from evaluation.services import start_eval_run
+from tests.factories import EngineerFactory, tiny_base_model
+from tests.test_api import client_for
+from tests.training.test_runs import snapshot_of
+from training.choices import RunStatus
+from training.services import prompted_model_version
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fields, message", [
+    ({"language": "english"}, "language must be an ISO 639 code"),
+    ({"regex_checks": {"price": "(unclosed"}}, "regex check 'price': pattern '(unclosed' does not compile"),
+    ({"regex_checks": ["\\\\d"]}, "regex_checks must be an object of name -> pattern strings"),
+])
+def test_bad_evaluation_settings_are_400s_naming_them(fields, message):
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", **fields}, format="json")
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not Dataset.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_eval_scores_the_dataset_regex_checks(e2e_records, tiny_model_dir, run_jobs):
+    snapshot = snapshot_of(e2e_records[:60])
+    Dataset.objects.filter(pk=snapshot.dataset_id).update(language="en", regex_checks={"any_text": ".",
+                                                                                       "never": "^zzz$"})
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "")
+    run = start_eval_run(version, snapshot, by=EngineerFactory(), generation={"max_new_tokens": 4})
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.metrics["regex:never"] == 0.0
+    assert "regex:any_text" in run.metrics["confidence_intervals"]
+    assert all("regex:never" in p.scores for p in run.predictions.all())
