@@ -15,6 +15,7 @@ from ftplatform.admin_tools import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     VisibleHistoryAdmin,
+    admin_page,
     apply_to_each,
     comment_action,
 )
@@ -180,7 +181,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     def get_urls(self):
         def view(function):
-            return self.admin_site.admin_view(lambda request, *args, **kwargs: function(self, request, *args, **kwargs))
+            return admin_page(self, function)
 
         return [
             path("review/", view(admin_views.review_next_view), name="curation_example_review_next"),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ftplatform.admin_tools import ReadOnlyInline
+from ftplatform.admin_tools import ReadOnlyInline, admin_page
 
 from . import admin_views
 from .models import EvalRun, Prediction, RatingCriterion
@@ -24,10 +24,7 @@ class EvalRunAdmin(admin.ModelAdmin):
         return False  # started from the API or the evaluate command
 
     def get_urls(self):
-        def view(function):
-            return self.admin_site.admin_view(lambda request, *args, **kwargs: function(self, request, *args, **kwargs))
-
-        return [*admin_views.rating_urls(self, view), *super().get_urls()]
+        return [*admin_views.rating_urls(self, lambda function: admin_page(self, function)), *super().get_urls()]
 
     def _metric(self, obj, name):
         value = obj.metrics.get(name)

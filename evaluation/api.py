@@ -5,6 +5,8 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from ftplatform.rest import id_param
+
 from .comparisons import compare_eval_runs
 from .models import EvalRun
 from .serializers import EvalRunCreateSerializer, EvalRunSerializer, PredictionSerializer
@@ -47,11 +49,10 @@ class ComparisonViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
                    responses=dict)
     def list(self, request):
-        ids = [request.query_params.get(name, "") for name in ("a", "b")]
-        if not all(i.isascii() and i.isdigit() and len(i) < 19 for i in ids):
+        ids = [id_param(request, name) for name in ("a", "b")]
+        if None in ids:
             return Response({"detail": "give two eval run ids: ?a=<id>&b=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        runs = [get_object_or_404(EvalRun.objects.select_related("snapshot", "model_version"), pk=int(i))
-                for i in ids]
+        runs = [get_object_or_404(EvalRun.objects.select_related("snapshot", "model_version"), pk=i) for i in ids]
         return Response(compare_eval_runs(*runs))
 
 
@@ -71,11 +72,11 @@ class DecisionReportViewSet(viewsets.ViewSet):
 
         from .decision import decision_report
 
-        dataset_id = request.query_params.get("dataset", "")
+        dataset_id = id_param(request, "dataset")
         metric = request.query_params.get("metric", "bleu")
-        if not (dataset_id.isascii() and dataset_id.isdigit() and len(dataset_id) < 19):
+        if dataset_id is None:
             return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
         if metric not in ("bleu", "chrf", "rouge_l", "exact_match"):
             return Response({"detail": "metric must be bleu, chrf, rouge_l or exact_match"},
                             status=status.HTTP_400_BAD_REQUEST)
-        return Response(decision_report(get_object_or_404(Dataset, pk=int(dataset_id)), metric=metric))
+        return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id), metric=metric))

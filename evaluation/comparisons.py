@@ -6,15 +6,12 @@ from .metrics import compare_systems
 from .models import EvalRun
 
 
-def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: int = 0) -> dict:
-    """System B against system A (e.g. the fine-tuned model against the prompted base) on the
-    inputs both answered: per metric the two corpus scores, the difference b - a with its 95 %
-    paired-bootstrap interval and p-value (Koehn 2004; evaluation.metrics.compare_systems), and
-    McNemar's exact test for exact match, with the number of inputs, resamples and seed.
+def check_comparable(a: EvalRun, b: EvalRun) -> None:
+    """The one rule for putting two eval runs side by side (automatic comparisons and blind pairs):
+    two different runs, both succeeded, on the same snapshot split.
 
     Raises:
-        ServiceError: the runs are the same, not both succeeded, or on different snapshots or
-            splits (the message names both), or share no input.
+        ServiceError: naming the runs and what differs.
     """
     if a.pk == b.pk:
         raise ServiceError("compare two different eval runs")
@@ -25,6 +22,19 @@ def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: in
         raise ServiceError(f"eval runs {a.pk} and {b.pk} are on different snapshots or splits "
                            f"(snapshot {a.snapshot_id} [{a.split}] vs snapshot {b.snapshot_id} [{b.split}]): "
                            "their scores are not comparable")
+
+
+def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: int = 0) -> dict:
+    """System B against system A (e.g. the fine-tuned model against the prompted base) on the
+    inputs both answered: per metric the two corpus scores, the difference b - a with its 95 %
+    paired-bootstrap interval and p-value (Koehn 2004; evaluation.metrics.compare_systems), and
+    McNemar's exact test for exact match, with the number of inputs, resamples and seed.
+
+    Raises:
+        ServiceError: the runs are the same, not both succeeded, or on different snapshots or
+            splits (the message names both), or share no input.
+    """
+    check_comparable(a, b)
     b_outputs = dict(b.predictions.values_list("input_hash", "output"))
     rows = [(h, out, refs) for h, out, refs in a.predictions.order_by("id").values_list("input_hash", "output",
                                                                                          "references")

@@ -15,6 +15,7 @@ from ftplatform.errors import Conflict, ServiceError
 from ftplatform.roles import require_permission
 from training.choices import RunStatus
 
+from .comparisons import check_comparable
 from .models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
 
 PAIR_SALT = "evaluation.pairwise"
@@ -72,14 +73,9 @@ def record_ratings(prediction: Prediction, scores: dict[str, int], *, by, commen
 
 
 def _comparable(eval_a: EvalRun, eval_b: EvalRun) -> None:
-    if eval_a.pk == eval_b.pk or eval_a.model_version_id == eval_b.model_version_id:
+    if eval_a.model_version_id == eval_b.model_version_id:
         raise ServiceError("a pairwise comparison needs eval runs of two different model versions")
-    if (eval_a.snapshot_id, eval_a.split) != (eval_b.snapshot_id, eval_b.split):
-        raise ServiceError(f"eval runs {eval_a.pk} and {eval_b.pk} are on different snapshots or splits "
-                           f"({eval_a.snapshot_id}/{eval_a.split} vs {eval_b.snapshot_id}/{eval_b.split})")
-    for run in (eval_a, eval_b):
-        if run.status != RunStatus.SUCCEEDED:
-            raise ServiceError(f"eval run {run.pk} is {run.status}; only succeeded runs can be compared")
+    check_comparable(eval_a, eval_b)
 
 
 def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Random | None = None):

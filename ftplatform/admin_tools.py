@@ -92,3 +92,10 @@ class VisibleHistoryAdmin(SimpleHistoryAdmin):
             raise PermissionDenied("history is read-only: change objects through their workflow")
         self._require_visible(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+def admin_page(model_admin, function):
+    """``function(model_admin, request, *args)`` as an admin URL view: login, staff and CSRF as for the
+    admin's own pages (``admin_site.admin_view``). Used by the custom pages' ``get_urls``."""
+    return model_admin.admin_site.admin_view(
+        lambda request, *args, **kwargs: function(model_admin, request, *args, **kwargs))

@@ -64,3 +64,10 @@ class IdCursorPagination(IntegerCursorPagination):
             return None
         rows = queryset.in_bulk([row["id"] for row in ids])
         return [rows[row["id"]] for row in ids]
+
+
+def id_param(request, name: str) -> int | None:
+    """Query parameter ``name`` as a database id (a non-negative integer that fits a bigint), or None
+    when it is missing or not one; views answer 400 naming it then."""
+    value = request.query_params.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
