@@ -62,14 +62,17 @@ def leaderboard(dataset: Dataset, *, resamples: int = 200, seed: int = 0) -> dic
     return {"judgments": len(rows), **bradley_terry(rows, items, resamples=resamples, seed=seed)}
 
 
-def _pricing(version) -> Pricing:
+def pricing_of(version) -> Pricing:
+    """A model version's prices (per GPU-hour, per million input and output tokens; any may be None)."""
     return Pricing(version.price_per_gpu_hour, version.price_per_million_input_tokens,
                    version.price_per_million_output_tokens)
 
 
-def _cost_per_1k(run: EvalRun) -> float | None:
+def eval_run_cost_per_1k(run: EvalRun) -> float | None:
+    """Cost of 1,000 requests like the eval run's (its p50 latency, mean tokens) at its model
+    version's prices (evaluation.costs.cost_per_1k_requests); None without a price."""
     metrics = run.metrics
-    return cost_per_1k_requests(_pricing(run.model_version), mean_latency_ms=metrics.get("latency_p50_ms", 0.0),
+    return cost_per_1k_requests(pricing_of(run.model_version), mean_latency_ms=metrics.get("latency_p50_ms", 0.0),
                                 mean_input_tokens=metrics.get("mean_input_tokens", 0.0),
                                 mean_output_tokens=metrics.get("mean_output_tokens", 0.0))
 
@@ -97,6 +100,10 @@ def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: f
     scores); ``target_quality`` (default: the baseline's mean per-example score) picks the
     routing threshold.
 
+    Baselines are listed strongest first (by ``metric``); the overall verdict is
+    ``overall_verdict`` of the per-baseline ones. Each side carries its score distribution
+    (``score_distribution``), and the report the dataset's pairwise ``leaderboard``.
+
     Returns a JSON-ready dict; ``{"verdict": "not enough evidence", "reason": ...}`` alone when
     there is nothing to compare yet.
     """
@@ -112,31 +119,65 @@ def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: f
                 .select_related("model_version").order_by("-finished_at", "-id")):
         newest.setdefault(run.model_version_id, run)
     report = {"dataset": dataset.name, "snapshot_hash": tuned.snapshot.content_hash, "split": tuned.split,
-              "metric": metric, "fine_tuned": _side(tuned), "baselines": []}
+              "metric": metric, "fine_tuned": _side(tuned, metric), "baselines": []}
     if not newest:
         report.update(verdict="not enough evidence",
                       reason="no prompted baseline was evaluated on the same snapshot split")
         return report
     training_run = tuned.model_version.training_run
-    train_cost = training_cost(_pricing(tuned.model_version),
+    train_cost = training_cost(pricing_of(tuned.model_version),
                                (training_run.metrics or {}).get("wall_seconds") if training_run else None)
-    tuned_cost = _cost_per_1k(tuned)
+    tuned_cost = eval_run_cost_per_1k(tuned)
     for baseline in newest.values():
         comparison = compare_eval_runs(baseline, tuned, resamples=resamples, seed=seed)
-        baseline_cost = _cost_per_1k(baseline)
+        baseline_cost = eval_run_cost_per_1k(baseline)
         verdict, reason = _verdict(comparison["metrics"][metric], metric, tuned_cost, baseline_cost)
-        entry = {**_side(baseline), "comparison": comparison, "verdict": verdict, "reason": reason,
+        entry = {**_side(baseline, metric), "comparison": comparison, "verdict": verdict, "reason": reason,
                  "break_even": break_even(tuned_per_1k=tuned_cost, baseline_per_1k=baseline_cost,
                                           training=train_cost).to_dict(),
                  "routing": _routing(tuned, baseline, metric, tuned_cost, baseline_cost, target_quality)}
         report["baselines"].append(entry)
+    # The strongest baseline first: it is the one a team would otherwise prompt.
+    report["baselines"].sort(key=lambda b: -(b["scores"][metric]["score"] or 0.0))
     report["fine_tuned"]["training_cost"] = train_cost
-    first = report["baselines"][0]
-    report.update(verdict=first["verdict"], reason=f"against {first['model_version']}: {first['reason']}")
+    verdict, reason = overall_verdict(report["baselines"])
+    report.update(verdict=verdict, reason=reason, leaderboard=leaderboard(dataset))
     return report
 
 
-def _side(run: EvalRun) -> dict:
+def overall_verdict(baselines: list[dict]) -> tuple[str, str]:
+    """One verdict from the per-baseline ones (each ``{"model_version", "verdict", "reason"}``,
+    strongest baseline first). Conservative: "fine-tune" only when the fine-tuned model wins
+    against every baseline; "keep prompting" when any baseline is significantly better (the
+    strongest such named); otherwise "not enough evidence", naming the baselines it could not
+    separate from. Raises ValueError on an empty list."""
+    if not baselines:
+        raise ValueError("no baselines to decide between")
+    losing = [b for b in baselines if b["verdict"] == "keep prompting"]
+    if losing:
+        return "keep prompting", f"against {losing[0]['model_version']}: {losing[0]['reason']}"
+    unsure = [b for b in baselines if b["verdict"] != "fine-tune"]
+    if unsure:
+        return "not enough evidence", "; ".join(f"against {b['model_version']}: {b['reason']}" for b in unsure)
+    if len(baselines) == 1:
+        return "fine-tune", f"against {baselines[0]['model_version']}: {baselines[0]['reason']}"
+    return "fine-tune", (f"better than all {len(baselines)} baselines; against the strongest, "
+                         f"{baselines[0]['model_version']}: {baselines[0]['reason']}")
+
+
+SCORE_BINS = list(range(0, 101, 10))  # per-example scores are 0-100
+
+
+def score_distribution(run: EvalRun, metric: str) -> dict:
+    """Histogram of ``run``'s per-example ``metric`` scores (0-100) in ten bins of width 10 (the
+    last includes 100): ``{"bins": [0, 10, ..., 100], "counts": [10 ints]}``. Predictions without
+    that score are left out (numpy.histogram)."""
+    scores = [s[metric] for s in run.predictions.values_list("scores", flat=True) if s.get(metric) is not None]
+    counts, _ = np.histogram(scores, bins=SCORE_BINS)
+    return {"bins": SCORE_BINS, "counts": counts.tolist()}
+
+
+def _side(run: EvalRun, metric: str) -> dict:
     metrics = run.metrics
     return {
         "model_version_id": run.model_version_id, "model_version": str(run.model_version),
@@ -145,9 +186,10 @@ def _side(run: EvalRun) -> dict:
                    for name in ("bleu", "chrf", "rouge_l", "exact_match")},
         "latency_ms": {k: metrics.get(f"latency_{k}_ms") for k in ("p50", "p95", "p99")},
         "output_tokens_per_s": metrics.get("output_tokens_per_s"),
-        "cost_per_1k_requests": _cost_per_1k(run),
+        "cost_per_1k_requests": eval_run_cost_per_1k(run),
         "environment": run.environment,
         "human_ratings": rating_summary(run),
+        "distribution": score_distribution(run, metric),
     }
 
 

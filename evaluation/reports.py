@@ -2,7 +2,8 @@
 from training.choices import ModelVersionKind, RunStatus
 from training.models import ModelVersion
 
-from .decision import leaderboard, rating_summary
+from .costs import training_cost
+from .decision import eval_run_cost_per_1k, leaderboard, pricing_of, rating_summary
 from .models import EvalRun
 
 REPORTED_METRICS = ("bleu", "chrf", "rouge_l", "exact_match", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
@@ -27,6 +28,7 @@ def _lineage(version: ModelVersion) -> dict:
             "metrics": run.metrics,
             "trained_tokens": run.trained_tokens,
             "environment": run.environment,
+            "training_cost": training_cost(pricing_of(version), (run.metrics or {}).get("wall_seconds")),
         }
     return lineage
 
@@ -52,7 +54,9 @@ def model_version_report(version: ModelVersion) -> dict:
 
     Returns a JSON-ready dict: ``lineage`` and ``evaluations``, a list of
     ``{snapshot_id, snapshot_hash, split, eval_run_id, metrics, baseline: {...} | None,
-    difference: {metric: model - baseline}}``. Only the newest succeeded eval per snapshot split counts.
+    difference: {metric: model - baseline}, human_ratings, cost_per_1k_requests}``; a fine-tuned
+    version's ``lineage.training_run`` carries its ``training_cost`` (None without a GPU-hour price).
+    Only the newest succeeded eval per snapshot split counts.
     """
     evaluations, seen = [], set()
     runs = (EvalRun.objects.filter(model_version=version, status=RunStatus.SUCCEEDED)
@@ -72,6 +76,7 @@ def model_version_report(version: ModelVersion) -> dict:
             "baseline": None,
             "difference": {},
             "human_ratings": rating_summary(eval_run),
+            "cost_per_1k_requests": eval_run_cost_per_1k(eval_run),
         }
         baseline = _latest_baseline_eval(version, eval_run)
         if baseline is not None:

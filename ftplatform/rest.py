@@ -7,13 +7,16 @@ from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import ServiceError
 
 
 def exception_handler(exc, context):
     """Service errors become 400/403/409 with their message; the rest is DRF's handling."""
+    # Imported here: DRF's views module reads DEFAULT_PARSER_CLASSES (this module) when it loads,
+    # and the admin imports this module (id_param) before DRF's views are loaded.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, ServiceError):
         return Response({"detail": str(exc)}, status=exc.status_code)
     return drf_exception_handler(exc, context)
@@ -67,7 +70,8 @@ class IdCursorPagination(IntegerCursorPagination):
 
 
 def id_param(request, name: str) -> int | None:
-    """Query parameter ``name`` as a database id (a non-negative integer that fits a bigint), or None
-    when it is missing or not one; views answer 400 naming it then."""
-    value = request.query_params.get(name, "")
+    """Query parameter ``name`` of a DRF or a plain Django request as a database id (a non-negative
+    integer that fits a bigint), or None when it is missing or not one; views answer 400 naming it
+    then, admin pages show their chooser."""
+    value = getattr(request, "query_params", request.GET).get(name, "")
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

@@ -188,6 +188,9 @@ ADMIN = {
     ("evaluation_evalrun_rate", None): ("login", "403", "ok", "403"),  # raters and reviewers rate, blind
     ("evaluation_evalrun_pairwise", None): ("login", "403", "ok", "403"),
     ("evaluation_ratingcriterion_changelist", None): ("login", "403", "ok", "ok"),
+    ("evaluation_evalrun_decision", None): ("login", "403", "403", "ok"),  # reports: engineers
+    ("evaluation_evalrun_compare", None): ("login", "403", "403", "ok"),
+    ("evaluation_evalrun_model_report", "version"): ("login", "403", "403", "ok"),
     ("auth_user_changelist", None): ("login", "403", "403", "403"),
     ("auth_group_changelist", None): ("login", "403", "403", "403"),
     ("authtoken_tokenproxy_changelist", None): ("login", "403", "403", "403"),

@@ -1,5 +1,6 @@
 """Thin admin over the training services."""
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -99,9 +100,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
 class ModelVersionAdmin(admin.ModelAdmin):
     """Only the display name can change: what answered an evaluation must stay what it was."""
 
-    list_display = ["id", "name", "kind", "base_model", "training_run", "created_at"]
+    list_display = ["id", "name", "kind", "base_model", "training_run", "created_at", "report"]
     list_filter = ["kind"]
-    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "created_at"]
+    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "created_at", "report"]
+
+    @admin.display(description="Report")
+    def report(self, obj):
+        # The page belongs to the evaluation admin (evaluation.admin_reports); linked by URL name only.
+        return format_html('<a href="{}">report</a>', reverse("admin:evaluation_evalrun_model_report", args=[obj.pk]))
 
     def has_add_permission(self, request):
         return False  # created by training runs, or as a prompted base by the API and `evaluate --prompted-base`

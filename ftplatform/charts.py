@@ -1,0 +1,222 @@
+"""Small inline SVG charts for the admin pages: line charts (loss curves, the routing curve) and
+grouped bar charts (score distributions).
+
+Hand-written SVG rather than a charting library: no JavaScript charting library is vendored, the
+admin must work offline and without JavaScript, and axes, lines, bars and a legend fit in a page
+of code. Axes and text use the page's text colour (``currentColor``), so charts read in the
+admin's light and dark themes. Every text is escaped (``format_html``), so callers may mark the
+result safe.
+"""
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.utils.html import format_html
+
+Point = tuple[float, float]
+
+# Matplotlib's "tab10" colours, in order: distinct, and readable on light and dark backgrounds.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 28, 36
+TICKS = 5
+
+
+@dataclass
+class Series:
+    """One line of a line chart. ``name`` is its legend text and its CSS class (polyline
+    ``class="<name>"``, markers ``class="<name>-marker"``); ``titles`` (one per point) are the
+    markers' tooltips. A series of one point always gets a marker: a line of one point is invisible."""
+
+    name: str
+    points: Sequence[Point]
+    colour: str = PALETTE[0]
+    dashes: str = ""
+    markers: bool = False
+    titles: Sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class Frame:
+    """The plot area of a chart and the mapping from data to SVG coordinates."""
+
+    width: int
+    height: int
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+
+    @property
+    def left(self):
+        return MARGIN_LEFT
+
+    @property
+    def right(self):
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def top(self):
+        return MARGIN_TOP
+
+    @property
+    def bottom(self):
+        return self.height - MARGIN_BOTTOM
+
+    def x(self, value: float) -> float:
+        low, high = self.x_range
+        return self.left + (value - low) / (high - low) * (self.right - self.left)
+
+    def y(self, value: float) -> float:
+        low, high = self.y_range
+        return self.bottom - (value - low) / (high - low) * (self.bottom - self.top)
+
+
+def padded_range(values: Sequence[float]) -> tuple[float, float]:
+    """(low, high) around ``values`` with 5 % room, never of zero width."""
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.05 or (abs(high) * 0.1 or 1.0)
+    return low - pad, high + pad
+
+
+def _open(frame: Frame, css_class: str, title: str) -> list[str]:
+    return [format_html(
+        '<svg class="{}" xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}" '
+        'role="img" font-family="sans-serif" font-size="11" style="max-width:100%;height:auto">'
+        '<title>{}</title>', css_class, frame.width, frame.height, frame.width, frame.height, title)]
+
+
+def _axes(frame: Frame, x_label: str, y_label: str, y_format: Callable[[float], str]) -> list[str]:
+    """The two axes, the y tick marks with labels, and both axis labels (x ticks are the caller's)."""
+    parts = [format_html('<path d="M{} {}V{}H{}" fill="none" stroke="currentColor"/>',
+                         frame.left, frame.top, frame.bottom, frame.right)]
+    low, high = frame.y_range
+    for i in range(TICKS):
+        value = low + i * (high - low) / (TICKS - 1)
+        y = frame.y(value)
+        parts.append(format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor"/>'
+                                 '<text x="{}" y="{}" text-anchor="end" fill="currentColor">{}</text>',
+                                 frame.left - 4, f"{y:.1f}", frame.left, f"{y:.1f}", frame.left - 6, f"{y + 4:.1f}",
+                                 y_format(value)))
+    middle = (frame.top + frame.bottom) / 2
+    parts.append(format_html('<text x="{}" y="{}" text-anchor="middle" fill="currentColor">{}</text>'
+                             '<text x="12" y="{}" text-anchor="middle" fill="currentColor" '
+                             'transform="rotate(-90 12 {})">{}</text>',
+                             (frame.left + frame.right) / 2, frame.height - 4, x_label, middle, middle, y_label))
+    return parts
+
+
+def _x_tick(frame: Frame, value: float, label: str) -> str:
+    x = frame.x(value)
+    return format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor"/>'
+                       '<text x="{}" y="{}" text-anchor="middle" fill="currentColor">{}</text>',
+                       f"{x:.1f}", frame.bottom, f"{x:.1f}", frame.bottom + 4, f"{x:.1f}", frame.bottom + 16, label)
+
+
+def _legend(frame: Frame, entries: Sequence[tuple[str, str, str]], swatch: str = "line") -> list[str]:
+    """(name, colour, dashes) entries in a row above the plot, ending at its right edge."""
+    parts, x = [], frame.right
+    for name, colour, dashes in reversed(entries):
+        x -= 28 + 7 * len(name)
+        if swatch == "line":
+            parts.append(format_html('<line x1="{}" y1="12" x2="{}" y2="12" stroke="{}" stroke-width="2" '
+                                     'stroke-dasharray="{}"/>', x, x + 18, colour, dashes or "none"))
+        else:
+            parts.append(format_html('<rect x="{}" y="6" width="12" height="12" fill="{}"/>', x + 3, colour))
+        parts.append(format_html('<text x="{}" y="16" fill="currentColor">{}</text>', x + 22, name))
+    return parts
+
+
+def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_label: str, css_class: str = "chart",
+                   width: int = 640, height: int = 240, x_range: tuple[float, float] | None = None,
+                   y_range: tuple[float, float] | None = None, integer_x: bool = False,
+                   x_format: Callable[[float], str] = "{:.3g}".format,
+                   y_format: Callable[[float], str] = "{:.3g}".format,
+                   reference: tuple[float, str] | None = None, empty: str = "nothing to draw yet") -> str:
+    """An SVG line chart: one polyline per series (dashed where ``dashes`` is set, with a marker on
+    each point where ``markers``), axes with ``TICKS`` tick labels, and a legend.
+
+    Args:
+        series: the lines; non-finite points are skipped, and a series left empty is not drawn
+            (it stays in the legend). ``titles``, when given, has one entry per point.
+        x_range / y_range: fixed axis ranges (default: the data's, padded on y).
+        integer_x: x ticks at whole numbers (steps).
+        reference: (y, label) draws a dotted horizontal line, e.g. a target quality.
+        empty: the plain text returned (instead of an SVG) when no finite point is left.
+    Returns:
+        SVG markup, width × height pixels (scales down to the page's width), or ``empty``.
+    """
+    drawn = []
+    for line in series:
+        titles = list(line.titles) or [f"{line.name}: {y:.4g} at {x:.4g}" for x, y in line.points]
+        kept = [(point, text) for point, text in zip(line.points, titles, strict=True)
+                if math.isfinite(point[0]) and math.isfinite(point[1])]
+        if kept:
+            drawn.append((line, [point for point, _ in kept], [text for _, text in kept]))
+    if not drawn:
+        return empty
+    xs = [x for _, points, _ in drawn for x, _ in points]
+    ys = [y for _, points, _ in drawn for _, y in points] + ([reference[0]] if reference else [])
+    if x_range is None:
+        x_range = (min(0, *xs), max(xs) or 1)
+    frame = Frame(width, height, x_range, y_range or padded_range(ys))
+    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format)
+    low, high = frame.x_range
+    ticks = [low + i * (high - low) / (TICKS - 1) for i in range(TICKS)]
+    for value in (sorted({round(t) for t in ticks}) if integer_x else ticks):
+        parts.append(_x_tick(frame, value, str(value) if integer_x else x_format(value)))
+    if reference is not None:
+        y = frame.y(reference[0])
+        parts.append(format_html('<line class="reference" x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" '
+                                 'stroke-dasharray="1 3"><title>{}</title></line>',
+                                 frame.left, f"{y:.1f}", frame.right, f"{y:.1f}", reference[1]))
+    for line, points, titles in drawn:
+        coordinates = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in points)
+        parts.append(format_html('<polyline class="{}" points="{}" fill="none" stroke="{}" stroke-width="2"'
+                                 ' stroke-dasharray="{}"/>', line.name, coordinates, line.colour,
+                                 line.dashes or "none"))
+        if line.markers or len(points) == 1:
+            for (x, y), text in zip(points, titles, strict=True):
+                parts.append(format_html('<circle class="{}-marker" cx="{}" cy="{}" r="3" fill="{}"><title>{}</title>'
+                                         '</circle>', line.name, f"{frame.x(x):.1f}", f"{frame.y(y):.1f}",
+                                         line.colour, text))
+    parts += _legend(frame, [(s.name, s.colour, s.dashes) for s in series])
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequence[float]]], *, title: str,
+                  x_label: str, y_label: str, css_class: str = "chart", width: int = 640, height: int = 240,
+                  y_format: Callable[[float], str] = "{:.3g}".format, empty: str = "nothing to draw yet") -> str:
+    """An SVG grouped bar chart: for each category (e.g. a score bin) one bar per group (e.g. a
+    model), side by side in the group's colour (``PALETTE`` in order), with a legend.
+
+    Args:
+        categories: the x labels, left to right.
+        groups: (name, values) with one value ≥ 0 per category; bars have ``class="bar"`` and
+            ``data-group="<name>"``, and a tooltip with the value.
+    Returns:
+        SVG markup, or ``empty`` when there is no group or no category.
+    Raises:
+        ValueError: a group's values and the categories differ in length.
+    """
+    if not categories or not groups:
+        return empty
+    for name, values in groups:
+        if len(values) != len(categories):
+            raise ValueError(f"group {name!r} has {len(values)} values for {len(categories)} categories")
+    top = max((v for _, values in groups for v in values), default=0) or 1
+    frame = Frame(width, height, (0, len(categories)), (0, top * 1.05))
+    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format)
+    slot = (frame.right - frame.left) / len(categories)
+    bar = slot * 0.8 / len(groups)
+    for i, category in enumerate(categories):
+        parts.append(_x_tick(frame, i + 0.5, category))
+        for j, (name, values) in enumerate(groups):
+            x = frame.left + i * slot + slot * 0.1 + j * bar
+            y = frame.y(values[i])
+            parts.append(format_html('<rect class="bar" data-group="{}" x="{}" y="{}" width="{}" height="{}" '
+                                     'fill="{}"><title>{}</title></rect>', name, f"{x:.1f}", f"{y:.1f}",
+                                     f"{bar:.1f}", f"{frame.bottom - y:.1f}", PALETTE[j % len(PALETTE)],
+                                     f"{name}, {category}: {values[i]:g}"))
+    parts += _legend(frame, [(name, PALETTE[j % len(PALETTE)], "") for j, (name, _) in enumerate(groups)],
+                     swatch="box")
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,200 @@
+"""The report pages in the admin (decision report, model report, comparison) with their charts,
+and the verdict across several baselines."""
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.urls import reverse
+
+from evaluation.admin_reports import routing_chart, routing_rows
+from evaluation.decision import decision_report, overall_verdict, score_distribution
+from evaluation.models import EvalRun, PairwiseJudgment, Prediction
+from ftplatform.charts import bar_chart_svg
+from tests.factories import EngineerFactory, RaterFactory
+from training.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svgs(page: str, css_class: str) -> list[ET.Element]:
+    """Every inline <svg class="css_class"> of the page, parsed."""
+    found, start = [], 0
+    while (start := page.find(f'<svg class="{css_class}"', start)) != -1:
+        end = page.index("</svg>", start) + len("</svg>")
+        found.append(ET.fromstring(page[start:end]))
+        start = end
+    return found
+
+
+def bar_heights(root: ET.Element, group: str) -> list[float]:
+    return [float(bar.get("height")) for bar in root.iter(f"{SVG}rect") if bar.get("data-group") == group]
+
+
+@pytest.fixture
+def engineer(client):
+    client.force_login(EngineerFactory())
+    return client
+
+
+def add_baseline(tuned: EvalRun, name: str, *, perfect: bool) -> EvalRun:
+    """Another prompted version evaluated on the same snapshot split: right on every input, or never."""
+    version = ModelVersion.objects.create(name=name, kind="prompted_base", base_model=tuned.model_version.base_model,
+                                          system_prompt=name, price_per_gpu_hour=1.0)
+    run = EvalRun.objects.create(model_version=version, snapshot=tuned.snapshot, split=tuned.split,
+                                 status="succeeded", metrics={"latency_p50_ms": 900.0, "bleu": 100.0 if perfect else 0})
+    for prediction in tuned.predictions.all():
+        Prediction.objects.create(eval_run=run, input_hash=prediction.input_hash,
+                                  input_messages=prediction.input_messages, references=prediction.references,
+                                  output=prediction.references[0] if perfect else "?", latency_ms=1.0,
+                                  prompt_tokens=3, output_tokens=4, scores={"bleu": 100.0 if perfect else 0.0})
+    return run
+
+
+def test_the_decision_page_shows_the_verdict_tables_and_charts(engineer, tuned_vs_prompted):
+    dataset, prompted, tuned = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
+    assert "Verdict: FINE-TUNE" in page and "the fine-tuned model is better" in page
+    assert prompted.model_version.name in page and tuned.model_version.name in page
+    (distribution,) = svgs(page, "score-distribution")
+    n, wrong = tuned.predictions.count(), len(range(0, tuned.predictions.count(), 4))
+    # Ten bins; the tuned model's wrong answers in 0-10 and its right ones in 90-100, scaled alike.
+    tuned_bars = bar_heights(distribution, tuned.model_version.name)
+    assert len(tuned_bars) == 10 and all(h == 0 for h in tuned_bars[1:9])
+    assert tuned_bars[9] / tuned_bars[0] == pytest.approx((n - wrong) / wrong, rel=0.02)
+    prompted_bars = bar_heights(distribution, prompted.model_version.name)
+    assert prompted_bars[2] > 0 and sum(prompted_bars) == prompted_bars[2]  # every score is 20
+    (curve,) = svgs(page, "routing-curve")
+    report = decision_report(dataset)
+    points = report["baselines"][0]["routing"]["points"]
+    assert len(curve.findall(f"{SVG}circle[@class='thresholds-marker']")) == len(points)
+    assert len(curve.findall(f"{SVG}circle[@class='suggested-marker']")) == 1
+    assert curve.find(f"{SVG}line[@class='reference']") is not None  # the target quality
+    assert "never fall back (suggested)" in page and "Break-even" in page and "McNemar" in page
+
+
+def test_the_decision_page_names_models_in_the_leaderboard_and_shows_ratings(engineer, tuned_vs_prompted):
+    dataset, prompted, tuned = tuned_vs_prompted
+    rater = RaterFactory()
+    for a, b in zip(prompted.predictions.order_by("id"), tuned.predictions.order_by("id"), strict=True):
+        PairwiseJudgment.objects.create(prediction_a=a, prediction_b=b, rater=rater, left="a", outcome="b")
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
+    board = page[page.index('id="ft-leaderboard"'):]
+    assert board.index(tuned.model_version.name) < board.index(prompted.model_version.name)  # the winner first
+    assert "Nobody has rated these predictions yet" in page
+
+
+def test_the_decision_page_without_a_dataset_offers_the_evaluated_ones(engineer, tuned_vs_prompted):
+    dataset, _, _ = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + "?dataset=x&metric=nonsense").content.decode()
+    assert f'<option value="{dataset.pk}">{dataset.name}</option>' in page and "Verdict" not in page
+    missing = engineer.get(reverse("admin:evaluation_evalrun_decision") + "?dataset=999999")
+    assert missing.status_code == 404
+
+
+def test_an_unknown_metric_falls_back_to_bleu(engineer, tuned_vs_prompted):
+    dataset, _, _ = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision")
+                        + f"?dataset={dataset.pk}&metric=<b>rouge").content.decode()
+    assert "<b>rouge" not in page and "metric bleu" in page and '<option value="bleu" selected>' in page
+
+
+def test_the_strongest_baseline_comes_first_and_decides(tuned_vs_prompted):
+    dataset, prompted, tuned = tuned_vs_prompted
+    add_baseline(tuned, "big-prompted-model", perfect=True)
+    report = decision_report(dataset, resamples=200)
+    assert [b["model_version"] for b in report["baselines"]][0] == "big-prompted-model"
+    # Beating the weak baseline is not enough: the perfect one is never beaten.
+    assert report["baselines"][1]["verdict"] == "fine-tune"
+    assert report["verdict"] != "fine-tune" and "against big-prompted-model" in report["reason"]
+
+
+@pytest.mark.parametrize("verdicts, expected, names", [
+    (["fine-tune"], "fine-tune", ["m0"]),
+    (["fine-tune", "fine-tune"], "fine-tune", ["strongest, m0"]),
+    (["fine-tune", "not enough evidence"], "not enough evidence", ["m1"]),
+    (["not enough evidence", "keep prompting"], "keep prompting", ["m1"]),
+    (["keep prompting", "fine-tune"], "keep prompting", ["m0"]),
+    (["not enough evidence", "fine-tune", "not enough evidence"], "not enough evidence", ["m0", "m2"]),
+])
+def test_the_overall_verdict_is_fine_tune_only_against_every_baseline(verdicts, expected, names):
+    baselines = [{"model_version": f"m{i}", "verdict": v, "reason": f"reason {i}"} for i, v in enumerate(verdicts)]
+    verdict, reason = overall_verdict(baselines)
+    assert verdict == expected
+    assert all(name in reason for name in names)
+    assert not any(f"m{i}" in reason for i in range(len(verdicts)) if not any(f"m{i}" in n for n in names))
+
+
+def test_there_is_no_verdict_without_baselines():
+    with pytest.raises(ValueError):
+        overall_verdict([])
+
+
+def test_score_distribution_counts_scores_in_tenths_with_100_in_the_last(tuned_vs_prompted):
+    _, _, tuned = tuned_vs_prompted
+    Prediction.objects.filter(pk=tuned.predictions.first().pk).update(scores={"bleu": 10.0})
+    Prediction.objects.filter(pk=tuned.predictions.last().pk).update(scores={})  # no score: left out
+    counts = score_distribution(tuned, "bleu")["counts"]
+    assert len(counts) == 10 and counts[1] == 1 and sum(counts) == tuned.predictions.count() - 1
+    assert counts[9] == sum(1 for s in tuned.predictions.values_list("scores", flat=True) if s.get("bleu") == 100)
+
+
+def test_routing_rows_keep_about_eleven_points_and_the_suggested_one():
+    points = [{"label": f"p{i}", "fallback_share": i / 100, "quality": float(i), "cost_per_1k": None,
+               "threshold": None} for i in range(101)]
+    rows = routing_rows({"points": points, "suggested": points[37]})
+    shares = [round(row["percent"]) for row in rows]
+    assert shares == [0, 10, 20, 30, 37, 40, 50, 60, 70, 80, 90, 100]
+    assert [row["label"] for row in rows if row["suggested"]] == ["p37"]
+    assert routing_rows({"points": [], "reason": "no shared inputs"}) == []
+    assert routing_chart({"points": [], "reason": "no shared inputs"}, "bleu") == "no shared inputs"
+
+
+def test_bar_chart_heights_are_proportional_and_text_is_escaped():
+    root = ET.fromstring(bar_chart_svg(["a", "b"], [("<m>", [2, 4])], title="t & <u>", x_label="x", y_label="y"))
+    low, high = bar_heights(root, "<m>")
+    assert high == pytest.approx(2 * low, rel=0.01) and root.find(f"{SVG}title").text == "t & <u>"
+    assert bar_chart_svg([], [], title="t", x_label="x", y_label="y", empty="nothing") == "nothing"
+    with pytest.raises(ValueError, match="group 'g' has 1 values for 2 categories"):
+        bar_chart_svg(["a", "b"], [("g", [1])], title="t", x_label="x", y_label="y")
+
+
+def test_the_model_report_page_shows_lineage_metrics_cost_and_distribution(engineer, tuned_vs_prompted):
+    dataset, prompted, tuned = tuned_vs_prompted
+    tuned.metrics = {**tuned.metrics, "confidence_intervals": {"bleu": {"ci_low": 60.0, "ci_high": 90.0}}}
+    tuned.save()
+    version = tuned.model_version
+    page = engineer.get(reverse("admin:evaluation_evalrun_model_report", args=[version.pk])).content.decode()
+    assert f"Model report: {version.name}" in page and "(60.0–90.0)" in page
+    assert "cost per 1,000 requests 0.2500" in page  # 0.9 s a request at 1.00 per GPU-hour
+    (chart,) = svgs(page, "score-distribution")
+    assert len(bar_heights(chart, "BLEU")) == 10
+    assert f"?a={prompted.pk}&amp;b={tuned.pk}\">Paired comparison with {prompted.model_version.name}" in page
+    change = engineer.get(reverse("admin:training_modelversion_change", args=[version.pk])).content.decode()
+    assert reverse("admin:evaluation_evalrun_model_report", args=[version.pk]) in change
+    assert engineer.get(reverse("admin:evaluation_evalrun_model_report", args=[999999])).status_code == 404
+
+
+def test_the_comparison_page_and_the_compare_action(engineer, tuned_vs_prompted):
+    _, prompted, tuned = tuned_vs_prompted
+    url = reverse("admin:evaluation_evalrun_compare")
+    page = engineer.get(f"{url}?a={prompted.pk}&b={tuned.pk}").content.decode()
+    assert "paired bootstrap" in page and "McNemar" in page and len(svgs(page, "score-distribution")) == 1
+    assert "Compare the two selected" in engineer.get(url).content.decode()
+    other = add_baseline(tuned, "other", perfect=False)
+    EvalRun.objects.filter(pk=other.pk).update(split="test")
+    refused = engineer.get(f"{url}?a={prompted.pk}&b={other.pk}")
+    assert refused.status_code == 200 and "different snapshots or splits" in refused.content.decode()
+
+    changelist = reverse("admin:evaluation_evalrun_changelist")
+    one = engineer.post(changelist, {"action": "compare_selected", "_selected_action": [tuned.pk]}, follow=True)
+    assert "Select exactly two eval runs to compare (got 1)" in one.content.decode()
+    two = engineer.post(changelist, {"action": "compare_selected", "_selected_action": [tuned.pk, prompted.pk]})
+    assert two.status_code == 302 and two.url == f"{url}?a={min(tuned.pk, prompted.pk)}&b={max(tuned.pk, prompted.pk)}"
+
+
+def test_the_eval_run_page_draws_its_score_distribution_and_links_the_reports(engineer, tuned_vs_prompted):
+    dataset, _, tuned = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_change", args=[tuned.pk])).content.decode()
+    (chart,) = svgs(page, "score-distribution")
+    assert len(bar_heights(chart, "BLEU")) == 10
+    assert f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}" in page
