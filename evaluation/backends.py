@@ -79,7 +79,10 @@ class OpenAICompatibleBackend:
         # every request, to whatever server this is: a backend sends only what it is configured with.
         self._client.organization = None
         self._client.project = None
-        self._ask_logprobs = True  # turned off when the server refuses requests that ask for logprobs
+        # What requests carry, adapted once when the server refuses a parameter (see request_options).
+        self._ask_logprobs = True
+        self._tokens_parameter = "max_tokens"
+        self._send_temperature = True
 
     def __repr__(self) -> str:
         return (f"OpenAICompatibleBackend(base_url={self.base_url!r}, model={self.model!r}, "
@@ -112,8 +115,13 @@ class OpenAICompatibleBackend:
           Servers that omit ``usage`` (or a field of it) get 0: such counts are unknown, not zero, and
           token costs computed from them are too low.
         - ``mean_logprob``: the mean log-probability of the answer's tokens when the server returns
-          ``logprobs`` (they are asked for); None when it returns none. A server that answers 400 to a
-          request asking for logprobs is asked again without, and not asked for them again.
+          ``logprobs`` (they are asked for); None when it returns none.
+
+        Servers differ in the parameters they accept, and a 400 says which one: a request is sent
+        again, and later ones adapted, when the server refuses ``max_tokens`` and asks for
+        ``max_completion_tokens`` (OpenAI's reasoning models), refuses ``temperature`` (those
+        models accept only their default, so decoding is then not greedy), or refuses any other
+        request that asks for logprobs. ``request_options`` says what was sent in the end.
 
         Raises ``BackendError`` (lazily, when the failing input is reached)."""
         for messages in messages_list:
@@ -124,13 +132,13 @@ class OpenAICompatibleBackend:
     def _complete(self, messages: list[dict], max_new_tokens: int, temperature: float) -> Generation:
         started = time.perf_counter()
         try:
-            try:
-                raw = self._create(messages, max_new_tokens, temperature, logprobs=self._ask_logprobs)
-            except openai.BadRequestError:
-                if not self._ask_logprobs:
-                    raise
-                raw = self._create(messages, max_new_tokens, temperature, logprobs=False)
-                self._ask_logprobs = False  # the 400 was the logprobs: this server does not give them
+            while True:  # at most one retry per adaptable parameter: _adapt turns each off once
+                try:
+                    raw = self._create(messages, max_new_tokens, temperature)
+                    break
+                except openai.BadRequestError as exc:
+                    if not self._adapt(exc):
+                        raise
             completion = raw.parse()
             latency_ms = _elapsed_ms(raw, started)
         except openai.APIStatusError as exc:
@@ -145,10 +153,39 @@ class OpenAICompatibleBackend:
             raise self._error(f"{self._who} failed: {exc}") from None
         return self._generation(completion, latency_ms)
 
-    def _create(self, messages, max_new_tokens, temperature, *, logprobs: bool):
-        extra = {"logprobs": True} if logprobs else {}
-        return self._client.chat.completions.with_raw_response.create(
-            model=self.model, messages=messages, max_tokens=max_new_tokens, temperature=temperature, **extra)
+    def _create(self, messages, max_new_tokens, temperature):
+        options = {self._tokens_parameter: max_new_tokens}
+        if self._send_temperature:
+            options["temperature"] = temperature
+        if self._ask_logprobs:
+            options["logprobs"] = True
+        return self._client.chat.completions.with_raw_response.create(model=self.model, messages=messages,
+                                                                      **options)
+
+    def _adapt(self, exc: "openai.BadRequestError") -> bool:
+        """Change what requests carry after a 400 that names a refused parameter (by the error's
+        ``param`` or its message); False when nothing is left to change (the 400 stands)."""
+        body = exc.body if isinstance(exc.body, dict) else {}
+        param = str(body.get("param") or "")
+        message = str(body.get("message") or exc.message or "")
+        if self._tokens_parameter == "max_tokens" and "max_completion_tokens" in message:
+            self._tokens_parameter = "max_completion_tokens"
+        elif self._send_temperature and (param == "temperature" or "'temperature'" in message):
+            self._send_temperature = False
+        elif self._ask_logprobs:
+            self._ask_logprobs = False  # this server does not give them, or refused something unnamed
+        else:
+            return False
+        return True
+
+    @property
+    def request_options(self) -> dict:
+        """What requests carry after any adaptation: ``{"tokens_parameter": "max_tokens" or
+        "max_completion_tokens", "temperature": "as asked" or "server default", "logprobs": bool}``.
+        Recorded with an eval run: "server default" temperature means decoding was not greedy."""
+        return {"tokens_parameter": self._tokens_parameter,
+                "temperature": "as asked" if self._send_temperature else "server default",
+                "logprobs": self._ask_logprobs}
 
     def _generation(self, completion, latency_ms: float) -> Generation:
         try:

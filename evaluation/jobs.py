@@ -36,8 +36,14 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
 
         backend = OpenAICompatibleBackend(version.base_url, version.remote_model, version.api_key_env or None)
         backend.check()  # the worker's environment must hold the key: fail before generating anything
-        return (lambda prompts: backend.generate(prompts, max_new_tokens=max_new_tokens),
-                {"backend": "openai_compatible", "base_url": version.base_url, "model": version.remote_model})
+        environment = {"backend": "openai_compatible", "base_url": version.base_url, "model": version.remote_model,
+                       "request": backend.request_options}
+
+        def generate_remote(prompts):
+            yield from backend.generate(prompts, max_new_tokens=max_new_tokens)
+            environment["request"] = backend.request_options  # after any adaptation to the server
+
+        return generate_remote, environment
     import torch
 
     from training.engine.inference import generate_batched, generate_greedy, load_for_inference
@@ -107,6 +113,6 @@ def run_evaluation(eval_run_id: int) -> None:
             for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
         ])
         jobrows.finish(
-            run, RunStatus.SUCCEEDED, metrics=metrics,
+            run, RunStatus.SUCCEEDED, metrics=metrics, environment=environment,
             signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
         )

@@ -11,6 +11,8 @@ background thread, on a free port. Its attributes set its behaviour and may be c
 - ``logprobs``: [(token, logprob), ...] returned as choices[0].logprobs.content when a request asks
   ``logprobs: true`` (default None: the server returns none, like a server that does not support them);
   ``reject_logprobs``: answer 400 to any request that asks for logprobs;
+- ``reasoning``: behave like OpenAI's reasoning models: 400 (with OpenAI's messages and ``param``) to
+  ``max_tokens`` (they take ``max_completion_tokens``), to any ``temperature`` but 1, and to logprobs;
 - ``malformed``: "not_json" (200 with a text body) or "no_choices" (200 JSON without choices);
 - ``expected_key``: when set, requests whose Authorization header is not "Bearer <key>" get a 401 whose
   message repeats the key received (as careless servers do), so tests can check it never reaches users;
@@ -42,6 +44,7 @@ class FakeOpenAI:
         self.usage = True
         self.logprobs: list[tuple[str, float]] | None = None
         self.reject_logprobs = False
+        self.reasoning = False
         self.malformed: str | None = None
         self.expected_key: str | None = None
         self.requests: list[dict] = []
@@ -83,8 +86,9 @@ class FakeOpenAI:
 
     # -- answers -------------------------------------------------------------------------------------
 
-    def _error(self, status: int, message: str, error_type: str = "server_error") -> tuple[int, dict, dict]:
-        body = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+    def _error(self, status: int, message: str, error_type: str = "server_error", param: str | None = None,
+               code: str | None = None) -> tuple[int, dict, dict]:
+        body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
         return status, body, {"retry-after-ms": "1"}  # retries in tests wait 1 ms, not the client's 0.5 s+
 
     def _should_fail(self) -> bool:
@@ -117,7 +121,15 @@ class FakeOpenAI:
             return self._error(400, "messages is required", "invalid_request_error")
         if body.get("model") not in self.models:
             return self._error(404, f"The model `{body.get('model')}` does not exist.", "invalid_request_error")
-        if body.get("logprobs") and self.reject_logprobs:
+        if self.reasoning and "max_tokens" in body:
+            return self._error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                               "'max_completion_tokens' instead.", "invalid_request_error", "max_tokens",
+                               "unsupported_parameter")
+        if self.reasoning and body.get("temperature", 1) != 1:
+            return self._error(400, f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                               "this model. Only the default (1) value is supported.", "invalid_request_error",
+                               "temperature", "unsupported_value")
+        if body.get("logprobs") and (self.reject_logprobs or self.reasoning):
             return self._error(400, "logprobs is not supported with this model.", "invalid_request_error")
         if self.malformed == "not_json":
             return 200, "<html>surprise</html>", {}

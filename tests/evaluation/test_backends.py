@@ -171,3 +171,28 @@ def test_the_fake_lists_its_models(fake_openai):
 
     client = OpenAI(base_url=fake_openai.base_url, api_key="x", max_retries=0)
     assert [m.id for m in client.models.list()] == ["fake-model"]
+
+
+def test_a_reasoning_model_gets_max_completion_tokens_and_its_default_temperature(fake_openai):
+    """OpenAI's reasoning models refuse max_tokens, any temperature but their default, and logprobs:
+    each 400 adapts the request once, later inputs are sent adapted, and request_options says so."""
+    fake_openai.reasoning = True
+    backend = backend_for(fake_openai)
+    assert backend.request_options == {"tokens_parameter": "max_tokens", "temperature": "as asked", "logprobs": True}
+    generations = ask(backend, "one", "two", max_new_tokens=7)
+    assert [g.text for g in generations] == ["echo: one", "echo: two"]
+    bodies = [r["body"] for r in fake_openai.completion_requests]
+    assert len(bodies) == 5  # three refusals for the first input, then one request each
+    assert bodies[-1]["max_completion_tokens"] == 7 and "max_tokens" not in bodies[-1]
+    assert "temperature" not in bodies[-1] and "logprobs" not in bodies[-1]
+    assert backend.request_options == {"tokens_parameter": "max_completion_tokens", "temperature": "server default",
+                                       "logprobs": False}
+
+
+def test_a_400_that_no_adaptation_explains_is_reported(fake_openai):
+    fake_openai.status, fake_openai.error_message = 400, "context too long"
+    backend = backend_for(fake_openai)
+    with pytest.raises(BackendError, match="HTTP 400 Bad Request: context too long"):
+        ask(backend, "hi")
+    assert len(fake_openai.completion_requests) == 2  # once as configured, once without logprobs
+    assert backend.request_options["tokens_parameter"] == "max_tokens"

@@ -34,7 +34,8 @@ def test_a_remote_version_answers_every_test_input_and_is_scored(e2e_records, fa
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.environment == {"backend": "openai_compatible", "base_url": fake_openai.base_url,
-                               "model": "fake-model"}
+                               "model": "fake-model", "request": {"tokens_parameter": "max_tokens",
+                                                                  "temperature": "as asked", "logprobs": True}}
     predictions = list(run.predictions.all())
     assert predictions and all(p.output == "The Eagle is a coffee shop." for p in predictions)
     assert all(p.mean_logprob == pytest.approx(-0.2) for p in predictions)
@@ -75,3 +76,22 @@ def test_bad_remote_versions_are_400s_naming_the_field(fields, message):
     assert client_for(ReviewerFactory()).post(
         "/api/v1/model-versions/", {"kind": "openai_compatible", "system_prompt": "", **fields},
         format="json").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_eval_of_a_reasoning_model_records_that_decoding_was_the_servers_default(e2e_records, fake_openai,
+                                                                                     run_jobs):
+    fake_openai.reasoning = True
+    engineer = EngineerFactory()
+    response = client_for(engineer).post("/api/v1/model-versions/", {
+        "kind": "openai_compatible", "name": "reasoner", "base_url": fake_openai.base_url,
+        "remote_model": "fake-model", "system_prompt": "Describe the venue."}, format="json")
+    assert response.status_code == 201, response.content
+    version = ModelVersion.objects.get(pk=response.json()["id"])
+    run = start_eval_run(version, snapshot_of(e2e_records[:30]), by=engineer)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.environment["request"] == {"tokens_parameter": "max_completion_tokens",
+                                          "temperature": "server default", "logprobs": False}
+    assert all(p.mean_logprob is None for p in run.predictions.all())
