@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
 from curation.imports import describe_batch, import_examples
@@ -185,4 +186,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(f"\nmodel version {tuned.pk}; REST: GET /api/v1/model-versions/{tuned.pk}/report/, "
                           f"GET /api/v1/decision-reports/?dataset={dataset.pk}")
+        self.stdout.write(f"admin (manage.py runserver, sign in as an engineer): "
+                          f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}, "
+                          f"{reverse('admin:evaluation_evalrun_model_report', args=[tuned.pk])}")
         self.stdout.write(f"demo finished in {time.monotonic() - started:.0f}s")
