@@ -127,6 +127,8 @@ def format_report(report: dict) -> str:
             if baseline and name in baseline["metrics"]:
                 row += f"{baseline['metrics'][name]:>15.2f}{entry['difference'][name]:>+12.2f}"
             lines.append(row)
+        cost = entry.get("cost_per_1k_requests")
+        lines.append(f"    cost per 1,000 requests: {'unknown (no price)' if cost is None else f'{cost:.4g}'}")
         lines.append(f"    BLEU signature: {entry['signatures'].get('bleu', '')}")
         lines.append(f"    chrF signature: {entry['signatures'].get('chrf', '')}")
         if baseline:

@@ -5,8 +5,10 @@ from django.contrib.auth.models import Group
 from curation.choices import ExampleStatus
 from curation.formats import content_hash, input_hash
 from curation.models import Dataset, Example
+from curation.snapshots import approve_snapshot, create_snapshot
+from evaluation.models import EvalRun, Prediction, RatingCriterion
 from ftplatform.roles import ANNOTATOR, ENGINEER, RATER, REVIEWER
-from training.models import BaseModel
+from training.models import BaseModel, ModelVersion
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -81,3 +83,31 @@ def engineer_and_reviewer(**kwargs):
     user = EngineerFactory(**kwargs)
     user.groups.add(Group.objects.get(name=REVIEWER))
     return user
+
+
+def two_eval_runs():
+    """A dataset "venues" with two rating criteria (correctness, fluency) and two succeeded eval runs
+    on its snapshot's train split, one per model version ("secret-prompted-model", then
+    "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>".
+    Returns ``(dataset, [prompted_run, tuned_run])``."""
+    dataset = DatasetFactory(name="venues")
+    for i in range(12):
+        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED,
+                       messages=conversation(f"name: Venue {i}", f"Venue {i} is a pub."))
+    snapshot = approve_snapshot(create_snapshot(dataset, by=EngineerFactory())[0], by=ReviewerFactory())
+    for name in ("correctness", "fluency"):
+        RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
+    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    runs = []
+    for label in ("prompted", "tuned"):
+        version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,
+                                              system_prompt=label)
+        run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split="train", status="succeeded")
+        for item in snapshot.items.filter(split="train"):
+            Prediction.objects.get_or_create(
+                eval_run=run, input_hash=item.input_hash,
+                defaults={"input_messages": item.messages[:-1], "references": [item.messages[-1]["content"]],
+                          "output": f"{label} says {item.messages[0]['content']}", "latency_ms": 1.0,
+                          "prompt_tokens": 3, "output_tokens": 4})
+        runs.append(run)
+    return dataset, runs

@@ -2,61 +2,20 @@
 writes an example with the structured editor and submits it, a reviewer rejects it with a
 comment using the keyboard, the annotator fixes it, the reviewer approves it, and the
 example's history shows every step."""
-import os
-import shutil
-
 import pytest
 
 from curation.models import Example
 from tests.factories import AnnotatorFactory, DatasetFactory, ReviewerFactory
 
-CHROMIUM = os.environ.get("FTPLATFORM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-PASSWORD = "correct horse battery staple"
-
-pytestmark = [
-    pytest.mark.browser,
-    # .ci/run installs chromium and sets FTPLATFORM_REQUIRE_BROWSER=1, so there a missing browser fails.
-    pytest.mark.skipif(not CHROMIUM and not os.environ.get("FTPLATFORM_REQUIRE_BROWSER"),
-                       reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it"),
-]
-
-
-@pytest.fixture
-def browser():
-    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
-    # test itself between page actions are still synchronous and safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-
-
-def signed_in(browser, live_server, user):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(15000)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    return page
-
 
 @pytest.mark.django_db(transaction=True)
-def test_write_reject_fix_approve_in_the_admin(browser, live_server):
+def test_write_reject_fix_approve_in_the_admin(signed_in, live_server):
     dataset = DatasetFactory(name="e2e", guidelines="One sentence; mention every attribute.")
     annotator = AnnotatorFactory(username="ann")
     reviewer = ReviewerFactory(username="rita")
-    for user in (annotator, reviewer):
-        user.set_password(PASSWORD)
-        user.save()
 
     # The annotator writes an example in the structured editor and submits it.
-    ann = signed_in(browser, live_server, annotator)
+    ann = signed_in(annotator)
     ann.goto(f"{live_server.url}/admin/curation/example/add/")
     ann.select_option("#id_dataset", str(dataset.pk))
     ann.fill("textarea[name=form-0-content]", "name[Aromi], eatType[pub], area[riverside]")
@@ -71,7 +30,7 @@ def test_write_reject_fix_approve_in_the_admin(browser, live_server):
     assert example.status == "submitted"
 
     # The reviewer opens the queue and rejects with a comment, from the keyboard.
-    rev = signed_in(browser, live_server, reviewer)
+    rev = signed_in(reviewer)
     rev.goto(f"{live_server.url}/admin/curation/example/review/")
     assert "Aromi is a pub." in rev.inner_text("#ft-conversation")
     assert "mention every attribute" in rev.content()

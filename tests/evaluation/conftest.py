@@ -1,11 +1,9 @@
 import pytest
 
-from curation.choices import ExampleStatus
-from curation.snapshots import approve_snapshot, create_snapshot
-from evaluation.models import EvalRun, Prediction, RatingCriterion
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory, conversation
+from evaluation.models import Prediction
+from tests.factories import two_eval_runs
 from tests.fake_openai import FakeOpenAI
-from training.models import BaseModel, ModelVersion
+from training.models import ModelVersion
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -22,28 +20,9 @@ def fake_openai(monkeypatch):
 
 @pytest.fixture
 def two_runs():
-    """A dataset with two criteria and two succeeded eval runs (two model versions) on one snapshot split."""
-    dataset = DatasetFactory(name="venues")
-    for i in range(12):
-        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED,
-                       messages=conversation(f"name: Venue {i}", f"Venue {i} is a pub."))
-    snapshot = approve_snapshot(create_snapshot(dataset, by=EngineerFactory())[0], by=ReviewerFactory())
-    for name in ("correctness", "fluency"):
-        RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
-    runs = []
-    for label in ("prompted", "tuned"):
-        version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,
-                                              system_prompt=label)
-        run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split="train", status="succeeded")
-        for item in snapshot.items.filter(split="train"):
-            Prediction.objects.get_or_create(
-                eval_run=run, input_hash=item.input_hash,
-                defaults={"input_messages": item.messages[:-1], "references": [item.messages[-1]["content"]],
-                          "output": f"{label} says {item.messages[0]['content']}", "latency_ms": 1.0,
-                          "prompt_tokens": 3, "output_tokens": 4})
-        runs.append(run)
-    return dataset, runs
+    """tests.factories.two_eval_runs: a dataset with two criteria and two succeeded eval runs
+    (two model versions) on one snapshot split; ``(dataset, [prompted_run, tuned_run])``."""
+    return two_eval_runs()
 
 
 @pytest.fixture
