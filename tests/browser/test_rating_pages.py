@@ -85,7 +85,21 @@ def test_rating_every_criterion_from_the_keyboard(signed_in, live_server):
         page.keyboard.press("Enter")
     assert sorted(HumanRating.objects.filter(rater=rater, prediction=second).values_list("criterion__name", "score")) \
         == [("correctness", 5), ("fluency", 1)]
-    assert page.input_value("input[name=prediction]") not in (str(first.pk), str(second.pk))
+    third = page.input_value("input[name=prediction]")
+    assert third not in (str(first.pk), str(second.pk))
+
+    # c opens the comment; digits typed there are text, not scores; Esc leaves it, Ctrl+Enter saves from it.
+    page.keyboard.press("c")
+    page.keyboard.type("3 words only")
+    assert checked_scores(page) == {}
+    page.keyboard.press("Escape")
+    page.keyboard.press("2")
+    page.keyboard.press("5")
+    page.keyboard.press("c")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    assert sorted(HumanRating.objects.filter(rater=rater, prediction=third).values_list(
+        "criterion__name", "score", "comment")) == [("correctness", 2, "3 words only"), ("fluency", 5, "3 words only")]
 
 
 class ShownOrder:
