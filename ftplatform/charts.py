@@ -191,7 +191,8 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
     Args:
         categories: the x labels, left to right.
         groups: (name, values) with one value ≥ 0 per category; bars have ``class="bar"`` and
-            ``data-group="<name>"``, and a tooltip with the value.
+            ``data-group="<name>"``, and a tooltip with the value. When every value is whole (counts),
+            the y axis ends at a multiple of ``TICKS - 1`` so that every tick is a whole number.
     Returns:
         SVG markup, or ``empty`` when there is no group or no category.
     Raises:
@@ -202,8 +203,11 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
     for name, values in groups:
         if len(values) != len(categories):
             raise ValueError(f"group {name!r} has {len(values)} values for {len(categories)} categories")
-    top = max((v for _, values in groups for v in values), default=0) or 1
-    frame = Frame(width, height, (0, len(categories)), (0, top * 1.05))
+    values = [v for _, group in groups for v in group]
+    top = max(values, default=0) or 1
+    if all(float(v).is_integer() for v in values):  # counts: a top that puts every tick on a whole number
+        top = math.ceil(top / (TICKS - 1)) * (TICKS - 1)
+    frame = Frame(width, height, (0, len(categories)), (0, top))
     parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format)
     slot = (frame.right - frame.left) / len(categories)
     bar = slot * 0.8 / len(groups)

@@ -111,3 +111,24 @@ def two_eval_runs():
                           "prompt_tokens": 3, "output_tokens": 4})
         runs.append(run)
     return dataset, runs
+
+
+def tuned_vs_prompted_runs():
+    """Run A: a prompted baseline priced per token; run B: a fine-tuned version that answers perfectly,
+    priced per GPU-hour, confident where it is right."""
+    dataset, (prompted, tuned) = two_eval_runs()
+    ModelVersion.objects.filter(pk=prompted.model_version_id).update(
+        price_per_million_input_tokens=2.5, price_per_million_output_tokens=10.0)
+    ModelVersion.objects.filter(pk=tuned.model_version_id).update(kind="lora_adapter", price_per_gpu_hour=1.0)
+    for index, prediction in enumerate(Prediction.objects.filter(eval_run=tuned).order_by("id")):
+        right = index % 4 != 0
+        prediction.output = prediction.references[0] if right else "no idea"
+        prediction.mean_logprob = -0.1 if right else -3.0
+        prediction.scores = {"bleu": 100.0 if right else 0.0}
+        prediction.save()
+    Prediction.objects.filter(eval_run=prompted).update(scores={"bleu": 20.0})
+    for run in (prompted, tuned):
+        run.metrics = {"latency_p50_ms": 900.0, "latency_p95_ms": 1200.0, "mean_input_tokens": 60,
+                       "mean_output_tokens": 20, "bleu": 0.0}
+        run.save()
+    return dataset, prompted, tuned

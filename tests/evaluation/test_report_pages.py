@@ -198,3 +198,10 @@ def test_the_eval_run_page_draws_its_score_distribution_and_links_the_reports(en
     (chart,) = svgs(page, "score-distribution")
     assert len(bar_heights(chart, "BLEU")) == 10
     assert f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}" in page
+
+
+def test_count_charts_put_every_tick_on_a_whole_number():
+    root = ET.fromstring(bar_chart_svg(["a", "b"], [("g", [3, 10])], title="t", x_label="x", y_label="y",
+                                       y_format="{:g}".format))
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert ticks == ["0", "3", "6", "9", "12"]
