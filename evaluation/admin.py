@@ -8,6 +8,7 @@ from ftplatform.admin_tools import ReadOnlyInline, admin_page
 from . import admin_reports, admin_views
 from .decision import score_distribution
 from .models import EvalRun, Prediction, RatingCriterion
+from .services import reap_lost_eval_runs
 
 
 class PredictionInline(ReadOnlyInline):
@@ -24,6 +25,14 @@ class EvalRunAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in EvalRun._meta.fields] + ["score_distribution", "reports"]
     inlines = [PredictionInline]
     actions = ["compare_selected"]
+
+    def changelist_view(self, request, extra_context=None):
+        reap_lost_eval_runs()  # a run whose worker died shows as failed, not running forever
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        reap_lost_eval_runs()
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request):
         return False  # started from the API or the evaluate command

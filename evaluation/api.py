@@ -10,13 +10,21 @@ from ftplatform.rest import id_param
 from .comparisons import compare_eval_runs
 from .models import EvalRun
 from .serializers import EvalRunCreateSerializer, EvalRunSerializer, PredictionSerializer
-from .services import start_eval_run
+from .services import reap_lost_eval_runs, start_eval_run
 
 
 class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Eval runs. Reading them also fails runs whose worker stopped sending heartbeats
+    (evaluation.services.reap_lost_eval_runs)."""
+
     queryset = EvalRun.objects.select_related("snapshot")
     serializer_class = EvalRunSerializer
     filterset_fields = ["model_version", "snapshot", "split", "status"]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action in ("list", "retrieve"):
+            reap_lost_eval_runs()
 
     @extend_schema(request=EvalRunCreateSerializer, responses=EvalRunSerializer)
     def create(self, request, *args, **kwargs):

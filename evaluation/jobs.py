@@ -6,7 +6,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from curation.formats import input_messages, with_system_prompt
-from ftplatform import jobrows
+from ftplatform import jobrows, liveness
 from training.choices import ModelVersionKind, RunStatus
 from training.jobs import prepare_torch
 from training.services import base_model_folder, record_base_model_info
@@ -62,10 +62,18 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
 
 
 def run_evaluation(eval_run_id: int) -> None:
-    """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
+    """Generate and score EvalRun ``eval_run_id``; the row records the outcome.
+
+    While it runs, a heartbeat (ftplatform.liveness) shows the worker is alive; a run whose
+    heartbeat stops is failed as worker lost by evaluation.services.reap_lost_eval_runs. The job
+    ends its row only while it is still running, so a reaped run is never overwritten, and it
+    stops generating once it sees its row ended.
+    """
     run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot__dataset"))
     if run is None:
         return
+    heartbeat = liveness.start_heartbeat(run)
+    mine = {"status": RunStatus.RUNNING}  # what another process (the reaper) decided meanwhile stands
     try:
         version = run.model_version
         inputs = split_inputs(run.snapshot, run.split)
@@ -78,15 +86,28 @@ def run_evaluation(eval_run_id: int) -> None:
         progress = tqdm(generate(prompts), total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
         for done, generation in enumerate(progress, start=1):
             generations.append(generation)
-            EvalRun.objects.filter(pk=run.pk).update(done=done)
+            if not EvalRun.objects.filter(pk=run.pk, **mine).update(done=done):
+                logger.warning("eval run %s: stopped, its row was ended by another process", run.pk)
+                return
         dataset = run.snapshot.dataset
         scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs],
                               language=dataset.language or "en", output_schema=dataset.output_json_schema,
                               regex_checks=dataset.regex_checks or None)
+        finish_evaluation(run, inputs, generations, scores, mine, environment)
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
-        jobrows.fail(run, exc)
+        jobrows.fail(run, exc, where=mine)
         raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+
+
+def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, scores, where: dict,
+                      environment: dict) -> None:
+    """Record the metrics, predictions and final environment (a remote backend's request options
+    are known only after generating) of a generated and scored run and end it succeeded (one
+    transaction), if the row still matches ``where`` (still running: not failed by the reaper)."""
     metrics = {
         "n_inputs": len(inputs),
         "n_references": sum(len(entry["references"]) for entry in inputs),
@@ -105,6 +126,14 @@ def run_evaluation(eval_run_id: int) -> None:
         "mean_output_tokens": sum(g.output_tokens for g in generations) / len(generations),
     }
     with transaction.atomic():
+        ended = jobrows.finish(
+            run, RunStatus.SUCCEEDED, where=where, metrics=metrics, environment=environment,
+            signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
+        )
+        if not ended:  # the row lock taken by finish() keeps the reaper out until this commits
+            logger.warning("eval run %s: generated and scored, but its row was ended meanwhile; "
+                           "no predictions recorded", run.pk)
+            return
         Prediction.objects.bulk_create([
             Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
                        references=entry["references"], output=g.text, latency_ms=g.latency_ms,
@@ -112,7 +141,3 @@ def run_evaluation(eval_run_id: int) -> None:
                        scores=example_scores)
             for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
         ])
-        jobrows.finish(
-            run, RunStatus.SUCCEEDED, metrics=metrics, environment=environment,
-            signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
-        )

@@ -4,11 +4,11 @@ from django.db import models
 
 from curation.choices import Split
 from curation.models import Dataset, Snapshot
-from ftplatform.jobrows import JobRow
+from ftplatform.liveness import LiveJobRow
 from training.models import ModelVersion
 
 
-class EvalRun(JobRow):
+class EvalRun(LiveJobRow):
     """A model version answering every distinct input of a snapshot split, scored against all its references."""
 
     model_version = models.ForeignKey(ModelVersion, related_name="eval_runs", on_delete=models.PROTECT)

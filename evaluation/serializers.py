@@ -14,7 +14,8 @@ class EvalRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = EvalRun
         fields = ["id", "model_version", "snapshot", "snapshot_hash", "split", "generation", "status", "done",
-                  "total", "metrics", "signatures", "error", "created_by", "created_at", "started_at", "finished_at"]
+                  "total", "metrics", "signatures", "error", "worker", "heartbeat_at", "created_by", "created_at",
+                  "started_at", "finished_at"]
         read_only_fields = fields
 
 

@@ -1,9 +1,9 @@
-"""Creating evaluation runs."""
+"""Creating evaluation runs, and failing those whose worker is gone."""
 from django.db import transaction
 
 from curation.choices import SnapshotStatus, Split
 from curation.models import Snapshot
-from ftplatform import queues
+from ftplatform import liveness, queues
 from ftplatform.errors import ServiceError
 from ftplatform.roles import require_permission
 from training.models import ModelVersion
@@ -58,3 +58,14 @@ def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split
     )
     queues.enqueue_job_row(run, "evaluation", "evaluation.jobs.run_evaluation")
     return run
+
+
+def reap_lost_eval_runs() -> list[int]:
+    """Fail running eval runs whose worker stopped sending heartbeats (killed, out of memory,
+    machine gone): ftplatform.liveness.reap_lost, the rule training runs follow too. Called by
+    every worker process every heartbeat interval, by the eval run API and admin, and while the
+    evaluate and demo commands wait. Returns the ids it failed.
+    """
+    from .models import EvalRun
+
+    return liveness.reap_lost(EvalRun, "start the evaluation again")

@@ -106,8 +106,9 @@ REDIS_URL = os.environ.get("REDIS_URL") or None
 ARTIFACTS_ROOT = Path(os.environ.get("FTPLATFORM_ARTIFACTS", VAR_DIR / "artifacts"))
 # Seconds a job may run before RQ kills its work-horse.
 # Training runs: a run still going after TRAINING_TIMEOUT_SECONDS fails as timed out (per run: the
-# API's timeout_minutes). The job writes a heartbeat every TRAINING_HEARTBEAT_SECONDS; a running
-# run without one for that long plus TRAINING_HEARTBEAT_MARGIN_SECONDS is failed as "worker lost".
+# API's timeout_minutes). Training and evaluation jobs write a heartbeat every
+# TRAINING_HEARTBEAT_SECONDS; a running run without one for that long plus
+# TRAINING_HEARTBEAT_MARGIN_SECONDS is failed as "worker lost" (ftplatform.liveness).
 TRAINING_TIMEOUT_SECONDS = int(os.environ.get("FTPLATFORM_TRAINING_TIMEOUT_SECONDS", str(24 * 3600)))
 TRAINING_HEARTBEAT_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_SECONDS", "10"))
 TRAINING_HEARTBEAT_MARGIN_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", "20"))

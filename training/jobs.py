@@ -1,24 +1,20 @@
 """RQ entry point for training: load rows, call the engine, write results.
 
 Liveness: while a run trains, a heartbeat thread stamps ``heartbeat_at`` every
-settings.TRAINING_HEARTBEAT_SECONDS; training.services.reap_lost_runs fails runs whose
-heartbeat stopped (worker killed, out of memory). The training thread itself writes
+settings.TRAINING_HEARTBEAT_SECONDS (ftplatform.liveness); training.services.reap_lost_runs fails
+runs whose heartbeat stopped (worker killed, out of memory). The training thread itself writes
 progress (throttled), metric and checkpoint events, and checks cancel and timeout after
 every optimiser step.
 """
 import logging
-import os
 import shutil
-import socket
-import threading
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models.functions import Now
+from django.db import transaction
 
 from curation.choices import Split
-from ftplatform import jobrows
+from ftplatform import jobrows, liveness
 
 from .choices import EventKind, FailureReason, ModelVersionKind, RunStatus
 from .models import ModelVersion, TrainingRun
@@ -58,32 +54,6 @@ def prepare_torch():
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
-class Heartbeat(threading.Thread):
-    """Stamps ``heartbeat_at`` on the run every ``interval`` seconds from its own database connection.
-
-    Started only when the job's own connection is not inside a transaction (always so under a
-    worker): a thread cannot see, and would wait on, rows of an uncommitted transaction.
-    """
-
-    def __init__(self, run_id: int, interval: float):
-        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
-        self.run_id, self.interval, self.stopped = run_id, interval, threading.Event()
-
-    def run(self):
-        while not self.stopped.is_set():
-            try:  # the database's clock, which the reaper compares with: worker clocks may differ
-                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=Now())
-            except Exception:  # keep beating once the database is back; never crash the training thread
-                logger.exception("heartbeat of training run %s failed; retrying", self.run_id)
-                connection.close()
-            self.stopped.wait(self.interval)
-        connection.close()
-
-    def stop(self):
-        self.stopped.set()
-        self.join(timeout=5)
-
-
 def run_training(run_id: int) -> None:
     """Train (or resume) the LoRA adapter of TrainingRun ``run_id`` and create its ModelVersion.
 
@@ -97,13 +67,8 @@ def run_training(run_id: int) -> None:
     if run is None:
         return  # cancelled before it started, or already picked up
     attempt = run.attempts + 1
-    TrainingRun.objects.filter(pk=run.pk).update(
-        worker=f"{socket.gethostname()}:{os.getpid()}", heartbeat_at=Now(), attempts=attempt)
+    heartbeat = liveness.start_heartbeat(run, attempts=attempt)
     mine = {"status": RunStatus.RUNNING, "attempts": attempt}  # only this job's run may be ended by it
-    heartbeat = None
-    if not connection.in_atomic_block:
-        heartbeat = Heartbeat(run.pk, settings.TRAINING_HEARTBEAT_SECONDS)
-        heartbeat.start()
     deadline = time.monotonic() + run.timeout_seconds
     try:
         prepare_torch()

@@ -2,7 +2,7 @@
 from django.db import models
 
 from curation.models import Snapshot
-from ftplatform.jobrows import JobRow
+from ftplatform.liveness import LiveJobRow
 
 from .choices import BaseModelSource, EventKind, FailureReason, ModelVersionKind
 
@@ -29,7 +29,7 @@ class BaseModel(models.Model):
         return self.name
 
 
-class TrainingRun(JobRow):
+class TrainingRun(LiveJobRow):
     """LoRA fine-tuning of a base model on an approved snapshot's train split (an RQ job)."""
 
     snapshot = models.ForeignKey(Snapshot, related_name="training_runs", on_delete=models.PROTECT)
@@ -41,8 +41,6 @@ class TrainingRun(JobRow):
     timeout_seconds = models.PositiveIntegerField(
         default=24 * 3600, help_text="A run still going after this long fails as timed out.")
     preflight = models.JSONField(default=dict, blank=True, help_text="The pre-flight report made at creation.")
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running the job.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started the run (resumes add one).")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)

@@ -1,19 +1,16 @@
 """Creating, cancelling, resuming and reaping training runs; base models and model versions."""
 import functools
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from curation.choices import SnapshotStatus, Split
 from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
-from ftplatform import queues
+from ftplatform import liveness, queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
 
@@ -249,39 +246,16 @@ def record_checkpoint(run: TrainingRun, step: int, path, epoch: float) -> Checkp
 
 
 def reap_lost_runs() -> list[int]:
-    """Fail running runs whose worker stopped sending heartbeats (killed, out of memory, machine gone).
-
-    A run is lost when its last heartbeat (or its start) is older than
-    settings.TRAINING_HEARTBEAT_SECONDS + TRAINING_HEARTBEAT_MARGIN_SECONDS. Called by every
-    worker process every heartbeat interval, by the run API and the train command, so a lost
-    run ends within about one interval plus the margin. Returns the ids it failed.
+    """Fail running runs whose worker stopped sending heartbeats (killed, out of memory, machine gone),
+    with failure reason worker_lost and a log event (ftplatform.liveness.reap_lost: silent longer
+    than settings.TRAINING_HEARTBEAT_SECONDS + TRAINING_HEARTBEAT_MARGIN_SECONDS on the database's
+    clock). Called by every worker process every heartbeat interval, by the run API and admin and
+    the train command, so a lost run ends within about one interval plus the margin. Returns the
+    ids it failed.
     """
-    silence = timedelta(seconds=settings.TRAINING_HEARTBEAT_SECONDS + settings.TRAINING_HEARTBEAT_MARGIN_SECONDS)
-    # The database's clock, which stamps the heartbeats: worker and web host clocks may differ.
-    limit = TrainingRun.objects.annotate(limit=ExpressionWrapper(Now() - silence, output_field=DateTimeField())
-                                         ).values_list("limit", flat=True).first()
-    if limit is None:
-        return []
-    lost = []
-    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING).filter(
-        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
-    for run_id in stale.values_list("pk", flat=True):
-        with transaction.atomic():
-            run = TrainingRun.objects.select_for_update(skip_locked=True).filter(pk=run_id).first()
-            if run is None or run.status != RunStatus.RUNNING:
-                continue
-            beat = run.heartbeat_at or run.started_at
-            if beat is None or beat >= limit:
-                continue
-            seconds = (timezone.now() - beat).total_seconds()
-            where = f" on {run.worker}" if run.worker else ""
-            message = (f"worker lost{where}: no heartbeat for {seconds:.0f} s (killed, or likely out of memory); "
-                       "resume it from its last checkpoint")
-            TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(),
-                                                         error=message, failure_reason=FailureReason.WORKER_LOST)
-            log_event(run, EventKind.LOG, f"failed: {message}")
-            lost.append(run.pk)
-    return lost
+    return liveness.reap_lost(
+        TrainingRun, "resume it from its last checkpoint", failure_reason=FailureReason.WORKER_LOST,
+        on_lost=lambda run, error: log_event(run, EventKind.LOG, f"failed: {error}"))
 
 
 @transaction.atomic

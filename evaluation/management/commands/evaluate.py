@@ -3,9 +3,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Snapshot
-from evaluation.progress import describe_eval_progress
+from evaluation.progress import wait_for_evaluation
 from evaluation.services import start_eval_run
-from ftplatform.cli import user_named, wait_for_run
+from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
@@ -50,7 +50,7 @@ class Command(BaseCommand):
             run = start_eval_run(version, target, by=user_named(username), split=split, generation=generation)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
-        run = wait_for_run(run, describe_eval_progress, self.stdout.write)
+        run = wait_for_evaluation(run, self.stdout.write)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"eval run {run.pk} {run.status}: {run.error}")
         self.stdout.write(f"{version.name} (model version {version.pk}) on snapshot {target.pk} [{split}]:")

@@ -15,11 +15,10 @@ from curation.quality import describe_report
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_examples
 from evaluation.decision import decision_report, format_decision_report
-from evaluation.progress import describe_eval_progress
+from evaluation.progress import wait_for_evaluation
 from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
 from ftplatform import queues
-from ftplatform.cli import wait_for_run
 from ftplatform.errors import ServiceError
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
 from training.choices import RunStatus
@@ -169,8 +168,7 @@ class Command(BaseCommand):
         prompted, _ = prompted_model_version(base_model, dataset.system_prompt)
         for version in (prompted, tuned):
             self.stdout.write(f"evaluating {version.name}")
-            eval_run = wait_for_run(start_eval_run(version, snapshot, by=engineer), describe_eval_progress,
-                                    self.stdout.write)
+            eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer), self.stdout.write)
             if eval_run.status != RunStatus.SUCCEEDED:
                 raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 

@@ -32,7 +32,7 @@ class Command(BaseCommand):
             raise CommandError(f"unknown queue(s) {', '.join(unknown)}; expected {', '.join(QUEUE_NAMES)}")
         from rq import Worker
 
-        if "training" in queues:
+        if {"training", "evaluation"} & set(queues):
             threading.Thread(target=reap_forever, name="reap-lost-runs", daemon=True).start()
         # A forked work-horse must not share the parent's database connections.
         connections.close_all()
@@ -41,18 +41,22 @@ class Command(BaseCommand):
 
 
 def reap_forever():
-    """Every heartbeat interval, fail training runs whose worker is gone (training.services.reap_lost_runs).
+    """Every heartbeat interval, fail training and eval runs whose worker is gone
+    (training.services.reap_lost_runs, evaluation.services.reap_lost_eval_runs).
 
     Runs in the worker's parent, which never imports torch; its connection is closed after each
     pass so a forked work-horse never inherits an open one."""
+    from evaluation.services import reap_lost_eval_runs
     from training.services import reap_lost_runs
 
+    reapers = [("training run", reap_lost_runs), ("eval run", reap_lost_eval_runs)]
     while True:
-        try:
-            for run_id in reap_lost_runs():
-                logger.warning("training run %s: worker lost, marked failed", run_id)
-        except Exception:
-            logger.exception("reaping lost training runs failed; retrying")
-        finally:
-            connection.close()
+        for kind, reap in reapers:
+            try:
+                for run_id in reap():
+                    logger.warning("%s %s: worker lost, marked failed", kind, run_id)
+            except Exception:
+                logger.exception("reaping lost %ss failed; retrying", kind)
+            finally:
+                connection.close()
         time.sleep(settings.TRAINING_HEARTBEAT_SECONDS)
