@@ -7,9 +7,18 @@ from rest_framework.response import Response
 
 from ftplatform.rest import id_param
 
+from . import ratings
 from .comparisons import compare_eval_runs
-from .models import EvalRun
-from .serializers import EvalRunCreateSerializer, EvalRunSerializer, PredictionSerializer
+from .models import EvalRun, HumanRating, PairwiseJudgment
+from .serializers import (
+    BlindPredictionSerializer,
+    EvalRunCreateSerializer,
+    EvalRunSerializer,
+    JudgmentCreateSerializer,
+    PredictionSerializer,
+    RatingCreateSerializer,
+    RatingCriterionSerializer,
+)
 from .services import reap_lost_eval_runs, start_eval_run
 
 
@@ -88,3 +97,76 @@ class DecisionReportViewSet(viewsets.ViewSet):
             return Response({"detail": "metric must be bleu, chrf, rouge_l or exact_match"},
                             status=status.HTTP_400_BAD_REQUEST)
         return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id), metric=metric))
+
+
+class RatingViewSet(viewsets.GenericViewSet):
+    """Likert ratings for REST raters, through the same services as the admin's rating page
+    (evaluation.ratings): blind (a prediction's input and output only) and never showing other
+    raters' scores.
+
+    - ``GET ratings/next/?dataset=<id>``: ``{"prediction": {id, input_messages, output} | null,
+      "criteria": [{name, description, anchors}]}``, the oldest prediction this rater has not scored.
+    - ``POST ratings/`` ``{"prediction": id, "scores": {"<criterion>": 1-5, ...}, "comment": ""}``:
+      201 with the stored scores; a rater may post again to change them. 400 names the criterion.
+    """
+
+    queryset = HumanRating.objects.all()
+    action_permissions = {"next": ["evaluation.add_humanrating"], "create": ["evaluation.add_humanrating"]}
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True)], responses=dict)
+    @action(detail=False, methods=["get"])
+    def next(self, request):
+        from curation.models import Dataset
+
+        dataset_id = id_param(request, "dataset")
+        if dataset_id is None:
+            return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        prediction = ratings.next_prediction_to_rate(dataset, by=request.user)
+        return Response({"prediction": BlindPredictionSerializer(prediction).data if prediction else None,
+                         "criteria": RatingCriterionSerializer(ratings.criteria_of(dataset), many=True).data})
+
+    @extend_schema(request=RatingCreateSerializer, responses=dict)
+    def create(self, request):
+        params = RatingCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        stored = ratings.record_ratings(data["prediction"], data["scores"], by=request.user, comment=data["comment"])
+        return Response({"prediction": data["prediction"].pk, "scores": {r.criterion.name: r.score for r in stored},
+                         "comment": data["comment"]}, status=status.HTTP_201_CREATED)
+
+
+class JudgmentViewSet(viewsets.GenericViewSet):
+    """Blind pairwise judgments for REST raters, through the same services as the admin's pairwise
+    page: two outputs for one input in random order, never naming the models.
+
+    - ``GET judgments/next/?a=<eval run>&b=<eval run>``: ``{"input_messages", "left", "right",
+      "token"} | {"token": null}`` when this rater has judged every input of the pair of runs.
+    - ``POST judgments/`` ``{"token": ..., "choice": "left" | "right" | "tie"}``: 201; 409 when this
+      rater already judged that pair; 400 for a token not handed out here.
+    """
+
+    queryset = PairwiseJudgment.objects.all()
+    action_permissions = {"next": ["evaluation.add_pairwisejudgment"], "create": ["evaluation.add_pairwisejudgment"]}
+
+    @extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
+                   responses=dict)
+    @action(detail=False, methods=["get"])
+    def next(self, request):
+        ids = [id_param(request, name) for name in ("a", "b")]
+        if None in ids:
+            return Response({"detail": "give two eval run ids: ?a=<id>&b=<id>"}, status=status.HTTP_400_BAD_REQUEST)
+        runs = [get_object_or_404(EvalRun.objects.select_related("snapshot"), pk=i) for i in ids]
+        pair = ratings.next_pair_to_judge(*runs, by=request.user)
+        if pair is None:
+            return Response({"token": None})
+        left, right, token = pair
+        return Response({"input_messages": left.input_messages, "left": left.output, "right": right.output,
+                         "token": token})
+
+    @extend_schema(request=JudgmentCreateSerializer, responses=dict)
+    def create(self, request):
+        params = JudgmentCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        ratings.record_judgment(params.validated_data["token"], params.validated_data["choice"], by=request.user)
+        return Response({"recorded": True}, status=status.HTTP_201_CREATED)

@@ -4,7 +4,7 @@ from curation.choices import Split
 from curation.models import Snapshot
 from training.models import ModelVersion
 
-from .models import EvalRun, Prediction
+from .models import EvalRun, Prediction, RatingCriterion
 
 
 class EvalRunSerializer(serializers.ModelSerializer):
@@ -31,3 +31,30 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["id", "input_hash", "input_messages", "references", "output", "latency_ms", "prompt_tokens",
                   "output_tokens", "scores"]
+
+
+class RatingCriterionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RatingCriterion
+        fields = ["name", "description", "anchors"]
+        read_only_fields = fields
+
+
+class BlindPredictionSerializer(serializers.ModelSerializer):
+    """What a rater sees of a prediction: the input and the output, never the model or its scores."""
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "input_messages", "output"]
+        read_only_fields = fields
+
+
+class RatingCreateSerializer(serializers.Serializer):
+    prediction = serializers.PrimaryKeyRelatedField(queryset=Prediction.objects.filter(eval_run__status="succeeded"))
+    scores = serializers.DictField(help_text='{"<criterion name>": 1-5, ...}: every criterion of the dataset.')
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class JudgmentCreateSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="The token of the pair from GET judgments/next/.")
+    choice = serializers.ChoiceField(choices=["left", "right", "tie"])

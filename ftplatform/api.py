@@ -2,7 +2,7 @@
 from rest_framework.routers import DefaultRouter
 
 from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
-from evaluation.api import ComparisonViewSet, DecisionReportViewSet, EvalRunViewSet
+from evaluation.api import ComparisonViewSet, DecisionReportViewSet, EvalRunViewSet, JudgmentViewSet, RatingViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
 router = DefaultRouter()
@@ -17,3 +17,5 @@ router.register("model-versions", ModelVersionViewSet)
 router.register("eval-runs", EvalRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("decision-reports", DecisionReportViewSet, basename="decision-report")
+router.register("ratings", RatingViewSet, basename="rating")
+router.register("judgments", JudgmentViewSet, basename="judgment")

@@ -129,6 +129,11 @@ API = {
     ("post", "evalrun-list", None): ("401", "403", "403", "ok"),
     ("get", "evalrun-detail", "eval"): ("401", "403", "403", "ok"),
     ("get", "evalrun-predictions", "eval"): ("401", "403", "403", "ok"),
+    # Raters and reviewers rate, blind (400 here: no ?dataset= / ?a=&b=, or an empty body).
+    ("get", "rating-next", None): ("401", "403", "ok", "403"),
+    ("post", "rating-list", None): ("401", "403", "ok", "403"),
+    ("get", "judgment-next", None): ("401", "403", "ok", "403"),
+    ("post", "judgment-list", None): ("401", "403", "ok", "403"),
     ("get", "schema", None): ("401", "ok", "ok", "ok"),
     ("get", "api-docs", None): ("401", "ok", "ok", "ok"),
 }

@@ -1,0 +1,88 @@
+"""Ratings and blind pairwise judgments over REST: the same services as the admin pages, blind."""
+import pytest
+
+from evaluation.decision import leaderboard
+from evaluation.models import HumanRating, PairwiseJudgment
+from tests.factories import RaterFactory
+from tests.test_api import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_rater_scores_the_next_prediction_blind_and_moves_on(two_runs):
+    dataset, _ = two_runs
+    rater = RaterFactory()
+    client = client_for(rater)
+    first = client.get(f"/api/v1/ratings/next/?dataset={dataset.pk}")
+    assert first.status_code == 200
+    body = first.json()
+    assert set(body["prediction"]) == {"id", "input_messages", "output"}  # no model, no scores, no run
+    assert [c["name"] for c in body["criteria"]] == ["correctness", "fluency"]
+    assert "secret-" not in first.content.decode()
+    prediction = body["prediction"]["id"]
+
+    saved = client.post("/api/v1/ratings/", {"prediction": prediction, "scores": {"correctness": 4, "fluency": 2},
+                                              "comment": "terse"}, format="json")
+    assert saved.status_code == 201, saved.content
+    assert sorted(HumanRating.objects.filter(rater=rater).values_list("criterion__name", "score", "comment")) == [
+        ("correctness", 4, "terse"), ("fluency", 2, "terse")]
+    assert client.get(f"/api/v1/ratings/next/?dataset={dataset.pk}").json()["prediction"]["id"] != prediction
+
+    changed = client.post("/api/v1/ratings/", {"prediction": prediction, "scores": {"correctness": 5, "fluency": 2}},
+                          format="json")
+    assert changed.status_code == 201
+    assert HumanRating.objects.get(rater=rater, criterion__name="correctness").score == 5
+
+
+@pytest.mark.parametrize("scores, message", [
+    ({"correctness": 6, "fluency": 2}, "correctness: the score must be an integer from 1 to 5, got 6"),
+    ({"correctness": "3", "fluency": 2}, "correctness: the score must be an integer from 1 to 5, got '3'"),
+    ({"correctness": True, "fluency": 2}, "correctness: the score must be an integer from 1 to 5, got True"),
+    ({"correctness": 3}, "missing scores for: fluency"),
+    ({"correctness": 3, "fluency": 3, "speed": 1}, "unknown criteria: speed"),
+])
+def test_bad_scores_are_refused_naming_the_criterion_and_nothing_is_stored(two_runs, scores, message):
+    dataset, (run, _) = two_runs
+    response = client_for(RaterFactory()).post("/api/v1/ratings/", {"prediction": run.predictions.first().pk,
+                                                                     "scores": scores}, format="json")
+    assert response.status_code == 400 and response.json()["detail"] == message
+    assert not HumanRating.objects.exists()
+
+
+def test_an_unknown_prediction_or_dataset_is_named(two_runs):
+    client = client_for(RaterFactory())
+    response = client.post("/api/v1/ratings/", {"prediction": 999999, "scores": {}}, format="json")
+    assert response.status_code == 400 and "prediction" in response.json()
+    assert client.get("/api/v1/ratings/next/").status_code == 400
+    assert client.get("/api/v1/ratings/next/?dataset=999999").status_code == 404
+
+
+def test_a_rater_judges_blind_pairs_and_the_leaderboard_counts_them(two_runs):
+    dataset, (prompted, tuned) = two_runs
+    rater = RaterFactory()
+    client = client_for(rater)
+    url = f"/api/v1/judgments/next/?a={prompted.pk}&b={tuned.pk}"
+    for _ in range(prompted.predictions.count()):
+        pair = client.get(url).json()
+        assert set(pair) == {"input_messages", "left", "right", "token"} and "secret-" not in str(pair)
+        tuned_side = "left" if pair["left"].startswith("tuned says") else "right"
+        assert client.post("/api/v1/judgments/", {"token": pair["token"], "choice": tuned_side},
+                           format="json").status_code == 201
+        again = client.post("/api/v1/judgments/", {"token": pair["token"], "choice": "tie"}, format="json")
+        assert again.status_code == 409
+    assert client.get(url).json() == {"token": None}
+    assert set(PairwiseJudgment.objects.values_list("outcome", flat=True)) == {"b"}  # b: the tuned run's version
+    assert leaderboard(dataset, resamples=20)["ratings"][0]["item"] == tuned.model_version_id
+
+
+def test_forged_tokens_bad_choices_and_uncomparable_runs_are_refused(two_runs):
+    _, (prompted, tuned) = two_runs
+    client = client_for(RaterFactory())
+    pair = client.get(f"/api/v1/judgments/next/?a={prompted.pk}&b={tuned.pk}").json()
+    forged = client.post("/api/v1/judgments/", {"token": pair["token"][:-2] + "xx", "choice": "left"}, format="json")
+    assert forged.status_code == 400 and "not handed out" in forged.json()["detail"]
+    bad = client.post("/api/v1/judgments/", {"token": pair["token"], "choice": "both"}, format="json")
+    assert bad.status_code == 400 and "choice" in bad.json()
+    same = client.get(f"/api/v1/judgments/next/?a={prompted.pk}&b={prompted.pk}")
+    assert same.status_code == 400
+    assert not PairwiseJudgment.objects.exists()
