@@ -69,10 +69,12 @@ def pricing_of(version) -> Pricing:
 
 
 def eval_run_cost_per_1k(run: EvalRun) -> float | None:
-    """Cost of 1,000 requests like the eval run's (its p50 latency, mean tokens) at its model
-    version's prices (evaluation.costs.cost_per_1k_requests); None without a price."""
+    """Cost of 1,000 requests like the eval run's (its mean latency, or its median for runs
+    evaluated before the mean was recorded; mean tokens) at its model version's prices
+    (evaluation.costs.cost_per_1k_requests); None without a price."""
     metrics = run.metrics
-    return cost_per_1k_requests(pricing_of(run.model_version), mean_latency_ms=metrics.get("latency_p50_ms", 0.0),
+    latency = metrics.get("latency_mean_ms", metrics.get("latency_p50_ms", 0.0))
+    return cost_per_1k_requests(pricing_of(run.model_version), mean_latency_ms=latency,
                                 mean_input_tokens=metrics.get("mean_input_tokens", 0.0),
                                 mean_output_tokens=metrics.get("mean_output_tokens", 0.0))
 

@@ -52,3 +52,4 @@ def test_latency_percentiles():
     assert percentiles["latency_p50_ms"] == 30
     assert percentiles["latency_p95_ms"] == pytest.approx(88)  # 40 + 0.8 * (100 - 40)
     assert percentiles["latency_p99_ms"] == pytest.approx(97.6)  # 40 + 0.96 * (100 - 40)
+    assert percentiles["latency_mean_ms"] == 40  # 200 / 5: what self-hosted requests cost in busy time

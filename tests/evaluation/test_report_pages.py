@@ -205,3 +205,11 @@ def test_count_charts_put_every_tick_on_a_whole_number():
                                        y_format="{:g}".format))
     ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
     assert ticks == ["0", "3", "6", "9", "12"]
+
+
+def test_self_hosted_cost_follows_the_mean_latency_when_recorded(tuned_vs_prompted):
+    dataset, _, tuned = tuned_vs_prompted
+    tuned.metrics = {**tuned.metrics, "latency_mean_ms": 1800.0}  # a slow tail: the mean is twice the median
+    tuned.save()
+    # 1,000 x 1.8 s at 1.00 per GPU-hour = 0.5 (the median, 0.9 s, would say 0.25)
+    assert decision_report(dataset, resamples=10)["fine_tuned"]["cost_per_1k_requests"] == pytest.approx(0.5)
