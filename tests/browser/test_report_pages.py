@@ -26,5 +26,20 @@ def test_the_decision_report_page_shows_its_charts(signed_in, live_server):
     assert page.locator("svg.score-distribution rect.bar").count() == 20
     assert page.locator("svg.routing-curve circle.suggested-marker").count() == 1
     assert page.locator("#ft-leaderboard tbody tr").count() == 2
-    if os.environ.get("FTPLATFORM_SCREENSHOTS"):  # a folder: look at the page by eye
-        page.screenshot(path=os.path.join(os.environ["FTPLATFORM_SCREENSHOTS"], "decision.png"), full_page=True)
+    screenshot(page, "decision")
+
+    # The model report and the comparison it links to draw their score distributions too.
+    page.click(f"#ft-models a:text-is('{tuned.model_version.name}')")
+    assert page.locator("#ft-lineage").is_visible()
+    assert page.locator("svg.score-distribution").bounding_box()["height"] > 100
+    screenshot(page, "model_report")
+    page.click("text=Paired comparison with")
+    assert page.locator("svg.score-distribution rect.bar").count() == 20
+    assert "paired bootstrap" in page.inner_text("#content").lower()
+    screenshot(page, "comparison")
+
+
+def screenshot(page, name):
+    """With FTPLATFORM_SCREENSHOTS=<folder>, save the whole page there, to look at by eye."""
+    if os.environ.get("FTPLATFORM_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(os.environ["FTPLATFORM_SCREENSHOTS"], f"{name}.png"), full_page=True)
