@@ -1,5 +1,6 @@
 """RQ entry point for evaluation: generate for each distinct input of a split, then score."""
 import logging
+import re
 from pathlib import Path
 
 from django.db import transaction
@@ -61,8 +62,20 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
     return lambda prompts: generate_greedy(model, tokenizer, prompts, max_new_tokens), environment
 
 
+# What no text column holds: NUL (PostgreSQL refuses it) and unpaired surrogates (not UTF-8; a server's
+# JSON may carry "\ud800", a byte-level tokenizer may decode a 0x00 byte).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL characters and unpaired surrogates replaced by U+FFFD, so that the output
+    scored is the output stored."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def run_evaluation(eval_run_id: int) -> None:
-    """Generate and score EvalRun ``eval_run_id``; the row records the outcome."""
+    """Generate and score EvalRun ``eval_run_id``; the row records the outcome: succeeded with its
+    predictions and metrics, or failed with a readable error whatever step failed."""
     run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot__dataset"))
     if run is None:
         return
@@ -79,14 +92,20 @@ def run_evaluation(eval_run_id: int) -> None:
         for done, generation in enumerate(progress, start=1):
             generations.append(generation)
             EvalRun.objects.filter(pk=run.pk).update(done=done)
+        outputs = [storable_text(g.text) for g in generations]
         dataset = run.snapshot.dataset
-        scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs],
+        scores = score_corpus(outputs, [entry["references"] for entry in inputs],
                               language=dataset.language or "en", output_schema=dataset.output_json_schema,
                               regex_checks=dataset.regex_checks or None)
+        _record(run, inputs, generations, outputs, scores, environment)
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
         jobrows.fail(run, exc)
         raise
+
+
+def _record(run, inputs, generations, outputs, scores, environment) -> None:
+    """Write the predictions and end the run succeeded with its metrics, in one transaction."""
     metrics = {
         "n_inputs": len(inputs),
         "n_references": sum(len(entry["references"]) for entry in inputs),
@@ -107,10 +126,10 @@ def run_evaluation(eval_run_id: int) -> None:
     with transaction.atomic():
         Prediction.objects.bulk_create([
             Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
-                       references=entry["references"], output=g.text, latency_ms=g.latency_ms,
+                       references=entry["references"], output=text, latency_ms=g.latency_ms,
                        prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, mean_logprob=g.mean_logprob,
                        scores=example_scores)
-            for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
+            for entry, g, text, example_scores in zip(inputs, generations, outputs, scores.per_example, strict=True)
         ])
         jobrows.finish(
             run, RunStatus.SUCCEEDED, metrics=metrics, environment=environment,
