@@ -99,8 +99,12 @@ def decision_view(model_admin, request):
     if dataset_id is None:
         return _page(model_admin, request, "decision.html", **context)
     dataset = get_object_or_404(Dataset, pk=dataset_id)
-    report = decision_report(dataset, metric=metric)
-    context.update(title=f"Decision report: {dataset.name}", dataset=dataset, report=report)
+    context.update(title=f"Decision report: {dataset.name}", dataset=dataset)
+    try:
+        report = decision_report(dataset, metric=metric)
+    except ServiceError as exc:  # e.g. a baseline that shares no input with the fine-tuned run (the API's 400)
+        return _page(model_admin, request, "decision.html", error=str(exc), **context)
+    context["report"] = report
     if report.get("baselines"):
         sides = [report["fine_tuned"], *report["baselines"]]
         names = {version.pk: version.name for version in

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from curation.admin_views import render_messages
 from curation.models import Dataset
 from ftplatform.errors import ServiceError
+from ftplatform.rest import id_param, parse_id
 
 from . import ratings
 from .models import EvalRun, Prediction
@@ -24,18 +25,19 @@ def rate_view(model_admin, request):
     """Score the next unrated prediction of ``?dataset=<id>`` on each criterion (keys 1-5, Enter to save)."""
     if not request.user.has_perm("evaluation.add_humanrating"):
         raise PermissionDenied
-    dataset = Dataset.objects.filter(pk=request.GET.get("dataset")).first() \
-        if request.GET.get("dataset", "").isdigit() else None
+    dataset_id = id_param(request, "dataset")
+    dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id is not None else None
     if dataset is None:
         datasets = Dataset.objects.filter(rating_criteria__isnull=False).distinct().order_by("name")
         return _page(model_admin, request, "rate.html", title="Rate predictions", datasets=datasets)
     if request.method == "POST":
-        prediction = Prediction.objects.filter(pk=request.POST.get("prediction", "")).first() \
-            if request.POST.get("prediction", "").isdigit() else None
+        prediction_id = parse_id(request.POST.get("prediction", ""))
+        prediction = Prediction.objects.filter(pk=prediction_id).first() if prediction_id is not None else None
         try:
             if prediction is None:
                 raise ServiceError("unknown prediction")
-            scores = {key[len("score_"):]: int(value) if value.isdigit() else value
+            # Whole numbers in ASCII digits; anything else goes through as text, and the service names it.
+            scores = {key[len("score_"):]: int(value) if value.isascii() and value.isdigit() else value
                       for key, value in request.POST.items() if key.startswith("score_")}
             ratings.record_ratings(prediction, scores, by=request.user, comment=request.POST.get("comment", ""))
         except ServiceError as exc:
@@ -58,11 +60,11 @@ def pairwise_view(model_admin, request):
     (keys: 1 or ← left is better, 2 or → right is better, t or ↓ tie)."""
     if not request.user.has_perm("evaluation.add_pairwisejudgment"):
         raise PermissionDenied
-    ids = [request.GET.get(k, "") for k in ("a", "b")]
-    if not all(i.isdigit() for i in ids):
+    ids = [id_param(request, k) for k in ("a", "b")]
+    if None in ids:
         return _page(model_admin, request, "pairwise.html", title="Blind pairwise comparison", pair=None,
                      missing_runs=True)
-    eval_a, eval_b = (EvalRun.objects.filter(pk=int(i)).first() for i in ids)
+    eval_a, eval_b = (EvalRun.objects.filter(pk=i).first() for i in ids)
     if request.method == "POST":
         try:
             ratings.record_judgment(request.POST.get("token", ""), request.POST.get("choice", ""), by=request.user)

@@ -11,6 +11,8 @@ Two ways a model version can be priced:
 """
 from dataclasses import asdict, dataclass
 
+UNKNOWN_COST = "unknown (no price, or not measured)"  # how reports show a cost of None
+
 
 @dataclass(frozen=True)
 class Pricing:
@@ -21,16 +23,23 @@ class Pricing:
     per_million_output_tokens: float | None = None
 
 
-def cost_per_1k_requests(pricing: Pricing, *, mean_latency_ms: float, mean_input_tokens: float,
-                         mean_output_tokens: float) -> float | None:
-    """Cost of 1,000 requests like the evaluated ones, or None when the version has no price.
+def cost_per_1k_requests(pricing: Pricing, *, mean_latency_ms: float | None, mean_input_tokens: float | None,
+                         mean_output_tokens: float | None) -> float | None:
+    """Cost of 1,000 requests like the evaluated ones, or None when the version has no price or a
+    figure its price needs is unknown (None: e.g. an eval run from before latency was recorded;
+    an unknown figure is never taken as 0, which would make the model look free).
 
     API prices win when both kinds are set (the team pays per token then)."""
     if pricing.per_million_input_tokens is not None or pricing.per_million_output_tokens is not None:
-        per_request = (mean_input_tokens * (pricing.per_million_input_tokens or 0.0)
-                       + mean_output_tokens * (pricing.per_million_output_tokens or 0.0)) / 1e6
-        return 1000 * per_request
+        needed = [(tokens, price) for tokens, price in ((mean_input_tokens, pricing.per_million_input_tokens),
+                                                        (mean_output_tokens, pricing.per_million_output_tokens))
+                  if price]
+        if any(tokens is None for tokens, _ in needed):
+            return None
+        return 1000 * sum(tokens * price for tokens, price in needed) / 1e6
     if pricing.per_gpu_hour is not None:
+        if mean_latency_ms is None:
+            return None
         return 1000 * pricing.per_gpu_hour * mean_latency_ms / 1000 / 3600
     return None
 
@@ -61,7 +70,8 @@ def break_even(*, tuned_per_1k: float | None, baseline_per_1k: float | None,
     n = training / (baseline - tuned) per request. When the tuned model is no cheaper per request
     it never breaks even; when it is cheaper and training cost nothing known, from the first request."""
     if tuned_per_1k is None or baseline_per_1k is None:
-        return BreakEven(None, "a price is missing for one of the two model versions")
+        return BreakEven(None, "the cost per request of one of the two model versions is unknown (no price, "
+                               "or its eval run recorded no latency or token counts)")
     saving = (baseline_per_1k - tuned_per_1k) / 1000
     if saving <= 0:
         return BreakEven(None, "the fine-tuned model costs as much or more per request: it never breaks even")

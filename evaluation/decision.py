@@ -13,9 +13,9 @@ from curation.models import Dataset
 from training.choices import ModelVersionKind, RunStatus
 
 from .comparisons import compare_eval_runs
-from .costs import Pricing, break_even, cost_per_1k_requests, training_cost
+from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
 from .models import EvalRun, HumanRating, PairwiseJudgment
-from .routing import routing_curve, suggest_threshold
+from .routing import known_confidence, routing_curve, suggest_threshold
 from .stats import bradley_terry, cohen_kappa, krippendorff_alpha
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
@@ -39,7 +39,11 @@ def rating_summary(eval_run: EvalRun) -> dict:
         for rater, prediction, score in ratings:
             matrix[raters.index(rater), predictions.index(prediction)] = score
         entry = {"mean": float(np.mean([s for _, _, s in ratings])), "ratings": len(ratings), "raters": len(raters),
-                 "krippendorff_alpha": krippendorff_alpha(matrix, level="ordinal", value_domain=[1, 2, 3, 4, 5])}
+                 "krippendorff_alpha": (
+                     krippendorff_alpha(matrix, level="ordinal", value_domain=[1, 2, 3, 4, 5]) if len(raters) > 1
+                     else {"alpha": None, "percent_agreement": None, "raters": 1, "items": len(predictions),
+                           "pairable_items": 0, "level": "ordinal",
+                           "reason": "one rater so far: agreement needs at least two"})}
         if len(raters) == 2:
             both = ~np.isnan(matrix).any(axis=0)
             entry["cohen_kappa"] = (cohen_kappa(matrix[0, both].astype(int).tolist(),
@@ -71,12 +75,13 @@ def pricing_of(version) -> Pricing:
 def eval_run_cost_per_1k(run: EvalRun) -> float | None:
     """Cost of 1,000 requests like the eval run's (its mean latency, or its median for runs
     evaluated before the mean was recorded; mean tokens) at its model version's prices
-    (evaluation.costs.cost_per_1k_requests); None without a price."""
+    (evaluation.costs.cost_per_1k_requests); None without a price, or when the run did not record
+    a figure the price needs."""
     metrics = run.metrics
-    latency = metrics.get("latency_mean_ms", metrics.get("latency_p50_ms", 0.0))
-    return cost_per_1k_requests(pricing_of(run.model_version), mean_latency_ms=latency,
-                                mean_input_tokens=metrics.get("mean_input_tokens", 0.0),
-                                mean_output_tokens=metrics.get("mean_output_tokens", 0.0))
+    return cost_per_1k_requests(pricing_of(run.model_version),
+                                mean_latency_ms=metrics.get("latency_mean_ms", metrics.get("latency_p50_ms")),
+                                mean_input_tokens=metrics.get("mean_input_tokens"),
+                                mean_output_tokens=metrics.get("mean_output_tokens"))
 
 
 def _verdict(difference: dict, metric: str, tuned_cost, baseline_cost) -> tuple[str, str]:
@@ -201,7 +206,7 @@ def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baselin
             tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob", "scores") if h in fallback]
     if not rows:
         return {"points": [], "suggested": None, "reason": "no shared inputs"}
-    if all(c is None for c, _, _ in rows):
+    if not any(known_confidence(c) for c, _, _ in rows):
         return {"points": [], "suggested": None,
                 "reason": "the fine-tuned model's predictions carry no confidence (evaluated before it was recorded)"}
     points = routing_curve([c for c, _, _ in rows], [t for _, t, _ in rows], [f for _, _, f in rows],
@@ -218,15 +223,20 @@ def format_decision_report(report: dict) -> list[str]:
                                                           if "split" in report else "")]
     if "fine_tuned" not in report or not report.get("baselines"):
         return lines + [f"  Verdict: {report['verdict']}: {report['reason']}"]
+
+    def number(value, spec):  # an eval run from before a figure was recorded lacks it
+        return "?" if value is None else format(value, spec)
+
     tuned = report["fine_tuned"]
     for side in (tuned, *report["baselines"]):
         score = side["scores"][report["metric"]]
         interval = (f" (95 % CI {score['ci_low']:.2f}-{score['ci_high']:.2f})" if score.get("ci_low") is not None
                     else "")
         cost = side["cost_per_1k_requests"]
-        lines.append(f"  {side['model_version']}: {report['metric']} {score['score']:.2f}{interval}, "
-                     f"latency p50 {side['latency_ms']['p50']:.0f} ms / p95 {side['latency_ms']['p95']:.0f} ms, "
-                     f"cost per 1,000 requests {'unknown (no price)' if cost is None else f'{cost:.4g}'}")
+        lines.append(f"  {side['model_version']}: {report['metric']} {number(score['score'], '.2f')}{interval}, "
+                     f"latency p50 {number(side['latency_ms']['p50'], '.0f')} ms / "
+                     f"p95 {number(side['latency_ms']['p95'], '.0f')} ms, "
+                     f"cost per 1,000 requests {UNKNOWN_COST if cost is None else f'{cost:.4g}'}")
     for baseline in report["baselines"]:
         even = baseline["break_even"]
         routing = baseline["routing"]

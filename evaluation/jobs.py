@@ -1,5 +1,6 @@
 """RQ entry point for evaluation: generate for each distinct input of a split, then score."""
 import logging
+import re
 from pathlib import Path
 
 from django.db import transaction
@@ -61,6 +62,17 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
     return lambda prompts: generate_greedy(model, tokenizer, prompts, max_new_tokens), environment
 
 
+# What no text column holds: NUL (PostgreSQL refuses it) and unpaired surrogates (not UTF-8; a server's
+# JSON may carry "\ud800", a byte-level tokenizer may decode a 0x00 byte).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL characters and unpaired surrogates replaced by U+FFFD, so that the output
+    scored is the output stored."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def run_evaluation(eval_run_id: int) -> None:
     """Generate and score EvalRun ``eval_run_id``; the row records the outcome.
 
@@ -89,11 +101,12 @@ def run_evaluation(eval_run_id: int) -> None:
             if not EvalRun.objects.filter(pk=run.pk, **mine).update(done=done):
                 logger.warning("eval run %s: stopped, its row was ended by another process", run.pk)
                 return
+        outputs = [storable_text(g.text) for g in generations]
         dataset = run.snapshot.dataset
-        scores = score_corpus([g.text for g in generations], [entry["references"] for entry in inputs],
+        scores = score_corpus(outputs, [entry["references"] for entry in inputs],
                               language=dataset.language or "en", output_schema=dataset.output_json_schema,
                               regex_checks=dataset.regex_checks or None)
-        finish_evaluation(run, inputs, generations, scores, mine, environment)
+        finish_evaluation(run, inputs, generations, outputs, scores, mine, environment)
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
         jobrows.fail(run, exc, where=mine)
@@ -103,8 +116,8 @@ def run_evaluation(eval_run_id: int) -> None:
             heartbeat.stop()
 
 
-def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, scores, where: dict,
-                      environment: dict) -> None:
+def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, outputs: list[str], scores,
+                      where: dict, environment: dict) -> None:
     """Record the metrics, predictions and final environment (a remote backend's request options
     are known only after generating) of a generated and scored run and end it succeeded (one
     transaction), if the row still matches ``where`` (still running: not failed by the reaper)."""
@@ -136,8 +149,8 @@ def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, score
             return
         Prediction.objects.bulk_create([
             Prediction(eval_run=run, input_hash=entry["input_hash"], input_messages=entry["input_messages"],
-                       references=entry["references"], output=g.text, latency_ms=g.latency_ms,
+                       references=entry["references"], output=text, latency_ms=g.latency_ms,
                        prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens, mean_logprob=g.mean_logprob,
                        scores=example_scores)
-            for entry, g, example_scores in zip(inputs, generations, scores.per_example, strict=True)
+            for entry, g, text, example_scores in zip(inputs, generations, outputs, scores.per_example, strict=True)
         ])

@@ -10,6 +10,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
+from curation.formats import check_json_value
 from curation.models import Dataset
 from ftplatform.errors import Conflict, ServiceError
 from ftplatform.roles import require_permission
@@ -52,8 +53,9 @@ def record_ratings(prediction: Prediction, scores: dict[str, int], *, by, commen
 
     Raises:
         NotAllowed: ``by`` lacks 'evaluation.add_humanrating'.
-        ServiceError: a criterion missing or unknown, or a score that is not an integer 1-5
-            (the message names the criterion); nothing is written then.
+        ServiceError: a criterion missing or unknown, a score that is not an integer 1-5 (the
+            message names the criterion), or a comment no text column can hold (NUL); nothing is
+            written then.
     """
     require_permission(by, "evaluation.add_humanrating", "rate predictions")
     dataset = prediction.eval_run.snapshot.dataset
@@ -67,6 +69,10 @@ def record_ratings(prediction: Prediction, scores: dict[str, int], *, by, commen
     for name, score in scores.items():
         if isinstance(score, bool) or not isinstance(score, int) or score not in LIKERT:
             raise ServiceError(f"{name}: the score must be an integer from 1 to 5, got {score!r}")
+    try:
+        check_json_value(comment)
+    except ValueError as exc:  # NUL or an unpaired surrogate: no text column stores them (PostgreSQL: 500)
+        raise ServiceError(f"comment: {str(exc).removeprefix('$: ')}") from None
     return [HumanRating.objects.update_or_create(prediction=prediction, criterion=criteria[name], rater=by,
                                                  defaults={"score": score, "comment": comment})[0]
             for name, score in sorted(scores.items())]
@@ -82,7 +88,7 @@ def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Rand
     """Two predictions for one input, one from each run, that ``by`` has not judged, in random order.
 
     Returns ``(left, right, token)`` or None when every input is judged; ``token`` is signed and
-    names the pair and which one is on the left, for record_judgment.
+    names the pair, which one is on the left and the rater it was shown to, for record_judgment.
     Raises NotAllowed without 'evaluation.add_pairwisejudgment', ServiceError for runs that cannot be compared.
     """
     require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
@@ -96,7 +102,8 @@ def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Rand
             continue
         prediction_b = Prediction.objects.get(pk=b_by_input[prediction_a.input_hash])
         left = (rng or random.SystemRandom()).choice(PairwiseJudgment.Side.values)
-        token = signing.dumps({"a": prediction_a.pk, "b": prediction_b.pk, "left": left}, salt=PAIR_SALT)
+        token = signing.dumps({"a": prediction_a.pk, "b": prediction_b.pk, "left": left, "rater": by.pk},
+                              salt=PAIR_SALT)
         shown = (prediction_a, prediction_b) if left == "a" else (prediction_b, prediction_a)
         return shown[0], shown[1], token
     return None
@@ -108,7 +115,8 @@ def record_judgment(token: str, choice: str, *, by) -> PairwiseJudgment:
 
     Raises:
         NotAllowed: ``by`` lacks 'evaluation.add_pairwisejudgment'.
-        ServiceError: a token that was not issued here, or an unknown choice.
+        ServiceError: a token that was not issued here or was issued to another rater (what is
+            recorded is what ``by`` was shown), an unknown choice, or a pair whose predictions are gone.
         Conflict: ``by`` already judged this pair.
     """
     require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
@@ -116,9 +124,13 @@ def record_judgment(token: str, choice: str, *, by) -> PairwiseJudgment:
         pair = signing.loads(token, salt=PAIR_SALT)
     except signing.BadSignature:
         raise ServiceError("this pair was not handed out by the pairwise page; open the page again") from None
+    if pair.get("rater") != by.pk:
+        raise ServiceError("this pair was handed out to another rater; open the page again to get your own")
     sides = {"left": pair["left"], "right": "b" if pair["left"] == "a" else "a", "tie": "tie"}
     if choice not in sides:
         raise ServiceError(f"choice must be left, right or tie, got {choice!r}")
+    if Prediction.objects.filter(pk__in=[pair["a"], pair["b"]]).count() != 2:
+        raise ServiceError("this pair's predictions no longer exist (an eval run was deleted); open the page again")
     try:
         with transaction.atomic():
             return PairwiseJudgment.objects.create(prediction_a_id=pair["a"], prediction_b_id=pair["b"], rater=by,

@@ -2,7 +2,7 @@
 from training.choices import ModelVersionKind, RunStatus
 from training.models import ModelVersion
 
-from .costs import training_cost
+from .costs import UNKNOWN_COST, training_cost
 from .decision import eval_run_cost_per_1k, leaderboard, pricing_of, rating_summary
 from .models import EvalRun
 
@@ -49,6 +49,11 @@ def _latest_baseline_eval(version: ModelVersion, eval_run: EvalRun):
     )
 
 
+def _number(value) -> bool:
+    """A metric both sides recorded as a number (older runs lack some, or stored null)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def model_version_report(version: ModelVersion) -> dict:
     """Lineage and, per snapshot split it was evaluated on, its metrics beside the prompted base model's.
 
@@ -86,7 +91,7 @@ def model_version_report(version: ModelVersion) -> dict:
             entry["difference"] = {
                 name: eval_run.metrics[name] - baseline.metrics[name]
                 for name in REPORTED_METRICS
-                if name in eval_run.metrics and name in baseline.metrics
+                if _number(eval_run.metrics.get(name)) and _number(baseline.metrics.get(name))
             }
         evaluations.append(entry)
     report = {"lineage": _lineage(version), "evaluations": evaluations}
@@ -128,7 +133,7 @@ def format_report(report: dict) -> str:
                 row += f"{baseline['metrics'][name]:>15.2f}{entry['difference'][name]:>+12.2f}"
             lines.append(row)
         cost = entry.get("cost_per_1k_requests")
-        lines.append(f"    cost per 1,000 requests: {'unknown (no price)' if cost is None else f'{cost:.4g}'}")
+        lines.append(f"    cost per 1,000 requests: {UNKNOWN_COST if cost is None else f'{cost:.4g}'}")
         lines.append(f"    BLEU signature: {entry['signatures'].get('bleu', '')}")
         lines.append(f"    chrF signature: {entry['signatures'].get('chrf', '')}")
         if baseline:

@@ -6,6 +6,7 @@ routed request costs the fine-tuned model's request plus, below the threshold, t
 Confidence is the mean log-probability of the fine-tuned model's output tokens (higher is more
 confident); a threshold t sends every example whose confidence is below t to the fallback.
 """
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -21,13 +22,19 @@ class RoutingPoint:
         return asdict(self)
 
 
+def known_confidence(value: float | None) -> bool:
+    """Whether a stored confidence can route: NaN (a model whose logits overflowed) or an infinite
+    mean log-probability cannot be ordered or served as JSON, so it counts as unknown, like None."""
+    return value is not None and math.isfinite(value)
+
+
 def routing_curve(confidence: list[float | None], tuned_scores: list[float], fallback_scores: list[float], *,
                   tuned_per_1k: float | None = None, fallback_per_1k: float | None = None) -> list[RoutingPoint]:
     """One point per distinct threshold, from "never fall back" to "always fall back".
 
     Args:
-        confidence: per example, the fine-tuned model's mean output log-probability (None: unknown,
-            always falls back).
+        confidence: per example, the fine-tuned model's mean output log-probability (None, NaN or
+            infinite: unknown, always falls back; a threshold is always a finite number).
         tuned_scores / fallback_scores: per example, the same metric (e.g. sentence chrF, 0-100)
             of each model's answer to the same input, same order.
     Raises:
@@ -37,6 +44,7 @@ def routing_curve(confidence: list[float | None], tuned_scores: list[float], fal
     if not n or len(tuned_scores) != n or len(fallback_scores) != n:
         raise ValueError(f"need as many confidences, tuned scores and fallback scores (got {n}, "
                          f"{len(tuned_scores)}, {len(fallback_scores)}), and at least one")
+    confidence = [c if known_confidence(c) else None for c in confidence]
     known = sorted({c for c in confidence if c is not None})
     ends = {"never": None, "always": None}
     points = []

@@ -69,9 +69,14 @@ class IdCursorPagination(IntegerCursorPagination):
         return [rows[row["id"]] for row in ids]
 
 
+def parse_id(value: str) -> int | None:
+    """``value`` as a database id (ASCII digits only, fitting a bigint), or None when it is not one.
+    str.isdigit alone also accepts digits int() refuses ("²"), which made views answer 500."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
 def id_param(request, name: str) -> int | None:
     """Query parameter ``name`` of a DRF or a plain Django request as a database id (a non-negative
     integer that fits a bigint), or None when it is missing or not one; views answer 400 naming it
     then, admin pages show their chooser."""
-    value = getattr(request, "query_params", request.GET).get(name, "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+    return parse_id(getattr(request, "query_params", request.GET).get(name, ""))

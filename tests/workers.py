@@ -6,9 +6,10 @@ import sys
 import pytest
 
 
-def start_worker(settings, artifacts_root, queues=(), **env_overrides):
+def start_worker(settings, artifacts_root, queues=(), name=None, **env_overrides):
     """Start `manage.py worker [queues]` (forking work-horses, as in production) on the test
-    database and Redis; skips the test without REDIS_URL and PostgreSQL. Stop it with stop_worker."""
+    database and Redis; skips the test without REDIS_URL and PostgreSQL. Stop it with stop_worker.
+    ``name``: the worker's name (default test-<pid>); workers running at once need different names."""
     from django.db import connection
 
     if not settings.REDIS_URL or connection.vendor != "postgresql":
@@ -22,7 +23,7 @@ def start_worker(settings, artifacts_root, queues=(), **env_overrides):
         "FTPLATFORM_TORCH_THREADS": "1",
         **env_overrides,
     }
-    return subprocess.Popen([sys.executable, "manage.py", "worker", *queues, "--name", f"test-{os.getpid()}"],
+    return subprocess.Popen([sys.executable, "manage.py", "worker", *queues, "--name", name or f"test-{os.getpid()}"],
                             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

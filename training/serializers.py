@@ -70,6 +70,16 @@ class TrainingRunCreateSerializer(serializers.Serializer):
         help_text="Fail the run as timed out after this long (default: settings.TRAINING_TIMEOUT_SECONDS).")
 
 
+class PriceField(serializers.FloatField):
+    """A price: a number, never true/false (DRF's FloatField reads them as 1.0 and 0.0); the service
+    (training.services.remote_model_version) checks the range."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PromptedVersionCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["prompted_base", "openai_compatible"], default="prompted_base",
                                    help_text="prompted_base: a local base model with a system prompt; "
@@ -79,9 +89,9 @@ class PromptedVersionCreateSerializer(serializers.Serializer):
     remote_model = serializers.CharField(required=False, max_length=200)
     api_key_env = serializers.CharField(required=False, allow_blank=True, max_length=100,
                                         help_text="The NAME of the environment variable holding the key.")
-    price_per_gpu_hour = serializers.FloatField(required=False, min_value=0)
-    price_per_million_input_tokens = serializers.FloatField(required=False, min_value=0)
-    price_per_million_output_tokens = serializers.FloatField(required=False, min_value=0)
+    price_per_gpu_hour = PriceField(required=False, min_value=0)
+    price_per_million_input_tokens = PriceField(required=False, min_value=0)
+    price_per_million_output_tokens = PriceField(required=False, min_value=0)
     base_model = serializers.PrimaryKeyRelatedField(
         queryset=BaseModel.objects.all(), required=False, help_text="Default: the configured default base model."
     )

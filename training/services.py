@@ -305,6 +305,39 @@ def prompted_model_version(base_model: BaseModel, system_prompt: str) -> tuple[M
                                         system_prompt=system_prompt), False
 
 
+def _check_base_url(base_url: str) -> None:
+    """An http(s) URL with a host (and a valid port), no spaces, no credentials, no query: what the
+    worker's client can call. Raises ServiceError naming base_url."""
+    from urllib.parse import urlsplit
+
+    example = "an http(s) URL such as http://vllm:8000/v1"
+    try:
+        parts = urlsplit(base_url or "")
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ServiceError(f"base_url must be {example}, got {base_url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in base_url):
+        raise ServiceError(f"base_url must be {example}, got {base_url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ServiceError("base_url must not carry credentials (user:password@): the key is read from the "
+                           "variable named by api_key_env, never stored")
+    if parts.query or parts.fragment:
+        raise ServiceError(f"base_url must not have a query or fragment (the client appends paths to it), "
+                           f"got {base_url!r}")
+
+
+def _remote_base_model_name(remote_model: str, base_url: str) -> str:
+    """The BaseModel name of an endpoint's model: "<model> @ <url>", shortened with a digest of the whole
+    when longer than the column (plain truncation made different endpoints share one base model)."""
+    import hashlib
+
+    name = f"{remote_model} @ {base_url}"
+    if len(name) <= 200:
+        return name
+    return f"{name[:187]}… {hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+@transaction.atomic
 def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key_env: str = "",
                          system_prompt: str = "", by, prices: dict | None = None) -> ModelVersion:
     """A ModelVersion answering through an OpenAI-compatible chat-completions endpoint (vLLM,
@@ -312,12 +345,14 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
 
     The API key is never stored: ``api_key_env`` names the environment variable the evaluation
     worker reads it from. ``prices``: price_per_million_input_tokens / _output_tokens (and/or
-    price_per_gpu_hour for a self-hosted server), non-negative numbers.
+    price_per_gpu_hour for a self-hosted server), non-negative numbers. Nothing is written when a
+    check fails.
 
     Raises:
         NotAllowed: ``by`` lacks 'training.add_modelversion'.
-        ServiceError: a URL that is not http(s), an empty model name, a variable name that is not
-            one (e.g. a pasted key), or a bad price; the message names the field.
+        ServiceError: a URL that is not http(s) with a host (or carries credentials or a query), an
+            empty or too long model name, a variable name that is not one (e.g. a pasted key), or a
+            bad price; the message names the field.
     """
     import re
 
@@ -326,10 +361,13 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
         check_json_value([name, base_url, remote_model, api_key_env, system_prompt])
     except ValueError as exc:
         raise ServiceError(str(exc)) from exc
-    if not re.match(r"^https?://[^\s/]+", base_url or ""):
-        raise ServiceError(f"base_url must be an http(s) URL such as http://vllm:8000/v1, got {base_url!r}")
+    _check_base_url(base_url)
     if not (remote_model or "").strip():
         raise ServiceError("remote_model: the model name the endpoint serves is required")
+    for field_name, value, limit in (("name", name, 200), ("base_url", base_url, 500),
+                                     ("remote_model", remote_model, 200)):
+        if len(value or "") > limit:
+            raise ServiceError(f"{field_name}: at most {limit} characters, got {len(value)}")
     if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", api_key_env):
         raise ServiceError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                            "never the key itself")
@@ -342,12 +380,13 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
             raise ServiceError(f"{field_name} must be a non-negative number, got {value!r}")
         values[field_name] = value
     base, _ = BaseModel.objects.get_or_create(
-        name=f"{remote_model} @ {base_url}"[:200],
+        name=_remote_base_model_name(remote_model, base_url),
         defaults={"source_kind": BaseModelSource.REMOTE, "source": base_url})
+    suffix = " (API)"
     return ModelVersion.objects.create(
-        name=name or f"{remote_model} (API)", kind=ModelVersionKind.OPENAI_COMPATIBLE, base_model=base,
-        base_url=base_url, remote_model=remote_model, api_key_env=api_key_env, system_prompt=system_prompt,
-        **values)
+        name=name or f"{remote_model[:200 - len(suffix)]}{suffix}", kind=ModelVersionKind.OPENAI_COMPATIBLE,
+        base_model=base, base_url=base_url, remote_model=remote_model, api_key_env=api_key_env,
+        system_prompt=system_prompt, **values)
 
 
 PRICE_FIELDS = ("price_per_gpu_hour", "price_per_million_input_tokens", "price_per_million_output_tokens")
