@@ -124,6 +124,7 @@ API = {
     ("get", "modelversion-list", None): ("401", "403", "403", "ok"),
     ("post", "modelversion-list", None): ("401", "403", "403", "ok"),
     ("get", "modelversion-detail", "version"): ("401", "403", "403", "ok"),
+    ("patch", "modelversion-detail", "version"): ("401", "403", "403", "ok"),  # name and prices
     ("get", "modelversion-report", "version"): ("401", "403", "403", "ok"),
     ("get", "evalrun-list", None): ("401", "403", "403", "ok"),
     ("post", "evalrun-list", None): ("401", "403", "403", "ok"),

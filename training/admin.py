@@ -1,16 +1,25 @@
 """Thin admin over the training services."""
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
+from ftplatform.errors import ServiceError
 
 from .charts import loss_chart_svg, loss_points
 from .choices import FINISHED_STATUSES
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 from .progress import format_preflight, run_progress_fields
-from .services import cancel_training_run, reap_lost_runs, resume_training_run
+from .services import (
+    PRICE_FIELDS,
+    cancel_training_run,
+    checked_prices,
+    reap_lost_runs,
+    resume_training_run,
+    update_model_version,
+)
 
 
 @admin.register(BaseModel)
@@ -96,13 +105,37 @@ class TrainingRunAdmin(admin.ModelAdmin):
                       "Resume queued for {count} run(s) from their last checkpoint.")
 
 
+class ModelVersionForm(forms.ModelForm):
+    """The display name and prices, checked by the services' own rule (training.services.checked_prices)."""
+
+    class Meta:
+        model = ModelVersion
+        fields = ["name", *PRICE_FIELDS]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            checked_prices({name: data.get(name) for name in PRICE_FIELDS})
+        except ServiceError as exc:
+            field = next((name for name in PRICE_FIELDS if str(exc).startswith(name)), None)
+            self.add_error(field, str(exc))
+        return data
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    """Only the display name can change: what answered an evaluation must stay what it was."""
+    """Only the display name and the prices can change: what answered an evaluation (kind, base
+    model, adapter, prompt, endpoint) must stay what it was."""
 
+    form = ModelVersionForm
     list_display = ["id", "name", "kind", "base_model", "training_run", "created_at", "report"]
     list_filter = ["kind"]
-    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "created_at", "report"]
+    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "base_url",
+                       "remote_model", "api_key_env", "created_at", "report"]
+
+    def save_model(self, request, obj, form, change):
+        update_model_version(obj, by=request.user, name=form.cleaned_data["name"],
+                             prices={name: form.cleaned_data[name] for name in PRICE_FIELDS})
 
     @admin.display(description="Report")
     def report(self, obj):

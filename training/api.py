@@ -10,6 +10,7 @@ from .models import BaseModel, ModelVersion, TrainingRun
 from .serializers import (
     BaseModelSerializer,
     ModelVersionSerializer,
+    ModelVersionUpdateSerializer,
     PromptedVersionCreateSerializer,
     TrainingEventSerializer,
     TrainingRunCreateSerializer,
@@ -26,6 +27,7 @@ from .services import (
     remote_model_version,
     resume_training_run,
     start_training_run,
+    update_model_version,
 )
 
 
@@ -110,7 +112,8 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     """POST creates (201) or returns (200) the prompted-base version of a base model with a system
     prompt: the baseline a fine-tuned model is compared with; with ``kind: openai_compatible`` it
     creates a version answering through a chat-completions endpoint (base_url, remote_model,
-    api_key_env, prices). Fine-tuned versions come from runs."""
+    api_key_env, prices). Fine-tuned versions come from runs. PATCH renames a version or sets its
+    prices."""
 
     queryset = ModelVersion.objects.select_related("base_model", "training_run__snapshot")
     serializer_class = ModelVersionSerializer
@@ -131,6 +134,15 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
             params.validated_data.get("base_model") or default_base_model(), params.validated_data["system_prompt"])
         return Response(ModelVersionSerializer(version).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)
+    def partial_update(self, request, pk=None):
+        """PATCH: rename the version and/or set its prices (engineers); nothing else changes."""
+        params = ModelVersionUpdateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        version = update_model_version(self.get_object(), by=request.user, name=data.pop("name", None), prices=data)
+        return Response(ModelVersionSerializer(version).data)
 
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):

@@ -99,6 +99,15 @@ class PromptedVersionCreateSerializer(serializers.Serializer):
                                           help_text="Usually the dataset's system prompt.")
 
 
+class ModelVersionUpdateSerializer(serializers.Serializer):
+    """PATCH model-versions/{id}/: the display name and the prices (null clears a price)."""
+
+    name = serializers.CharField(required=False, max_length=200)
+    price_per_gpu_hour = PriceField(required=False, allow_null=True, min_value=0)
+    price_per_million_input_tokens = PriceField(required=False, allow_null=True, min_value=0)
+    price_per_million_output_tokens = PriceField(required=False, allow_null=True, min_value=0)
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion

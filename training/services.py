@@ -371,14 +371,7 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
     if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", api_key_env):
         raise ServiceError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                            "never the key itself")
-    values = {}
-    for field_name, value in (prices or {}).items():
-        if field_name not in PRICE_FIELDS:
-            raise ServiceError(f"unknown price {field_name!r}; known: {', '.join(PRICE_FIELDS)}")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not 0 <= value < 1e9):
-            raise ServiceError(f"{field_name} must be a non-negative number, got {value!r}")
-        values[field_name] = value
+    values = checked_prices(prices)
     base, _ = BaseModel.objects.get_or_create(
         name=_remote_base_model_name(remote_model, base_url),
         defaults={"source_kind": BaseModelSource.REMOTE, "source": base_url})
@@ -390,3 +383,41 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
 
 
 PRICE_FIELDS = ("price_per_gpu_hour", "price_per_million_input_tokens", "price_per_million_output_tokens")
+MAX_PRICE = 1e9
+
+
+def checked_prices(prices: dict | None) -> dict:
+    """``prices`` ({price field: number or None}) checked: known fields, each None (no price) or a
+    number from 0 to below MAX_PRICE (1e9; reports multiply prices, and a 1e308 made them overflow).
+    Returns them as a new dict. Raises ServiceError naming the field."""
+    values = {}
+    for field_name, value in (prices or {}).items():
+        if field_name not in PRICE_FIELDS:
+            raise ServiceError(f"unknown price {field_name!r}; known: {', '.join(PRICE_FIELDS)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < MAX_PRICE):
+            raise ServiceError(f"{field_name} must be a non-negative number below {MAX_PRICE:g}, got {value!r}")
+        values[field_name] = value
+    return values
+
+
+@transaction.atomic
+def update_model_version(version: ModelVersion, *, by, name: str | None = None,
+                         prices: dict | None = None) -> ModelVersion:
+    """Rename a model version and/or set its prices (``prices`` as checked_prices: a None clears a
+    price). What answered an evaluation (kind, base model, adapter, prompt, endpoint) never changes.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'training.change_modelversion' (engineers hold it).
+        ServiceError: an empty or too long name, or a bad price; nothing is written then.
+    """
+    require_permission(by, "training.change_modelversion", "change model versions")
+    values = checked_prices(prices)
+    if name is not None:
+        if not name.strip() or len(name) > 200:
+            raise ServiceError(f"name: 1 to 200 characters, got {len(name.strip())}")
+        values["name"] = name
+    if values:
+        ModelVersion.objects.filter(pk=version.pk).update(**values)
+        version.refresh_from_db()
+    return version

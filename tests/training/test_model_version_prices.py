@@ -1,0 +1,69 @@
+"""Engineers rename model versions and set their prices (API PATCH and admin), through one service;
+nothing that answered an evaluation changes."""
+import pytest
+from django.urls import reverse
+
+from tests.factories import EngineerFactory, ReviewerFactory
+from tests.test_api import client_for
+from training.models import BaseModel, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def version():
+    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    return ModelVersion.objects.create(name="prompted", kind="prompted_base", base_model=base, system_prompt="Be brief.")
+
+
+def test_an_engineer_sets_prices_and_clears_one_over_the_api(version):
+    client = client_for(EngineerFactory())
+    url = f"/api/v1/model-versions/{version.pk}/"
+    response = client.patch(url, {"name": "prompted base", "price_per_million_input_tokens": 0.15,
+                                  "price_per_million_output_tokens": 0.6}, format="json")
+    assert response.status_code == 200, response.content
+    version.refresh_from_db()
+    assert (version.name, version.price_per_million_input_tokens, version.price_per_million_output_tokens) == (
+        "prompted base", 0.15, 0.6)
+    assert client.patch(url, {"price_per_million_output_tokens": None}, format="json").status_code == 200
+    version.refresh_from_db()
+    assert version.price_per_million_output_tokens is None and version.price_per_million_input_tokens == 0.15
+    assert version.system_prompt == "Be brief."  # what answered stays what it was
+    assert client.put(url, {"name": "x"}, format="json").status_code == 405
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"price_per_gpu_hour": -1}, "price_per_gpu_hour"),
+    ({"price_per_gpu_hour": True}, "price_per_gpu_hour"),
+    ({"price_per_gpu_hour": 1e308}, "price_per_gpu_hour"),
+    ({"name": ""}, "name"),
+    ({"name": "   "}, "name"),
+])
+def test_bad_prices_and_names_are_refused_naming_the_field(version, body, field):
+    response = client_for(EngineerFactory()).patch(f"/api/v1/model-versions/{version.pk}/", body, format="json")
+    assert response.status_code == 400 and field in response.content.decode()
+    version.refresh_from_db()
+    assert version.name == "prompted" and version.price_per_gpu_hour is None
+
+
+def test_reviewers_cannot_change_versions(version):
+    response = client_for(ReviewerFactory()).patch(f"/api/v1/model-versions/{version.pk}/", {"name": "x"},
+                                                   format="json")
+    assert response.status_code == 403
+
+
+def test_the_admin_form_sets_prices_through_the_same_rule(client, version):
+    client.force_login(EngineerFactory())
+    url = reverse("admin:training_modelversion_change", args=[version.pk])
+    form = {"name": "prompted", "price_per_gpu_hour": "2.5", "price_per_million_input_tokens": "",
+            "price_per_million_output_tokens": ""}
+    assert client.post(url, form).status_code == 302
+    version.refresh_from_db()
+    assert version.price_per_gpu_hour == 2.5
+    refused = client.post(url, {**form, "price_per_gpu_hour": "1e308"})
+    assert refused.status_code == 200 and "price_per_gpu_hour must be a non-negative number below 1e+09" in \
+        refused.content.decode()
+    version.refresh_from_db()
+    assert version.price_per_gpu_hour == 2.5
+    page = client.get(url).content.decode()
+    assert 'name="system_prompt"' not in page and 'name="base_url"' not in page  # read-only
