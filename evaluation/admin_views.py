@@ -13,7 +13,7 @@ from ftplatform.errors import ServiceError
 from ftplatform.rest import id_param, parse_id
 
 from . import ratings
-from .models import EvalRun, Prediction
+from .models import EvalRun
 
 
 def _page(model_admin, request, template, **context):
@@ -32,10 +32,12 @@ def rate_view(model_admin, request):
         return _page(model_admin, request, "rate.html", title="Rate predictions", datasets=datasets)
     if request.method == "POST":
         prediction_id = parse_id(request.POST.get("prediction", ""))
-        prediction = Prediction.objects.filter(pk=prediction_id).first() if prediction_id is not None else None
+        # Only a prediction this page hands out: of this dataset, of a succeeded run.
+        prediction = ratings.rateable_predictions(dataset).filter(pk=prediction_id).first() \
+            if prediction_id is not None else None
         try:
             if prediction is None:
-                raise ServiceError("unknown prediction")
+                raise ServiceError(f"unknown prediction: not one of {dataset.name}'s to rate")
             # Whole numbers in ASCII digits; anything else goes through as text, and the service names it.
             scores = {key[len("score_"):]: int(value) if value.isascii() and value.isdigit() else value
                       for key, value in request.POST.items() if key.startswith("score_")}

@@ -4,11 +4,12 @@ import random
 import pytest
 from django.urls import reverse
 
-from evaluation.models import EvalRun, PairwiseJudgment, Prediction
+from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
 from evaluation.ratings import next_pair_to_judge, next_prediction_to_rate, record_judgment, record_ratings
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.factories import (
     AnnotatorFactory,
+    DatasetFactory,
     RaterFactory,
     ReviewerFactory,
 )
@@ -93,3 +94,14 @@ def test_rating_pages_never_show_which_model_wrote_an_output(two_runs, client):
                            {"prediction": Prediction.objects.first().pk, "score_correctness": "5",
                             "score_fluency": "4"})
     assert response.status_code == 302
+
+
+def test_the_rate_page_scores_only_predictions_of_its_own_dataset(two_runs, client):
+    dataset, (run_a, _) = two_runs
+    other = DatasetFactory(name="other")
+    RatingCriterion.objects.create(dataset=other, name="correctness", anchors={})
+    client.force_login(RaterFactory())
+    response = client.post(reverse("admin:evaluation_evalrun_rate") + f"?dataset={other.pk}",
+                           {"prediction": run_a.predictions.first().pk, "score_correctness": "5"}, follow=True)
+    assert "Unknown prediction: not one of other&#x27;s to rate" in response.content.decode()
+    assert not HumanRating.objects.exists()

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def version():
     base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
-    return ModelVersion.objects.create(name="prompted", kind="prompted_base", base_model=base, system_prompt="Be brief.")
+    return ModelVersion.objects.create(name="prompted", kind="prompted_base", base_model=base,
+                                       system_prompt="Be brief.")
 
 
 def test_an_engineer_sets_prices_and_clears_one_over_the_api(version):
