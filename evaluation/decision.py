@@ -213,7 +213,8 @@ def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baselin
                            tuned_per_1k=tuned_cost, fallback_per_1k=baseline_cost)
     goal = target if target is not None else sum(f for _, _, f in rows) / len(rows)
     best = suggest_threshold(points, goal)
-    return {"target_quality": goal, "points": [p.to_dict() for p in points],
+    return {"target_quality": goal, "target_from": "as given" if target is not None else "the baseline's mean",
+            "points": [p.to_dict() for p in points],
             "suggested": best.to_dict() if best else None}
 
 
@@ -246,7 +247,7 @@ def format_decision_report(report: dict) -> list[str]:
         if routing.get("suggested"):
             point = routing["suggested"]
             lines.append(f"    hybrid routing: {point['label']} sends {100 * point['fallback_share']:.0f} % to the "
-                         f"baseline for {report['metric']} {point['quality']:.2f} "
-                         f"(target {routing['target_quality']:.2f})")
+                         f"baseline for a mean per-example {report['metric']} of {point['quality']:.2f} "
+                         f"(target {routing['target_quality']:.2f}: {routing['target_from']})")
     lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
     return lines

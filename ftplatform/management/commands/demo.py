@@ -30,6 +30,7 @@ from training.services import (
     default_base_model,
     prompted_model_version,
     start_training_run,
+    update_model_version,
 )
 
 DATA_FILE = settings.BASE_DIR / "examples" / "e2e_nlg.chat.jsonl"
@@ -173,12 +174,14 @@ class Command(BaseCommand):
                 raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 
         self.step("6/6 Report")
-        self.stdout.write(format_report(model_version_report(tuned)))
         # Both models run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
-        # or 1.00 as an illustration) where nobody set a price, so the report can show cost and break-even.
+        # or 1.00 as an illustration) where nobody set a price, so the reports can show cost and break-even.
         price = settings.GPU_HOUR_PRICE or 1.0
-        ModelVersion.objects.filter(pk__in=[prompted.pk, tuned.pk], price_per_gpu_hour__isnull=True,
-                                    price_per_million_input_tokens__isnull=True).update(price_per_gpu_hour=price)
+        for version in ModelVersion.objects.filter(pk__in=[prompted.pk, tuned.pk], price_per_gpu_hour__isnull=True,
+                                                   price_per_million_input_tokens__isnull=True):
+            update_model_version(version, by=engineer, prices={"price_per_gpu_hour": price})
+        tuned.refresh_from_db()
+        self.stdout.write(format_report(model_version_report(tuned)))
         self.stdout.write("")
         for line in format_decision_report(decision_report(dataset)):
             self.stdout.write(line)
