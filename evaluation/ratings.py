@@ -29,7 +29,8 @@ def rateable_predictions(dataset: Dataset):
 
 
 def next_prediction_to_rate(dataset: Dataset, *, by) -> Prediction | None:
-    """A prediction of ``dataset`` that ``by`` has not scored on every criterion yet (oldest first).
+    """A prediction of ``dataset`` that ``by`` has not scored on every criterion yet: input by input,
+    each model's answer to an input in turn (the rater is not told which).
 
     Raises NotAllowed without 'evaluation.add_humanrating'; ServiceError when the dataset has no criteria."""
     require_permission(by, "evaluation.add_humanrating", "rate predictions")
@@ -37,7 +38,10 @@ def next_prediction_to_rate(dataset: Dataset, *, by) -> Prediction | None:
     if not criteria:
         raise ServiceError(f"dataset {dataset.name!r} has no rating criteria; an engineer adds them first")
     rated_fully = [pk for pk, count in _ratings_per_prediction(dataset, by).items() if count >= criteria]
-    return rateable_predictions(dataset).exclude(pk__in=rated_fully).order_by("id").first()
+    # Input by input (in input-hash order: deterministic, unrelated to the data's order), every
+    # model's answer to one input before the next input: a small rating budget covers all the
+    # models alike, never only the run evaluated first.
+    return rateable_predictions(dataset).exclude(pk__in=rated_fully).order_by("input_hash", "id").first()
 
 
 def _ratings_per_prediction(dataset: Dataset, rater) -> dict[int, int]:

@@ -105,3 +105,14 @@ def test_the_rate_page_scores_only_predictions_of_its_own_dataset(two_runs, clie
                            {"prediction": run_a.predictions.first().pk, "score_correctness": "5"}, follow=True)
     assert "Unknown prediction: not one of other&#x27;s to rate" in response.content.decode()
     assert not HumanRating.objects.exists()
+
+
+def test_a_small_rating_budget_covers_every_model_not_only_the_first_evaluated(two_runs):
+    dataset, (run_a, run_b) = two_runs
+    rater = RaterFactory()
+    served = []
+    for _ in range(4):
+        prediction = next_prediction_to_rate(dataset, by=rater)
+        served.append(prediction.eval_run_id)
+        record_ratings(prediction, {"correctness": 3, "fluency": 3}, by=rater)
+    assert served.count(run_a.pk) == served.count(run_b.pk) == 2
