@@ -118,8 +118,7 @@ def decision_view(model_admin, request):
                         "differences": [{"name": label, **baseline["comparison"]["metrics"][key]}
                                         for key, label in METRICS.items()]}
                        for baseline in report["baselines"]],
-            ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides
-                     if side["human_ratings"]],
+            ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides],
             board=[{**row, "name": names.get(row["item"], row["item"])} for row in report["leaderboard"]["ratings"]],
         )
     return _page(model_admin, request, "decision.html", **context)
@@ -160,8 +159,9 @@ def comparison_view(model_admin, request):
         comparison = compare_eval_runs(a, b)
     except ServiceError as exc:
         return _page(model_admin, request, "comparison.html", error=str(exc), **context)
-    groups = [(f"A: {a.model_version}", score_distribution(a, "bleu")["counts"]),
-              (f"B: {b.model_version}", score_distribution(b, "bleu")["counts"])]
+    # B first: the system under test takes the first colour, as the fine-tuned model does on the decision page.
+    groups = [(f"B: {b.model_version}", score_distribution(b, "bleu")["counts"]),
+              (f"A: {a.model_version}", score_distribution(a, "bleu")["counts"])]
     return _page(model_admin, request, "comparison.html", comparison=comparison,
                  rows=[{"name": label, **comparison["metrics"][key]} for key, label in METRICS.items()],
                  mcnemar=comparison["metrics"]["exact_match_mcnemar"],

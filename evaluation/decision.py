@@ -242,12 +242,13 @@ def format_decision_report(report: dict) -> list[str]:
         even = baseline["break_even"]
         routing = baseline["routing"]
         lines.append(f"  vs {baseline['model_version']}: {baseline['verdict']}: {baseline['reason']}")
-        lines.append("    break-even: " + (f"{even['monthly_requests']:,.0f} requests a month"
+        lines.append("    break-even: " + (f"{even['monthly_requests']:,.0f} requests a month (the training cost "
+                                           "counted against the first month)"
                                            if even["monthly_requests"] is not None else even["reason"]))
         if routing.get("suggested"):
             point = routing["suggested"]
-            lines.append(f"    hybrid routing: {point['label']} sends {100 * point['fallback_share']:.0f} % to the "
-                         f"baseline for a mean per-example {report['metric']} of {point['quality']:.2f} "
+            lines.append(f"    hybrid routing, suggested: {point['label']} ({100 * point['fallback_share']:.0f} % of "
+                         f"requests to the baseline), mean per-example {report['metric']} {point['quality']:.2f} "
                          f"(target {routing['target_quality']:.2f}: {routing['target_from']})")
     lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
     return lines

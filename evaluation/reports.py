@@ -114,7 +114,7 @@ def format_report(report: dict) -> str:
             f"  trained on snapshot {run['snapshot_hash']} (id {run['snapshot_id']}), seed {run['seed']}",
             f"  LoRA rank {hp['lora_rank']}, alpha {hp['lora_alpha']}, lr {hp['learning_rate']}, "
             f"batch {hp['batch_size']}x{hp['gradient_accumulation_steps']}, max steps {hp['max_steps'] or 'epochs'}, "
-            f"final train loss {run['metrics'].get('train_loss', float('nan')):.4f}",
+            f"mean train loss {run['metrics'].get('train_loss', float('nan')):.4f}",
         ]
     for entry in report["evaluations"]:
         metrics = entry["metrics"]
@@ -137,9 +137,10 @@ def format_report(report: dict) -> str:
         lines.append(f"    BLEU signature: {entry['signatures'].get('bleu', '')}")
         lines.append(f"    chrF signature: {entry['signatures'].get('chrf', '')}")
         if baseline:
-            delta = entry["difference"].get("bleu", 0.0)
-            verdict = "BEATS" if delta > 0 else "does NOT beat"
-            lines.append(f"  Verdict: the model {verdict} the prompted base model on BLEU ({delta:+.2f}).")
+            delta = entry["difference"].get("bleu")
+            if delta is not None:
+                lines.append(f"  BLEU difference from the prompted base model: {delta:+.2f} (its interval, test and "
+                             "verdict: `manage.py report --decision <dataset>`)")
         elif run:
             lines.append(f"  No prompted-base evaluation on this snapshot split yet: run `manage.py evaluate "
                          f"--prompted-base --snapshot {entry['snapshot_id']} --split {entry['split']} --as USER`.")
