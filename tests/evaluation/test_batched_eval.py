@@ -25,6 +25,7 @@ def test_batched_and_one_at_a_time_evaluations_give_the_same_answers(e2e_records
         outputs.append(dict(run.predictions.values_list("input_hash", "output")))
     assert outputs[0] == outputs[1] and outputs[0]
     assert runs[1].environment["batch_size"] == 4 and runs[0].environment["batch_size"] == 1
+    assert all(run.environment["warmup"].startswith("one untimed") for run in runs)
     assert all(p.mean_logprob is not None and p.mean_logprob <= 0 for p in runs[1].predictions.all())
 
 
