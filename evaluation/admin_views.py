@@ -53,7 +53,8 @@ def rate_view(model_admin, request):
         messages.error(request, str(exc))
         prediction = None
     return _page(model_admin, request, "rate.html", title=f"Rate predictions: {dataset.name}", dataset=dataset,
-                 prediction=prediction, criteria=ratings.criteria_of(dataset), likert=list(ratings.LIKERT),
+                 prediction=prediction, left_count=ratings.predictions_left(dataset, by=request.user) if prediction
+                 else 0, criteria=ratings.criteria_of(dataset), likert=list(ratings.LIKERT),
                  conversation=render_messages(prediction.input_messages) if prediction else "")
 
 
@@ -72,6 +73,8 @@ def pairwise_view(model_admin, request):
             ratings.record_judgment(request.POST.get("token", ""), request.POST.get("choice", ""), by=request.user)
         except ServiceError as exc:
             messages.error(request, str(exc))
+        else:
+            messages.success(request, "Saved.")
         return redirect(request.get_full_path())
     pair = None
     try:
@@ -84,7 +87,7 @@ def pairwise_view(model_admin, request):
     if pair:
         left, right, token = pair
         context.update(conversation=render_messages(left.input_messages), left=left.output, right=right.output,
-                       token=token)
+                       token=token, left_count=ratings.pairs_left(eval_a, eval_b, by=request.user))
     return _page(model_admin, request, "pairwise.html", **context)
 
 

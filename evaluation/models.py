@@ -64,6 +64,7 @@ class RatingCriterion(models.Model):
 
     class Meta:
         ordering = ["dataset", "name"]
+        verbose_name_plural = "rating criteria"
         constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="one_criterion_name_per_dataset")]
 
     def __str__(self):

@@ -44,6 +44,22 @@ def next_prediction_to_rate(dataset: Dataset, *, by) -> Prediction | None:
     return rateable_predictions(dataset).exclude(pk__in=rated_fully).order_by("input_hash", "id").first()
 
 
+def predictions_left(dataset: Dataset, *, by) -> int:
+    """How many of ``dataset``'s predictions ``by`` has yet to score on every criterion."""
+    criteria = dataset.rating_criteria.count()
+    rated_fully = [pk for pk, count in _ratings_per_prediction(dataset, by).items() if count >= criteria]
+    return rateable_predictions(dataset).exclude(pk__in=rated_fully).count()
+
+
+def pairs_left(eval_a: EvalRun, eval_b: EvalRun, *, by) -> int:
+    """How many inputs both runs answered that ``by`` has yet to judge (next_pair_to_judge's queue)."""
+    shared = set(eval_a.predictions.values_list("input_hash", flat=True)) & set(
+        eval_b.predictions.values_list("input_hash", flat=True))
+    judged = set(PairwiseJudgment.objects.filter(rater=by, prediction_a__eval_run=eval_a, prediction_b__eval_run=eval_b)
+                 .values_list("prediction_a__input_hash", flat=True))
+    return len(shared - judged)
+
+
 def _ratings_per_prediction(dataset: Dataset, rater) -> dict[int, int]:
     rows = (HumanRating.objects.filter(rater=rater, criterion__dataset=dataset)
             .values("prediction").annotate(n=Count("id")).values_list("prediction", "n"))

@@ -10,6 +10,7 @@ from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.factories import (
     AnnotatorFactory,
     DatasetFactory,
+    EngineerFactory,
     RaterFactory,
     ReviewerFactory,
 )
@@ -116,3 +117,22 @@ def test_a_small_rating_budget_covers_every_model_not_only_the_first_evaluated(t
         served.append(prediction.eval_run_id)
         record_ratings(prediction, {"correctness": 3, "fluency": 3}, by=rater)
     assert served.count(run_a.pk) == served.count(run_b.pk) == 2
+
+
+def test_the_pages_say_how_many_are_left_and_the_home_page_links_them(two_runs, client):
+    dataset, (run_a, run_b) = two_runs
+    rater = RaterFactory()
+    client.force_login(rater)
+    n = run_a.predictions.count()
+    home = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:evaluation_evalrun_rate") in home and "Decision report" not in home  # raters rate only
+    rate = client.get(reverse("admin:evaluation_evalrun_rate") + f"?dataset={dataset.pk}").content.decode()
+    assert f"{2 * n} left for you" in rate
+    url = reverse("admin:evaluation_evalrun_pairwise") + f"?a={run_a.pk}&b={run_b.pk}"
+    pair = client.get(url).content.decode()
+    assert f"{n} left for you" in pair
+    token = pair.split('name="token" value="')[1].split('"')[0]
+    judged = client.post(url, {"token": token, "choice": "tie"}, follow=True).content.decode()
+    assert "Saved." in judged and f"{n - 1} left for you" in judged
+    client.force_login(EngineerFactory())
+    assert reverse("admin:evaluation_evalrun_decision") in client.get(reverse("admin:index")).content.decode()
