@@ -76,6 +76,22 @@ def padded_range(values: Sequence[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+def nice_ticks(low: float, high: float, count: int = TICKS, *, whole: bool = False) -> list[float]:
+    """About ``count`` evenly spaced tick values covering [low, high] (at least two), at the step of
+    1, 2, 2.5 or 5 times a power of ten nearest to (high - low) / (count - 1) (after Heckbert, "Nice
+    numbers for graph labels", Graphics Gems, 1990), from a multiple of the step at or below
+    ``low`` to one at or above ``high``. ``whole``: steps of at least 1 and never 2.5 (counts)."""
+    raw = (high - low) / (count - 1) or abs(high) or 1.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    factors = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = min((f * magnitude for f in factors), key=lambda candidate: abs(candidate - raw))  # the nearest nice step
+    if whole:
+        step = max(1.0, round(step))
+    start, stop = math.floor(low / step + 1e-9) * step, math.ceil(high / step - 1e-9) * step
+    stop = max(stop, start + step)  # never a single tick (a zero-height axis)
+    return [round(start + i * step, 10) for i in range(round((stop - start) / step) + 1)]
+
+
 def _open(frame: Frame, css_class: str, title: str) -> list[str]:
     return [format_html(
         '<svg class="{}" xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}" '
@@ -83,13 +99,12 @@ def _open(frame: Frame, css_class: str, title: str) -> list[str]:
         '<title>{}</title>', css_class, frame.width, frame.height, frame.width, frame.height, title)]
 
 
-def _axes(frame: Frame, x_label: str, y_label: str, y_format: Callable[[float], str]) -> list[str]:
+def _axes(frame: Frame, x_label: str, y_label: str, y_format: Callable[[float], str],
+          y_ticks: Sequence[float]) -> list[str]:
     """The two axes, the y tick marks with labels, and both axis labels (x ticks are the caller's)."""
     parts = [format_html('<path d="M{} {}V{}H{}" fill="none" stroke="currentColor"/>',
                          frame.left, frame.top, frame.bottom, frame.right)]
-    low, high = frame.y_range
-    for i in range(TICKS):
-        value = low + i * (high - low) / (TICKS - 1)
+    for value in y_ticks:
         y = frame.y(value)
         parts.append(format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor"/>'
                                  '<text x="{}" y="{}" text-anchor="end" fill="currentColor">{}</text>',
@@ -111,11 +126,15 @@ def _x_tick(frame: Frame, value: float, label: str) -> str:
 
 
 def _legend(frame: Frame, entries: Sequence[tuple[str, str, str]], swatch: str = "line") -> list[str]:
-    """(name, colour, dashes) entries in a row above the plot, ending at its right edge."""
+    """(name, colour, dashes) entries in a row above the plot, ending at its right edge; ``swatch``
+    "line", "box" (bars) or "dot" (a series drawn as one marker). A dashes value of "dot" draws that
+    entry's swatch as a dot whatever ``swatch`` says."""
     parts, x = [], frame.right
     for name, colour, dashes in reversed(entries):
         x -= 28 + 7 * len(name)
-        if swatch == "line":
+        if dashes == "dot":
+            parts.append(format_html('<circle cx="{}" cy="12" r="4" fill="{}"/>', x + 9, colour))
+        elif swatch == "line":
             parts.append(format_html('<line x1="{}" y1="12" x2="{}" y2="12" stroke="{}" stroke-width="2" '
                                      'stroke-dasharray="{}"/>', x, x + 18, colour, dashes or "none"))
         else:
@@ -136,7 +155,8 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
     Args:
         series: the lines; non-finite points are skipped, and a series left empty is not drawn
             (it stays in the legend). ``titles``, when given, has one entry per point.
-        x_range / y_range: fixed axis ranges (default: the data's, padded on y).
+        x_range / y_range: fixed axis ranges (default: the data's, padded on y); y is widened to the
+            nice_ticks around it.
         integer_x: x ticks at whole numbers (steps).
         reference: (y, label) draws a dotted horizontal line, e.g. a target quality.
         empty: the plain text returned (instead of an SVG) when no finite point is left.
@@ -156,8 +176,9 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
     ys = [y for _, points, _ in drawn for _, y in points] + ([reference[0]] if reference else [])
     if x_range is None:
         x_range = (min(0, *xs), max(xs) or 1)
-    frame = Frame(width, height, x_range, y_range or padded_range(ys))
-    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format)
+    y_ticks = nice_ticks(*(y_range or padded_range(ys)))
+    frame = Frame(width, height, x_range, (y_ticks[0], y_ticks[-1]))
+    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
     low, high = frame.x_range
     ticks = [low + i * (high - low) / (TICKS - 1) for i in range(TICKS)]
     for value in (sorted({round(t) for t in ticks}) if integer_x else ticks):
@@ -165,8 +186,10 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
     if reference is not None:
         y = frame.y(reference[0])
         parts.append(format_html('<line class="reference" x1="{}" y1="{}" x2="{}" y2="{}" stroke="currentColor" '
-                                 'stroke-dasharray="1 3"><title>{}</title></line>',
-                                 frame.left, f"{y:.1f}", frame.right, f"{y:.1f}", reference[1]))
+                                 'stroke-dasharray="1 3"><title>{}</title></line>'
+                                 '<text x="{}" y="{}" fill="currentColor">{}</text>',
+                                 frame.left, f"{y:.1f}", frame.right, f"{y:.1f}", reference[1],
+                                 frame.left + 4, f"{y - 4:.1f}", reference[1]))
     for line, points, titles in drawn:
         coordinates = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in points)
         parts.append(format_html('<polyline class="{}" points="{}" fill="none" stroke="{}" stroke-width="2"'
@@ -177,7 +200,8 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
                 parts.append(format_html('<circle class="{}-marker" cx="{}" cy="{}" r="3" fill="{}"><title>{}</title>'
                                          '</circle>', line.name, f"{frame.x(x):.1f}", f"{frame.y(y):.1f}",
                                          line.colour, text))
-    parts += _legend(frame, [(s.name, s.colour, s.dashes) for s in series])
+    one_point = {line.name for line, points, _ in drawn if len(points) == 1}
+    parts += _legend(frame, [(s.name, s.colour, "dot" if s.name in one_point else s.dashes) for s in series])
     parts.append("</svg>")
     return "".join(parts)
 
@@ -191,8 +215,8 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
     Args:
         categories: the x labels, left to right.
         groups: (name, values) with one value ≥ 0 per category; bars have ``class="bar"`` and
-            ``data-group="<name>"``, and a tooltip with the value. When every value is whole (counts),
-            the y axis ends at a multiple of ``TICKS - 1`` so that every tick is a whole number.
+            ``data-group="<name>"``, and a tooltip with the value. The y axis has nice_ticks, whole
+            numbers when every value is whole (counts).
     Returns:
         SVG markup, or ``empty`` when there is no group or no category.
     Raises:
@@ -204,11 +228,9 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
         if len(values) != len(categories):
             raise ValueError(f"group {name!r} has {len(values)} values for {len(categories)} categories")
     values = [v for _, group in groups for v in group]
-    top = max(values, default=0) or 1
-    if all(float(v).is_integer() for v in values):  # counts: a top that puts every tick on a whole number
-        top = math.ceil(top / (TICKS - 1)) * (TICKS - 1)
-    frame = Frame(width, height, (0, len(categories)), (0, top))
-    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format)
+    y_ticks = nice_ticks(0, max(values, default=0) or 1, whole=all(float(v).is_integer() for v in values))
+    frame = Frame(width, height, (0, len(categories)), (0, y_ticks[-1]))
+    parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
     slot = (frame.right - frame.left) / len(categories)
     bar = slot * 0.8 / len(groups)
     for i, category in enumerate(categories):

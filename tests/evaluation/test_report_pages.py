@@ -201,10 +201,26 @@ def test_the_eval_run_page_draws_its_score_distribution_and_links_the_reports(en
 
 
 def test_count_charts_put_every_tick_on_a_whole_number():
+    from ftplatform.charts import nice_ticks
+
     root = ET.fromstring(bar_chart_svg(["a", "b"], [("g", [3, 10])], title="t", x_label="x", y_label="y",
                                        y_format="{:g}".format))
     ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
-    assert ticks == ["0", "3", "6", "9", "12"]
+    assert ticks == ["0", "2", "4", "6", "8", "10"]
+    assert nice_ticks(0, 3, whole=True) == [0, 1, 2, 3]  # no half examples
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (17.2, 78.8, [0, 20, 40, 60, 80]),  # step 15.4 wanted: 20 is the nearest nice one
+    (0.95, 2.05, [0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]),
+    (0.964, 1.6, [0.8, 1.0, 1.2, 1.4, 1.6]),
+    (5, 5, [5, 10]),  # never a single tick
+])
+def test_nice_ticks_cover_the_range_at_round_steps(low, high, expected):
+    from ftplatform.charts import nice_ticks
+
+    ticks = nice_ticks(low, high)
+    assert ticks == pytest.approx(expected) and ticks[0] <= low and ticks[-1] >= high
 
 
 def test_self_hosted_cost_follows_the_mean_latency_when_recorded(tuned_vs_prompted):
