@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ftplatform.admin_tools import ReadOnlyInline, admin_page
 
@@ -12,9 +12,30 @@ from .services import reap_lost_eval_runs
 
 
 class PredictionInline(ReadOnlyInline):
+    """Each input's last message beside the output, its references, scores and latency, rounded."""
+
     model = Prediction
-    fields = ["output", "references", "scores", "latency_ms"]
+    fields = ["input", "output", "references_list", "score_list", "latency", "mean_logprob"]
     readonly_fields = fields
+    verbose_name_plural = "predictions (one per distinct input)"
+
+    @admin.display(description="input (last message)")
+    def input(self, obj):
+        last = (obj.input_messages or [{}])[-1]
+        return last.get("content", "")
+
+    @admin.display(description="references")
+    def references_list(self, obj):
+        return format_html_join("", "<div>• {}</div>", ((reference,) for reference in obj.references or []))
+
+    @admin.display(description="scores (0-100)")
+    def score_list(self, obj):
+        return ", ".join(f"{name} {value:.1f}" for name, value in sorted((obj.scores or {}).items())
+                         if isinstance(value, int | float))
+
+    @admin.display(description="latency")
+    def latency(self, obj):
+        return f"{obj.latency_ms:,.0f} ms"
 
 
 @admin.register(EvalRun)
@@ -22,7 +43,14 @@ class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "bleu", "chrf",
                     "rouge_l", "created_at"]
     list_filter = ["status", "split"]
-    readonly_fields = [f.name for f in EvalRun._meta.fields] + ["score_distribution", "reports"]
+    readonly_fields = [f.name for f in EvalRun._meta.fields] + ["metrics_table", "score_distribution", "reports"]
+    fieldsets = [
+        (None, {"fields": ["model_version", "snapshot", "split", "status", "done", "total", "error", "reports"]}),
+        ("Metrics", {"fields": ["metrics_table", "score_distribution", "signatures"]}),
+        ("Run", {"fields": ["generation", "environment", "worker", "heartbeat_at", "created_by", "created_at",
+                            "started_at", "finished_at"]}),
+        ("Raw metrics (JSON)", {"classes": ["collapse"], "fields": ["metrics"]}),
+    ]
     inlines = [PredictionInline]
     actions = ["compare_selected"]
 
@@ -50,6 +78,23 @@ class EvalRunAdmin(admin.ModelAdmin):
             self.message_user(request, f"Select exactly two eval runs to compare (got {len(runs)}).", messages.ERROR)
             return None
         return HttpResponseRedirect(f"{reverse('admin:evaluation_evalrun_compare')}?a={runs[0]}&b={runs[1]}")
+
+    @admin.display(description="Metrics")
+    def metrics_table(self, obj):
+        """Scores with their 95 % intervals, then latency and tokens, rounded for reading."""
+        metrics = obj.metrics or {}
+        intervals = metrics.get("confidence_intervals", {})
+        rows = []
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            interval = intervals.get(name)
+            shown = f"{value:,.2f}" + (f" (95 % CI {interval['ci_low']:.2f}–{interval['ci_high']:.2f})"
+                                       if interval and interval.get("ci_low") is not None else "")
+            rows.append((name, shown))
+        if not rows:
+            return "-"
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     @admin.display(description="Score distribution")
     def score_distribution(self, obj):

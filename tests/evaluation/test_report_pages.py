@@ -194,7 +194,12 @@ def test_the_comparison_page_and_the_compare_action(engineer, tuned_vs_prompted)
 
 def test_the_eval_run_page_draws_its_score_distribution_and_links_the_reports(engineer, tuned_vs_prompted):
     dataset, _, tuned = tuned_vs_prompted
+    tuned.metrics = {**tuned.metrics, "bleu": 73.7912,
+                     "confidence_intervals": {"bleu": {"ci_low": 60.0, "ci_high": 90.0}}}
+    tuned.save()
     page = engineer.get(reverse("admin:evaluation_evalrun_change", args=[tuned.pk])).content.decode()
+    assert "<tr><th>bleu</th><td>73.79 (95 % CI 60.00–90.00)</td></tr>" in page  # read, not raw JSON
+    assert "name: Venue" in page and "1 ms" in page  # each prediction's input beside its output
     (chart,) = svgs(page, "score-distribution")
     assert len(bar_heights(chart, "BLEU")) == 10
     assert f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}" in page
