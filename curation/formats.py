@@ -81,6 +81,20 @@ def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
+def prompt_messages(messages: list[dict], system_prompt: str = "", few_shot: list[list[dict]] | None = None
+                    ) -> list[dict]:
+    """What a prompted model is asked: the input ``messages`` with ``system_prompt`` prepended (as
+    with_system_prompt), and the ``few_shot`` worked examples (whole conversations ending in their
+    answer; their own system messages dropped) as earlier turns between the system message and the
+    input: in-context learning (Brown et al., 2020, "Language Models are Few-Shot Learners")."""
+    messages = with_system_prompt(messages, system_prompt)
+    if not few_shot:
+        return messages
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    shots = [message for shot in few_shot for message in shot if message["role"] != "system"]
+    return [*head, *shots, *messages[len(head):]]
+
+
 def validate_messages(messages) -> list[dict]:
     """Check a conversation in OpenAI's chat format and return it normalised.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.formats import input_messages, with_system_prompt
+from curation.formats import input_messages, prompt_messages
 from ftplatform import jobrows, liveness
 from training.choices import ModelVersionKind, RunStatus
 from training.jobs import prepare_torch
@@ -99,7 +99,8 @@ def run_evaluation(eval_run_id: int) -> None:
         version = run.model_version
         inputs = split_inputs(run.snapshot, run.split)
         EvalRun.objects.filter(pk=run.pk).update(total=len(inputs))
-        prompts = [with_system_prompt(entry["input_messages"], version.system_prompt) for entry in inputs]
+        prompts = [prompt_messages(entry["input_messages"], version.system_prompt, version.few_shot)
+                   for entry in inputs]
         generate, environment = _generator(version, run.generation["max_new_tokens"],
                                            run.generation.get("batch_size", 1))
         EvalRun.objects.filter(pk=run.pk).update(environment=environment)

@@ -16,6 +16,7 @@ def _lineage(version: ModelVersion) -> dict:
         "base_model": {"id": base.pk, "name": base.name, "source": base.source, "gguf_file": base.gguf_file,
                        "licence": base.licence, "parameter_count": base.parameter_count},
         "system_prompt": version.system_prompt,
+        "few_shot": version.few_shot,
     }
     run = version.training_run
     if run is not None:

@@ -130,7 +130,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     form = ModelVersionForm
     list_display = ["id", "name", "kind", "base_model", "training_run", "created_at", "report"]
     list_filter = ["kind"]
-    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "adapter_path", "base_url",
+    readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "few_shot", "adapter_path", "base_url",
                        "remote_model", "api_key_env", "created_at", "report"]
 
     def save_model(self, request, obj, form, change):

@@ -21,6 +21,7 @@ from .services import (
     PRICE_FIELDS,
     cancel_training_run,
     default_base_model,
+    few_shot_examples,
     preflight_training_run,
     prompted_model_version,
     reap_lost_runs,
@@ -130,8 +131,11 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
                 api_key_env=data.get("api_key_env", ""), system_prompt=data["system_prompt"], by=request.user,
                 prices={k: data[k] for k in PRICE_FIELDS if k in data})
             return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        shots = None
+        if data.get("few_shot_snapshot") is not None:
+            shots = few_shot_examples(data["few_shot_snapshot"], data["few_shot_k"], seed=data["few_shot_seed"])
         version, created = prompted_model_version(
-            params.validated_data.get("base_model") or default_base_model(), params.validated_data["system_prompt"])
+            data.get("base_model") or default_base_model(), data["system_prompt"], shots)
         return Response(ModelVersionSerializer(version).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -121,7 +121,8 @@ class TrainingEvent(models.Model):
 
 
 class ModelVersion(models.Model):
-    """Something that can answer: a base model with a system prompt, or base model + LoRA adapter."""
+    """Something that can answer: a base model with a system prompt (and optionally few-shot
+    examples), a base model + LoRA adapter, or an OpenAI-compatible endpoint."""
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=24, choices=ModelVersionKind.choices)
@@ -130,6 +131,12 @@ class ModelVersion(models.Model):
         TrainingRun, null=True, blank=True, related_name="model_version", on_delete=models.PROTECT
     )
     system_prompt = models.TextField(blank=True, help_text="Prepended to inputs without a system message.")
+    few_shot = models.JSONField(default=list, blank=True,
+                                help_text="Worked examples shown before every input (in-context learning): "
+                                          "conversations from the snapshot's train split, each ending in its answer.")
+    few_shot_key = models.CharField(max_length=64, blank=True,
+                                    help_text="SHA-256 of the few-shot examples ('' for none): part of a prompted "
+                                              "version's identity.")
     adapter_path = models.CharField(max_length=500, blank=True)
     base_url = models.CharField(max_length=500, blank=True,
                                 help_text="OpenAI-compatible endpoints: the API's base URL, ending in /v1.")
@@ -145,9 +152,9 @@ class ModelVersion(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["base_model", "system_prompt"],
+                fields=["base_model", "system_prompt", "few_shot_key"],
                 condition=models.Q(kind="prompted_base"),
-                name="one_prompted_version_per_base_and_prompt",
+                name="one_prompted_version_per_base_prompt_and_shots",
             )
         ]
 

@@ -97,6 +97,11 @@ class PromptedVersionCreateSerializer(serializers.Serializer):
     )
     system_prompt = serializers.CharField(allow_blank=True, trim_whitespace=False,
                                           help_text="Usually the dataset's system prompt.")
+    few_shot_snapshot = serializers.PrimaryKeyRelatedField(
+        queryset=Snapshot.objects.all(), required=False,
+        help_text="prompted_base: show worked examples from this approved snapshot's train split before every input.")
+    few_shot_k = serializers.IntegerField(required=False, default=3, help_text="How many examples (1-16).")
+    few_shot_seed = serializers.IntegerField(required=False, default=0, help_text="Which train examples.")
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):
@@ -111,7 +116,8 @@ class ModelVersionUpdateSerializer(serializers.Serializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "kind", "base_model", "training_run", "system_prompt", "adapter_path", "base_url",
+        fields = ["id", "name", "kind", "base_model", "training_run", "system_prompt", "few_shot", "adapter_path",
+                  "base_url",
                   "remote_model", "api_key_env", "price_per_gpu_hour", "price_per_million_input_tokens",
                   "price_per_million_output_tokens", "created_at"]
         read_only_fields = fields

@@ -282,27 +282,66 @@ def log_event(run: TrainingRun, kind: str, message: str = "", *, step: int | Non
     return TrainingEvent.objects.create(run=run, kind=kind, message=message, step=step, payload=payload or {})
 
 
-def prompted_model_version(base_model: BaseModel, system_prompt: str) -> tuple[ModelVersion, bool]:
-    """The ModelVersion for ``base_model`` answering with ``system_prompt``: (version, created).
+MAX_FEW_SHOT = 16
 
-    One row per base model and prompt, so every evaluation of "the prompted base" is comparable.
-    Raises ServiceError for a prompt a text column cannot store.
+
+def few_shot_examples(snapshot: Snapshot, k: int, *, seed: int = 0) -> list[list[dict]]:
+    """``k`` worked examples for a few-shot prompt: conversations of ``k`` distinct inputs drawn
+    (random.Random(seed), over the inputs in item order) from the snapshot's *train* split only, so
+    that no validation or test input is ever shown to the model it evaluates.
+
+    Raises ServiceError: k outside 1..MAX_FEW_SHOT, a snapshot not approved, or fewer distinct
+    train inputs than k.
     """
+    import random
+
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_FEW_SHOT:
+        raise ServiceError(f"few_shot_k must be an integer from 1 to {MAX_FEW_SHOT}, got {k!r}")
+    if snapshot.status != SnapshotStatus.APPROVED:
+        raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.status}; few-shot examples come from approved "
+                           "snapshots only")
+    by_input = {}
+    for input_hash, messages in snapshot.items.filter(split=Split.TRAIN).order_by("id").values_list(
+            "input_hash", "messages"):
+        by_input.setdefault(input_hash, messages)
+    if len(by_input) < k:
+        raise ServiceError(f"snapshot {snapshot.pk} has {len(by_input)} distinct train inputs; few_shot_k is {k}")
+    return random.Random(seed).sample(list(by_input.values()), k)
+
+
+def prompted_model_version(base_model: BaseModel, system_prompt: str,
+                           few_shot: list[list[dict]] | None = None) -> tuple[ModelVersion, bool]:
+    """The ModelVersion for ``base_model`` answering with ``system_prompt`` and, optionally, the
+    ``few_shot`` worked examples (few_shot_examples) before every input: (version, created).
+
+    One row per base model, prompt and set of examples, so every evaluation of "the prompted base"
+    is comparable. Raises ServiceError for a prompt a text column cannot store, or examples that
+    are not conversations ending in an assistant answer (the message names the example).
+    """
+    import hashlib
+    import json
+
+    from curation.formats import FormatError, validate_messages
+
     try:
         check_json_value(system_prompt)
     except ValueError as exc:
         raise ServiceError(f"system_prompt: {exc}") from exc
+    shots = []
+    for number, shot in enumerate(few_shot or [], start=1):
+        try:
+            shots.append(validate_messages(shot))
+        except FormatError as exc:
+            raise ServiceError(f"few-shot example {number}: {exc}") from exc
+    key = hashlib.sha256(json.dumps(shots, sort_keys=True).encode()).hexdigest() if shots else ""
+    identity = {"kind": ModelVersionKind.PROMPTED_BASE, "base_model": base_model, "system_prompt": system_prompt,
+                "few_shot_key": key}
+    name = f"{base_model.name} (prompted{f', {len(shots)}-shot' if shots else ''})"
     try:
         with transaction.atomic():
-            return ModelVersion.objects.get_or_create(
-                kind=ModelVersionKind.PROMPTED_BASE,
-                base_model=base_model,
-                system_prompt=system_prompt,
-                defaults={"name": f"{base_model.name} (prompted)"},
-            )
+            return ModelVersion.objects.get_or_create(**identity, defaults={"name": name, "few_shot": shots})
     except IntegrityError:  # created concurrently by another request
-        return ModelVersion.objects.get(kind=ModelVersionKind.PROMPTED_BASE, base_model=base_model,
-                                        system_prompt=system_prompt), False
+        return ModelVersion.objects.get(**identity), False
 
 
 def _check_base_url(base_url: str) -> None:

@@ -9,7 +9,7 @@ from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
-from training.services import default_base_model, prompted_model_version
+from training.services import default_base_model, few_shot_examples, prompted_model_version
 
 
 class Command(BaseCommand):
@@ -26,6 +26,10 @@ class Command(BaseCommand):
                            help="The base model (--base-model, default SmolLM2-135M-Instruct) with the "
                                 "snapshot's dataset system prompt.")
         parser.add_argument("--base-model", help="Base model name for --prompted-base.")
+        parser.add_argument("--few-shot", type=int, default=0, metavar="K",
+                            help="With --prompted-base: show K worked examples from the snapshot's train split "
+                                 "before every input (default 0: zero-shot).")
+        parser.add_argument("--few-shot-seed", type=int, default=0, help="Which train examples (default 0).")
         parser.add_argument("--snapshot", type=int, required=True)
         parser.add_argument("--split", default="test", choices=["train", "validation", "test"],
                             help="Snapshot split whose distinct inputs are answered (default: test).")
@@ -33,7 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--as", dest="username", required=True)
 
     def handle(self, *args, model_version, prompted_base, base_model, snapshot, split, generation, username,
-               **options):
+               few_shot, few_shot_seed, **options):
+        if few_shot and not prompted_base:
+            raise CommandError("--few-shot goes with --prompted-base")
         target = Snapshot.objects.select_related("dataset").filter(pk=snapshot).first()
         if target is None:
             raise CommandError(f"no snapshot {snapshot}")
@@ -42,7 +48,8 @@ class Command(BaseCommand):
                 base = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
                 if base is None:
                     raise CommandError(f"no base model named {base_model!r}")
-                version, _ = prompted_model_version(base, target.dataset.system_prompt)
+                shots = few_shot_examples(target, few_shot, seed=few_shot_seed) if few_shot else None
+                version, _ = prompted_model_version(base, target.dataset.system_prompt, shots)
             else:
                 version = ModelVersion.objects.filter(pk=model_version).first()
                 if version is None:

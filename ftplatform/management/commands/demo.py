@@ -28,6 +28,7 @@ from training.progress import wait_for_training
 from training.services import (
     base_model_token_limits,
     default_base_model,
+    few_shot_examples,
     prompted_model_version,
     start_training_run,
     update_model_version,
@@ -165,19 +166,22 @@ class Command(BaseCommand):
         self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
                           f"{run.metrics['train_loss']:.4f}, validation loss {format_loss(run.metrics['eval_loss'])}")
 
-        self.step("5/6 Evaluate the prompted base model and the fine-tuned model on the test split")
+        self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the test split")
         prompted, _ = prompted_model_version(base_model, dataset.system_prompt)
-        for version in (prompted, tuned):
+        # A stronger prompting baseline: three worked examples from the train split before every input.
+        few_shot, _ = prompted_model_version(base_model, dataset.system_prompt, few_shot_examples(snapshot, 3))
+        for version in (prompted, few_shot, tuned):
             self.stdout.write(f"evaluating {version.name}")
             eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer), self.stdout.write)
             if eval_run.status != RunStatus.SUCCEEDED:
                 raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 
         self.step("6/6 Report")
-        # Both models run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
+        # All three run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
         # or 1.00 as an illustration) where nobody set a price, so the reports can show cost and break-even.
         price = settings.GPU_HOUR_PRICE or 1.0
-        for version in ModelVersion.objects.filter(pk__in=[prompted.pk, tuned.pk], price_per_gpu_hour__isnull=True,
+        for version in ModelVersion.objects.filter(pk__in=[prompted.pk, few_shot.pk, tuned.pk],
+                                                   price_per_gpu_hour__isnull=True,
                                                    price_per_million_input_tokens__isnull=True):
             update_model_version(version, by=engineer, prices={"price_per_gpu_hour": price})
         tuned.refresh_from_db()
