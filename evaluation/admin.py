@@ -3,7 +3,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from ftplatform.admin_tools import ReadOnlyInline, admin_page
+from ftplatform.admin_tools import ReadOnlyInline, ReapingAdmin, admin_page
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
@@ -39,7 +39,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(admin.ModelAdmin):
+class EvalRunAdmin(ReapingAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "bleu", "chrf",
                     "rouge_l", "created_at"]
     list_filter = ["status", "split"]
@@ -54,13 +54,7 @@ class EvalRunAdmin(admin.ModelAdmin):
     inlines = [PredictionInline]
     actions = ["compare_selected"]
 
-    def changelist_view(self, request, extra_context=None):
-        reap_lost_eval_runs()  # a run whose worker died shows as failed, not running forever
-        return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        reap_lost_eval_runs()
-        return super().change_view(request, object_id, form_url, extra_context)
+    reap = staticmethod(reap_lost_eval_runs)
 
     def has_add_permission(self, request):
         return False  # started from the API or the evaluate command

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
+from ftplatform.admin_tools import ReadOnlyInline, ReapingAdmin, apply_to_each
 from ftplatform.errors import ServiceError
 
 from .charts import loss_chart_svg, loss_points
@@ -40,7 +40,7 @@ class TrainingEventInline(ReadOnlyInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ReapingAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart", "preflight_report"]
@@ -52,13 +52,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     ]
     inlines = [CheckpointInline, TrainingEventInline]
 
-    def changelist_view(self, request, extra_context=None):
-        reap_lost_runs()  # a run whose worker died shows as failed, not running forever
-        return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        reap_lost_runs()
-        return super().change_view(request, object_id, form_url, extra_context)
+    reap = staticmethod(reap_lost_runs)
 
     @admin.display(description="pre-flight report")
     def preflight_report(self, obj):
