@@ -122,6 +122,8 @@ def format_report(report: dict) -> str:
         baseline = entry["baseline"]
         lines += ["", f"  snapshot {entry['snapshot_hash']} [{entry['split']}], "
                       f"{metrics.get('n_inputs')} inputs, {metrics.get('n_references')} references"]
+        if baseline:
+            lines.append(f"    prompted base: {baseline['model_version']} (eval {baseline['eval_run_id']})")
         header = f"    {'metric':<16}{'fine-tuned' if run else 'this model':>12}"
         if baseline:
             header += f"{'prompted base':>15}{'difference':>12}"
