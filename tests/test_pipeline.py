@@ -30,7 +30,7 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
     run = TrainingRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED
     evals = EvalRun.objects.all()
-    assert {e.status for e in evals} == {RunStatus.SUCCEEDED} and evals.count() == 2
+    assert {e.status for e in evals} == {RunStatus.SUCCEEDED} and evals.count() == 3  # zero-shot, 3-shot, tuned
     report = model_version_report(run.model_version)
     evaluation = report["evaluations"][0]
     assert evaluation["snapshot_hash"] == snapshot.content_hash
@@ -38,6 +38,7 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
     assert evaluation["difference"]["bleu"] == pytest.approx(
         evaluation["metrics"]["bleu"] - evaluation["baseline"]["metrics"]["bleu"])
     assert snapshot.content_hash in out and "prompted base" in out and "Verdict" in out
+    assert "(prompted, 3-shot)" in out and out.count("\n  vs ") == 2  # the decision report weighs both baselines
 
 
 @pytest.mark.slow
@@ -58,6 +59,6 @@ def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifac
 
     run = TrainingRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED, worker_log[-3000:]
-    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 2
+    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 3
     assert "training.jobs.run_training" in worker_log
     assert "Verdict" in out and "[run" in out
