@@ -76,15 +76,17 @@ class EvalRunAdmin(ReapingAdmin):
     @admin.display(description="Metrics")
     def metrics_table(self, obj):
         """Scores with their 95 % intervals, then latency and tokens, rounded for reading."""
-        metrics = obj.metrics or {}
-        intervals = metrics.get("confidence_intervals", {})
+        metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
+        intervals = metrics.get("confidence_intervals")
+        intervals = intervals if isinstance(intervals, dict) else {}
         rows = []
         for name, value in metrics.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not _is_number(value):
                 continue
             interval = intervals.get(name)
-            shown = f"{value:,.2f}" + (f" (95 % CI {interval['ci_low']:.2f}–{interval['ci_high']:.2f})"
-                                       if interval and interval.get("ci_low") is not None else "")
+            bounds = [interval.get("ci_low"), interval.get("ci_high")] if isinstance(interval, dict) else []
+            shown = f"{value:,.2f}" + (f" (95 % CI {bounds[0]:.2f}–{bounds[1]:.2f})"
+                                       if bounds and all(map(_is_number, bounds)) else "")
             rows.append((name, shown))
         if not rows:
             return "-"
@@ -103,8 +105,8 @@ class EvalRunAdmin(ReapingAdmin):
                            reverse("admin:evaluation_evalrun_decision"), obj.snapshot.dataset_id)
 
     def _metric(self, obj, name):
-        value = obj.metrics.get(name)
-        return f"{value:.2f}" if value is not None else "-"
+        value = obj.metrics.get(name) if isinstance(obj.metrics, dict) else None
+        return f"{value:.2f}" if _is_number(value) else "-"
 
     @admin.display(description="BLEU")
     def bleu(self, obj):
@@ -117,6 +119,12 @@ class EvalRunAdmin(ReapingAdmin):
     @admin.display(description="ROUGE-L")
     def rouge_l(self, obj):
         return self._metric(obj, "rouge_l")
+
+
+def _is_number(value) -> bool:
+    """An int or float (never a bool): what the metrics table can round. A run's metrics are JSON
+    and may hold anything (a string, a list, nested objects); those are left out, never a 500."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @admin.register(RatingCriterion)

@@ -8,7 +8,7 @@ import random
 
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from curation.formats import check_json_value
 from curation.models import Dataset
@@ -55,9 +55,16 @@ def pairs_left(eval_a: EvalRun, eval_b: EvalRun, *, by) -> int:
     """How many inputs both runs answered that ``by`` has yet to judge (next_pair_to_judge's queue)."""
     shared = set(eval_a.predictions.values_list("input_hash", flat=True)) & set(
         eval_b.predictions.values_list("input_hash", flat=True))
-    judged = set(PairwiseJudgment.objects.filter(rater=by, prediction_a__eval_run=eval_a, prediction_b__eval_run=eval_b)
-                 .values_list("prediction_a__input_hash", flat=True))
-    return len(shared - judged)
+    return len(shared - _judged_inputs(eval_a, eval_b, by))
+
+
+def _judged_inputs(eval_a: EvalRun, eval_b: EvalRun, rater) -> set[str]:
+    """Inputs ``rater`` judged for this pair of runs, in either order (a=A, b=B or a=B, b=A): a pair
+    of outputs is judged once by each rater, whichever run the page named first."""
+    return set(PairwiseJudgment.objects.filter(
+        Q(prediction_a__eval_run=eval_a, prediction_b__eval_run=eval_b)
+        | Q(prediction_a__eval_run=eval_b, prediction_b__eval_run=eval_a), rater=rater)
+        .values_list("prediction_a__input_hash", flat=True))
 
 
 def _ratings_per_prediction(dataset: Dataset, rater) -> dict[int, int]:
@@ -113,9 +120,7 @@ def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Rand
     """
     require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
     _comparable(eval_a, eval_b)
-    judged = set(PairwiseJudgment.objects.filter(rater=by, prediction_a__eval_run=eval_a,
-                                                 prediction_b__eval_run=eval_b)
-                 .values_list("prediction_a__input_hash", flat=True))
+    judged = _judged_inputs(eval_a, eval_b, by)
     b_by_input = dict(eval_b.predictions.values_list("input_hash", "pk"))
     for prediction_a in eval_a.predictions.order_by("id"):
         if prediction_a.input_hash in judged or prediction_a.input_hash not in b_by_input:
@@ -149,8 +154,11 @@ def record_judgment(token: str, choice: str, *, by) -> PairwiseJudgment:
     sides = {"left": pair["left"], "right": "b" if pair["left"] == "a" else "a", "tie": "tie"}
     if choice not in sides:
         raise ServiceError(f"choice must be left, right or tie, got {choice!r}")
-    if Prediction.objects.filter(pk__in=[pair["a"], pair["b"]]).count() != 2:
+    # Locked in id order: concurrent judgments of one pair (in either order) wait for each other.
+    if len(Prediction.objects.select_for_update().filter(pk__in=[pair["a"], pair["b"]]).order_by("pk")) != 2:
         raise ServiceError("this pair's predictions no longer exist (an eval run was deleted); open the page again")
+    if PairwiseJudgment.objects.filter(prediction_a_id=pair["b"], prediction_b_id=pair["a"], rater=by).exists():
+        raise Conflict("you already judged this pair (with the runs named the other way round)")
     try:
         with transaction.atomic():
             return PairwiseJudgment.objects.create(prediction_a_id=pair["a"], prediction_b_id=pair["b"], rater=by,

@@ -52,12 +52,26 @@ def start_eval_run(model_version: ModelVersion, snapshot: Snapshot, *, by, split
         raise ServiceError(f"split must be one of {', '.join(Split.values)}, got {split!r}")
     if not snapshot.split_counts.get(split):
         raise ServiceError(f"snapshot {snapshot.pk} has no {split} examples")
+    _check_few_shot_unseen(model_version, snapshot, split)
     run = EvalRun.objects.create(
         model_version=model_version, snapshot=snapshot, split=split,
         generation=validate_generation(generation), created_by=by,
     )
     queues.enqueue_job_row(run, "evaluation", "evaluation.jobs.run_evaluation")
     return run
+
+
+def _check_few_shot_unseen(model_version: ModelVersion, snapshot: Snapshot, split: str) -> None:
+    """Refuse to evaluate a few-shot version on inputs it is shown as worked examples: examples are
+    drawn from one snapshot's train split, and another snapshot (other seed, more data) or the
+    train split itself may put those inputs among the ones evaluated. Raises ServiceError."""
+    from curation.formats import input_hash
+
+    shown = {input_hash(shot) for shot in model_version.few_shot or []}
+    if shown and snapshot.items.filter(split=split, input_hash__in=shown).exists():
+        raise ServiceError(f"model version {model_version.pk} shows worked examples whose inputs are in snapshot "
+                           f"{snapshot.pk}'s {split} split: its answers to them would not be a fair test; evaluate "
+                           "on a split without them (e.g. the test split of the snapshot its examples came from)")
 
 
 def reap_lost_eval_runs() -> list[int]:

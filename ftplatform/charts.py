@@ -8,6 +8,7 @@ admin's light and dark themes. Every text is escaped (``format_html``), so calle
 result safe.
 """
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,15 @@ Point = tuple[float, float]
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 28, 36
 TICKS = 5
+LIMIT = 1e300  # axis values are clamped to ±LIMIT: beyond it, spans and steps overflow to inf
+# Characters XML 1.0 forbids (C0 controls but tab and newlines, lone surrogates, U+FFFE/U+FFFF):
+# escaping does not help, so names and labels that carry them lose them.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _finite(value: float) -> float:
+    """``value`` clamped to ±LIMIT; NaN is 0."""
+    return 0.0 if math.isnan(value) else max(-LIMIT, min(LIMIT, value))
 
 
 @dataclass
@@ -61,17 +71,24 @@ class Frame:
         return self.height - MARGIN_BOTTOM
 
     def x(self, value: float) -> float:
-        low, high = self.x_range
-        return self.left + (value - low) / (high - low) * (self.right - self.left)
+        return self.left + _fraction(value, self.x_range) * (self.right - self.left)
 
     def y(self, value: float) -> float:
-        low, high = self.y_range
-        return self.bottom - (value - low) / (high - low) * (self.bottom - self.top)
+        return self.bottom - _fraction(value, self.y_range) * (self.bottom - self.top)
+
+
+def _fraction(value: float, value_range: tuple[float, float]) -> float:
+    """Where ``value`` lies in ``value_range`` (0 at low, 1 at high), kept within [-1, 2] (a point far
+    off the chart is drawn just off it); the middle for a range of no (or no finite) width."""
+    low, high = (_finite(v) for v in value_range)
+    if not high > low:
+        return 0.5
+    return max(-1.0, min(2.0, (_finite(value) - low) / (high - low)))
 
 
 def padded_range(values: Sequence[float]) -> tuple[float, float]:
     """(low, high) around ``values`` with 5 % room, never of zero width."""
-    low, high = min(values), max(values)
+    low, high = _finite(min(values)), _finite(max(values))
     pad = (high - low) * 0.05 or (abs(high) * 0.1 or 1.0)
     return low - pad, high + pad
 
@@ -80,16 +97,24 @@ def nice_ticks(low: float, high: float, count: int = TICKS, *, whole: bool = Fal
     """About ``count`` evenly spaced tick values covering [low, high] (at least two), at the step of
     1, 2, 2.5 or 5 times a power of ten nearest to (high - low) / (count - 1) (after Heckbert, "Nice
     numbers for graph labels", Graphics Gems, 1990), from a multiple of the step at or below
-    ``low`` to one at or above ``high``. ``whole``: steps of at least 1 and never 2.5 (counts)."""
-    raw = (high - low) / (count - 1) or abs(high) or 1.0
-    magnitude = 10 ** math.floor(math.log10(raw))
+    ``low`` to one at or above ``high``. ``whole``: steps of at least 1 and never 2.5 (counts).
+    Never raises: NaN counts as 0, infinities and values beyond ±1e300 as ±1e300, low > high are
+    swapped, and a span too small to step through (e.g. equal or subnormal values) gets step 1 or
+    a step of the values' own size."""
+    low, high = sorted((_finite(low), _finite(high)))
+    count = max(2, count)
+    raw = (high - low) / (count - 1)
+    if raw < 1e-200 or raw < 1e-12 * max(abs(low), abs(high)):  # flat: float steps cannot resolve it
+        raw = abs(high) if abs(high) >= 1e-200 else 1.0
+    exponent = math.floor(math.log10(raw))
     factors = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
-    step = min((f * magnitude for f in factors), key=lambda candidate: abs(candidate - raw))  # the nearest nice step
+    step = min((f * 10.0 ** exponent for f in factors), key=lambda candidate: abs(candidate - raw))  # nearest
     if whole:
-        step = max(1.0, round(step))
+        step = max(1.0, float(round(step)))
     start, stop = math.floor(low / step + 1e-9) * step, math.ceil(high / step - 1e-9) * step
     stop = max(stop, start + step)  # never a single tick (a zero-height axis)
-    return [round(start + i * step, 10) for i in range(round((stop - start) / step) + 1)]
+    digits = max(0, 3 - math.floor(math.log10(step)))  # clean float noise, never merge two ticks
+    return [round(start + i * step, digits) for i in range(round((stop - start) / step) + 1)]
 
 
 def _open(frame: Frame, css_class: str, title: str) -> list[str]:
@@ -176,6 +201,7 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
     ys = [y for _, points, _ in drawn for _, y in points] + ([reference[0]] if reference else [])
     if x_range is None:
         x_range = (min(0, *xs), max(xs) or 1)
+    x_range = (_finite(x_range[0]), _finite(x_range[1]))
     y_ticks = nice_ticks(*(y_range or padded_range(ys)))
     frame = Frame(width, height, x_range, (y_ticks[0], y_ticks[-1]))
     parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
@@ -203,7 +229,7 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
     one_point = {line.name for line, points, _ in drawn if len(points) == 1}
     parts += _legend(frame, [(s.name, s.colour, "dot" if s.name in one_point else s.dashes) for s in series])
     parts.append("</svg>")
-    return "".join(parts)
+    return NOT_XML.sub("", "".join(parts))
 
 
 def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequence[float]]], *, title: str,
@@ -227,7 +253,7 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
     for name, values in groups:
         if len(values) != len(categories):
             raise ValueError(f"group {name!r} has {len(values)} values for {len(categories)} categories")
-    values = [v for _, group in groups for v in group]
+    values = [v for _, group in groups for v in group if math.isfinite(v) and v >= 0]  # what a bar can show
     y_ticks = nice_ticks(0, max(values, default=0) or 1, whole=all(float(v).is_integer() for v in values))
     frame = Frame(width, height, (0, len(categories)), (0, y_ticks[-1]))
     parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
@@ -237,7 +263,7 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
         parts.append(_x_tick(frame, i + 0.5, category))
         for j, (name, values) in enumerate(groups):
             x = frame.left + i * slot + slot * 0.1 + j * bar
-            y = frame.y(values[i])
+            y = frame.y(max(0.0, min(_finite(values[i]), y_ticks[-1])))  # NaN, inf, negative: no bar or a full one
             parts.append(format_html('<rect class="bar" data-group="{}" x="{}" y="{}" width="{}" height="{}" '
                                      'fill="{}"><title>{}</title></rect>', name, f"{x:.1f}", f"{y:.1f}",
                                      f"{bar:.1f}", f"{frame.bottom - y:.1f}", PALETTE[j % len(PALETTE)],
@@ -245,4 +271,4 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
     parts += _legend(frame, [(name, PALETTE[j % len(PALETTE)], "") for j, (name, _) in enumerate(groups)],
                      swatch="box")
     parts.append("</svg>")
-    return "".join(parts)
+    return NOT_XML.sub("", "".join(parts))
