@@ -85,6 +85,12 @@ def engineer_and_reviewer(**kwargs):
     return user
 
 
+def unloadable_base_model(name: str = "tiny") -> BaseModel:
+    """A base model row whose weights are nowhere (a folder that does not exist): for tests of
+    rows, reports and pages that never load a model."""
+    return BaseModel.objects.create(name=name, source_kind="local_folder", source="/nonexistent")
+
+
 def two_eval_runs():
     """A dataset "venues" with two rating criteria (correctness, fluency) and two succeeded eval runs
     on its snapshot's train split, one per model version ("secret-prompted-model", then
@@ -97,7 +103,7 @@ def two_eval_runs():
     snapshot = approve_snapshot(create_snapshot(dataset, by=EngineerFactory())[0], by=ReviewerFactory())
     for name in ("correctness", "fluency"):
         RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    base = unloadable_base_model()
     runs = []
     for label in ("prompted", "tuned"):
         version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,

@@ -27,8 +27,9 @@ from tests.factories import (
     ExampleFactory,
     ReviewerFactory,
     conversation,
+    unloadable_base_model,
 )
-from training.models import BaseModel, ModelVersion, TrainingRun
+from training.models import ModelVersion, TrainingRun
 
 ROLES = ("anonymous", "annotator", "reviewer", "engineer")
 
@@ -53,7 +54,7 @@ def world(db):
                                                 status="succeeded")
     objs["snapshot"] = snapshot = create_snapshot(open_ds, by=engineer)[0]
     objs["export"] = SnapshotExport.objects.create(snapshot=snapshot, created_by=engineer)
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    base = unloadable_base_model()
     objs["base_model"] = base
     objs["run"] = run = TrainingRun.objects.create(snapshot=snapshot, base_model=base, hyperparameters={},
                                                    created_by=engineer, status="succeeded")

@@ -4,11 +4,10 @@ written and are kept as guards; every other test failed when written (a parametr
 of its cases)."""
 import math
 import xml.dom.minidom
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 from django.urls import reverse
 
 from curation.snapshots import approve_snapshot, create_snapshot
@@ -17,28 +16,15 @@ from evaluation.ratings import next_pair_to_judge, record_judgment
 from evaluation.services import start_eval_run
 from ftplatform.charts import Series, bar_chart_svg, line_chart_svg, nice_ticks
 from ftplatform.errors import Conflict, ServiceError
-from tests.factories import EngineerFactory, RaterFactory, ReviewerFactory, two_eval_runs
+from tests.factories import EngineerFactory, RaterFactory, ReviewerFactory, two_eval_runs, unloadable_base_model
 from tests.test_api import client_for
+from tests.threads import in_threads
 from tests.training.test_runs import snapshot_of
-from training.models import BaseModel, ModelVersion
+from training.models import ModelVersion
 from training.services import few_shot_examples, prompted_model_version
 
 needs_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
 
-
-def in_threads(count, work):
-    def run(index):
-        try:
-            return work(index)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-def tiny_base():
-    return BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
 
 
 def well_formed(svg: str) -> None:
@@ -96,7 +82,7 @@ def test_a_few_shot_version_is_not_evaluated_on_inputs_it_is_shown_as_examples(e
     version on that train split, or on a snapshot (other seed) whose test split holds an example's
     input, scored the model on answers it had been handed in its prompt."""
     snapshot = snapshot_of(e2e_records[:60])
-    version, _ = prompted_model_version(tiny_base(), "Describe.", few_shot_examples(snapshot, 3, seed=1))
+    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1))
     engineer = EngineerFactory()
     with pytest.raises(ServiceError, match="worked examples whose inputs are in snapshot"):
         start_eval_run(version, snapshot, by=engineer, split="train")
@@ -117,7 +103,7 @@ def test_evaluate_few_shot_on_the_train_split_is_refused(e2e_records, monkeypatc
 
     monkeypatch.setattr("evaluation.management.commands.evaluate.wait_for_evaluation", started)
     snapshot = snapshot_of(e2e_records[:60])
-    tiny_base()
+    unloadable_base_model()
     with pytest.raises(CommandError, match="worked examples whose inputs are in snapshot"):
         call_command("evaluate", "--prompted-base", "--base-model", "tiny", "--few-shot", "3", "--snapshot",
                      str(snapshot.pk), "--split", "train", "--as", EngineerFactory().username)
@@ -131,7 +117,8 @@ def test_evaluate_few_shot_on_the_train_split_is_refused(e2e_records, monkeypatc
 def test_bad_few_shot_parameters_are_a_400_creating_nothing(e2e_records, field, value):
     """guard"""
     snapshot = snapshot_of(e2e_records[:40])
-    body = {"system_prompt": "", "base_model": tiny_base().pk, "few_shot_snapshot": snapshot.pk, field: value}
+    body = {"system_prompt": "", "base_model": unloadable_base_model().pk, "few_shot_snapshot": snapshot.pk,
+            field: value}
     response = client_for(EngineerFactory()).post("/api/v1/model-versions/", body, format="json")
     assert response.status_code == 400, response.content
     assert not ModelVersion.objects.exists()
@@ -141,7 +128,7 @@ def test_bad_few_shot_parameters_are_a_400_creating_nothing(e2e_records, field, 
 @needs_postgresql
 def test_the_same_few_shot_version_created_at_once_is_one_row(e2e_records):
     """guard"""
-    snapshot, base = snapshot_of(e2e_records[:40]), tiny_base()
+    snapshot, base = snapshot_of(e2e_records[:40]), unloadable_base_model()
     shots = few_shot_examples(snapshot, 3, seed=7)
     ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots)[0].pk)
     assert len(set(ids)) == 1 and ModelVersion.objects.count() == 1
@@ -155,7 +142,7 @@ def test_the_same_few_shot_version_created_at_once_is_one_row(e2e_records):
                                  '{"name": "a\\u0000b"}', '{"name": "a\\ud800b"}'])
 def test_non_finite_prices_and_unstorable_names_are_a_400(raw):
     """guard"""
-    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=tiny_base())
+    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=unloadable_base_model())
     response = client_for(EngineerFactory()).generic("PATCH", f"/api/v1/model-versions/{version.pk}/", raw,
                                                      content_type="application/json")
     assert response.status_code == 400
@@ -166,7 +153,8 @@ def test_non_finite_prices_and_unstorable_names_are_a_400(raw):
 @pytest.mark.django_db
 def test_a_patch_never_changes_what_answered():
     """guard"""
-    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=tiny_base(), system_prompt="p")
+    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=unloadable_base_model(),
+                                          system_prompt="p")
     response = client_for(EngineerFactory()).patch(
         f"/api/v1/model-versions/{version.pk}/", {"system_prompt": "x", "kind": "lora_adapter", "few_shot": [[1]],
                                                   "adapter_path": "/x", "base_url": "http://e/v1"}, format="json")

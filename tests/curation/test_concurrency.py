@@ -1,8 +1,7 @@
 """Row locks and unique constraints under concurrent requests (PostgreSQL only: SQLite serialises writers)."""
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from curation.choices import ExampleStatus
 from curation.models import Review, Snapshot
@@ -10,22 +9,13 @@ from curation.snapshots import create_snapshot
 from curation.workflow import approve_example
 from ftplatform.errors import ServiceError
 from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
+from tests.threads import in_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks"),
 ]
 
-
-def in_threads(count, work):
-    def run(index):
-        try:
-            return work(index)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def test_twenty_concurrent_approvals_of_one_example_record_exactly_one_decision():

@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from curation.formats import prompt_messages, with_system_prompt
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
-from tests.factories import EngineerFactory
+from tests.factories import EngineerFactory, unloadable_base_model
 from tests.test_api import client_for
 from tests.training.test_runs import snapshot_of
 from training.choices import RunStatus
@@ -56,7 +56,7 @@ def test_an_unapproved_snapshot_gives_no_examples(e2e_records):
 @pytest.mark.django_db
 def test_each_set_of_examples_is_its_own_prompted_version(e2e_records):
     snapshot = snapshot_of(e2e_records[:60])
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    base = unloadable_base_model()
     zero, _ = prompted_model_version(base, "Describe.")
     shots = few_shot_examples(snapshot, 3)
     three, created = prompted_model_version(base, "Describe.", shots)
@@ -70,7 +70,7 @@ def test_each_set_of_examples_is_its_own_prompted_version(e2e_records):
 @pytest.mark.django_db
 def test_the_api_creates_a_few_shot_baseline_and_names_bad_fields(e2e_records):
     snapshot = snapshot_of(e2e_records[:60])
-    BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    unloadable_base_model()
     client = client_for(EngineerFactory())
     body = {"base_model": BaseModel.objects.get().pk, "system_prompt": "Describe.", "few_shot_snapshot": snapshot.pk,
             "few_shot_k": 2}

@@ -9,10 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import Snapshot
-from tests.factories import DatasetFactory, EngineerFactory
+from tests.factories import DatasetFactory, EngineerFactory, unloadable_base_model
 from training.charts import loss_chart_svg, loss_points
 from training.choices import EventKind, RunStatus
-from training.models import BaseModel, TrainingEvent, TrainingRun
+from training.models import TrainingEvent, TrainingRun
 from training.progress import TrainingProgressBar, format_duration, run_progress_fields
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -31,7 +31,7 @@ def series(root: ET.Element, name: str) -> list[tuple[float, float]]:
 def make_run(**fields) -> TrainingRun:
     snapshot = Snapshot.objects.create(dataset=DatasetFactory(), content_hash="0" * 64, seed=0, split_fractions={},
                                        example_count=0)
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    base = unloadable_base_model()
     return TrainingRun.objects.create(snapshot=snapshot, base_model=base, hyperparameters={}, **fields)
 
 

@@ -3,16 +3,16 @@ nothing that answered an evaluation changes."""
 import pytest
 from django.urls import reverse
 
-from tests.factories import EngineerFactory, ReviewerFactory
+from tests.factories import EngineerFactory, ReviewerFactory, unloadable_base_model
 from tests.test_api import client_for
-from training.models import BaseModel, ModelVersion
+from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def version():
-    base = BaseModel.objects.create(name="tiny", source_kind="local_folder", source="/nonexistent")
+    base = unloadable_base_model()
     return ModelVersion.objects.create(name="prompted", kind="prompted_base", base_model=base,
                                        system_prompt="Be brief.")
 
