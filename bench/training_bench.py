@@ -66,7 +66,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,9 +73,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a script)
+    DATA_FILE,
+    DEFAULT_BASE_MODELS,
+    child_environment,
+    peak_rss_mib,
+    prepare_demo_snapshot,
+    run_child,
+)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
 
-DATA_FILE = ROOT / "examples" / "e2e_nlg.chat.jsonl"  # the same bytes as /work/shared/data/e2e_nlg.chat.jsonl
 REFERENCE_VARIANTS = {"max_length": "reference (pad to max_length)",
                       "dynamic": "reference (dynamic padding)"}
 
@@ -95,20 +102,6 @@ def hyperparameters(steps: int) -> dict:
         "max_eval_examples": 0,  # no validation: the bench measures training only
         "seed": 0,
     }
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB; ru_maxrss where there is no /proc."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- the reference: a plain Trainer + peft script ----------------------------------------------
@@ -215,44 +208,16 @@ def child_prepare(args) -> dict:
 
     django.setup()
     from django.conf import settings
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus, Split
+    from curation.choices import Split
     from curation.formats import with_system_prompt
-    from curation.imports import import_examples
-    from curation.models import Dataset, Example
-    from curation.snapshots import approve_snapshot, create_snapshot
-    from curation.workflow import approve_examples
-    from ftplatform.management.commands.demo import demo_users, first_system_prompt
     from training.engine.config import LoraConfig
     from training.engine.data import tokenize_for_training
-    from training.services import (
-        base_model_folder,
-        base_model_token_limits,
-        default_base_model,
-        record_base_model_info,
-    )
 
     config = LoraConfig.from_dict(hyperparameters(args.steps))
-    users = demo_users()
-    raw_lines = [line for line in Path(args.data).read_bytes().split(b"\n") if line.strip()]
-    dataset = Dataset.objects.create(name="training-bench", system_prompt=first_system_prompt(raw_lines),
-                                     created_by=users["demo-engineer"])
-    batch = import_examples(dataset, b"\n".join(raw_lines), ImportFormat.CHAT_JSONL, by=users["demo-annotator"],
-                            filename=Path(args.data).name)
-    assert batch.status == ImportStatus.SUCCEEDED, (batch.error, batch.errors[:3])
-    pending = Example.objects.filter(dataset=dataset, status=ExampleStatus.SUBMITTED)
-    approve_examples(pending.iterator(), by=users["demo-reviewer"], comment="training bench")
-
-    base_model = default_base_model()
-    folder = base_model_folder(base_model)  # dequantized once into the base model cache
-    record_base_model_info(base_model, folder)  # the first-use description, outside the measured run
-    tokens = base_model_token_limits(base_model, config.max_seq_length)
-    snapshot, _ = create_snapshot(dataset, by=users["demo-engineer"], seed=0, tokens=tokens)
-    if snapshot.status == SnapshotStatus.PENDING_REVIEW:
-        snapshot = approve_snapshot(snapshot, by=users["demo-reviewer"], comment="training bench")
-    assert snapshot.status == SnapshotStatus.APPROVED, snapshot.status
+    snapshot, base_model, folder, _, tokens = prepare_demo_snapshot(
+        args.data, "training-bench", config.max_seq_length, "training bench")
+    dataset = snapshot.dataset
 
     # The train split exactly as training.jobs.run_training reads it.
     items = snapshot.items.order_by("id").filter(split=Split.TRAIN).values_list("messages", flat=True)
@@ -334,32 +299,13 @@ def child_reference(args) -> dict:
 CHILDREN = {"prepare": child_prepare, "ftplatform": child_ftplatform, "reference": child_reference}
 
 
-def run_child(role: str, args, env: dict, *extra: str) -> dict:
-    """Run this file as a child process for ``role``; its result (JSON) plus process wall seconds."""
-    result_file = args.scratch / f"{role}-{'-'.join(extra) or 'result'}.json"
-    command = [sys.executable, __file__, "--child", role, "--scratch", str(args.scratch),
-               "--steps", str(args.steps), "--data", str(args.data), "--result", str(result_file), *extra]
-    started = time.perf_counter()
-    subprocess.run(command, env=env, check=True)
-    result = json.loads(result_file.read_text())
-    result["process_seconds"] = time.perf_counter() - started
-    return result
+def run_training_child(role: str, args, env: dict, *extra: str) -> dict:
+    """This file as a child process for ``role`` (bench.common.run_child)."""
+    return run_child(__file__, role, args.scratch, env, "--steps", str(args.steps), "--data", str(args.data), *extra,
+                     result_name="-".join((role, *extra[1:])))
 
 
 # --- the parent: orchestration and the table ---------------------------------------------------
-
-
-def child_environment(scratch: Path, base_models: Path) -> dict:
-    """The children's environment: throwaway SQLite database and artifacts, in-process jobs."""
-    artifacts = scratch / "artifacts"
-    artifacts.mkdir()
-    base_models.mkdir(parents=True, exist_ok=True)
-    (artifacts / "base_models").symlink_to(base_models.resolve(), target_is_directory=True)
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env.update(DATABASE_URL=f"sqlite:///{scratch / 'bench.sqlite3'}", FTPLATFORM_VAR=str(scratch),
-               FTPLATFORM_ARTIFACTS=str(artifacts), HF_HUB_OFFLINE="1",
-               DJANGO_SETTINGS_MODULE="ftplatform.settings")
-    return env
 
 
 def summarise(name: str, result: dict, prepared: dict, batch_size: int) -> dict:
@@ -424,8 +370,7 @@ def main():
                         help="Which reference variant(s) to run (default: both).")
     parser.add_argument("--data", type=Path, default=DATA_FILE, help="Chat JSONL to import (default: the E2E file).")
     parser.add_argument("--base-models", type=Path,
-                        default=Path(os.environ.get("FTPLATFORM_ARTIFACTS", ROOT / "var" / "artifacts"))
-                        / "base_models",
+                        default=DEFAULT_BASE_MODELS,
                         help="Cache of dequantized base models to reuse (default: the demo's, %(default)s).")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder (database, adapters).")
@@ -449,7 +394,7 @@ def main():
     try:
         env = child_environment(args.scratch, args.base_models)
         print(f"== preparing database, snapshot and base model in {args.scratch}", flush=True)
-        prepared = run_child("prepare", args, env)
+        prepared = run_training_child("prepare", args, env)
         (args.scratch / "prepare.json").write_text(json.dumps(prepared))
         env["FTPLATFORM_TORCH_THREADS"] = str(prepared["torch_threads"])  # the same threads for every side
         print(f"   snapshot {prepared['snapshot_hash'][:12]}… {prepared['split_counts']}, "
@@ -457,11 +402,11 @@ def main():
               f"torch threads {prepared['torch_threads']}; {prepared['process_seconds']:.0f} s", flush=True)
         config = hyperparameters(args.steps)
         print("== ftplatform: start_training_run()", flush=True)
-        columns = [summarise("ftplatform", run_child("ftplatform", args, env), prepared, config["batch_size"])]
+        columns = [summarise("ftplatform", run_training_child("ftplatform", args, env), prepared, config["batch_size"])]
         variants = list(REFERENCE_VARIANTS) if args.reference == "both" else [args.reference]
         for padding in variants:
             print(f"== {REFERENCE_VARIANTS[padding]}: reference_train(padding={padding!r})", flush=True)
-            result = run_child("reference", args, env, "--padding", padding)
+            result = run_training_child("reference", args, env, "--padding", padding)
             columns.append(summarise(REFERENCE_VARIANTS[padding], result, prepared, config["batch_size"]))
     finally:
         if args.keep:

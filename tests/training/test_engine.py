@@ -1,6 +1,6 @@
 """The training signal: which tokens are trained, EOS kept, config validation. Uses the tiny model."""
 import pytest
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq
+from transformers import AutoTokenizer, DataCollatorForSeq2Seq, TrainerCallback
 
 from training.engine.config import LoraConfig
 from training.engine.data import IGNORE_INDEX, tokenize_for_training
@@ -51,6 +51,10 @@ def test_truncation_counts_and_cuts_from_the_right(tokenizer, e2e_records):
     ({"lora_dropout": 1.5}, "lora_dropout must be in"),
     ({"target_modules": []}, "target_modules must be a non-empty list"),
     ({"epochz": 1}, "unknown hyperparameter"),
+    ({"lr_scheduler": "cyclic"}, "lr_scheduler must be one of linear, cosine, constant"),
+    ({"decay_ratio": 0}, "decay_ratio must be in"),
+    ({"warmup_ratio": 0.5, "decay_ratio": 0.6}, "warmup_ratio \\+ decay_ratio at most 1"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be at least 0"),
 ])
 def test_bad_hyperparameters_are_named(values, message):
     with pytest.raises(ValueError, match=message):
@@ -84,6 +88,28 @@ def test_same_seed_gives_the_same_adapter(tiny_model_dir, tmp_path, e2e_records)
         weights.append(load_file(tmp_path / name / "adapter" / "adapter_model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+
+
+class LearningRates(TrainerCallback):
+    """The learning rate each optimiser step uses (the scheduler's value when the step begins)."""
+
+    def __init__(self):
+        self.rates = []
+
+    def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.rates.append(lr_scheduler.get_last_lr()[0])
+
+
+@pytest.mark.slow
+def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_zero(tiny_model_dir, tmp_path, e2e_records):
+    conversations = [r["messages"] for r in e2e_records[:12]]
+    rates = LearningRates()
+    config = LoraConfig.from_dict({"max_steps": 10, "batch_size": 2, "learning_rate": 1e-3,
+                                   "lr_scheduler": "warmup_stable_decay", "warmup_ratio": 0.1, "decay_ratio": 0.3})
+    train_lora(tiny_model_dir, conversations, [], config, tmp_path / "out", show_progress_bar=False,
+               extra_callbacks=(rates,))
+    # 1 warmup step (from 0), 6 stable steps, then 3 decay steps: 3/3, 2/3, 1/3 of the peak (0 after the last).
+    assert rates.rates == pytest.approx([0.0] + [1e-3] * 7 + [1e-3 * 2 / 3, 1e-3 / 3], abs=1e-9)
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ MAX_EPOCHS = 1000
 AUTO = "auto"
 AUTO_FIELDS = ("epochs", "batch_size", "learning_rate")  # may be "auto", resolved from the train split's size
 TRAIN_ON_CHOICES = ("last", "all")
+# transformers' SchedulerType names; warmup_stable_decay: Hu et al. 2024 (MiniCPM), arXiv:2404.06395
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "warmup_stable_decay")
 # Inclusive bounds; the upper ones refuse values no machine could run, before anything is queued.
 INTEGER_RANGES = {
     "lora_rank": (1, 1024),
@@ -58,6 +60,9 @@ class LoraConfig:
     gradient_accumulation_steps: int = 1
     max_seq_length: int = 256
     warmup_ratio: float = 0.05
+    lr_scheduler: str = "linear"
+    decay_ratio: float = 0.2
+    max_grad_norm: float = 1.0
     max_steps: int = 0
     max_train_examples: int = 0
     max_eval_examples: int = 64
@@ -129,6 +134,13 @@ class LoraConfig:
             raise ValueError(f"epochs must be above 0 and at most {MAX_EPOCHS}, got {self.epochs}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}")
+        if not 0 < self.decay_ratio <= 1 or self.warmup_ratio + self.decay_ratio > 1:
+            raise ValueError(f"decay_ratio must be in (0, 1] and warmup_ratio + decay_ratio at most 1, "
+                             f"got {self.decay_ratio} (warmup_ratio {self.warmup_ratio})")
+        if not 0 <= self.max_grad_norm < 1e6:
+            raise ValueError(f"max_grad_norm must be at least 0 (0: no clipping), got {self.max_grad_norm}")
         if self.train_on not in TRAIN_ON_CHOICES:
             raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON_CHOICES)}, got {self.train_on!r}")
 

@@ -357,7 +357,9 @@ def train_lora(
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         learning_rate=config.learning_rate,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=config.lr_scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs(config, len(train.rows)),
+        max_grad_norm=config.max_grad_norm,
         warmup_steps=config.warmup_ratio,  # below 1: a fraction of the total steps
         logging_steps=config.logging_steps,
         logging_nan_inf_filter=False,  # the Trainer's default hides a NaN loss from the logs; we stop on it
@@ -449,6 +451,25 @@ def train_lora(
                      "elapsed_seconds": round(result.train_seconds, 1),
                      "tokens_per_second": round(result.tokens_per_second, 1), "eta_seconds": 0.0})
     return result
+
+
+def optimizer_steps(config: LoraConfig, train_rows: int) -> int:
+    """The optimiser steps of a run: max_steps, else epochs over the rows as transformers' Trainer
+    counts them (a last partial batch is a step; accumulation rounds up)."""
+    if config.max_steps:
+        return config.max_steps
+    batches = math.ceil(train_rows / config.batch_size)
+    per_epoch = max(1, math.ceil(batches / config.gradient_accumulation_steps))
+    return math.ceil(per_epoch * config.epochs)
+
+
+def scheduler_kwargs(config: LoraConfig, train_rows: int) -> dict | None:
+    """Extra arguments of the learning-rate schedule: warmup_stable_decay decays over the last
+    ``decay_ratio`` of the steps (linearly to 0), after warmup and a constant stretch."""
+    if config.lr_scheduler != "warmup_stable_decay":
+        return None
+    total = optimizer_steps(config, train_rows)
+    return {"num_decay_steps": max(1, round(config.decay_ratio * total)), "decay_type": "linear"}
 
 
 def _trained_tokens(split: TokenizedSplit, steps: int, config: LoraConfig) -> int:
