@@ -219,7 +219,6 @@ def child_prepare(args) -> dict:
 
     call_command("migrate", verbosity=0)
     from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus, Split
-    from curation.formats import with_system_prompt
     from curation.imports import import_examples
     from curation.models import Dataset, Example
     from curation.snapshots import approve_snapshot, create_snapshot
@@ -232,6 +231,7 @@ def child_prepare(args) -> dict:
         base_model_token_limits,
         default_base_model,
         record_base_model_info,
+        snapshot_conversations,
     )
 
     config = LoraConfig.from_dict(hyperparameters(args.steps))
@@ -255,8 +255,7 @@ def child_prepare(args) -> dict:
     assert snapshot.status == SnapshotStatus.APPROVED, snapshot.status
 
     # The train split exactly as training.jobs.run_training reads it.
-    items = snapshot.items.order_by("id").filter(split=Split.TRAIN).values_list("messages", flat=True)
-    conversations = [with_system_prompt(messages, dataset.system_prompt) for messages in items]
+    conversations = snapshot_conversations(snapshot, Split.TRAIN)[1]
     with open(args.scratch / "train.jsonl", "w", encoding="utf-8") as handle:
         for messages in conversations:
             handle.write(json.dumps({"messages": messages}) + "\n")

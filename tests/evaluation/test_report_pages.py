@@ -91,11 +91,19 @@ def test_the_decision_page_without_a_dataset_offers_the_evaluated_ones(engineer,
     assert missing.status_code == 404
 
 
-def test_an_unknown_metric_falls_back_to_bleu(engineer, tuned_vs_prompted):
+def test_the_decision_page_uses_the_primary_metric_and_names_it(engineer, tuned_vs_prompted):
+    dataset, _, _ = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
+    assert "metric BLEU (the snapshot's primary metric)" in page and '<option value="" selected>' in page
+    assert "BLEU (primary)" in page
+
+
+def test_an_unknown_metric_is_refused_naming_the_scored_ones(engineer, tuned_vs_prompted):
     dataset, _, _ = tuned_vs_prompted
     page = engineer.get(reverse("admin:evaluation_evalrun_decision")
                         + f"?dataset={dataset.pk}&metric=<b>rouge").content.decode()
-    assert "<b>rouge" not in page and "metric bleu" in page and '<option value="bleu" selected>' in page
+    assert "<b>rouge" not in page and "Verdict" not in page
+    assert "metric must be one of exact_match, bleu, chrf, rouge_l" in page
 
 
 def test_the_strongest_baseline_comes_first_and_decides(tuned_vs_prompted):
