@@ -195,6 +195,7 @@ def child_evaluate(args) -> dict:
     from django.contrib.auth import get_user_model
 
     from curation.models import Snapshot
+    from evaluation.scoring import scoring_options
     from evaluation.services import start_eval_run
     from training.choices import ModelVersionKind
     from training.models import BaseModel, ModelVersion, TrainingRun
@@ -214,14 +215,10 @@ def child_evaluate(args) -> dict:
         run.refresh_from_db()
         if run.status != "succeeded":
             raise SystemExit(f"eval run {run.pk} {run.status}: {run.error}")
-        outputs[side] = {"bleu": run.metrics["bleu"], "language": snapshot_language(snapshot),
+        outputs[side] = {"bleu": run.metrics["bleu"], "language": scoring_options(snapshot)["language"],
                          "predictions": list(run.predictions.order_by("input_hash").values(
                              "input_hash", "output", "references"))}
     return outputs
-
-
-def snapshot_language(snapshot) -> str:
-    return snapshot.dataset.language or "en"
 
 
 CHILDREN = {"prepare": child_prepare, "plain": child_plain, "platform": child_platform, "evaluate": child_evaluate}

@@ -210,18 +210,16 @@ def child_prepare(args) -> dict:
     from django.conf import settings
 
     from curation.choices import Split
-    from curation.formats import with_system_prompt
     from training.engine.config import LoraConfig
     from training.engine.data import tokenize_for_training
+    from training.services import snapshot_conversations
 
     config = LoraConfig.from_dict(hyperparameters(args.steps))
     snapshot, base_model, folder, _, tokens = prepare_demo_snapshot(
         args.data, "training-bench", config.max_seq_length, "training bench")
-    dataset = snapshot.dataset
 
     # The train split exactly as training.jobs.run_training reads it.
-    items = snapshot.items.order_by("id").filter(split=Split.TRAIN).values_list("messages", flat=True)
-    conversations = [with_system_prompt(messages, dataset.system_prompt) for messages in items]
+    conversations = snapshot_conversations(snapshot, Split.TRAIN)[1]
     with open(args.scratch / "train.jsonl", "w", encoding="utf-8") as handle:
         for messages in conversations:
             handle.write(json.dumps({"messages": messages}) + "\n")

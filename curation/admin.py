@@ -1,4 +1,6 @@
 """Thin admin over the curation services."""
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -47,7 +49,8 @@ class DatasetForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         try:
-            check_evaluation_settings(cleaned.get("language", "en"), cleaned.get("regex_checks") or {})
+            check_evaluation_settings(cleaned.get("language", "en"), cleaned.get("regex_checks") or {},
+                                      cleaned.get("primary_metric", ""), cleaned.get("output_json_schema"))
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return cleaned
@@ -415,6 +418,8 @@ class SnapshotAdmin(VisibleHistoryAdmin):
             "token_rows": [{"name": name, **stats} for name, stats in tokens.items() if stats],
             "splits": [{"name": name, "examples": count, "fraction": snapshot.split_fractions.get(name)}
                        for name, count in snapshot.split_counts.items()],
+            "frozen_settings": [(name.replace("_", " "), value if isinstance(value, str) else json.dumps(value))
+                                for name, value in snapshot.frozen_settings.items()],
             "diff": diff,
             "diff_error": diff_error,
             "can_review": (snapshot.status == SnapshotStatus.PENDING_REVIEW

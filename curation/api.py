@@ -32,6 +32,8 @@ from .serializers import (
     SnapshotDiffQuerySerializer,
     SnapshotDiffSerializer,
     SnapshotExportSerializer,
+    SnapshotItemQuerySerializer,
+    SnapshotItemSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
     SubmitSerializer,
@@ -75,6 +77,14 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
 
     def get_queryset(self):
         return access.visible_examples(self.request.user, super().get_queryset())
+
+    def list(self, request, *args, **kwargs):
+        # These filters listed the examples' current text, not what a snapshot froze: refused, not
+        # silently ignored (which would list every example).
+        if {"snapshot", "split"} & set(request.query_params):
+            raise ServiceError("examples show their current text; what a snapshot froze is at "
+                               "GET /api/v1/snapshots/{id}/items/?split=<split>")
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=ExampleCreateSerializer, responses={201: ExampleSerializer})
     def create(self, request, *args, **kwargs):
@@ -260,6 +270,21 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
             if previous is None:
                 raise ServiceError(f"there is no snapshot {params.validated_data['previous']}")
         return Response(snapshot_diff(snapshot, previous, limit=params.validated_data["limit"]))
+
+    @extend_schema(parameters=[SnapshotItemQuerySerializer], responses=SnapshotItemSerializer(many=True))
+    # No filter backends: the snapshot list's filters are not the items' (and would hide the snapshot).
+    @action(detail=True, methods=["get"], pagination_class=IdCursorPagination, filter_backends=[])
+    def items(self, request, pk=None):
+        """The snapshot's frozen items, oldest first (cursor pages of 50, ``page_size`` up to 500),
+        ``?split=`` one split: the conversations exactly as frozen, whatever was edited since."""
+        snapshot = self.get_object()
+        params = SnapshotItemQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        items = snapshot.items.all()
+        if "split" in params.validated_data:
+            items = items.filter(split=params.validated_data["split"])
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
 
     @extend_schema(request=None, responses=SnapshotExportSerializer)
     @action(detail=True, methods=["post"])

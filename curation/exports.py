@@ -4,7 +4,8 @@ of that folder to download.
 
 An export's folder (``SnapshotExport.path``)::
 
-    train.jsonl  validation.jsonl  test.jsonl     {"messages": [...]} per line
+    train.jsonl  validation.jsonl  test.jsonl     {"messages": [...]} per line, as training reads them
+                                                  (the snapshot's system prompt where an item has none)
     hf_dataset/                                   datasets.load_from_disk(path / "hf_dataset")
     hf_dataset.tar                                the same folder, served by the API
 """
@@ -22,6 +23,7 @@ from ftplatform.roles import require_permission
 from training.choices import RunStatus
 
 from .choices import Split
+from .formats import with_system_prompt
 from .models import Snapshot, SnapshotExport
 
 CHUNK = 2000
@@ -42,7 +44,9 @@ def start_snapshot_export(snapshot: Snapshot, *, by) -> SnapshotExport:
 
 
 def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None = None) -> dict:
-    """Write ``<split>.jsonl`` files (``{"messages": [...]}`` per line) into ``folder``.
+    """Write ``<split>.jsonl`` files (``{"messages": [...]}`` per line) into ``folder``: each item's
+    frozen messages with the snapshot's frozen system prompt first where it has no system message,
+    the conversations training trains on (training.services.snapshot_conversations).
 
     Rows are streamed from the database in chunks, so memory stays flat for any size.
     Returns examples written per split; ``message_keys``, when given, receives every key
@@ -55,6 +59,7 @@ def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None 
         with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
             rows = snapshot.items.filter(split=split).order_by("id").values_list("messages", flat=True)
             for messages in rows.iterator(chunk_size=CHUNK):
+                messages = with_system_prompt(messages, snapshot.system_prompt)
                 handle.write(json.dumps({"messages": messages}, ensure_ascii=False))
                 handle.write("\n")
                 if message_keys is not None:

@@ -32,6 +32,12 @@ class Dataset(models.Model):
                                 help_text="ISO 639-1 code of the outputs: BLEU's tokenizer, exact match's articles.")
     regex_checks = models.JSONField(default=dict, blank=True,
                                     help_text='Evaluation checks on every output: {"name": "regex", ...}.')
+    primary_metric = models.CharField(
+        max_length=100, blank=True,
+        help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, "
+                  "json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is "
+                  "made (evaluation.metrics.propose_primary_metric).",
+    )
     approvals_required = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text="Distinct reviewers who must approve an example (in one review round).",
@@ -185,8 +191,13 @@ class FrozenError(ValidationError):
     """A write to a snapshot's frozen content (its identity, split or items)."""
 
 
-SNAPSHOT_FROZEN_FIELDS = ("dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
-                          "quality_report", "created_by", "created_at")
+# The dataset settings training and evaluation read, frozen into every snapshot (Snapshot fields of these names).
+FROZEN_DATASET_SETTINGS = ("system_prompt", "language", "output_json_schema", "regex_checks", "primary_metric")
+SNAPSHOT_FROZEN_FIELDS = ("dataset", "content_hash", "hash_version", "seed", "split_fractions", "split_counts",
+                          "example_count", "quality_report", *FROZEN_DATASET_SETTINGS, "created_by", "created_at")
+# Version 1 hashed the items, seed and fractions only; version 2 also the frozen dataset settings
+# (curation.splits.snapshot_hash). Snapshots made before the settings were frozen keep version 1.
+SNAPSHOT_HASH_VERSION = 2
 
 
 class SnapshotQuerySet(models.QuerySet):
@@ -209,7 +220,9 @@ class SnapshotItemQuerySet(models.QuerySet):
 
 
 class Snapshot(models.Model):
-    """An immutable, content-addressed freeze of a dataset's approved examples with a seeded split.
+    """An immutable, content-addressed freeze of a dataset's approved examples with a seeded split,
+    and of every dataset setting training and evaluation read (FROZEN_DATASET_SETTINGS): runs,
+    evaluations, exports and reports read these copies, never the dataset's current values.
 
     Only the review (status, reviewer, time, comment) changes after creation; every other
     write, and any delete, raises FrozenError, through instances and querysets alike.
@@ -219,6 +232,11 @@ class Snapshot(models.Model):
 
     dataset = models.ForeignKey(Dataset, related_name="snapshots", on_delete=models.PROTECT)
     content_hash = models.CharField(max_length=64)
+    hash_version = models.PositiveSmallIntegerField(
+        default=SNAPSHOT_HASH_VERSION,
+        help_text="2: the hash covers the items, seed, fractions and frozen settings; 1: items, seed and fractions "
+                  "only (snapshots made before settings were frozen).",
+    )
     seed = models.IntegerField()
     split_fractions = models.JSONField(help_text='{"train": 0.8, "validation": 0.1, "test": 0.1} of distinct inputs.')
     split_counts = models.JSONField(default=dict, help_text="Examples per split.")
@@ -228,6 +246,14 @@ class Snapshot(models.Model):
         help_text="The quality gate's settings, summary (token statistics, near-duplicate groups) and warnings "
                   "(curation.quality.quality_report); empty for snapshots made before the gate.",
     )
+    system_prompt = models.TextField(
+        blank=True, help_text="The dataset's system prompt, prepended to items without a system message.")
+    language = models.CharField(max_length=16, default="en", help_text="The dataset's language (ISO 639).")
+    output_json_schema = models.JSONField(null=True, blank=True, help_text="The dataset's output JSON Schema.")
+    regex_checks = models.JSONField(default=dict, blank=True, help_text="The dataset's regex checks.")
+    primary_metric = models.CharField(
+        max_length=100, blank=True,
+        help_text="The metric verdicts and reports use: the dataset's, or proposed from the outputs' shape.")
     status = models.CharField(max_length=16, choices=SnapshotStatus.choices, default=SnapshotStatus.PENDING_REVIEW)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, related_name="created_snapshots", on_delete=models.SET_NULL
@@ -238,8 +264,8 @@ class Snapshot(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_comment = models.TextField(blank=True)
-    # The report is frozen with the snapshot: a copy in every history row would only repeat it.
-    history = HistoricalRecords(excluded_fields=["quality_report"])
+    # The report and settings are frozen with the snapshot: a copy in every history row would only repeat them.
+    history = HistoricalRecords(excluded_fields=["quality_report", *FROZEN_DATASET_SETTINGS])
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -250,6 +276,11 @@ class Snapshot(models.Model):
 
     def __str__(self):
         return f"{self.dataset} @ {self.content_hash[:12]}"
+
+    @property
+    def frozen_settings(self) -> dict:
+        """{setting: value} of FROZEN_DATASET_SETTINGS as this snapshot froze them."""
+        return {name: getattr(self, name) for name in FROZEN_DATASET_SETTINGS}
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

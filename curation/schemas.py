@@ -71,18 +71,28 @@ def schema_errors(validator, value) -> list:
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
-def check_evaluation_settings(language: str, regex_checks) -> None:
-    """A dataset's evaluation settings: an ISO 639 language code (e.g. "en", "zh", "pt-BR") and
-    regex checks {name: pattern} (compiled by evaluation.metrics.compile_regex_checks, the same
-    function evaluation scores them with).
+def check_evaluation_settings(language: str, regex_checks, primary_metric: str = "",
+                              output_json_schema=None) -> None:
+    """A dataset's evaluation settings: an ISO 639 language code (e.g. "en", "zh", "pt-BR"), regex
+    checks {name: pattern} (compiled by evaluation.metrics.compile_regex_checks, the same function
+    evaluation scores them with) and a primary metric: blank (proposed at snapshot time) or one
+    its evaluations score (evaluation.metrics.scored_metrics of these settings, json_valid always
+    allowed: choosing it turns JSON scoring on).
 
     Raises:
         ValueError: naming the setting and, for a check, its name and the compile error.
     """
-    from evaluation.metrics import compile_regex_checks
+    from evaluation.metrics import compile_regex_checks, scored_metrics
 
     if not isinstance(language, str) or not LANGUAGE_CODE.match(language):
         raise ValueError(f"language must be an ISO 639 code such as en, zh or pt-BR, got {language!r}")
     if not isinstance(regex_checks, dict) or not all(isinstance(v, str) for v in regex_checks.values()):
         raise ValueError('regex_checks must be an object of name -> pattern strings, e.g. {"has_price": "\\d"}')
     compile_regex_checks(regex_checks)
+    if primary_metric:
+        choices = scored_metrics(json_output=True, output_schema=output_json_schema, regex_checks=regex_checks)
+        if primary_metric not in choices:
+            raise ValueError(f"primary_metric must be blank (proposed from the outputs) or one of "
+                             f"{', '.join(choices)}, got {primary_metric!r}"
+                             + ("; json_schema_valid needs an output_json_schema"
+                                if primary_metric == "json_schema_valid" else ""))

@@ -1,9 +1,18 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from .choices import ImportFormat
+from .choices import ImportFormat, Split
 from .formats import check_json_value
-from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport
+from .models import (
+    FROZEN_DATASET_SETTINGS,
+    Dataset,
+    Example,
+    ImportBatch,
+    Review,
+    Snapshot,
+    SnapshotExport,
+    SnapshotItem,
+)
 from .schemas import check_evaluation_settings, output_schema_validator
 from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
 from .splits import MAX_SEED
@@ -23,10 +32,10 @@ class DatasetSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
-        language = attrs.get("language", getattr(self.instance, "language", "en"))
-        checks = attrs.get("regex_checks", getattr(self.instance, "regex_checks", {}))
+        current = {name: attrs.get(name, getattr(self.instance, name, default)) for name, default in
+                   (("language", "en"), ("regex_checks", {}), ("primary_metric", ""), ("output_json_schema", None))}
         try:
-            check_evaluation_settings(language, checks)
+            check_evaluation_settings(**current)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
         return attrs
@@ -34,7 +43,8 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema", "language",
-                  "regex_checks", "approvals_required", "reviewers", "blind_annotation", "created_by", "created_at"]
+                  "regex_checks", "primary_metric", "approvals_required", "reviewers", "blind_annotation", "created_by",
+                  "created_at"]
         read_only_fields = ["created_by", "created_at"]
 
 
@@ -126,10 +136,29 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Snapshot
-        fields = ["id", "dataset", "content_hash", "seed", "split_fractions", "split_counts", "example_count",
-                  "quality_report", "status", "created_by", "created_at", "reviewed_by", "reviewed_at",
-                  "review_comment"]
+        fields = ["id", "dataset", "content_hash", "hash_version", "seed", "split_fractions", "split_counts",
+                  "example_count", *FROZEN_DATASET_SETTINGS, "quality_report", "status", "created_by", "created_at",
+                  "reviewed_by", "reviewed_at", "review_comment"]
         read_only_fields = fields
+
+
+class SnapshotItemSerializer(serializers.ModelSerializer):
+    """One frozen example of a snapshot, as training and evaluation read it."""
+
+    example = serializers.IntegerField(source="example_id", allow_null=True, read_only=True,
+                                       help_text="The example it was frozen from (null if since deleted).")
+    messages = serializers.JSONField(read_only=True, help_text="The conversation as frozen (not the example's "
+                                     "current text); the snapshot's system_prompt applies when it has no system "
+                                     "message.")
+
+    class Meta:
+        model = SnapshotItem
+        fields = ["id", "example", "example_content_hash", "input_hash", "split", "messages"]
+        read_only_fields = fields
+
+
+class SnapshotItemQuerySerializer(serializers.Serializer):
+    split = serializers.ChoiceField(choices=Split.choices, required=False, help_text="Only this split's items.")
 
 
 class SnapshotCreateSerializer(serializers.Serializer):
@@ -179,6 +208,12 @@ class MovedEntrySerializer(serializers.Serializer):
         return fields
 
 
+class SettingChangeSerializer(serializers.Serializer):
+    setting = serializers.ChoiceField(choices=list(FROZEN_DATASET_SETTINGS))
+    previous = serializers.JSONField(allow_null=True, help_text="The previous snapshot's frozen value.")
+    value = serializers.JSONField(allow_null=True, help_text="This snapshot's frozen value.")
+
+
 class SnapshotDiffSerializer(serializers.Serializer):
     """The shape of curation.snapshot_diff.snapshot_diff (documentation for the schema)."""
 
@@ -192,6 +227,7 @@ class SnapshotDiffSerializer(serializers.Serializer):
     removed = DiffEntrySerializer(many=True)
     changed = ChangedEntrySerializer(many=True)
     moved = MovedEntrySerializer(many=True)
+    settings_changed = SettingChangeSerializer(many=True, help_text="Frozen dataset settings that differ.")
 
 
 class SnapshotReviewSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from django.db.models import Q
 from ftplatform.errors import ServiceError
 
 from .choices import SnapshotStatus
-from .models import Snapshot
+from .models import FROZEN_DATASET_SETTINGS, Snapshot
 
 DEFAULT_DIFF_LIMIT = 100
 MAX_DIFF_LIMIT = 10_000
@@ -69,7 +69,8 @@ def snapshot_diff(snapshot: Snapshot, previous: Snapshot | None = None, *, limit
     Items are matched by example id (items whose example was deleted, by content hash): an
     example only in ``snapshot`` is added, only in ``previous`` removed; one in both with
     another content hash is changed (with per-message changes, see message_changes), and one
-    in another split has moved. Without a previous snapshot every item is added.
+    in another split has moved. Without a previous snapshot every item is added. Frozen dataset
+    settings (FROZEN_DATASET_SETTINGS: system prompt, language, ...) that differ are listed too.
 
     Args:
         limit: at most this many entries in each list (1 to MAX_DIFF_LIMIT); ``counts`` are complete.
@@ -78,7 +79,8 @@ def snapshot_diff(snapshot: Snapshot, previous: Snapshot | None = None, *, limit
         "removed", "changed", "moved", "unchanged"}, "limit", "added" / "removed": [{"example_id",
         "content_hash", "split"}], "changed": [{"example_id", "split", "previous_split",
         "content_hash", "previous_content_hash", "messages": [...]}], "moved": [{"example_id",
-        "content_hash", "from", "to"}]}, each list ordered by example id.
+        "content_hash", "from", "to"}], "settings_changed": [{"setting", "previous", "value"}]}, each
+        item list ordered by example id.
     Raises:
         ServiceError: ``previous`` belongs to another dataset or is the snapshot itself, or a bad limit.
     """
@@ -125,4 +127,7 @@ def snapshot_diff(snapshot: Snapshot, previous: Snapshot | None = None, *, limit
                     for k in changed[:limit]],
         "moved": [{"example_id": now[k][0], "content_hash": now[k][1], "from": before[k][2], "to": now[k][2]}
                   for k in moved[:limit]],
+        "settings_changed": [{"setting": name, "previous": getattr(previous, name), "value": getattr(snapshot, name)}
+                             for name in FROZEN_DATASET_SETTINGS
+                             if previous is not None and getattr(previous, name) != getattr(snapshot, name)],
     }

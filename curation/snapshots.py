@@ -9,7 +9,14 @@ from ftplatform.roles import require_permission
 
 from .access import reviewable_datasets
 from .choices import ExampleStatus, SnapshotStatus
-from .models import Dataset, Example, Snapshot, SnapshotItem
+from .models import (
+    FROZEN_DATASET_SETTINGS,
+    SNAPSHOT_HASH_VERSION,
+    Dataset,
+    Example,
+    Snapshot,
+    SnapshotItem,
+)
 from .quality import (
     QualityExample,
     TokenLimits,
@@ -18,6 +25,7 @@ from .quality import (
     near_duplicate_inputs,
     quality_report,
 )
+from .schemas import check_evaluation_settings
 from .splits import DEFAULT_FRACTIONS, MAX_SEED, assign_splits, snapshot_hash, validate_fractions
 
 
@@ -33,13 +41,35 @@ def default_token_limits() -> TokenLimits:
     return import_string(settings.SNAPSHOT_TOKENIZER_LOADER)()
 
 
+def settings_to_freeze(dataset: Dataset, outputs: list[str]) -> dict:
+    """The dataset settings a snapshot freezes ({name: value} of FROZEN_DATASET_SETTINGS), with the
+    primary metric resolved: the dataset's, or when blank the one proposed from the shape of
+    ``outputs`` (the approved examples' final assistant turns; evaluation.metrics.propose_primary_metric).
+
+    Raises:
+        ValueError: a setting is invalid (curation.schemas.check_evaluation_settings names it).
+    """
+    from evaluation.metrics import propose_primary_metric  # the ML package; heavy to import
+
+    frozen = {name: getattr(dataset, name) for name in FROZEN_DATASET_SETTINGS}
+    frozen["regex_checks"] = frozen["regex_checks"] or {}
+    frozen["primary_metric"] = (frozen["primary_metric"]
+                                or propose_primary_metric(outputs, frozen["output_json_schema"])[0])
+    check_evaluation_settings(frozen["language"], frozen["regex_checks"], frozen["primary_metric"],
+                              frozen["output_json_schema"])
+    return frozen
+
+
 @transaction.atomic
 def create_snapshot(
     dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None, tokens: TokenLimits | None = None
 ) -> tuple[Snapshot, bool]:
     """Freeze the dataset's approved examples into a snapshot pending review, behind the quality gate.
 
-    Items hold copies of the messages, so later edits to examples never change a snapshot. The
+    Items hold copies of the messages, and the snapshot a copy of the dataset settings training and
+    evaluation read (settings_to_freeze: system prompt, language, output schema, regex checks,
+    primary metric), so later edits to examples or to the dataset never change a snapshot; the
+    content hash (curation.splits.snapshot_hash, version 2) covers both. The
     split is by distinct input, near-duplicate inputs (curation.quality.near_duplicate_inputs)
     kept together (curation.splits.assign_splits). Before anything is written the quality
     report (curation.quality.quality_report) runs over the approved examples with ``tokens``:
@@ -55,9 +85,10 @@ def create_snapshot(
         dataset, that one is returned with ``created=False``.
     Raises:
         NotAllowed: ``by`` lacks 'curation.add_snapshot' (engineers hold it).
-        ServiceError: no approved examples, bad seed or split fractions, the same content was
-            rejected before, blocking quality findings (listed by example id, the first 20 of
-            them, with the total), an invalid output schema, or a tokenizer that cannot be loaded.
+        ServiceError: no approved examples, bad seed or split fractions, an invalid dataset
+            setting, the same content and settings were rejected before, blocking quality findings
+            (listed by example id, the first 20 of them, with the total), an invalid output
+            schema, or a tokenizer that cannot be loaded.
     """
     require_permission(by, "curation.add_snapshot", "create snapshots")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
@@ -73,23 +104,28 @@ def create_snapshot(
     )
     if not rows:
         raise ServiceError(f"dataset '{dataset}' has no approved examples to snapshot")
+    try:
+        frozen = settings_to_freeze(dataset, [r["messages"][-1]["content"] for r in rows])
+    except ValueError as exc:
+        raise ServiceError(f"dataset '{dataset}': {exc}") from exc
     examples = [QualityExample(r["id"], r["messages"], r["input_hash"]) for r in rows]
     input_pairs = near_duplicate_inputs(examples)
     assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions,
                                [(p.first, p.second) for p in input_pairs])
-    digest = snapshot_hash(seed, fractions, [(r["content_hash"], assignment[r["input_hash"]]) for r in rows])
+    digest = snapshot_hash(seed, fractions, [(r["content_hash"], assignment[r["input_hash"]]) for r in rows],
+                           frozen)
     existing = Snapshot.objects.filter(dataset=dataset, content_hash=digest).first()
     if existing and existing.status == SnapshotStatus.REJECTED:
         raise ServiceError(
-            f"snapshot {existing.pk} with exactly this content and seed was rejected "
-            f"({existing.review_comment!r}); change the approved examples or the seed"
+            f"snapshot {existing.pk} with exactly this content, settings and seed was rejected "
+            f"({existing.review_comment!r}); change the approved examples, the dataset's settings or the seed"
         )
     if existing:
         return existing, False
     try:
         report = quality_report(examples, tokens=tokens or default_token_limits(),
-                                output_json_schema=dataset.output_json_schema, system_prompt=dataset.system_prompt,
-                                input_pairs=input_pairs)
+                                output_json_schema=frozen["output_json_schema"],
+                                system_prompt=frozen["system_prompt"], input_pairs=input_pairs)
     except ValueError as exc:
         raise ServiceError(f"dataset '{dataset}': {exc}") from exc
     if report["summary"]["blocking"]:
@@ -106,12 +142,14 @@ def create_snapshot(
             snapshot = Snapshot(
                 dataset=dataset,
                 content_hash=digest,
+                hash_version=SNAPSHOT_HASH_VERSION,
                 seed=seed,
                 split_fractions=fractions,
                 split_counts=split_counts,
                 example_count=len(rows),
                 quality_report=report,
                 created_by=by,
+                **frozen,
             )
             snapshot._history_user = by
             snapshot._change_reason = "created"

@@ -91,10 +91,15 @@ def assign_splits(input_hashes: list[str], seed: int, fractions: dict, linked_pa
     return assignment
 
 
-def snapshot_hash(seed: int, fractions: dict, items: list[tuple[str, str]]) -> str:
-    """sha256 over the seed, the fractions and the sorted (example content hash, split) pairs.
+def snapshot_hash(seed: int, fractions: dict, items: list[tuple[str, str]], settings: dict | None = None) -> str:
+    """sha256 over the seed, the fractions, the sorted (example content hash, split) pairs and, from
+    hash version 2 on, the frozen dataset ``settings`` ({name: JSON value}).
 
     Equal approved data with equal settings gives an equal hash, whatever the row order.
+    ``settings=None`` gives hash version 1 (no settings in the payload), the hash of snapshots made
+    before settings were frozen, so those stay verifiable.
     """
     payload = {"seed": seed, "fractions": validate_fractions(fractions), "items": sorted(items)}
+    if settings is not None:
+        payload["settings"] = settings
     return sha256_hex(canonical_json(payload))

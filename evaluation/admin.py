@@ -7,7 +7,9 @@ from ftplatform.admin_tools import ReadOnlyInline, ReapingAdmin, admin_page
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
+from .metrics import metric_spec
 from .models import EvalRun, Prediction, RatingCriterion
+from .scoring import metric_labels, primary_metric, snapshot_metrics
 from .services import reap_lost_eval_runs
 
 
@@ -40,8 +42,8 @@ class PredictionInline(ReadOnlyInline):
 
 @admin.register(EvalRun)
 class EvalRunAdmin(ReapingAdmin):
-    list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "bleu", "chrf",
-                    "rouge_l", "created_at"]
+    list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "primary_score",
+                    "created_at"]
     list_filter = ["status", "split"]
     readonly_fields = [f.name for f in EvalRun._meta.fields] + ["metrics_table", "score_distribution", "reports"]
     fieldsets = [
@@ -94,8 +96,8 @@ class EvalRunAdmin(ReapingAdmin):
 
     @admin.display(description="Score distribution")
     def score_distribution(self, obj):
-        groups = [(label, score_distribution(obj, key)["counts"])
-                  for key, label in admin_reports.METRICS.items() if key != "exact_match"]
+        groups = [(label, score_distribution(obj, name)["counts"]) for name, label in
+                  metric_labels(admin_reports.graded_metrics(snapshot_metrics(obj.snapshot))).items()]
         return admin_reports.distribution_chart(groups, "score")
 
     @admin.display(description="Reports")
@@ -104,21 +106,12 @@ class EvalRunAdmin(ReapingAdmin):
                            reverse("admin:evaluation_evalrun_model_report", args=[obj.model_version_id]),
                            reverse("admin:evaluation_evalrun_decision"), obj.snapshot.dataset_id)
 
-    def _metric(self, obj, name):
+    @admin.display(description="primary metric")
+    def primary_score(self, obj):
+        """The run's score on its snapshot's primary metric, named: "chrF 41.20"."""
+        name = primary_metric(obj.snapshot)
         value = obj.metrics.get(name) if isinstance(obj.metrics, dict) else None
-        return f"{value:.2f}" if _is_number(value) else "-"
-
-    @admin.display(description="BLEU")
-    def bleu(self, obj):
-        return self._metric(obj, "bleu")
-
-    @admin.display(description="chrF")
-    def chrf(self, obj):
-        return self._metric(obj, "chrf")
-
-    @admin.display(description="ROUGE-L")
-    def rouge_l(self, obj):
-        return self._metric(obj, "rouge_l")
+        return f"{metric_spec(name).label} {value:.2f}" if _is_number(value) else "-"
 
 
 def _is_number(value) -> bool:

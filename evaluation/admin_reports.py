@@ -16,11 +16,42 @@ from training.models import ModelVersion
 
 from .comparisons import compare_eval_runs
 from .decision import SCORE_BINS, decision_report, score_distribution
+from .metrics import ALWAYS_SCORED, metric_spec
 from .models import EvalRun
 from .reports import model_version_report
+from .scoring import metric_labels, primary_metric
 
-METRICS = {"bleu": "BLEU", "chrf": "chrF", "rouge_l": "ROUGE-L", "exact_match": "exact match"}
 ROUTING_ROWS = 11  # the routing table shows about one threshold per 10 % of traffic, and the suggested one
+
+
+def _label(metric: str) -> str:
+    """A metric's label for charts; "score" (several metrics in one chart) stays as it is."""
+    try:
+        return metric_spec(metric).label
+    except ValueError:
+        return metric
+
+
+def _rows(names, primary: str, values: dict[str, dict]) -> list[dict]:
+    """Table rows of metric ``names``: {"name": label, "primary", **values[name]}, the primary metric marked."""
+    return [{**values.get(name, {}), "name": label + (" (primary)" if name == primary else ""),
+             "primary": name == primary} for name, label in metric_labels(names).items()]
+
+
+MCNEMAR = "_mcnemar"
+
+
+def mcnemar_of(comparison: dict, metric: str) -> dict:
+    """{"mcnemar": McNemar's test of ``comparison`` on ``metric`` when it is a 0/100 one, else on exact
+    match, "mcnemar_metric": that metric's label}, for the pages."""
+    tested = metric if metric_spec(metric).binary else "exact_match"
+    return {"mcnemar": comparison["metrics"][tested + MCNEMAR], "mcnemar_metric": metric_spec(tested).label}
+
+
+def graded_metrics(names) -> list[str]:
+    """The metrics among ``names`` whose per-example scores spread over 0-100 (not 0/100 checks):
+    what a score histogram can show."""
+    return [name for name in names if not metric_spec(name).binary]
 
 
 def _page(model_admin, request, template, **context):
@@ -35,7 +66,7 @@ def _bin_labels() -> list[str]:
 def distribution_chart(groups: list[tuple[str, list[int]]], metric: str) -> str:
     """Grouped bars: how many examples scored in each tenth of 0-100 on ``metric``, one group per model
     (``groups`` are (name, counts) with score_distribution's counts). Safe markup."""
-    label = METRICS.get(metric, metric)
+    label = _label(metric)
     return mark_safe(bar_chart_svg(  # safe: charts escapes every text
         _bin_labels(), groups, title=f"Per-example {label} scores", x_label=f"per-example {label} (0-100)",
         y_label="examples", css_class="score-distribution", y_format="{:.0f}".format,
@@ -61,7 +92,7 @@ def routing_chart(routing: dict, metric: str) -> str:
     if suggested:
         series.append(Series("suggested", [(100 * suggested["fallback_share"], suggested["quality"])], PALETTE[2],
                              titles=[title(suggested)]))
-    label = METRICS.get(metric, metric)
+    label = _label(metric)
     return mark_safe(line_chart_svg(  # safe: charts escapes every text
         series, title=f"Hybrid routing: {label} against traffic sent to the fallback",
         x_label="traffic sent to the fallback (%)", y_label=f"mean {label}", css_class="routing-curve",
@@ -84,42 +115,45 @@ def routing_rows(routing: dict, limit: int = ROUTING_ROWS) -> list[dict]:
             for i in sorted(chosen)]
 
 
-def _with_intervals(scores: dict) -> list[dict]:
-    return [{"name": label, **scores.get(key, {})} for key, label in METRICS.items()]
+PRIMARY_CHOICE = {"": "the snapshot's primary metric"}
 
 
 def decision_view(model_admin, request):
-    """``?dataset=<id>&metric=bleu|chrf|rouge_l|exact_match``: the decision report with its charts;
-    a dataset chooser without ``dataset``."""
-    metric = request.GET.get("metric", "bleu")
-    metric = metric if metric in METRICS else "bleu"
+    """``?dataset=<id>&metric=<name>``: the decision report with its charts, on the snapshot's primary
+    metric unless ``metric`` names another it scores; a dataset chooser without ``dataset``."""
+    metric = request.GET.get("metric", "")
     datasets = Dataset.objects.filter(snapshots__eval_runs__isnull=False).distinct().order_by("name")
     dataset_id = id_param(request, "dataset")
-    context = {"title": "Decision report", "datasets": datasets, "metrics": METRICS, "metric": metric}
+    context = {"title": "Decision report", "datasets": datasets, "metric": metric,
+               "metrics": {**PRIMARY_CHOICE, **metric_labels(ALWAYS_SCORED)}}
     if dataset_id is None:
         return _page(model_admin, request, "decision.html", **context)
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     context.update(title=f"Decision report: {dataset.name}", dataset=dataset)
     try:
-        report = decision_report(dataset, metric=metric)
-    except ServiceError as exc:  # e.g. a baseline that shares no input with the fine-tuned run (the API's 400)
+        report = decision_report(dataset, metric=metric or None)
+    except ServiceError as exc:  # an unscored metric, a baseline sharing no input with the fine-tuned run: 400s
         return _page(model_admin, request, "decision.html", error=str(exc), **context)
     context["report"] = report
     if report.get("baselines"):
         sides = [report["fine_tuned"], *report["baselines"]]
-        names = {version.pk: version.name for version in
-                 ModelVersion.objects.filter(pk__in=[r["item"] for r in report["leaderboard"]["ratings"]])}
+        names = list(sides[0]["scores"])  # the metrics the snapshot scores
+        context["metrics"] = {**PRIMARY_CHOICE, **metric_labels(names)}
+        metric, primary = report["metric"], report["primary_metric"]
+        versions = {version.pk: version.name for version in
+                    ModelVersion.objects.filter(pk__in=[r["item"] for r in report["leaderboard"]["ratings"]])}
         context.update(
-            sides=[{**side, "rows": _with_intervals(side["scores"])} for side in sides],
+            sides=[{**side, "rows": _rows(names, primary, side["scores"])} for side in sides],
             distribution=distribution_chart([(side["model_version"], side["distribution"]["counts"])
                                              for side in sides], metric),
             baselines=[{**baseline, "routing_chart": routing_chart(baseline["routing"], metric),
                         "routing_rows": routing_rows(baseline["routing"]),
-                        "differences": [{"name": label, **baseline["comparison"]["metrics"][key]}
-                                        for key, label in METRICS.items()]}
+                        "differences": _rows(names, primary, baseline["comparison"]["metrics"]),
+                        **mcnemar_of(baseline["comparison"], metric)}
                        for baseline in report["baselines"]],
             ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides],
-            board=[{**row, "name": names.get(row["item"], row["item"])} for row in report["leaderboard"]["ratings"]],
+            board=[{**row, "name": versions.get(row["item"], row["item"])}
+                   for row in report["leaderboard"]["ratings"]],
         )
     return _page(model_admin, request, "decision.html", **context)
 
@@ -134,13 +168,16 @@ def model_report_view(model_admin, request, version_id):
     evaluations = []
     for entry in report["evaluations"]:
         run = EvalRun.objects.get(pk=entry["eval_run_id"])
-        groups = [(METRICS[m], score_distribution(run, m)["counts"]) for m in ("bleu", "chrf", "rouge_l")]
+        names = entry["metric_names"]
+        groups = [(label, score_distribution(run, name)["counts"])
+                  for name, label in metric_labels(graded_metrics(names)).items()]
         intervals = entry["metrics"].get("confidence_intervals", {})
+        baseline = (entry["baseline"] or {}).get("metrics", {})
         evaluations.append({**entry, "distribution": distribution_chart(groups, "score"),
-                            "rows": [{"name": label, "score": entry["metrics"].get(key),
-                                      "baseline": (entry["baseline"] or {}).get("metrics", {}).get(key),
-                                      "difference": entry["difference"].get(key), **intervals.get(key, {})}
-                                     for key, label in METRICS.items()],
+                            "rows": _rows(names, entry["primary_metric"], {name: {
+                                "score": entry["metrics"].get(name), "baseline": baseline.get(name),
+                                "difference": entry["difference"].get(name), **intervals.get(name, {})}
+                                for name in names}),
                             "ratings": sorted(entry["human_ratings"].items())})
     return _page(model_admin, request, "model_report.html", title=f"Model report: {version.name}",
                  version=version, report=report, evaluations=evaluations,
@@ -149,7 +186,8 @@ def model_report_view(model_admin, request, version_id):
 
 def comparison_view(model_admin, request):
     """``?a=<eval run>&b=<eval run>``: B against A per metric, with paired-bootstrap intervals and
-    p-values, McNemar's test, and both score distributions."""
+    p-values, McNemar's test (on the primary metric when it is a 0/100 one, else exact match), and
+    both distributions of the primary metric."""
     ids = [id_param(request, name) for name in ("a", "b")]
     context = {"title": "Compare two eval runs"}
     if None in ids:
@@ -159,13 +197,14 @@ def comparison_view(model_admin, request):
         comparison = compare_eval_runs(a, b)
     except ServiceError as exc:
         return _page(model_admin, request, "comparison.html", error=str(exc), **context)
+    primary = primary_metric(a.snapshot)
     # B first: the system under test takes the first colour, as the fine-tuned model does on the decision page.
-    groups = [(f"B: {b.model_version}", score_distribution(b, "bleu")["counts"]),
-              (f"A: {a.model_version}", score_distribution(a, "bleu")["counts"])]
+    groups = [(f"B: {b.model_version}", score_distribution(b, primary)["counts"]),
+              (f"A: {a.model_version}", score_distribution(a, primary)["counts"])]
+    names = [name for name in comparison["metrics"] if not name.endswith(MCNEMAR)]
     return _page(model_admin, request, "comparison.html", comparison=comparison,
-                 rows=[{"name": label, **comparison["metrics"][key]} for key, label in METRICS.items()],
-                 mcnemar=comparison["metrics"]["exact_match_mcnemar"],
-                 distribution=distribution_chart(groups, "bleu"), **context)
+                 rows=_rows(names, primary, comparison["metrics"]), **mcnemar_of(comparison, primary),
+                 distribution=distribution_chart(groups, primary), **context)
 
 
 def _for_viewers(function):

@@ -9,6 +9,7 @@ from ftplatform.rest import id_param
 
 from . import ratings
 from .comparisons import compare_eval_runs
+from .metrics import ALWAYS_SCORED
 from .models import EvalRun, HumanRating, PairwiseJudgment
 from .serializers import (
     BlindPredictionSerializer,
@@ -74,15 +75,18 @@ class ComparisonViewSet(viewsets.ViewSet):
 
 
 class DecisionReportViewSet(viewsets.ViewSet):
-    """``GET /api/v1/decision-reports/?dataset=<id>[&metric=bleu|chrf|rouge_l|exact_match]``: the
-    dataset's fine-tuned model against its prompted baselines (evaluation.decision.decision_report)."""
+    """``GET /api/v1/decision-reports/?dataset=<id>[&metric=<name>]``: the dataset's fine-tuned model
+    against its prompted baselines (evaluation.decision.decision_report), decided on the snapshot's
+    primary metric unless ``metric`` names another it scores (400 otherwise, listing them)."""
 
     queryset = EvalRun.objects.all()  # the permission: view eval runs
 
     def get_queryset(self):
         return self.queryset
 
-    @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True), OpenApiParameter("metric", str)],
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True),
+                               OpenApiParameter("metric", str, description="Default: the snapshot's primary metric; "
+                                                f"{', '.join(ALWAYS_SCORED)}, or a JSON or regex check it scores.")],
                    responses=dict)
     def list(self, request):
         from curation.models import Dataset
@@ -90,13 +94,10 @@ class DecisionReportViewSet(viewsets.ViewSet):
         from .decision import decision_report
 
         dataset_id = id_param(request, "dataset")
-        metric = request.query_params.get("metric", "bleu")
         if dataset_id is None:
             return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        if metric not in ("bleu", "chrf", "rouge_l", "exact_match"):
-            return Response({"detail": "metric must be bleu, chrf, rouge_l or exact_match"},
-                            status=status.HTTP_400_BAD_REQUEST)
-        return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id), metric=metric))
+        return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id),
+                                        metric=request.query_params.get("metric") or None))
 
 
 class RatingViewSet(viewsets.GenericViewSet):

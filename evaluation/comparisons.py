@@ -4,6 +4,7 @@ from training.choices import RunStatus
 
 from .metrics import compare_systems
 from .models import EvalRun
+from .scoring import primary_metric, scoring_options
 
 
 def check_comparable(a: EvalRun, b: EvalRun) -> None:
@@ -26,9 +27,11 @@ def check_comparable(a: EvalRun, b: EvalRun) -> None:
 
 def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: int = 0) -> dict:
     """System B against system A (e.g. the fine-tuned model against the prompted base) on the
-    inputs both answered: per metric the two corpus scores, the difference b - a with its 95 %
-    paired-bootstrap interval and p-value (Koehn 2004; evaluation.metrics.compare_systems), and
-    McNemar's exact test for exact match, with the number of inputs, resamples and seed.
+    inputs both answered, scored as their eval runs were (the snapshot's scoring_options: its
+    language, output schema and checks): per metric the two corpus scores, the difference b - a
+    with its 95 % paired-bootstrap interval and p-value (Koehn 2004;
+    evaluation.metrics.compare_systems), and McNemar's exact test for each binary metric, with the
+    snapshot's primary metric, the number of inputs, resamples and seed.
 
     Raises:
         ServiceError: the runs are the same, not both succeeded, or on different snapshots or
@@ -42,10 +45,12 @@ def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: in
     if not rows:
         raise ServiceError(f"eval runs {a.pk} and {b.pk} share no input")
     metrics = compare_systems([out for _, out, _ in rows], [b_outputs[h] for h, _, _ in rows],
-                              [refs for _, _, refs in rows], resamples=resamples, seed=seed)
+                              [refs for _, _, refs in rows], resamples=resamples, seed=seed,
+                              **scoring_options(a.snapshot))
     return {
         "a": {"eval_run_id": a.pk, "model_version_id": a.model_version_id, "model_version": str(a.model_version)},
         "b": {"eval_run_id": b.pk, "model_version_id": b.model_version_id, "model_version": str(b.model_version)},
         "snapshot_id": a.snapshot_id, "snapshot_hash": a.snapshot.content_hash, "split": a.split,
-        "n": len(rows), "resamples": resamples, "seed": seed, "metrics": metrics,
+        "primary_metric": primary_metric(a.snapshot), "n": len(rows), "resamples": resamples, "seed": seed,
+        "metrics": metrics,
     }

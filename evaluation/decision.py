@@ -14,8 +14,10 @@ from training.choices import ModelVersionKind, RunStatus
 
 from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
+from .metrics import metric_spec
 from .models import EvalRun, HumanRating, PairwiseJudgment
 from .routing import known_confidence, routing_curve, suggest_threshold
+from .scoring import primary_metric, report_metric, snapshot_metrics
 from .stats import bradley_terry, cohen_kappa, krippendorff_alpha
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
@@ -97,15 +99,17 @@ def _verdict(difference: dict, metric: str, tuned_cost, baseline_cost) -> tuple[
     return "not enough evidence", f"the interval includes no difference: {interval}; rate or test on more inputs"
 
 
-def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: float | None = None,
+def decision_report(dataset: Dataset, *, metric: str | None = None, target_quality: float | None = None,
                     resamples: int = 1000, seed: int = 0) -> dict:
     """The fine-tuned model against its prompted baseline(s) on the dataset's newest evaluated split.
 
     Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset, and every
     newest succeeded eval of a prompted or API version on the same snapshot split. ``metric``
-    (bleu, chrf, rouge_l, exact_match) drives the verdict and the routing curve (per-example
+    (default: the snapshot's primary metric; any metric its evaluations score,
+    evaluation.scoring.report_metric) drives the verdict and the routing curve (per-example
     scores); ``target_quality`` (default: the baseline's mean per-example score) picks the
-    routing threshold.
+    routing threshold. The report names it (``metric``, ``metric_label``) and the snapshot's
+    ``primary_metric``.
 
     Baselines are listed strongest first (by ``metric``); the overall verdict is
     ``overall_verdict`` of the per-baseline ones. Each side carries its score distribution
@@ -113,6 +117,8 @@ def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: f
 
     Returns a JSON-ready dict; ``{"verdict": "not enough evidence", "reason": ...}`` alone when
     there is nothing to compare yet.
+    Raises:
+        ServiceError: ``metric`` is not scored on the snapshot, or a baseline shares no input.
     """
     tuned = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
                                     model_version__kind=ModelVersionKind.LORA_ADAPTER)
@@ -125,8 +131,10 @@ def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: f
                                        model_version__kind__in=BASELINE_KINDS)
                 .select_related("model_version").order_by("-finished_at", "-id")):
         newest.setdefault(run.model_version_id, run)
+    metric = report_metric(tuned.snapshot, metric)
     report = {"dataset": dataset.name, "snapshot_hash": tuned.snapshot.content_hash, "split": tuned.split,
-              "metric": metric, "fine_tuned": _side(tuned, metric), "baselines": []}
+              "metric": metric, "metric_label": metric_spec(metric).label,
+              "primary_metric": primary_metric(tuned.snapshot), "fine_tuned": _side(tuned, metric), "baselines": []}
     if not newest:
         report.update(verdict="not enough evidence",
                       reason="no prompted baseline was evaluated on the same snapshot split")
@@ -138,14 +146,16 @@ def decision_report(dataset: Dataset, *, metric: str = "bleu", target_quality: f
     for baseline in newest.values():
         comparison = compare_eval_runs(baseline, tuned, resamples=resamples, seed=seed)
         baseline_cost = eval_run_cost_per_1k(baseline)
-        verdict, reason = _verdict(comparison["metrics"][metric], metric, tuned_cost, baseline_cost)
+        verdict, reason = _verdict(comparison["metrics"][metric], metric_spec(metric).label, tuned_cost,
+                                   baseline_cost)
         entry = {**_side(baseline, metric), "comparison": comparison, "verdict": verdict, "reason": reason,
                  "break_even": break_even(tuned_per_1k=tuned_cost, baseline_per_1k=baseline_cost,
                                           training=train_cost).to_dict(),
                  "routing": _routing(tuned, baseline, metric, tuned_cost, baseline_cost, target_quality)}
         report["baselines"].append(entry)
     # The strongest baseline first: it is the one a team would otherwise prompt.
-    report["baselines"].sort(key=lambda b: -(b["scores"][metric]["score"] or 0.0))
+    direction = -1 if metric_spec(metric).higher_is_better else 1
+    report["baselines"].sort(key=lambda b: direction * (b["scores"][metric]["score"] or 0.0))
     report["fine_tuned"]["training_cost"] = train_cost
     verdict, reason = overall_verdict(report["baselines"])
     report.update(verdict=verdict, reason=reason, leaderboard=leaderboard(dataset))
@@ -190,7 +200,7 @@ def _side(run: EvalRun, metric: str) -> dict:
         "model_version_id": run.model_version_id, "model_version": str(run.model_version),
         "kind": run.model_version.kind, "eval_run_id": run.pk,
         "scores": {name: {"score": metrics.get(name), **metrics.get("confidence_intervals", {}).get(name, {})}
-                   for name in ("bleu", "chrf", "rouge_l", "exact_match")},
+                   for name in snapshot_metrics(run.snapshot)},
         "latency_ms": {k: metrics.get(f"latency_{k}_ms") for k in ("p50", "p95", "p99")},
         "output_tokens_per_s": metrics.get("output_tokens_per_s"),
         "cost_per_1k_requests": eval_run_cost_per_1k(run),
@@ -220,8 +230,12 @@ def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baselin
 
 def format_decision_report(report: dict) -> list[str]:
     """The decision report as terminal lines (the demo and `manage.py report --decision`)."""
-    lines = [f"Decision report: {report['dataset']}" + (f" [{report['split']}], metric {report['metric']}"
-                                                          if "split" in report else "")]
+    label = report.get("metric_label", report.get("metric"))
+    heading = f"Decision report: {report['dataset']}"
+    if "split" in report:
+        primary = " (the snapshot's primary metric)" if report["metric"] == report.get("primary_metric") else ""
+        heading += f" [{report['split']}], metric {label}{primary}"
+    lines = [heading]
     if "fine_tuned" not in report or not report.get("baselines"):
         return lines + [f"  Verdict: {report['verdict']}: {report['reason']}"]
 
@@ -234,7 +248,7 @@ def format_decision_report(report: dict) -> list[str]:
         interval = (f" (95 % CI {score['ci_low']:.2f}-{score['ci_high']:.2f})" if score.get("ci_low") is not None
                     else "")
         cost = side["cost_per_1k_requests"]
-        lines.append(f"  {side['model_version']}: {report['metric']} {number(score['score'], '.2f')}{interval}, "
+        lines.append(f"  {side['model_version']}: {label} {number(score['score'], '.2f')}{interval}, "
                      f"latency p50 {number(side['latency_ms']['p50'], '.0f')} ms / "
                      f"p95 {number(side['latency_ms']['p95'], '.0f')} ms, "
                      f"cost per 1,000 requests {UNKNOWN_COST if cost is None else f'{cost:.4g}'}")
@@ -248,7 +262,7 @@ def format_decision_report(report: dict) -> list[str]:
         if routing.get("suggested"):
             point = routing["suggested"]
             lines.append(f"    hybrid routing, suggested: {point['label']} ({100 * point['fallback_share']:.0f} % of "
-                         f"requests to the baseline), mean per-example {report['metric']} {point['quality']:.2f} "
+                         f"requests to the baseline), mean per-example {label} {point['quality']:.2f} "
                          f"(target {routing['target_quality']:.2f}: {routing['target_from']})")
     lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
     return lines

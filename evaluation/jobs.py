@@ -12,8 +12,9 @@ from training.choices import ModelVersionKind, RunStatus
 from training.jobs import prepare_torch
 from training.services import base_model_folder, record_base_model_info
 
-from .metrics import latency_percentiles, score_corpus, token_throughput
+from .metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from .models import EvalRun, Prediction
+from .scoring import scoring_options
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def run_evaluation(eval_run_id: int) -> None:
     ends its row only while it is still running, so a reaped run is never overwritten, and it
     stops generating once it sees its row ended.
     """
-    run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot__dataset"))
+    run = jobrows.claim(EvalRun, eval_run_id, select_related=("model_version__base_model", "snapshot"))
     if run is None:
         return
     heartbeat = liveness.start_heartbeat(run)
@@ -112,10 +113,7 @@ def run_evaluation(eval_run_id: int) -> None:
                 logger.warning("eval run %s: stopped, its row was ended by another process", run.pk)
                 return
         outputs = [storable_text(g.text) for g in generations]
-        dataset = run.snapshot.dataset
-        scores = score_corpus(outputs, [entry["references"] for entry in inputs],
-                              language=dataset.language or "en", output_schema=dataset.output_json_schema,
-                              regex_checks=dataset.regex_checks or None)
+        scores = score_corpus(outputs, [entry["references"] for entry in inputs], **scoring_options(run.snapshot))
         finish_evaluation(run, inputs, generations, outputs, scores, mine, environment)
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
@@ -134,12 +132,7 @@ def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, outpu
     metrics = {
         "n_inputs": len(inputs),
         "n_references": sum(len(entry["references"]) for entry in inputs),
-        "exact_match": scores.exact_match,
-        "bleu": scores.bleu,
-        "chrf": scores.chrf,
-        "rouge_l": scores.rouge_l,
-        **{name: value["score"] for name, value in scores.corpus.items()
-           if name.startswith(("json", "regex:"))},  # the dataset's own checks
+        **{name: value["score"] for name, value in scores.corpus.items()},
         "confidence_intervals": {name: {"ci_low": value["ci_low"], "ci_high": value["ci_high"]}
                                  for name, value in scores.corpus.items()},
         "bootstrap": scores.bootstrap,
@@ -151,7 +144,8 @@ def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, outpu
     with transaction.atomic():
         ended = jobrows.finish(
             run, RunStatus.SUCCEEDED, where=where, metrics=metrics, environment=environment,
-            signatures={"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
+            signatures={name: value["signature"] for name, value in scores.corpus.items()
+                        if metric_spec(name).aggregation == "corpus"},
         )
         if not ended:  # the row lock taken by finish() keeps the reaper out until this commits
             logger.warning("eval run %s: generated and scored, but its row was ended meanwhile; "

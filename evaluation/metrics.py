@@ -15,6 +15,10 @@ Metrics and their sources:
     rouge_l      ROUGE-L F-measure (Lin 2004) by rouge-score with a Unicode tokenizer
                  (RougeTokenizer); best reference; corpus: mean.
     json_valid / json_schema_valid / regex:<name>: 100 or 0 per example; corpus: mean.
+
+METRICS is the one registry of these metrics (name, label, direction, aggregation); metric_spec
+looks one up, scored_metrics says which a set of scoring options produces, and
+propose_primary_metric picks the metric a dataset's verdicts are decided on from its outputs.
 """
 import json
 import re
@@ -208,6 +212,107 @@ def regex_check(prediction: str, pattern: re.Pattern) -> float:
     return 0.0 if _is_empty(prediction) else (100.0 if pattern.search(prediction) else 0.0)
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """One automatic metric as reports, comparisons and verdicts need it.
+
+    name: the key in metrics, per-example scores and comparisons ("bleu", "regex:has_price").
+    label: how people read it ("BLEU").
+    higher_is_better: the direction of "better" (every 0-100 score here is higher-is-better).
+    aggregation: "corpus" (recomputed from summed sufficient statistics: BLEU, chrF) or "mean" (of
+        the per-example scores).
+    binary: per-example scores are only 0 or 100 (then McNemar's exact test applies).
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    aggregation: str
+    binary: bool
+
+
+# Report order: the text-overlap metrics every eval scores, then the dataset's own checks.
+METRICS = {spec.name: spec for spec in (
+    MetricSpec("exact_match", "exact match", True, "mean", True),
+    MetricSpec("bleu", "BLEU", True, "corpus", False),
+    MetricSpec("chrf", "chrF", True, "corpus", False),
+    MetricSpec("rouge_l", "ROUGE-L", True, "mean", False),
+    MetricSpec("json_valid", "JSON validity", True, "mean", True),
+    MetricSpec("json_schema_valid", "JSON Schema validity", True, "mean", True),
+)}
+ALWAYS_SCORED = ("exact_match", "bleu", "chrf", "rouge_l")
+REGEX_PREFIX = "regex:"
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The registry entry of ``name``; a dataset's check "regex:<check>" is a binary mean metric.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if name in METRICS:
+        return METRICS[name]
+    if isinstance(name, str) and name.startswith(REGEX_PREFIX) and len(name) > len(REGEX_PREFIX):
+        return MetricSpec(name, f"regex check {name[len(REGEX_PREFIX):]}", True, "mean", True)
+    raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)} or regex:<check>")
+
+
+def scored_metrics(*, json_output: bool = False, output_schema: Mapping | None = None,
+                   regex_checks: Mapping[str, str] | None = None, **_language) -> list[str]:
+    """Names of the metrics score_corpus and compare_systems produce for these scoring options
+    (the keywords of score_corpus; ``language`` changes how, not what), in report order."""
+    names = list(ALWAYS_SCORED)
+    if json_output or output_schema is not None:
+        names.append("json_valid")
+    if output_schema is not None:
+        names.append("json_schema_valid")
+    return names + [f"{REGEX_PREFIX}{name}" for name in (regex_checks or {})]
+
+
+SHORT_ANSWER_TOKENS = 3
+FREE_TEXT_METRIC = "chrf"
+
+
+def propose_primary_metric(outputs: Sequence[str], output_schema: Mapping | None = None) -> tuple[str, str]:
+    """The metric a dataset's verdicts should be decided on, from the shape of its reference outputs.
+
+    The rule, first match wins, over the non-blank outputs:
+      1. every output parses as a JSON object or array: structured output, scored on validity:
+         json_schema_valid when the dataset has an output schema, else json_valid;
+      2. every output is a short answer, at most SHORT_ANSWER_TOKENS tokens (RougeTokenizer: Unicode
+         words, each Han/kana/Hangul/Thai... character one token): a label, a number, a name:
+         exact_match (as SQuAD scores short answers, Rajpurkar et al. 2016);
+      3. otherwise free text: chrF, which needs no word tokenizer (one definition for every
+         language) and agrees with human judgments better than BLEU (Popović 2015; Kocmi et al. 2021,
+         "To Ship or Not to Ship", WMT; Freitag et al. 2022, WMT metrics task).
+
+    Args:
+        outputs: the reference outputs (the final assistant turns of the examples).
+        output_schema: the dataset's output JSON Schema, or None.
+    Returns:
+        (metric name, the reason in words, e.g. "all 30 outputs are short answers (at most 3 tokens)").
+    """
+    texts = [text for text in outputs if isinstance(text, str) and not _is_empty(text)]
+    if not texts:
+        return FREE_TEXT_METRIC, "no non-blank outputs to judge the shape by: free text assumed"
+    if all(_is_json_structure(text) for text in texts):
+        metric = "json_schema_valid" if output_schema is not None else "json_valid"
+        return metric, f"all {len(texts)} outputs are JSON objects or arrays (structured output)"
+    tokenizer = RougeTokenizer()
+    if all(len(tokenizer.tokenize(text)) <= SHORT_ANSWER_TOKENS for text in texts):
+        return "exact_match", (f"all {len(texts)} outputs are short answers (at most {SHORT_ANSWER_TOKENS} "
+                               "tokens: labels, numbers, names)")
+    return FREE_TEXT_METRIC, "the outputs are free text"
+
+
+def _is_json_structure(text: str) -> bool:
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return False
+    return isinstance(value, dict | list)
+
+
 def _clean_references(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[list[str]]:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
@@ -336,6 +441,36 @@ def _interval(result: dict) -> dict:
     return {"score": result["score"], "ci_low": result["ci_low"], "ci_high": result["ci_high"]}
 
 
+def _per_example_scores(predictions: Sequence[str], cleaned: list[list[str]], *, language: str,
+                        json_output: bool, output_schema: Mapping | None,
+                        regex_checks: Mapping[str, str] | None) -> list[dict[str, float]]:
+    """One {metric: 0-100} dict per input, the metrics of scored_metrics (same options), from
+    references already cleaned by _clean_references."""
+    validator = json_schema_validator(output_schema) if output_schema is not None else None
+    checks = compile_regex_checks(regex_checks or {})
+    code = _language_code(language)
+    sentence_bleu = BLEU(tokenize=bleu_tokenizer(code), effective_order=True)
+    sentence_chrf = CHRF()
+    rouge = rouge_scorer_for(code)
+    per_example = []
+    for prediction, refs in zip(predictions, cleaned, strict=True):
+        blank = _is_empty(prediction) or refs == [""]
+        scores = {
+            "exact_match": exact_match(prediction, refs, code),
+            "bleu": 0.0 if blank else sentence_bleu.sentence_score(prediction, refs).score,
+            "chrf": 0.0 if blank else sentence_chrf.sentence_score(prediction, refs).score,
+            "rouge_l": rouge_l(prediction, refs, code, rouge),
+        }
+        if json_output or validator is not None:
+            scores["json_valid"] = json_valid(prediction)
+        if validator is not None:
+            scores["json_schema_valid"] = json_schema_valid(prediction, validator)
+        for name, pattern in checks.items():
+            scores[f"{REGEX_PREFIX}{name}"] = regex_check(prediction, pattern)
+        per_example.append(scores)
+    return per_example
+
+
 def score_corpus(predictions: Sequence[str], references: Sequence[Sequence[str]], *, language: str = "en",
                  json_output: bool = False, output_schema: Mapping | None = None,
                  regex_checks: Mapping[str, str] | None = None, resamples: int = 1000, seed: int = 0,
@@ -352,48 +487,30 @@ def score_corpus(predictions: Sequence[str], references: Sequence[Sequence[str]]
         output_schema: a JSON Schema (Draft 2020-12); scores json_valid and json_schema_valid.
         regex_checks: {name: pattern}; scores "regex:<name>" (re.search on the prediction).
         resamples, seed, level: percentile bootstrap over examples (stats.bootstrap_ci), the same
-            resampled indexes for every metric; corpus BLEU and chrF are recomputed from summed
-            sufficient statistics on each resample, the other metrics are means.
+            resampled indexes for every metric; corpus metrics (MetricSpec.aggregation "corpus":
+            BLEU, chrF) are recomputed from summed sufficient statistics on each resample, the
+            other metrics are means.
     Returns:
-        CorpusScores (corpus scores with intervals, per-example scores, all 0-100; BLEU and chrF
-        with sacrebleu signatures, ROUGE-L and exact match with a description of their settings).
+        CorpusScores (corpus scores with intervals, per-example scores, all 0-100, the metrics of
+        scored_metrics; BLEU and chrF with sacrebleu signatures, ROUGE-L and exact match with a
+        description of their settings).
     Raises:
         ValueError: lengths differ, nothing to score, an input has no reference, an invalid
             output schema, or a regex check that does not compile.
     """
     cleaned = _clean_references(predictions, references)
-    validator = json_schema_validator(output_schema) if output_schema is not None else None
-    checks = compile_regex_checks(regex_checks or {})
     code = _language_code(language)
-    sentence_bleu = BLEU(tokenize=bleu_tokenizer(code), effective_order=True)
-    sentence_chrf = CHRF()
-    rouge = rouge_scorer_for(code)
-
-    per_example = []
-    for prediction, refs in zip(predictions, cleaned, strict=True):
-        blank = _is_empty(prediction) or refs == [""]
-        scores = {
-            "exact_match": exact_match(prediction, refs, code),
-            "bleu": 0.0 if blank else sentence_bleu.sentence_score(prediction, refs).score,
-            "chrf": 0.0 if blank else sentence_chrf.sentence_score(prediction, refs).score,
-            "rouge_l": rouge_l(prediction, refs, code, rouge),
-        }
-        if json_output or validator is not None:
-            scores["json_valid"] = json_valid(prediction)
-        if validator is not None:
-            scores["json_schema_valid"] = json_schema_valid(prediction, validator)
-        for name, pattern in checks.items():
-            scores[f"regex:{name}"] = regex_check(prediction, pattern)
-        per_example.append(scores)
-
+    per_example = _per_example_scores(predictions, cleaned, language=code, json_output=json_output,
+                                      output_schema=output_schema, regex_checks=regex_checks)
     options = {"resamples": resamples, "seed": seed, "level": level}
     corpus = {}
     for name in per_example[0]:
-        corpus[name] = _interval(bootstrap_ci([scores[name] for scores in per_example], **options))
-    for name in ("bleu", "chrf"):
-        statistics = corpus_statistics(predictions, cleaned, name, code)
-        corpus[name] = {**_interval(bootstrap_ci(statistics.stats, statistics.corpus_fn, **options)),
-                        "signature": statistics.signature}
+        if metric_spec(name).aggregation == "corpus":
+            statistics = corpus_statistics(predictions, cleaned, name, code)
+            corpus[name] = {**_interval(bootstrap_ci(statistics.stats, statistics.corpus_fn, **options)),
+                            "signature": statistics.signature}
+        else:
+            corpus[name] = _interval(bootstrap_ci([scores[name] for scores in per_example], **options))
     corpus["exact_match"]["signature"] = f"norm:nfkc+casefold+nopunct{'+noarticles' if code == 'en' else ''}|refs:any"
     corpus["rouge_l"]["signature"] = (f"rouge-score:{version('rouge-score')}|tok:unicode-words+cjk-thai-chars|"
                                       f"stem:{'porter' if code == 'en' else 'no'}|refs:best")
@@ -401,44 +518,51 @@ def score_corpus(predictions: Sequence[str], references: Sequence[Sequence[str]]
 
 
 def compare_systems(a_predictions: Sequence[str], b_predictions: Sequence[str],
-                    references: Sequence[Sequence[str]], *, language: str = "en", resamples: int = 1000,
-                    seed: int = 0, level: float = 0.95) -> dict:
+                    references: Sequence[Sequence[str]], *, language: str = "en", json_output: bool = False,
+                    output_schema: Mapping | None = None, regex_checks: Mapping[str, str] | None = None,
+                    resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Is system B (e.g. the fine-tuned model) better than system A (the prompted base) on the same inputs?
 
-    For BLEU and chrF a paired bootstrap (Koehn 2004; stats.paired_bootstrap) recomputing corpus
-    scores from sufficient statistics for both systems on the same resampled indexes; for exact
-    match and ROUGE-L the paired bootstrap of the mean; for exact match also the exact McNemar
-    test (stats.mcnemar).
+    Every metric score_corpus computes with the same options, scored the same way (so each
+    system's score here equals its score_corpus score): for corpus metrics (BLEU, chrF) a paired
+    bootstrap (Koehn 2004; stats.paired_bootstrap) recomputing corpus scores from sufficient
+    statistics for both systems on the same resampled indexes; for the others the paired
+    bootstrap of the mean; for binary ones (exact match, JSON validity, regex checks) also the
+    exact McNemar test (stats.mcnemar) as "<metric>_mcnemar".
 
     Args:
         a_predictions, b_predictions: N strings each, aligned with ``references``.
-        references, language, resamples, seed, level: as in score_corpus.
+        references, language, json_output, output_schema, regex_checks, resamples, seed, level: as
+            in score_corpus.
     Returns:
         {metric: paired_bootstrap result ("a", "b", "difference" = b - a, "ci_low", "ci_high",
-        "p_value", ...)} for bleu, chrf, rouge_l, exact_match, plus "exact_match_mcnemar".
+        "p_value", ...; corpus metrics with sacrebleu's "signature")} for the metrics of
+        scored_metrics, plus "<metric>_mcnemar" for each binary one (always "exact_match_mcnemar").
     Raises:
         ValueError: as score_corpus, or the two systems have different numbers of predictions.
     """
     if len(a_predictions) != len(b_predictions):
         raise ValueError(f"system A has {len(a_predictions)} predictions but system B {len(b_predictions)}")
+    cleaned = _clean_references(a_predictions, references)
+    _clean_references(b_predictions, references)  # B's predictions must be strings too
+    code = _language_code(language)
+    scoring = {"language": code, "json_output": json_output, "output_schema": output_schema,
+               "regex_checks": regex_checks}
+    per_system = [_per_example_scores(predictions, cleaned, **scoring) for predictions in (a_predictions,
+                                                                                           b_predictions)]
     options = {"resamples": resamples, "seed": seed, "level": level}
     result = {}
-    for name in ("bleu", "chrf"):
-        a = corpus_statistics(a_predictions, references, name, language)
-        b = corpus_statistics(b_predictions, references, name, language)
-        result[name] = {**paired_bootstrap(a.stats, b.stats, a.corpus_fn, **options), "signature": a.signature}
-    cleaned = _clean_references(a_predictions, references)
-    code = _language_code(language)
-    rouge = rouge_scorer_for(code)
-    per_system = {}
-    for label, predictions in (("a", a_predictions), ("b", b_predictions)):
-        per_system[label] = {
-            "rouge_l": [rouge_l(p, refs, code, rouge) for p, refs in zip(predictions, cleaned, strict=True)],
-            "exact_match": [exact_match(p, refs, code) for p, refs in zip(predictions, cleaned, strict=True)],
-        }
-    for name in ("rouge_l", "exact_match"):
-        result[name] = paired_bootstrap(per_system["a"][name], per_system["b"][name], **options)
-    result["exact_match_mcnemar"] = mcnemar(per_system["a"]["exact_match"], per_system["b"]["exact_match"])
+    for name in per_system[0][0]:
+        spec = metric_spec(name)
+        if spec.aggregation == "corpus":
+            a = corpus_statistics(a_predictions, cleaned, name, code)
+            b = corpus_statistics(b_predictions, cleaned, name, code)
+            result[name] = {**paired_bootstrap(a.stats, b.stats, a.corpus_fn, **options), "signature": a.signature}
+            continue
+        a_scores, b_scores = ([scores[name] for scores in system] for system in per_system)
+        result[name] = paired_bootstrap(a_scores, b_scores, **options)
+        if spec.binary:
+            result[f"{name}_mcnemar"] = mcnemar(a_scores, b_scores)
     return result
 
 

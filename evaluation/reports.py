@@ -4,9 +4,11 @@ from training.models import ModelVersion
 
 from .costs import UNKNOWN_COST, training_cost
 from .decision import eval_run_cost_per_1k, leaderboard, pricing_of, rating_summary
+from .metrics import metric_spec
 from .models import EvalRun
+from .scoring import primary_metric, snapshot_metrics
 
-REPORTED_METRICS = ("bleu", "chrf", "rouge_l", "exact_match", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+LATENCY_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 
 
 def _lineage(version: ModelVersion) -> dict:
@@ -26,6 +28,8 @@ def _lineage(version: ModelVersion) -> dict:
             "snapshot_hash": run.snapshot.content_hash,
             "hyperparameters": run.hyperparameters,
             "seed": run.seed,
+            "system_prompt": run.system_prompt,
+            "prompt_prefix": run.prompt_prefix,
             "metrics": run.metrics,
             "trained_tokens": run.trained_tokens,
             "environment": run.environment,
@@ -59,9 +63,11 @@ def model_version_report(version: ModelVersion) -> dict:
     """Lineage and, per snapshot split it was evaluated on, its metrics beside the prompted base model's.
 
     Returns a JSON-ready dict: ``lineage`` and ``evaluations``, a list of
-    ``{snapshot_id, snapshot_hash, split, eval_run_id, metrics, baseline: {...} | None,
+    ``{snapshot_id, snapshot_hash, split, eval_run_id, primary_metric, metric_names (the metrics
+    the snapshot scores, evaluation.scoring.snapshot_metrics), metrics, baseline: {...} | None,
     difference: {metric: model - baseline}, human_ratings, cost_per_1k_requests}``; a fine-tuned
-    version's ``lineage.training_run`` carries its ``training_cost`` (None without a GPU-hour price).
+    version's ``lineage.training_run`` carries its ``training_cost`` (None without a GPU-hour price),
+    the ``system_prompt`` it trained with (None: not recorded) and its rendered ``prompt_prefix``.
     Only the newest succeeded eval per snapshot split counts.
     """
     evaluations, seen = [], set()
@@ -77,6 +83,8 @@ def model_version_report(version: ModelVersion) -> dict:
             "snapshot_hash": eval_run.snapshot.content_hash,
             "split": eval_run.split,
             "eval_run_id": eval_run.pk,
+            "primary_metric": primary_metric(eval_run.snapshot),
+            "metric_names": snapshot_metrics(eval_run.snapshot),
             "metrics": eval_run.metrics,
             "signatures": eval_run.signatures,
             "baseline": None,
@@ -91,7 +99,7 @@ def model_version_report(version: ModelVersion) -> dict:
                                  "eval_run_id": baseline.pk, "metrics": baseline.metrics}
             entry["difference"] = {
                 name: eval_run.metrics[name] - baseline.metrics[name]
-                for name in REPORTED_METRICS
+                for name in (*entry["metric_names"], *LATENCY_METRICS)
                 if _number(eval_run.metrics.get(name)) and _number(baseline.metrics.get(name))
             }
         evaluations.append(entry)
@@ -116,7 +124,10 @@ def format_report(report: dict) -> str:
             f"  LoRA rank {hp['lora_rank']}, alpha {hp['lora_alpha']}, lr {hp['learning_rate']}, "
             f"batch {hp['batch_size']}x{hp['gradient_accumulation_steps']}, max steps {hp['max_steps'] or 'epochs'}, "
             f"mean train loss {run['metrics'].get('train_loss', float('nan')):.4f}",
+            "  system prompt: " + ("not recorded" if run["system_prompt"] is None else repr(run["system_prompt"])),
         ]
+        if run["prompt_prefix"]:
+            lines.append(f"  rendered before the user's text: {run['prompt_prefix']!r}")
     for entry in report["evaluations"]:
         metrics = entry["metrics"]
         baseline = entry["baseline"]
@@ -124,26 +135,29 @@ def format_report(report: dict) -> str:
                       f"{metrics.get('n_inputs')} inputs, {metrics.get('n_references')} references"]
         if baseline:
             lines.append(f"    prompted base: {baseline['model_version']} (eval {baseline['eval_run_id']})")
-        header = f"    {'metric':<16}{'fine-tuned' if run else 'this model':>12}"
+        header = f"    {'metric':<24}{'fine-tuned' if run else 'this model':>12}"
         if baseline:
             header += f"{'prompted base':>15}{'difference':>12}"
         lines.append(header)
-        for name in REPORTED_METRICS:
-            if name not in metrics:
+        for name in (*entry["metric_names"], *LATENCY_METRICS):
+            if not _number(metrics.get(name)):
                 continue
-            row = f"    {name:<16}{metrics[name]:>12.2f}"
-            if baseline and name in baseline["metrics"]:
+            label = metric_spec(name).label if name in entry["metric_names"] else name
+            label += " *" if name == entry["primary_metric"] else ""
+            row = f"    {label:<24}{metrics[name]:>12.2f}"
+            if name in entry["difference"]:
                 row += f"{baseline['metrics'][name]:>15.2f}{entry['difference'][name]:>+12.2f}"
             lines.append(row)
+        lines.append("    * the snapshot's primary metric")
         cost = entry.get("cost_per_1k_requests")
         lines.append(f"    cost per 1,000 requests: {UNKNOWN_COST if cost is None else f'{cost:.4g}'}")
-        lines.append(f"    BLEU signature: {entry['signatures'].get('bleu', '')}")
-        lines.append(f"    chrF signature: {entry['signatures'].get('chrf', '')}")
+        lines += [f"    {metric_spec(name).label} signature: {signature}"
+                  for name, signature in (entry["signatures"] or {}).items()]
         if baseline:
-            delta = entry["difference"].get("bleu")
+            delta = entry["difference"].get(entry["primary_metric"])
             if delta is not None:
-                lines.append(f"  BLEU difference from the prompted base model: {delta:+.2f} (its interval, test and "
-                             "verdict: `manage.py report --decision <dataset>`)")
+                lines.append(f"  {metric_spec(entry['primary_metric']).label} difference from the prompted base model: "
+                             f"{delta:+.2f} (its interval, test and verdict: `manage.py report --decision <dataset>`)")
         elif run:
             lines.append(f"  No prompted-base evaluation on this snapshot split yet: run `manage.py evaluate "
                          f"--prompted-base --snapshot {entry['snapshot_id']} --split {entry['split']} --as USER`.")

@@ -74,6 +74,15 @@ class ExampleFactory(factory.django.DjangoModelFactory):
     author = factory.SubFactory(AnnotatorFactory)
 
 
+def approved_snapshot(dataset, pairs, *, approve: bool = True):
+    """A snapshot of ``dataset`` with one approved example per (user text, answer) in ``pairs`` (no
+    system message of their own), created by an engineer and, with ``approve``, approved by a reviewer."""
+    for prompt, answer in pairs:
+        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(prompt, answer))
+    snapshot = create_snapshot(dataset, by=EngineerFactory())[0]
+    return approve_snapshot(snapshot, by=ReviewerFactory()) if approve else snapshot
+
+
 def tiny_base_model(folder) -> BaseModel:
     return BaseModel.objects.create(name=f"tiny-{folder.name}", source_kind="local_folder", source=str(folder))
 
@@ -92,15 +101,12 @@ def unloadable_base_model(name: str = "tiny") -> BaseModel:
 
 
 def two_eval_runs():
-    """A dataset "venues" with two rating criteria (correctness, fluency) and two succeeded eval runs
-    on its snapshot's train split, one per model version ("secret-prompted-model", then
-    "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>".
+    """A dataset "venues" (primary metric BLEU) with two rating criteria (correctness, fluency) and two
+    succeeded eval runs on its snapshot's train split, one per model version ("secret-prompted-model",
+    then "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>".
     Returns ``(dataset, [prompted_run, tuned_run])``."""
-    dataset = DatasetFactory(name="venues")
-    for i in range(12):
-        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED,
-                       messages=conversation(f"name: Venue {i}", f"Venue {i} is a pub."))
-    snapshot = approve_snapshot(create_snapshot(dataset, by=EngineerFactory())[0], by=ReviewerFactory())
+    dataset = DatasetFactory(name="venues", primary_metric="bleu")
+    snapshot = approved_snapshot(dataset, [(f"name: Venue {i}", f"Venue {i} is a pub.") for i in range(12)])
     for name in ("correctness", "fluency"):
         RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
     base = unloadable_base_model()

@@ -104,6 +104,7 @@ API = {
     ("get", "snapshot-detail", "snapshot"): ("401", "403", "ok", "ok"),
     ("get", "snapshot-history", "snapshot"): ("401", "403", "ok", "ok"),
     ("get", "snapshot-diff", "snapshot"): ("401", "403", "ok", "ok"),
+    ("get", "snapshot-items", "snapshot"): ("401", "403", "ok", "ok"),
     ("post", "snapshot-approve", "snapshot"): ("401", "403", "ok", "403"),
     ("post", "snapshot-reject", "snapshot"): ("401", "403", "ok", "403"),
     ("post", "snapshot-export", "snapshot"): ("401", "403", "403", "ok"),

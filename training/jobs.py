@@ -168,7 +168,8 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         "base_model_sha256": identity["sha256"] or None, "split_counts": run.snapshot.split_counts,
         "seed": run.seed, "trained_tokens": result.trained_tokens, "wall_seconds": round(result.wall_seconds, 1),
         "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
-        "system_prompt": dataset.system_prompt or None, "training_run_id": run.pk,
+        "system_prompt": run.snapshot.system_prompt or None, "prompt_prefix": run.prompt_prefix or None,
+        "training_run_id": run.pk,
         "base_model_path": str(base_model_folder(run.base_model)),
     })
     with transaction.atomic():
@@ -194,7 +195,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
             kind=ModelVersionKind.LORA_ADAPTER,
             base_model=run.base_model,
             training_run=run,
-            system_prompt=run.snapshot.dataset.system_prompt,
+            system_prompt=run.snapshot.system_prompt,
             adapter_path=str(result.adapter_dir),
         )
         run.checkpoints.all().delete()

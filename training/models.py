@@ -41,6 +41,15 @@ class TrainingRun(LiveJobRow):
     timeout_seconds = models.PositiveIntegerField(
         default=24 * 3600, help_text="A run still going after this long fails as timed out.")
     preflight = models.JSONField(default=dict, blank=True, help_text="The pre-flight report made at creation.")
+    system_prompt = models.TextField(
+        null=True, blank=True,
+        help_text="The system prompt prepended to train examples without their own: the snapshot's frozen one. "
+                  "Runs from before snapshots froze it: the dataset's as of the run's start (its history); "
+                  "null: not known.")
+    prompt_prefix = models.TextField(
+        blank=True,
+        help_text="What the chat template renders before the user's text of such an example, default system "
+                  "prompt included (training.engine.data.prompt_prefix); blank for runs from before it was recorded.")
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started the run (resumes add one).")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)

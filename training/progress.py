@@ -137,6 +137,9 @@ def format_preflight(report: dict) -> list[str]:
         f"learning rate {hp['learning_rate']}, max_seq_length {hp['max_seq_length']}"
         + (f" (auto: {', '.join(report['auto_resolved'])})" if report["auto_resolved"] else ""),
         f"over max length: {report['over_length']}; target fully truncated: {report['fully_truncated']}",
+        # Older reports lack the prefix; repr shows its newlines and special tokens on one line.
+        f"prompt before the user's text: {report['prompt_prefix']!r}" if report.get("prompt_prefix")
+        else "prompt before the user's text: not recorded",
         f"estimated steps {report['estimated_steps']}, input tokens {report['estimated_input_tokens']:,}, "
         f"trained (answer) tokens {report['estimated_trained_tokens']:,}",
     ]

@@ -36,7 +36,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "snapshot", "snapshot_hash", "base_model", "hyperparameters", "seed", "status",
+        fields = ["id", "snapshot", "snapshot_hash", "base_model", "hyperparameters", "seed", "system_prompt",
+                  "prompt_prefix", "status",
                   "cancel_requested", "step", "total_steps", "progress", "epoch", "tokens_per_second",
                   "elapsed_seconds", "eta_seconds", "heartbeat_at", "worker", "attempts", "timeout_seconds",
                   "error", "failure_reason", "metrics", "environment", "trained_tokens", "artifact_path",

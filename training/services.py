@@ -113,10 +113,11 @@ def record_base_model_info(base_model: BaseModel, folder) -> None:
 
 
 def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[list[dict]]]:
-    """A snapshot split as (example ids, conversations with the dataset's system prompt), in item order.
+    """A snapshot split as (example ids, conversations with the snapshot's frozen system prompt where
+    they have no system message), in item order: what training trains on and exports hold.
 
     An item whose example was deleted is named by its item id ("item 12")."""
-    system_prompt = snapshot.dataset.system_prompt
+    system_prompt = snapshot.system_prompt
     rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages")
     ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _ in rows]
     return ids, [with_system_prompt(messages, system_prompt) for _, _, messages in rows]
@@ -162,7 +163,7 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
     try:
         report = preflight(base_model_folder(base_model), train, validation, config, example_ids=ids,
                            tokens_per_second=speed, tokens_per_second_source=source,
-                           price_per_gpu_hour=settings.GPU_HOUR_PRICE)
+                           price_per_gpu_hour=settings.GPU_HOUR_PRICE, system_prompt=snapshot.system_prompt)
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"base model {base_model.name!r} cannot be loaded: {exc}") from exc
     return report.to_dict()
@@ -173,7 +174,9 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
                        timeout_seconds: int | None = None) -> TrainingRun:
     """Run the pre-flight checks, create a queued TrainingRun and enqueue its job after commit.
 
-    The run records the pre-flight report and the resolved hyperparameters ("auto" replaced).
+    The run records the pre-flight report, the resolved hyperparameters ("auto" replaced), the
+    snapshot's system prompt it trains with and what the chat template renders before a user's
+    text with it (the report's prompt_prefix: a template's default system prompt shows there).
     ``timeout_seconds`` (default settings.TRAINING_TIMEOUT_SECONDS) bounds its running time.
 
     Raises:
@@ -190,7 +193,8 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     run = TrainingRun.objects.create(
         snapshot=snapshot, base_model=base_model, hyperparameters=report["hyperparameters"],
         seed=report["hyperparameters"]["seed"], created_by=by, preflight=report, timeout_seconds=timeout,
-        total_steps=report["estimated_steps"],
+        total_steps=report["estimated_steps"], system_prompt=snapshot.system_prompt,
+        prompt_prefix=report["prompt_prefix"],
     )
     for warning in report["warnings"]:
         log_event(run, EventKind.WARNING, f"pre-flight: {warning}")

@@ -2,7 +2,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
-from curation.snapshots import create_snapshot
 from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 pytestmark = pytest.mark.django_db
@@ -28,15 +27,6 @@ def test_filters_by_state_author_and_text(api):
     response = api.get("/api/v1/examples/", {"dataset": dataset.pk, "status": "submitted", "author": "ann",
                                              "search": "zizzi"})
     assert ids(response) == [target.pk]
-
-
-def test_filter_by_snapshot_split(api):
-    dataset = DatasetFactory()
-    for n in range(6):
-        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(f"in {n}", "out"))
-    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
-    test_ids = sorted(snapshot.items.filter(split="test").values_list("example_id", flat=True))
-    assert ids(api.get("/api/v1/examples/", {"snapshot": snapshot.pk, "split": "test"})) == test_ids
 
 
 def test_cursor_pages_walk_every_example_once(api):

@@ -6,7 +6,8 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
-from curation.formats import content_hash
+from curation.exports import start_snapshot_export
+from curation.formats import content_hash, with_system_prompt
 from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
 from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
@@ -34,8 +35,24 @@ def test_export_round_trips_every_item_into_its_split_file(run_jobs):
         assert response.status_code == 200
         lines = b"".join(response.streaming_content).decode().splitlines()
         exported = sorted(content_hash(json.loads(line)["messages"]) for line in lines)
-        frozen = sorted(snapshot.items.filter(split=split).values_list("example_content_hash", flat=True))
+        # Each frozen item as training reads it: the snapshot's system prompt first.
+        frozen = sorted(content_hash(with_system_prompt(messages, snapshot.system_prompt))
+                        for messages in snapshot.items.filter(split=split).values_list("messages", flat=True))
         assert exported == frozen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_carries_the_frozen_system_prompt_not_the_edited_one(run_jobs):
+    snapshot = snapshot_with(6)
+    frozen_prompt = snapshot.dataset.system_prompt
+    snapshot.dataset.system_prompt = "Answer in French."
+    snapshot.dataset.save()
+    export = start_snapshot_export(snapshot, by=EngineerFactory())
+    run_jobs()
+    export.refresh_from_db()
+    with open(f"{export.path}/train.jsonl", encoding="utf-8") as handle:
+        firsts = {json.dumps(json.loads(line)["messages"][0]) for line in handle}
+    assert firsts == {json.dumps({"role": "system", "content": frozen_prompt})}
 
 
 @pytest.mark.django_db

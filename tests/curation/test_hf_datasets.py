@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus, ImportStatus
+from curation.formats import with_system_prompt
 from curation.imports import describe_batch, import_examples
 from curation.models import Example, SnapshotExport
 from curation.snapshots import create_snapshot
@@ -116,8 +117,9 @@ def test_export_round_trips_through_load_from_disk_and_the_download(run_jobs, tm
     run_jobs()
     export = SnapshotExport.objects.get(pk=export_id)
 
-    def frozen(split):
-        return sorted(snapshot.items.filter(split=split).values_list("messages", flat=True), key=str)
+    def frozen(split):  # as training reads them: the snapshot's system prompt first
+        return sorted((with_system_prompt(messages, snapshot.system_prompt)
+                       for messages in snapshot.items.filter(split=split).values_list("messages", flat=True)), key=str)
 
     def without_nulls(messages):
         return [{k: v for k, v in m.items() if v is not None} for m in messages]

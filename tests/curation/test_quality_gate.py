@@ -4,7 +4,7 @@ import json
 import pytest
 
 from curation.choices import ExampleStatus
-from curation.models import FrozenError, Snapshot, SnapshotItem
+from curation.models import Dataset, FrozenError, Snapshot, SnapshotItem
 from curation.quality import TokenLimits
 from curation.snapshots import create_snapshot
 from ftplatform.errors import ServiceError
@@ -147,14 +147,19 @@ def test_api_blocking_findings_are_400_naming_the_example():
 
 
 def test_the_demo_data_gives_the_documented_snapshot(e2e_records):
-    """The README quotes this hash and these splits (near-duplicate inputs grouped at Jaccard 0.85)."""
+    """The README quotes this hash and these splits (near-duplicate inputs grouped at Jaccard 0.85),
+    of the dataset as the demo makes it: the first record's system message as its system prompt, the
+    other settings at their defaults (frozen into the hash: the primary metric proposed, chrF)."""
     from curation.imports import import_examples
+    from ftplatform.management.commands.demo import first_system_prompt
 
-    dataset, user = DatasetFactory(), EngineerFactory()
     data = "\n".join(json.dumps(record) for record in e2e_records).encode()
+    dataset = Dataset.objects.create(name="e2e", system_prompt=first_system_prompt(data.split(b"\n")))
+    user = EngineerFactory()
     assert import_examples(dataset, data, "chat_jsonl", by=user).created_count == 986
     dataset.examples.update(status=ExampleStatus.APPROVED)
     snapshot, _ = create_snapshot(dataset, by=user, seed=0)
-    assert snapshot.content_hash == "1f7aa2614f9deba6e781015e006ea811e64a7689555a74f43b3cc3e497f61d82"
+    assert snapshot.content_hash == "9a809a8be56af196d1c598658161a79fbb48dbc03a5f27a450cbe72b969fb4a7"
+    assert snapshot.primary_metric == "chrf"
     assert snapshot.split_counts == {"train": 804, "validation": 86, "test": 96}
     assert snapshot.quality_report["summary"]["by_check"] == {"near_duplicate": 44, "near_duplicate_input": 36}

@@ -83,13 +83,23 @@ def test_message_changes_report_added_and_removed_turns():
         (1, "changed", "system", "user"), (2, "changed", "user", "assistant"), (3, "added", "assistant", None)]
 
 
+def test_diff_lists_the_frozen_settings_that_changed(two_snapshots):
+    old, current, _ = two_snapshots
+    assert snapshot_diff(current, old)["settings_changed"] == []
+    prompted = Snapshot.objects.create(dataset=old.dataset, content_hash="f" * 64, seed=0, split_fractions={},
+                                       split_counts={}, example_count=0, system_prompt="Be brief.", language="de")
+    assert snapshot_diff(prompted, old)["settings_changed"] == [
+        {"setting": "system_prompt", "previous": "", "value": "Be brief."},
+        {"setting": "language", "previous": "en", "value": "de"}]
+
+
 def test_api_diff_endpoint(two_snapshots):
     old, current, ex = two_snapshots
     response = client_for(EngineerFactory()).get(f"/api/v1/snapshots/{current.pk}/diff/")
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"snapshot", "previous", "previous_content_hash", "counts", "limit", "added", "removed",
-                         "changed", "moved"}
+                         "changed", "moved", "settings_changed"}
     assert body["previous"] == old.pk and body["counts"]["changed"] == 1
     assert set(body["changed"][0]) == {"example_id", "split", "previous_split", "content_hash",
                                        "previous_content_hash", "messages"}

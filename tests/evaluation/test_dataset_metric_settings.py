@@ -15,6 +15,10 @@ from training.services import prompted_model_version
     ({"language": "english"}, "language must be an ISO 639 code"),
     ({"regex_checks": {"price": "(unclosed"}}, "regex check 'price': pattern '(unclosed' does not compile"),
     ({"regex_checks": ["\\\\d"]}, "regex_checks must be an object of name -> pattern strings"),
+    ({"primary_metric": "bleurt"}, "primary_metric must be blank (proposed from the outputs) or one of exact_match, "
+                                   "bleu, chrf, rouge_l, json_valid, got 'bleurt'"),
+    ({"primary_metric": "json_schema_valid"}, "json_schema_valid needs an output_json_schema"),
+    ({"primary_metric": "regex:price", "regex_checks": {"currency": "£"}}, "regex:currency, got 'regex:price'"),
 ])
 def test_bad_evaluation_settings_are_400s_naming_them(fields, message):
     response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", **fields}, format="json")
@@ -24,10 +28,9 @@ def test_bad_evaluation_settings_are_400s_naming_them(fields, message):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_an_eval_scores_the_dataset_regex_checks(e2e_records, tiny_model_dir, run_jobs):
-    snapshot = snapshot_of(e2e_records[:60])
-    Dataset.objects.filter(pk=snapshot.dataset_id).update(language="en", regex_checks={"any_text": ".",
-                                                                                       "never": "^zzz$"})
+def test_an_eval_scores_the_snapshot_regex_checks(e2e_records, tiny_model_dir, run_jobs):
+    snapshot = snapshot_of(e2e_records[:60], language="en", regex_checks={"any_text": ".", "never": "^zzz$"})
+    Dataset.objects.filter(pk=snapshot.dataset_id).update(regex_checks={"edited_later": "x"})  # frozen: no effect
     version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "")
     run = start_eval_run(version, snapshot, by=EngineerFactory(), generation={"max_new_tokens": 4})
     run_jobs()
@@ -36,3 +39,4 @@ def test_an_eval_scores_the_dataset_regex_checks(e2e_records, tiny_model_dir, ru
     assert run.metrics["regex:never"] == 0.0
     assert "regex:any_text" in run.metrics["confidence_intervals"]
     assert all("regex:never" in p.scores for p in run.predictions.all())
+    assert "regex:edited_later" not in run.metrics

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def test_the_decision_report_says_fine_tune_with_its_reason(tuned_vs_prompted):
     dataset, prompted, tuned = tuned_vs_prompted
     report = decision_report(dataset, resamples=200)
-    assert report["verdict"] == "fine-tune" and "the fine-tuned model is better: bleu difference +" in report["reason"]
+    assert report["verdict"] == "fine-tune" and "the fine-tuned model is better: BLEU difference +" in report["reason"]
     (baseline,) = report["baselines"]
     assert baseline["eval_run_id"] == prompted.pk and report["fine_tuned"]["eval_run_id"] == tuned.pk
     # 1,000 x 0.9 s at 1.00 per GPU-hour = 0.25; 1,000 x (60 x 2.5 + 20 x 10) / 1e6 = 0.35

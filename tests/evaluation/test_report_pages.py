@@ -10,7 +10,7 @@ from evaluation.decision import decision_report, overall_verdict, score_distribu
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
 from ftplatform.charts import bar_chart_svg
 from tests.factories import EngineerFactory, RaterFactory
-from training.models import ModelVersion
+from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"
@@ -91,11 +91,19 @@ def test_the_decision_page_without_a_dataset_offers_the_evaluated_ones(engineer,
     assert missing.status_code == 404
 
 
-def test_an_unknown_metric_falls_back_to_bleu(engineer, tuned_vs_prompted):
+def test_the_decision_page_uses_the_primary_metric_and_names_it(engineer, tuned_vs_prompted):
+    dataset, _, _ = tuned_vs_prompted
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
+    assert "metric BLEU (the snapshot's primary metric)" in page and '<option value="" selected>' in page
+    assert "BLEU (primary)" in page
+
+
+def test_an_unknown_metric_is_refused_naming_the_scored_ones(engineer, tuned_vs_prompted):
     dataset, _, _ = tuned_vs_prompted
     page = engineer.get(reverse("admin:evaluation_evalrun_decision")
                         + f"?dataset={dataset.pk}&metric=<b>rouge").content.decode()
-    assert "<b>rouge" not in page and "metric bleu" in page and '<option value="bleu" selected>' in page
+    assert "<b>rouge" not in page and "Verdict" not in page
+    assert "metric must be one of exact_match, bleu, chrf, rouge_l" in page
 
 
 def test_the_strongest_baseline_comes_first_and_decides(tuned_vs_prompted):
@@ -172,6 +180,19 @@ def test_the_model_report_page_shows_lineage_metrics_cost_and_distribution(engin
     change = engineer.get(reverse("admin:training_modelversion_change", args=[version.pk])).content.decode()
     assert reverse("admin:evaluation_evalrun_model_report", args=[version.pk]) in change
     assert engineer.get(reverse("admin:evaluation_evalrun_model_report", args=[999999])).status_code == 404
+
+
+def test_the_model_report_shows_the_prompt_its_run_trained_with(engineer, tuned_vs_prompted):
+    _, _, tuned = tuned_vs_prompted
+    prefix = "<|im_start|>system\nYou are a tiny assistant.<|im_end|>\n<|im_start|>user\n"
+    run = TrainingRun.objects.create(snapshot=tuned.snapshot, base_model=tuned.model_version.base_model,
+                                     hyperparameters={}, system_prompt="", prompt_prefix=prefix)
+    ModelVersion.objects.filter(pk=tuned.model_version_id).update(training_run=run)
+    page = engineer.get(reverse("admin:evaluation_evalrun_model_report", args=[tuned.model_version_id]))
+    assert '<pre id="ft-prompt-prefix" style="white-space:pre-wrap">&lt;|im_start|&gt;system\nYou are a tiny ' \
+           'assistant.&lt;|im_end|&gt;' in page.content.decode()
+    lineage = engineer.get(f"/api/v1/model-versions/{tuned.model_version_id}/report/").json()["lineage"]
+    assert (lineage["training_run"]["system_prompt"], lineage["training_run"]["prompt_prefix"]) == ("", prefix)
 
 
 def test_the_comparison_page_and_the_compare_action(engineer, tuned_vs_prompted):

@@ -280,3 +280,9 @@ def test_service_reports_an_existing_folder_as_a_conflict(tiny_model_dir, adapte
     with pytest.raises(Conflict):
         export_merged_model(lora_version(tiny_model_dir, adapter_dir), by=EngineerFactory(),
                             output_dir=tmp_path / "taken")
+
+
+def test_the_card_shows_what_the_template_rendered_before_the_users_text():
+    prefix = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM<|im_end|>\n<|im_start|>user\n"
+    card = render_model_card(card_info(system_prompt="", prompt_prefix=prefix))
+    assert f"```text\n{prefix.rstrip()}\n```" in card and "default system prompt of the template" in card

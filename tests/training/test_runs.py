@@ -19,8 +19,10 @@ from training.services import cancel_training_run, start_training_run
 TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "max_eval_examples": 4}
 
 
-def snapshot_of(records, approve=True):
-    dataset = DatasetFactory(system_prompt=records[0]["messages"][0]["content"])
+def snapshot_of(records, approve=True, **dataset_fields):
+    """A snapshot of ``records`` (E2E chat records) in a new dataset whose system prompt is the first
+    record's system message, with ``dataset_fields`` (language, regex_checks, ...) set before freezing."""
+    dataset = DatasetFactory(**{"system_prompt": records[0]["messages"][0]["content"], **dataset_fields})
     author = AnnotatorFactory()
     seen = set()
     for record in records:
@@ -94,7 +96,7 @@ def test_run_trains_records_events_and_creates_a_model_version(e2e_records, tiny
     assert len(losses) == 3
     version = run.model_version
     assert version.kind == ModelVersionKind.LORA_ADAPTER
-    assert version.system_prompt == run.snapshot.dataset.system_prompt
+    assert version.system_prompt == run.snapshot.system_prompt == run.system_prompt
     assert (run.artifact_path and version.adapter_path.startswith(run.artifact_path))
 
 

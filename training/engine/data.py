@@ -20,6 +20,22 @@ def render_prompt(tokenizer, input_messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(input_messages, tokenize=False, add_generation_prompt=True)
 
 
+# Stands in for a user's text, to find where the template puts it; private-use characters, which no
+# template rewrites.
+_USER_TEXT = "\ue000user text\ue001"
+
+
+def prompt_prefix(tokenizer, system_prompt: str = "") -> str:
+    """What the chat template renders before the user's text of a conversation that starts with the
+    user (``system_prompt`` empty) or with ``system_prompt`` as its system message: e.g. for SmolLM2
+    and no system prompt ``"<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained
+    by Hugging Face<|im_end|>\n<|im_start|>user\n"``, the default system prompt its template adds.
+    The whole rendering when the template drops the user's text. Raises as apply_chat_template."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    text = _render(tokenizer, [*messages, {"role": "user", "content": _USER_TEXT}])
+    return text.split(_USER_TEXT, 1)[0]
+
+
 def _render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False)
 

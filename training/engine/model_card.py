@@ -17,7 +17,7 @@ REQUIRED_KEYS = ("base_model", "dataset_name", "snapshot_id", "snapshot_sha256",
 OPTIONAL_KEYS = (
     "model_name", "base_model_source", "base_model_sha256", "base_model_path", "licence",
     "split_counts", "seed", "trained_tokens", "wall_seconds", "environment", "metrics",
-    "task_description", "system_prompt", "datasets", "tags", "training_run_id", "model_version_id",
+    "task_description", "system_prompt", "prompt_prefix", "datasets", "tags", "training_run_id", "model_version_id",
     "adapter_path",
 )
 # Hub licence ids are lowercase SPDX-like ids (apache-2.0, mit, llama3, ...); anything else is "other".
@@ -71,7 +71,11 @@ def render_model_card(info: dict) -> str:
         metrics (dict[str, float | int | None]): ``train_loss``, ``eval_loss`` (the validation loss)
             and any other metric (e.g. test-split BLEU), each listed; None reads "not measured".
         task_description (str): what the model should do (``Dataset.description``).
-        system_prompt (str): the system prompt the adapter was trained with (``Dataset.system_prompt``).
+        system_prompt (str): the system prompt the adapter was trained with (``Snapshot.system_prompt``,
+            frozen with the snapshot).
+        prompt_prefix (str): what the chat template rendered before the user's text of a training
+            example without its own system message (``TrainingRun.prompt_prefix``): shows a default
+            system prompt the template adds when ``system_prompt`` is empty.
         datasets (list[str]): Hugging Face Hub dataset ids; front matter ``datasets`` only when given.
         tags (list[str]): extra front-matter tags, after ``lora`` and ``ftplatform``.
         training_run_id (int), model_version_id (int): recorded under front matter ``ftplatform``.
@@ -240,6 +244,11 @@ def _intended_use(info: dict) -> str:
     if not (description or prompt):
         lines += [f"Intended for inputs like those of the dataset {_text(info['dataset_name'])}; the dataset records "
                   "no task description or system prompt.", ""]
+    prefix = info.get("prompt_prefix")
+    if prefix:
+        lines += ["Before the user's text of each training example without its own system message, the chat "
+                  "template rendered this (any default system prompt of the template included); prompt it the "
+                  "same way:", "", _fenced(prefix, "text"), ""]
     lines.append(f"This adapter is only evaluated on the test split of snapshot {_code(info['snapshot_id'])} "
                  f"({_code(info['snapshot_sha256'])}); its behaviour on other inputs is not measured. It keeps "
                  "the limitations and biases of the base model and of its training examples.")

@@ -9,7 +9,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import jinja2
+
 from .config import LoraConfig
+from .data import prompt_prefix
 from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split, train_subset
 
 MAX_LISTED = 20  # example ids named per problem; the counts are always complete
@@ -22,7 +25,9 @@ class PreflightReport:
     Token counts are non-padding tokens: input tokens (what the model reads, what tokens/s
     counts) and trained tokens (the answer tokens that carry the loss, as TrainingRun.trained_tokens).
     Seconds are wall-clock estimates of the training loop at the measured (or configured) tokens/s;
-    cost is in the currency of the configured price per GPU-hour.
+    cost is in the currency of the configured price per GPU-hour. ``prompt_prefix`` is what the chat
+    template renders before the user's text of an example without its own system message, with
+    ``system_prompt`` or any default system prompt of the template (training.engine.data.prompt_prefix).
     """
 
     hyperparameters: dict
@@ -44,6 +49,8 @@ class PreflightReport:
     tokens_per_second_used: float | None
     tokens_per_second_source: str
     estimated_cost: float | None
+    system_prompt: str = ""
+    prompt_prefix: str = ""
     blocking: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -88,6 +95,7 @@ def preflight(
     tokens_per_second: float | None = None,
     tokens_per_second_source: str = "",
     price_per_gpu_hour: float | None = None,
+    system_prompt: str = "",
 ) -> PreflightReport:
     """Check a run before it is queued and estimate what it will cost.
 
@@ -97,6 +105,8 @@ def preflight(
         tokens_per_second: throughput used for the wall-time estimate (non-padding input
             tokens per second); None: no estimate.
         price_per_gpu_hour: with it, estimated_cost = hours * price.
+        system_prompt: the system prompt the conversations were given where they had none (recorded
+            with the prefix it renders to).
 
     Blocking problems: no chat template; a conversation that does not render; target modules
     missing from the model; train examples whose whole target is cut by max_seq_length
@@ -122,7 +132,8 @@ def preflight(
         input_tokens_per_epoch=0, target_tokens_per_epoch=0, estimated_steps=0, estimated_input_tokens=0,
         estimated_trained_tokens=0,
         estimated_seconds=None, tokens_per_second_used=tokens_per_second,
-        tokens_per_second_source=tokens_per_second_source, estimated_cost=None, blocking=blocking, warnings=warnings,
+        tokens_per_second_source=tokens_per_second_source, estimated_cost=None, system_prompt=system_prompt,
+        blocking=blocking, warnings=warnings,
     )
     try:
         tokenizer, _ = load_tokenizer(base_model_dir, config.chat_template)
@@ -135,6 +146,11 @@ def preflight(
     except ExampleError as exc:
         blocking.append(f"train example {ids[exc.index]} does not render with the chat template: {exc.reason}")
         return report
+    try:
+        report.prompt_prefix = prompt_prefix(tokenizer, system_prompt)
+    except (jinja2.TemplateError, ValueError) as exc:  # a template that insists on other turns first
+        warnings.append(f"the chat template does not render a prompt of the system prompt and a user turn alone "
+                        f"({type(exc).__name__}: {exc}); the rendered prompt prefix is not recorded")
     report.over_length = len(split.over_length)
     report.over_length_examples = [ids[i] for i in split.over_length[:MAX_LISTED]]
     report.fully_truncated = len(split.fully_truncated)

@@ -15,7 +15,7 @@ from training.services import default_base_model, few_shot_examples, prompted_mo
 class Command(BaseCommand):
     help = (
         "Evaluate a model version on a snapshot split and wait for the metrics. "
-        "--prompted-base evaluates the base model with the dataset's system prompt: the baseline "
+        "--prompted-base evaluates the base model with the snapshot's system prompt: the baseline "
         "that `report` puts beside a fine-tuned model."
     )
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         which.add_argument("--model-version", type=int, help="Model version id.")
         which.add_argument("--prompted-base", action="store_true",
                            help="The base model (--base-model, default SmolLM2-135M-Instruct) with the "
-                                "snapshot's dataset system prompt.")
+                                "system prompt the snapshot froze.")
         parser.add_argument("--base-model", help="Base model name for --prompted-base.")
         parser.add_argument("--few-shot", type=int, default=0, metavar="K",
                             help="With --prompted-base: show K worked examples from the snapshot's train split "
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 if base is None:
                     raise CommandError(f"no base model named {base_model!r}")
                 shots = few_shot_examples(target, few_shot, seed=few_shot_seed) if few_shot else None
-                version, _ = prompted_model_version(base, target.dataset.system_prompt, shots)
+                version, _ = prompted_model_version(base, target.system_prompt, shots)
             else:
                 version = ModelVersion.objects.filter(pk=model_version).first()
                 if version is None:

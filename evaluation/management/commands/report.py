@@ -4,7 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Dataset
 from evaluation.decision import decision_report, format_decision_report
+from evaluation.metrics import ALWAYS_SCORED
 from evaluation.reports import format_report, model_version_report
+from ftplatform.errors import ServiceError
 from training.models import ModelVersion
 
 
@@ -15,8 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("model_version", type=int, nargs="?")
         parser.add_argument("--decision", metavar="DATASET", help="Dataset name or id: the decision report.")
-        parser.add_argument("--metric", default="bleu", choices=["bleu", "chrf", "rouge_l", "exact_match"],
-                            help="The metric the decision report's verdict and routing use.")
+        parser.add_argument("--metric", help="The metric the decision report's verdict and routing use (default: the "
+                                              f"snapshot's primary metric): {', '.join(ALWAYS_SCORED)}, or a JSON "
+                                              "or regex check the snapshot scores.")
         parser.add_argument("--json", dest="as_json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args, model_version, decision, metric, as_json, **options):
@@ -27,7 +30,10 @@ class Command(BaseCommand):
                 Dataset.objects.filter(pk=int(decision)).first() if decision.isdigit() else None)
             if dataset is None:
                 raise CommandError(f"no dataset named {decision!r}")
-            report = decision_report(dataset, metric=metric)
+            try:
+                report = decision_report(dataset, metric=metric)
+            except ServiceError as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(json.dumps(report, indent=2) if as_json else "\n".join(format_decision_report(report)))
             return
         version = ModelVersion.objects.filter(pk=model_version).first()

@@ -167,9 +167,9 @@ class Command(BaseCommand):
                           f"{run.metrics['train_loss']:.4f}, validation loss {format_loss(run.metrics['eval_loss'])}")
 
         self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the test split")
-        prompted, _ = prompted_model_version(base_model, dataset.system_prompt)
+        prompted, _ = prompted_model_version(base_model, snapshot.system_prompt)
         # A stronger prompting baseline: three worked examples from the train split before every input.
-        few_shot, _ = prompted_model_version(base_model, dataset.system_prompt, few_shot_examples(snapshot, 3))
+        few_shot, _ = prompted_model_version(base_model, snapshot.system_prompt, few_shot_examples(snapshot, 3))
         for version in (prompted, few_shot, tuned):
             self.stdout.write(f"evaluating {version.name}")
             eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer), self.stdout.write)

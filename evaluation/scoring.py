@@ -1,0 +1,46 @@
+"""How a snapshot's outputs are scored, and which metric its reports and verdicts lead with: the one
+place eval runs, comparisons, reports, admin pages and commands take both from."""
+from curation.models import Snapshot
+from ftplatform.errors import ServiceError
+
+from .metrics import FREE_TEXT_METRIC, metric_spec, scored_metrics
+
+
+def scoring_options(snapshot: Snapshot) -> dict:
+    """The scoring keywords of evaluation.metrics.score_corpus and compare_systems for ``snapshot``,
+    from its frozen settings: ``language``, ``output_schema``, ``regex_checks`` and ``json_output``
+    (JSON validity is scored when the output schema or the primary metric asks for it)."""
+    return {"language": snapshot.language or "en", "output_schema": snapshot.output_json_schema,
+            "regex_checks": snapshot.regex_checks or None, "json_output": snapshot.primary_metric == "json_valid"}
+
+
+def snapshot_metrics(snapshot: Snapshot) -> list[str]:
+    """Names of the metrics every eval run on ``snapshot`` scores, in report order."""
+    return scored_metrics(**scoring_options(snapshot))
+
+
+def primary_metric(snapshot: Snapshot) -> str:
+    """The snapshot's frozen primary metric (chrF for a row written without one)."""
+    return snapshot.primary_metric or FREE_TEXT_METRIC
+
+
+def report_metric(snapshot: Snapshot, requested: str | None = None) -> str:
+    """The metric a report or verdict on ``snapshot`` is decided on: ``requested`` when given, else
+    the snapshot's primary metric.
+
+    Raises:
+        ServiceError: ``requested`` is not a metric evaluations of this snapshot score (the message
+            lists those).
+    """
+    if not requested:
+        return primary_metric(snapshot)
+    names = snapshot_metrics(snapshot)
+    if requested not in names:
+        raise ServiceError(f"metric must be one of {', '.join(names)} (what evaluations of snapshot {snapshot.pk} "
+                           f"score), got {requested!r}")
+    return requested
+
+
+def metric_labels(names) -> dict[str, str]:
+    """{name: label} of metric ``names`` (evaluation.metrics.METRICS), in the given order."""
+    return {name: metric_spec(name).label for name in names}
