@@ -15,7 +15,7 @@ from training.choices import ModelVersionKind
 from training.models import ModelVersion
 
 from .comparisons import compare_eval_runs
-from .decision import SCORE_BINS, decision_report, score_distribution
+from .decision import SCORE_BINS, decision_report, format_p_value, routing_summary, score_distribution
 from .models import EvalRun
 from .reports import model_version_report
 
@@ -43,9 +43,11 @@ def distribution_chart(groups: list[tuple[str, list[int]]], metric: str) -> str:
 
 
 def routing_chart(routing: dict, metric: str) -> str:
-    """The hybrid routing curve: quality of the served answers (y) against the share of traffic sent
-    to the fallback model (x, %), one marker per threshold, the suggested one in its own colour, and
-    the target quality as a dotted line. Safe markup, or a short text when there is no curve."""
+    """The hybrid routing curve on the validation split, where the threshold is chosen: quality of
+    the served answers (y) against the share of traffic sent to the fallback model (x, %), one
+    marker per threshold, the suggested one in its own colour, the chosen threshold's result on
+    the held-out split ("held-out"), and the target quality as a dotted line. Safe markup, or a
+    short text when there is no curve."""
     points = routing.get("points") or []
     if not points:
         return routing.get("reason") or "no routing curve"
@@ -61,9 +63,14 @@ def routing_chart(routing: dict, metric: str) -> str:
     if suggested:
         series.append(Series("suggested", [(100 * suggested["fallback_share"], suggested["quality"])], PALETTE[2],
                              titles=[title(suggested)]))
+    held_out = routing.get("held_out")
+    if held_out:
+        series.append(Series("held-out", [(100 * held_out["fallback_share"], held_out["quality"])], PALETTE[3],
+                             titles=[f"on the {held_out['split']} split, " + title(held_out)]))
     label = METRICS.get(metric, metric)
+    where = routing.get("chosen_on", {}).get("split", "validation")
     return mark_safe(line_chart_svg(  # safe: charts escapes every text
-        series, title=f"Hybrid routing: {label} against traffic sent to the fallback",
+        series, title=f"Hybrid routing ({where} split): {label} against traffic sent to the fallback",
         x_label="traffic sent to the fallback (%)", y_label=f"mean {label}", css_class="routing-curve",
         x_range=(0, 100), x_format="{:.0f}".format, y_format="{:.1f}".format,
         reference=(routing["target_quality"], f"target quality {routing['target_quality']:.2f}")))
@@ -82,6 +89,12 @@ def routing_rows(routing: dict, limit: int = ROUTING_ROWS) -> list[dict]:
         chosen |= {i for i, p in enumerate(points) if p == suggested}
     return [{**points[i], "suggested": points[i] == suggested, "percent": 100 * points[i]["fallback_share"]}
             for i in sorted(chosen)]
+
+
+def _differences(comparison: dict) -> list[dict]:
+    """Rows of includes/differences.html: per metric the paired result and its p-value as shown."""
+    return [{"name": label, **comparison["metrics"][key], "p_value_shown": format_p_value(comparison["metrics"][key])}
+            for key, label in METRICS.items()]
 
 
 def _with_intervals(scores: dict) -> list[dict]:
@@ -115,8 +128,8 @@ def decision_view(model_admin, request):
                                              for side in sides], metric),
             baselines=[{**baseline, "routing_chart": routing_chart(baseline["routing"], metric),
                         "routing_rows": routing_rows(baseline["routing"]),
-                        "differences": [{"name": label, **baseline["comparison"]["metrics"][key]}
-                                        for key, label in METRICS.items()]}
+                        "routing_summary": routing_summary(baseline["routing"], metric),
+                        "differences": _differences(baseline["comparison"])}
                        for baseline in report["baselines"]],
             ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides],
             board=[{**row, "name": names.get(row["item"], row["item"])} for row in report["leaderboard"]["ratings"]],
@@ -163,7 +176,7 @@ def comparison_view(model_admin, request):
     groups = [(f"B: {b.model_version}", score_distribution(b, "bleu")["counts"]),
               (f"A: {a.model_version}", score_distribution(a, "bleu")["counts"])]
     return _page(model_admin, request, "comparison.html", comparison=comparison,
-                 rows=[{"name": label, **comparison["metrics"][key]} for key, label in METRICS.items()],
+                 rows=_differences(comparison),
                  mcnemar=comparison["metrics"]["exact_match_mcnemar"],
                  distribution=distribution_chart(groups, "bleu"), **context)
 
