@@ -5,6 +5,9 @@ The fine-tuned model always answers first (its confidence is known only after it
 routed request costs the fine-tuned model's request plus, below the threshold, the fallback's.
 Confidence is the mean log-probability of the fine-tuned model's output tokens (higher is more
 confident); a threshold t sends every example whose confidence is below t to the fallback.
+A threshold is chosen on one set of inputs (the validation split: routing_curve, suggest_threshold)
+and scored on others (the test split: route_at): chosen and scored on the same inputs, its quality
+would be fitted to them.
 """
 import math
 from dataclasses import asdict, dataclass
