@@ -15,7 +15,7 @@ from training.choices import ModelVersionKind
 from training.models import ModelVersion
 
 from .comparisons import compare_eval_runs
-from .decision import SCORE_BINS, decision_report, score_distribution
+from .decision import SCORE_BINS, decision_report, format_p_value, routing_summary, score_distribution
 from .metrics import ALWAYS_SCORED, metric_spec
 from .models import EvalRun
 from .reports import model_version_report
@@ -74,9 +74,11 @@ def distribution_chart(groups: list[tuple[str, list[int]]], metric: str) -> str:
 
 
 def routing_chart(routing: dict, metric: str) -> str:
-    """The hybrid routing curve: quality of the served answers (y) against the share of traffic sent
-    to the fallback model (x, %), one marker per threshold, the suggested one in its own colour, and
-    the target quality as a dotted line. Safe markup, or a short text when there is no curve."""
+    """The hybrid routing curve on the validation split, where the threshold is chosen: quality of
+    the served answers (y) against the share of traffic sent to the fallback model (x, %), one
+    marker per threshold, the suggested one in its own colour, the chosen threshold's result on
+    the held-out split ("held-out"), and the target quality as a dotted line. Safe markup, or a
+    short text when there is no curve."""
     points = routing.get("points") or []
     if not points:
         return routing.get("reason") or "no routing curve"
@@ -92,9 +94,14 @@ def routing_chart(routing: dict, metric: str) -> str:
     if suggested:
         series.append(Series("suggested", [(100 * suggested["fallback_share"], suggested["quality"])], PALETTE[2],
                              titles=[title(suggested)]))
+    held_out = routing.get("held_out")
+    if held_out:
+        series.append(Series("held-out", [(100 * held_out["fallback_share"], held_out["quality"])], PALETTE[3],
+                             titles=[f"on the {held_out['split']} split, " + title(held_out)]))
     label = _label(metric)
+    where = routing.get("chosen_on", {}).get("split", "validation")
     return mark_safe(line_chart_svg(  # safe: charts escapes every text
-        series, title=f"Hybrid routing: {label} against traffic sent to the fallback",
+        series, title=f"Hybrid routing ({where} split): {label} against traffic sent to the fallback",
         x_label="traffic sent to the fallback (%)", y_label=f"mean {label}", css_class="routing-curve",
         x_range=(0, 100), x_format="{:.0f}".format, y_format="{:.1f}".format,
         reference=(routing["target_quality"], f"target quality {routing['target_quality']:.2f}")))
@@ -116,6 +123,11 @@ def routing_rows(routing: dict, limit: int = ROUTING_ROWS) -> list[dict]:
 
 
 PRIMARY_CHOICE = {"": "the snapshot's primary metric"}
+
+
+def _differences(names, primary: str, comparison: dict) -> list[dict]:
+    """Rows of includes/differences.html: per metric the paired result and its p-value as shown."""
+    return [{**row, "p_value_shown": format_p_value(row)} for row in _rows(names, primary, comparison["metrics"])]
 
 
 def decision_view(model_admin, request):
@@ -148,7 +160,8 @@ def decision_view(model_admin, request):
                                              for side in sides], metric),
             baselines=[{**baseline, "routing_chart": routing_chart(baseline["routing"], metric),
                         "routing_rows": routing_rows(baseline["routing"]),
-                        "differences": _rows(names, primary, baseline["comparison"]["metrics"]),
+                        "routing_summary": routing_summary(baseline["routing"], _label(metric)),
+                        "differences": _differences(names, primary, baseline["comparison"]),
                         **mcnemar_of(baseline["comparison"], metric)}
                        for baseline in report["baselines"]],
             ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides],
@@ -203,7 +216,7 @@ def comparison_view(model_admin, request):
               (f"A: {a.model_version}", score_distribution(a, primary)["counts"])]
     names = [name for name in comparison["metrics"] if not name.endswith(MCNEMAR)]
     return _page(model_admin, request, "comparison.html", comparison=comparison,
-                 rows=_rows(names, primary, comparison["metrics"]), **mcnemar_of(comparison, primary),
+                 rows=_differences(names, primary, comparison), **mcnemar_of(comparison, primary),
                  distribution=distribution_chart(groups, primary), **context)
 
 

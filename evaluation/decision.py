@@ -5,10 +5,12 @@ baseline evaluated on the same snapshot split: quality with confidence intervals
 significance test, latency, cost per 1,000 requests, the break-even volume, a hybrid-routing
 curve, and a plain-language verdict with its reason.
 """
+import math
 from collections import defaultdict
 
 import numpy as np
 
+from curation.choices import Split
 from curation.models import Dataset
 from training.choices import ModelVersionKind, RunStatus
 
@@ -16,9 +18,16 @@ from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
 from .metrics import metric_spec
 from .models import EvalRun, HumanRating, PairwiseJudgment
-from .routing import known_confidence, routing_curve, suggest_threshold
+from .routing import known_confidence, route_at, routing_curve, suggest_threshold
 from .scoring import primary_metric, report_metric, snapshot_metrics
-from .stats import bradley_terry, cohen_kappa, krippendorff_alpha
+from .stats import (
+    bradley_terry,
+    cohen_kappa,
+    inputs_needed,
+    krippendorff_alpha,
+    mcnemar_inputs_needed,
+    minimum_detectable_effect,
+)
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
 
@@ -86,30 +95,141 @@ def eval_run_cost_per_1k(run: EvalRun) -> float | None:
                                 mean_output_tokens=metrics.get("mean_output_tokens"))
 
 
-def _verdict(difference: dict, metric: str, tuned_cost, baseline_cost) -> tuple[str, str]:
-    low, high, p = difference["ci_low"], difference["ci_high"], difference["p_value"]
-    interval = f"{metric} difference {difference['difference']:+.2f} (95 % CI {low:+.2f} to {high:+.2f}, p = {p:.3g})"
+# A verdict needs at least this many test inputs. Below about 20 the percentile bootstrap behind it
+# is too sure of itself: it acts like a z-interval where Student's t applies, and t_{0.975, n-1} /
+# z_{0.975} exceeds 1.07 (at 6 inputs, 1.31); and McNemar's exact test cannot reach p < 0.05 on
+# fewer than 6 disagreeing inputs at all.
+MIN_TEST_INPUTS = 20
+POWER = 0.8  # the power the "inputs needed" estimates plan for
+
+
+def format_p_value(result: dict) -> str:
+    """A test result's p-value for people: ``"0.0123"``, or ``"< 0.002"`` when a bootstrap p-value sits
+    at its floor 2 / (B + 1) (paired_bootstrap's ``p_value_floor``: no resample crossed zero, so the
+    p-value is only known to lie below it, and "0.002" would claim a measurement). The floor is
+    rounded up to two significant digits, so the bound stays true."""
+    p, floor = result["p_value"], result.get("p_value_floor")
+    if floor is None or p > floor:
+        return f"{p:.3g}"
+    scale = 10 ** (1 - math.floor(math.log10(floor)))
+    return f"< {math.ceil(floor * scale) / scale:g}"
+
+
+def p_value_text(result: dict) -> str:
+    """``"p = 0.0123"`` or ``"p < 0.002"`` (format_p_value)."""
+    shown = format_p_value(result)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+def _direction(significant: bool, tuned_better: bool) -> str | None:
+    return ("fine-tuned" if tuned_better else "baseline") if significant else None
+
+
+def verdict_evidence(comparison: dict, metric: str, *, min_inputs: int = MIN_TEST_INPUTS,
+                     power: float = POWER) -> dict:
+    """Whether a comparison (evaluation.comparisons.compare_eval_runs: A the baseline, B the
+    fine-tuned model) holds enough evidence for a verdict on ``metric``, and if not how many test
+    inputs would.
+
+    The tests: the paired bootstrap of ``metric`` (significant when its interval excludes 0) and,
+    for a metric the comparison also tests with McNemar's exact test (``<metric>_mcnemar``, exact
+    match), that test at the same level. Inputs needed: the most of min_inputs and, per test, the
+    inputs giving ``power`` to detect the observed difference (stats.inputs_needed from the
+    bootstrap standard error; stats.mcnemar_inputs_needed, Connor 1987); the minimum detectable
+    effect is stats.minimum_detectable_effect at the inputs compared.
+
+    Returns:
+        {"n", "min_inputs", "alpha", "power", "tests": [{"name", "p_value", "p_value_text",
+        "better": "fine-tuned" | "baseline" | None (no significant difference)}, ...],
+        "tests_agree", "enough": n >= min_inputs and the tests agree, "minimum_detectable_effect"
+        (metric points; None when the resampled differences do not vary), "power_inputs" (None when
+        the observed difference is 0), "inputs_needed" (None when no number of inputs is predicted
+        to be enough)}.
+    """
+    difference = comparison["metrics"][metric]
+    n, alpha = difference["n"], 1 - difference["level"]
+    tests = [{"name": "paired bootstrap", "p_value": difference["p_value"], "p_value_text": p_value_text(difference),
+              "better": _direction(difference["ci_low"] > 0 or difference["ci_high"] < 0,
+                                   difference["ci_low"] > 0)}]
+    estimates = [inputs_needed(difference["standard_error"], n, difference["difference"], alpha, power)]
+    mcnemar = comparison["metrics"].get(f"{metric}_mcnemar")
+    if mcnemar is not None:
+        tests.append({"name": "McNemar's exact test", "p_value": mcnemar["p_value"],
+                      "p_value_text": p_value_text(mcnemar),
+                      "better": _direction(mcnemar["p_value"] < alpha, mcnemar["b01"] > mcnemar["b10"])})
+        estimates.append(mcnemar_inputs_needed(mcnemar["b01"], mcnemar["b10"], mcnemar["n"], alpha, power))
+    estimates = [e for e in estimates if e is not None]
+    power_inputs = max(estimates) if estimates else None
+    agree = len({test["better"] for test in tests}) == 1
+    needed = max(min_inputs, power_inputs) if power_inputs is not None else (min_inputs if n < min_inputs else None)
+    return {"n": n, "min_inputs": min_inputs, "alpha": alpha, "power": power, "tests": tests, "tests_agree": agree,
+            "enough": n >= min_inputs and agree,
+            # No spread between resamples (the two never differ): nothing to scale an effect by.
+            "minimum_detectable_effect": (minimum_detectable_effect(difference["standard_error"], alpha, power)
+                                          if difference["standard_error"] > 0 else None),
+            "power_inputs": power_inputs, "inputs_needed": needed}
+
+
+def _more_inputs(evidence: dict, difference: float) -> str:
+    n, mde = evidence["n"], evidence["minimum_detectable_effect"]
+    detectable = ("the two models' scores did not differ in any resample" if mde is None else
+                  f"the smallest difference {n} inputs detect with {100 * evidence['power']:.0f} % power is {mde:.2f}")
+    needed = evidence["inputs_needed"]
+    if needed is None:
+        return f"no number of inputs is predicted to separate a difference of 0; {detectable}"
+    if needed <= n:
+        return f"the difference is at the edge of what {n} inputs detect ({detectable}): test on more inputs"
+    planned = (f"{evidence['power_inputs']} for {100 * evidence['power']:.0f} % power to detect a difference of "
+               f"{abs(difference):.2f}" if evidence["power_inputs"] is not None else "")
+    floor = f"a verdict needs at least {evidence['min_inputs']}" if evidence["min_inputs"] >= needed else ""
+    return f"test on about {needed} inputs ({'; '.join(x for x in (planned, floor, detectable) if x)})"
+
+
+def _verdict(comparison: dict, metric: str, tuned_cost, baseline_cost,
+             min_inputs: int = MIN_TEST_INPUTS) -> tuple[str, str, dict]:
+    difference = comparison["metrics"][metric]
+    evidence = verdict_evidence(comparison, metric, min_inputs=min_inputs)
+    low, high, level = difference["ci_low"], difference["ci_high"], difference["level"]
+    interval = (f"{metric_spec(metric).label} difference {difference['difference']:+.2f} ({100 * level:.0f} % CI "
+                f"{low:+.2f} to {high:+.2f}, {p_value_text(difference)})")
+    problems = []
+    if evidence["n"] < min_inputs:
+        problems.append(f"{evidence['n']} test inputs are fewer than the {min_inputs} a verdict needs")
+    if not evidence["tests_agree"]:
+        problems.append("the tests disagree (" + "; ".join(
+            f"{t['name']} {t['p_value_text']}: "
+            + (f"the {t['better']} model is better" if t["better"] else "no significant difference")
+            for t in evidence["tests"]) + ")")
+    more = _more_inputs(evidence, difference["difference"])
+    if problems:
+        return "not enough evidence", f"{' and '.join(problems)}: {interval}; {more}", evidence
     if low > 0:
         if tuned_cost is not None and baseline_cost is not None and tuned_cost > baseline_cost:
             return "not enough evidence", (f"the fine-tuned model is better ({interval}) but costs more per request "
-                                           f"({tuned_cost:.4g} vs {baseline_cost:.4g} per 1,000)")
-        return "fine-tune", f"the fine-tuned model is better: {interval}"
+                                           f"({tuned_cost:.4g} vs {baseline_cost:.4g} per 1,000)"), evidence
+        return "fine-tune", f"the fine-tuned model is better: {interval}", evidence
     if high < 0:
-        return "keep prompting", f"the prompted model is better: {interval}"
-    return "not enough evidence", f"the interval includes no difference: {interval}; rate or test on more inputs"
+        return "keep prompting", f"the prompted model is better: {interval}", evidence
+    return "not enough evidence", f"the interval includes no difference: {interval}; {more}", evidence
 
 
 def decision_report(dataset: Dataset, *, metric: str | None = None, target_quality: float | None = None,
-                    resamples: int = 1000, seed: int = 0) -> dict:
+                    resamples: int = 1000, seed: int = 0, min_inputs: int = MIN_TEST_INPUTS) -> dict:
     """The fine-tuned model against its prompted baseline(s) on the dataset's newest evaluated split.
 
-    Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset, and every
-    newest succeeded eval of a prompted or API version on the same snapshot split. ``metric``
-    (default: the snapshot's primary metric; any metric its evaluations score,
-    evaluation.scoring.report_metric) drives the verdict and the routing curve (per-example
-    scores); ``target_quality`` (default: the baseline's mean per-example score) picks the
-    routing threshold. The report names it (``metric``, ``metric_label``) and the snapshot's
-    ``primary_metric``.
+    Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset on a split other
+    than validation (on validation only when there is no other), and every newest succeeded eval
+    of a prompted or API version on the same snapshot split. ``metric`` (default: the snapshot's
+    primary metric; any metric its evaluations score, evaluation.scoring.report_metric) drives the
+    verdict and the routing curve (per-example scores). The report names it (``metric``,
+    ``metric_label``) and the snapshot's ``primary_metric``.
+
+    Each baseline's verdict (``_verdict``) needs ``min_inputs`` test inputs and its tests to agree
+    (``verdict_evidence``, stored as ``evidence``); otherwise it is "not enough evidence" and says
+    how many inputs would do. Its ``routing`` threshold is chosen on the validation split's eval
+    runs of the same two versions, reaching ``target_quality`` there (default: the baseline's
+    mean per-example score on validation), and reported with its quality and fallback share on
+    the report's split (``held_out``).
 
     Baselines are listed strongest first (by ``metric``); the overall verdict is
     ``overall_verdict`` of the per-baseline ones. Each side carries its score distribution
@@ -120,9 +240,11 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     Raises:
         ServiceError: ``metric`` is not scored on the snapshot, or a baseline shares no input.
     """
-    tuned = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
-                                    model_version__kind=ModelVersionKind.LORA_ADAPTER)
-             .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id").first())
+    evaluated = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
+                                        model_version__kind=ModelVersionKind.LORA_ADAPTER)
+                 .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id"))
+    # The validation split chooses routing thresholds: the report is on a held-out split when there is one.
+    tuned = evaluated.exclude(split=Split.VALIDATION).first() or evaluated.first()
     if tuned is None:
         return {"dataset": dataset.name, "verdict": "not enough evidence",
                 "reason": "no fine-tuned model of this dataset has been evaluated yet"}
@@ -146,9 +268,9 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     for baseline in newest.values():
         comparison = compare_eval_runs(baseline, tuned, resamples=resamples, seed=seed)
         baseline_cost = eval_run_cost_per_1k(baseline)
-        verdict, reason = _verdict(comparison["metrics"][metric], metric_spec(metric).label, tuned_cost,
-                                   baseline_cost)
+        verdict, reason, evidence = _verdict(comparison, metric, tuned_cost, baseline_cost, min_inputs)
         entry = {**_side(baseline, metric), "comparison": comparison, "verdict": verdict, "reason": reason,
+                 "evidence": evidence,
                  "break_even": break_even(tuned_per_1k=tuned_cost, baseline_per_1k=baseline_cost,
                                           training=train_cost).to_dict(),
                  "routing": _routing(tuned, baseline, metric, tuned_cost, baseline_cost, target_quality)}
@@ -210,22 +332,84 @@ def _side(run: EvalRun, metric: str) -> dict:
     }
 
 
-def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baseline_cost, target) -> dict:
+def _routing_rows(tuned: EvalRun, baseline: EvalRun, metric: str) -> list[tuple]:
+    """(fine-tuned confidence, fine-tuned score, baseline score) per input both runs answered."""
     fallback = {h: s.get(metric, 0.0) for h, s in baseline.predictions.values_list("input_hash", "scores")}
-    rows = [(c, s.get(metric, 0.0), fallback[h]) for h, c, s in
+    return [(c, s.get(metric, 0.0), fallback[h]) for h, c, s in
             tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob", "scores") if h in fallback]
-    if not rows:
-        return {"points": [], "suggested": None, "reason": "no shared inputs"}
-    if not any(known_confidence(c) for c, _, _ in rows):
-        return {"points": [], "suggested": None,
-                "reason": "the fine-tuned model's predictions carry no confidence (evaluated before it was recorded)"}
-    points = routing_curve([c for c, _, _ in rows], [t for _, t, _ in rows], [f for _, _, f in rows],
-                           tuned_per_1k=tuned_cost, fallback_per_1k=baseline_cost)
-    goal = target if target is not None else sum(f for _, _, f in rows) / len(rows)
+
+
+def _newest_eval(version_id: int, snapshot_id: int, split: str) -> EvalRun | None:
+    return (EvalRun.objects.filter(model_version_id=version_id, snapshot_id=snapshot_id, split=split,
+                                   status=RunStatus.SUCCEEDED).order_by("-finished_at", "-id").first())
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baseline_cost, target) -> dict:
+    """The routing threshold chosen on the validation split (the two versions' newest eval runs
+    there), then fixed and scored on the report's split (``held_out``), so its quality is not
+    measured on the inputs it was fitted to."""
+    def unavailable(reason):
+        return {"points": [], "suggested": None, "held_out": None, "reason": reason}
+
+    if tuned.split == Split.VALIDATION:
+        return unavailable("the report is on the validation split, where routing thresholds are chosen; evaluate "
+                           "both models on the test split to score a threshold on inputs it was not chosen on")
+    runs = {version: _newest_eval(version.pk, tuned.snapshot_id, Split.VALIDATION)
+            for version in (tuned.model_version, baseline.model_version)}
+    missing = [version for version, run in runs.items() if run is None]
+    if missing:
+        return unavailable("routing thresholds are chosen on the validation split, where "
+                           + " and ".join(str(v) for v in missing)
+                           + (" have no succeeded eval run; evaluate them: " if len(missing) > 1
+                              else " has no succeeded eval run; evaluate it: ")
+                           + "; ".join(f"manage.py evaluate --model-version {v.pk} --snapshot {tuned.snapshot_id} "
+                                       "--split validation --as <username>" for v in missing))
+    tuned_validation, baseline_validation = runs.values()
+    validation = _routing_rows(tuned_validation, baseline_validation, metric)
+    held_out = _routing_rows(tuned, baseline, metric)
+    for rows, split in ((validation, Split.VALIDATION), (held_out, tuned.split)):
+        if not rows:
+            return unavailable(f"the two models share no input on the {split} split")
+    if not any(known_confidence(c) for c, _, _ in validation):
+        return unavailable("the fine-tuned model's validation predictions carry no confidence (evaluated before it "
+                           "was recorded)")
+    costs = {"tuned_per_1k": tuned_cost, "fallback_per_1k": baseline_cost}
+    points = routing_curve(*(list(column) for column in zip(*validation, strict=True)), **costs)
+    goal = target if target is not None else _mean([f for _, _, f in validation])
     best = suggest_threshold(points, goal)
-    return {"target_quality": goal, "target_from": "as given" if target is not None else "the baseline's mean",
-            "points": [p.to_dict() for p in points],
-            "suggested": best.to_dict() if best else None}
+    report = {"chosen_on": {"split": Split.VALIDATION, "inputs": len(validation),
+                            "fine_tuned_eval_run_id": tuned_validation.pk,
+                            "baseline_eval_run_id": baseline_validation.pk},
+              "target_quality": goal,
+              "target_from": "as given" if target is not None else "the baseline's mean on the validation split",
+              "points": [p.to_dict() for p in points], "suggested": best.to_dict() if best else None,
+              "held_out": None}
+    if best:
+        confidence, tuned_scores, fallback_scores = (list(column) for column in zip(*held_out, strict=True))
+        scored = route_at(best, confidence, tuned_scores, fallback_scores, **costs)
+        report["held_out"] = {"split": tuned.split, "inputs": len(held_out), **scored.to_dict(),
+                              "fine_tuned_quality": _mean(tuned_scores), "baseline_quality": _mean(fallback_scores)}
+    return report
+
+
+def routing_summary(routing: dict, metric_label: str) -> str:
+    """One sentence on a baseline's ``routing`` (decision_report): the threshold chosen on validation
+    and what it gives on the held-out split, or why there is none."""
+    if routing.get("reason"):
+        return routing["reason"]
+    chosen = routing["chosen_on"]
+    target = f"target {routing['target_quality']:.2f}: {routing['target_from']}"
+    point = routing["held_out"]
+    if point is None:
+        return f"no threshold reaches the {target} on the {chosen['split']} split ({chosen['inputs']} inputs)"
+    return (f"{point['label']}, chosen on the {chosen['split']} split ({chosen['inputs']} inputs, {target}); on the "
+            f"{point['split']} split ({point['inputs']} inputs) {100 * point['fallback_share']:.0f} % of requests go "
+            f"to the baseline and the mean per-example {metric_label} is {point['quality']:.2f} (fine-tuned alone "
+            f"{point['fine_tuned_quality']:.2f}, baseline alone {point['baseline_quality']:.2f})")
 
 
 def format_decision_report(report: dict) -> list[str]:
@@ -259,10 +443,6 @@ def format_decision_report(report: dict) -> list[str]:
         lines.append("    break-even: " + (f"{even['monthly_requests']:,.0f} requests a month (the training cost "
                                            "counted against the first month)"
                                            if even["monthly_requests"] is not None else even["reason"]))
-        if routing.get("suggested"):
-            point = routing["suggested"]
-            lines.append(f"    hybrid routing, suggested: {point['label']} ({100 * point['fallback_share']:.0f} % of "
-                         f"requests to the baseline), mean per-example {label} {point['quality']:.2f} "
-                         f"(target {routing['target_quality']:.2f}: {routing['target_from']})")
+        lines.append("    hybrid routing: " + routing_summary(routing, label))
     lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
     return lines

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Sequence
 import choix
 import krippendorff
 import numpy as np
-from scipy.stats import binomtest, rankdata
+from scipy.stats import binomtest, norm, rankdata
 from sklearn.metrics import cohen_kappa_score
 
 ELO_SCALE = 400 / math.log(10)  # Elo points per unit of Bradley–Terry log-strength (base-10, 400-point logistic)
@@ -118,7 +118,10 @@ def paired_bootstrap(a_scores, b_scores, corpus_fn: Callable[[np.ndarray], float
         level: coverage of the interval of the difference; default 0.95.
     Returns:
         {"a", "b": corpus scores, "difference": b - a, "ci_low", "ci_high", "p_value",
-        "n", "resamples", "seed", "level"}.
+        "p_value_floor": 2 / (B + 1), the smallest p-value B resamples can give (none crossed 0:
+        the true p-value is only known to lie below it), "standard_error": the standard deviation
+        of the resampled differences (the bootstrap standard error of the difference at n
+        examples; inputs_needed reads it), "n", "resamples", "seed", "level"}.
     Raises:
         ValueError: lengths differ, no examples, 2-D input without corpus_fn, bad resamples/level.
     """
@@ -138,7 +141,80 @@ def paired_bootstrap(a_scores, b_scores, corpus_fn: Callable[[np.ndarray], float
     score_a, score_b = float(corpus_fn(a)), float(corpus_fn(b))
     return {"a": score_a, "b": score_b, "difference": score_b - score_a, "ci_low": low, "ci_high": high,
             "p_value": float(min(1.0, 2 * min(at_most_zero, at_least_zero))),
+            "p_value_floor": min(1.0, 2 / (resamples + 1)),
+            "standard_error": float(np.std(differences, ddof=1)) if resamples > 1 else 0.0,
             "n": len(a), "resamples": resamples, "seed": seed, "level": level}
+
+
+def _z_sum(alpha: float, power: float) -> tuple[float, float]:
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha and power must lie strictly between 0 and 1, got {alpha} and {power}")
+    return float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+
+
+def minimum_detectable_effect(standard_error: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided paired test at level ``alpha`` detects with
+    probability ``power``, given the difference's standard error at the current number of inputs:
+    (z_{1-alpha/2} + z_{power}) * SE (normal approximation; e.g. 2.80 SE at alpha 0.05, power 0.8).
+    Same units as the standard error (the metric's points). Raises ValueError for alpha or power
+    outside (0, 1)."""
+    z_alpha, z_power = _z_sum(alpha, power)
+    return (z_alpha + z_power) * standard_error
+
+
+def inputs_needed(standard_error: float, n: int, effect: float, alpha: float = 0.05,
+                  power: float = 0.8) -> int | None:
+    """How many test inputs a paired comparison needs to detect a true difference of ``effect``.
+
+    The normal-approximation sample size of a paired (one-sample) test,
+    n = ((z_{1-alpha/2} + z_{power}) * sigma_d / delta)^2 (e.g. Chow, Shao & Wang 2008, *Sample
+    Size Calculations in Clinical Research*, 2nd ed., section 3.1), with the standard deviation
+    of per-input differences sigma_d estimated as standard_error * sqrt(n). Reading sigma_d from
+    the bootstrap standard error (paired_bootstrap's "standard_error") makes this work for corpus
+    metrics (BLEU, chrF) whose per-input differences are not defined, as for means.
+
+    Args:
+        standard_error: standard error of the difference at ``n`` inputs (metric points).
+        n: inputs the standard error was measured on (>= 1).
+        effect: the difference to detect (metric points; the sign is ignored).
+        alpha: two-sided significance level; power: probability of detecting ``effect``.
+    Returns:
+        the number of inputs, rounded up (at least 1); None when ``effect`` is 0 (no finite number
+        detects no difference) or the standard error is not a positive number.
+    Raises:
+        ValueError: n < 1, or alpha or power outside (0, 1).
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    z_alpha, z_power = _z_sum(alpha, power)
+    if not effect or not math.isfinite(effect) or not standard_error > 0:
+        return None
+    return max(1, math.ceil(((z_alpha + z_power) * standard_error * math.sqrt(n) / abs(effect)) ** 2))
+
+
+def mcnemar_inputs_needed(b01: int, b10: int, n: int, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """How many inputs McNemar's test needs to detect the observed difference in accuracy.
+
+    Connor (1987), "Sample size for testing differences in proportions for the paired-sample
+    design", Biometrics 43(1): n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 /
+    delta^2, with the discordant proportions estimated from the observed pairs: psi = (b01 + b10)
+    / n, delta = (b01 - b10) / n.
+
+    Args:
+        b01, b10, n: as returned by mcnemar (A wrong and B right, A right and B wrong, inputs).
+    Returns:
+        the number of inputs, rounded up; None when b01 == b10 (no difference to detect).
+    Raises:
+        ValueError: n < 1, counts outside 0..n, or alpha or power outside (0, 1).
+    """
+    if n < 1 or not (0 <= b01 and 0 <= b10 and b01 + b10 <= n):
+        raise ValueError(f"b01 and b10 must count discordant pairs among n >= 1 inputs, got b01={b01}, b10={b10}, "
+                         f"n={n}")
+    z_alpha, z_power = _z_sum(alpha, power)
+    if b01 == b10:
+        return None
+    psi, delta = (b01 + b10) / n, (b01 - b10) / n
+    return math.ceil((z_alpha * math.sqrt(psi) + z_power * math.sqrt(psi - delta ** 2)) ** 2 / delta ** 2)
 
 
 def mcnemar(a_correct, b_correct) -> dict:

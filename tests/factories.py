@@ -100,13 +100,28 @@ def unloadable_base_model(name: str = "tiny") -> BaseModel:
     return BaseModel.objects.create(name=name, source_kind="local_folder", source="/nonexistent")
 
 
-def two_eval_runs():
-    """A dataset "venues" (primary metric BLEU) with two rating criteria (correctness, fluency) and two
-    succeeded eval runs on its snapshot's train split, one per model version ("secret-prompted-model",
-    then "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>".
-    Returns ``(dataset, [prompted_run, tuned_run])``."""
+def _answer_split(version: ModelVersion, snapshot, split: str, label: str) -> EvalRun:
+    """A succeeded eval run of ``version`` on ``snapshot``'s ``split`` whose outputs read "<label> says <input>"."""
+    run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split=split, status="succeeded")
+    for item in snapshot.items.filter(split=split):
+        Prediction.objects.get_or_create(
+            eval_run=run, input_hash=item.input_hash,
+            defaults={"input_messages": item.messages[:-1], "references": [item.messages[-1]["content"]],
+                      "output": f"{label} says {item.messages[0]['content']}", "latency_ms": 1.0,
+                      "prompt_tokens": 3, "output_tokens": 4})
+    return run
+
+
+def two_eval_runs(examples: int = 12):
+    """A dataset "venues" of ``examples`` examples (80/10/10 of distinct inputs: 10 train inputs of
+    12, 24 of 30) with two rating criteria (correctness, fluency) and two succeeded eval runs on its
+    snapshot's train split, one per model version ("secret-prompted-model", then
+    "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>" (two digits:
+    "Venue 1" inside "Venue 12" would make near-duplicate inputs, which the split keeps together).
+    Its primary metric is BLEU. Returns ``(dataset, [prompted_run, tuned_run])``."""
     dataset = DatasetFactory(name="venues", primary_metric="bleu")
-    snapshot = approved_snapshot(dataset, [(f"name: Venue {i}", f"Venue {i} is a pub.") for i in range(12)])
+    snapshot = approved_snapshot(dataset, [(f"name: Venue {i:02d}", f"Venue {i:02d} is a pub.")
+                                           for i in range(examples)])
     for name in ("correctness", "fluency"):
         RatingCriterion.objects.create(dataset=dataset, name=name, anchors={"1": "wrong", "5": "perfect"})
     base = unloadable_base_model()
@@ -114,33 +129,39 @@ def two_eval_runs():
     for label in ("prompted", "tuned"):
         version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,
                                               system_prompt=label)
-        run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split="train", status="succeeded")
-        for item in snapshot.items.filter(split="train"):
-            Prediction.objects.get_or_create(
-                eval_run=run, input_hash=item.input_hash,
-                defaults={"input_messages": item.messages[:-1], "references": [item.messages[-1]["content"]],
-                          "output": f"{label} says {item.messages[0]['content']}", "latency_ms": 1.0,
-                          "prompt_tokens": 3, "output_tokens": 4})
-        runs.append(run)
+        runs.append(_answer_split(version, snapshot, "train", label))
     return dataset, runs
 
 
-def tuned_vs_prompted_runs():
-    """Run A: a prompted baseline priced per token; run B: a fine-tuned version that answers perfectly,
-    priced per GPU-hour, confident where it is right."""
-    dataset, (prompted, tuned) = two_eval_runs()
-    ModelVersion.objects.filter(pk=prompted.model_version_id).update(
-        price_per_million_input_tokens=2.5, price_per_million_output_tokens=10.0)
-    ModelVersion.objects.filter(pk=tuned.model_version_id).update(kind="lora_adapter", price_per_gpu_hour=1.0)
-    for index, prediction in enumerate(Prediction.objects.filter(eval_run=tuned).order_by("id")):
+def _answer_as_tuned(run: EvalRun) -> None:
+    # Right (and confident) on three inputs of four, wrong and unsure on the rest.
+    for index, prediction in enumerate(Prediction.objects.filter(eval_run=run).order_by("id")):
         right = index % 4 != 0
         prediction.output = prediction.references[0] if right else "no idea"
         prediction.mean_logprob = -0.1 if right else -3.0
         prediction.scores = {"bleu": 100.0 if right else 0.0}
         prediction.save()
-    Prediction.objects.filter(eval_run=prompted).update(scores={"bleu": 20.0})
-    for run in (prompted, tuned):
-        run.metrics = {"latency_p50_ms": 900.0, "latency_p95_ms": 1200.0, "mean_input_tokens": 60,
-                       "mean_output_tokens": 20, "bleu": 0.0}
-        run.save()
+
+
+def tuned_vs_prompted_runs(examples: int = 12, validation: bool = False):
+    """Run A: a prompted baseline priced per token, scoring 20 on every input; run B: a fine-tuned
+    version right on three inputs of four (bleu 100, else 0), priced per GPU-hour, confident where it
+    is right (mean log-probability -0.1, else -3.0). Both on the train split of two_eval_runs'
+    dataset of ``examples`` examples; with ``validation`` both versions are also evaluated alike on
+    the validation split (where routing thresholds are chosen)."""
+    dataset, (prompted, tuned) = two_eval_runs(examples)
+    ModelVersion.objects.filter(pk=prompted.model_version_id).update(
+        price_per_million_input_tokens=2.5, price_per_million_output_tokens=10.0)
+    ModelVersion.objects.filter(pk=tuned.model_version_id).update(kind="lora_adapter", price_per_gpu_hour=1.0)
+    runs = [(prompted, tuned)]
+    if validation:
+        runs.append(tuple(_answer_split(run.model_version, run.snapshot, "validation", label)
+                          for run, label in ((prompted, "prompted"), (tuned, "tuned"))))
+    for baseline_run, tuned_run in runs:
+        _answer_as_tuned(tuned_run)
+        Prediction.objects.filter(eval_run=baseline_run).update(scores={"bleu": 20.0})
+        for run in (baseline_run, tuned_run):
+            run.metrics = {"latency_p50_ms": 900.0, "latency_p95_ms": 1200.0, "mean_input_tokens": 60,
+                           "mean_output_tokens": 20, "bleu": 0.0}
+            run.save()
     return dataset, prompted, tuned

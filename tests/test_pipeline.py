@@ -30,7 +30,9 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
     run = TrainingRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED
     evals = EvalRun.objects.all()
-    assert {e.status for e in evals} == {RunStatus.SUCCEEDED} and evals.count() == 3  # zero-shot, 3-shot, tuned
+    assert {e.status for e in evals} == {RunStatus.SUCCEEDED}
+    # zero-shot, 3-shot and tuned, each on the validation split (routing thresholds) and the test split
+    assert sorted(evals.values_list("split", flat=True)) == ["test"] * 3 + ["validation"] * 3
     report = model_version_report(run.model_version)
     evaluation = report["evaluations"][0]
     assert evaluation["snapshot_hash"] == snapshot.content_hash
@@ -39,6 +41,8 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
         evaluation["metrics"]["bleu"] - evaluation["baseline"]["metrics"]["bleu"])
     assert snapshot.content_hash in out and "prompted base" in out and "Verdict" in out
     assert "(prompted, 3-shot)" in out and out.count("\n  vs ") == 2  # the decision report weighs both baselines
+    assert "Decision report: e2e-nlg-demo [test]" in out
+    assert out.count("hybrid routing: ") == 2 and "chosen on the validation split" in out
 
 
 @pytest.mark.slow
@@ -59,6 +63,6 @@ def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifac
 
     run = TrainingRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED, worker_log[-3000:]
-    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 3
+    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 6
     assert "training.jobs.run_training" in worker_log
     assert "Verdict" in out and "[run" in out

@@ -11,7 +11,7 @@ from tests.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_run
 
 @pytest.mark.django_db(transaction=True)
 def test_the_decision_report_page_shows_its_charts(signed_in, live_server):
-    dataset, prompted, tuned = tuned_vs_prompted_runs()
+    dataset, prompted, tuned = tuned_vs_prompted_runs(examples=30, validation=True)  # enough inputs for a verdict
     rater = RaterFactory()
     for a, b in zip(prompted.predictions.order_by("id"), tuned.predictions.order_by("id"), strict=True):
         PairwiseJudgment.objects.create(prediction_a=a, prediction_b=b, rater=rater, left="a", outcome="b")

@@ -9,10 +9,11 @@ from tests.test_api import client_for
 pytestmark = pytest.mark.django_db
 
 
-def test_the_decision_report_says_fine_tune_with_its_reason(tuned_vs_prompted):
-    dataset, prompted, tuned = tuned_vs_prompted
+def test_the_decision_report_says_fine_tune_with_its_reason(decision_runs):
+    dataset, prompted, tuned = decision_runs
     report = decision_report(dataset, resamples=200)
     assert report["verdict"] == "fine-tune" and "the fine-tuned model is better: BLEU difference +" in report["reason"]
+    assert report["split"] == "train"  # not the validation split, evaluated after it
     (baseline,) = report["baselines"]
     assert baseline["eval_run_id"] == prompted.pk and report["fine_tuned"]["eval_run_id"] == tuned.pk
     # 1,000 x 0.9 s at 1.00 per GPU-hour = 0.25; 1,000 x (60 x 2.5 + 20 x 10) / 1e6 = 0.35
@@ -20,16 +21,22 @@ def test_the_decision_report_says_fine_tune_with_its_reason(tuned_vs_prompted):
     assert baseline["cost_per_1k_requests"] == pytest.approx(0.35)
     assert baseline["break_even"]["monthly_requests"] == 0.0  # no training run: no training cost
     routing = baseline["routing"]
-    assert routing["target_quality"] == pytest.approx(20.0)
-    # Falling back below -0.1 sends the unsure ones (every fourth) to the baseline, scored 20.
-    n = tuned.predictions.count()
+    assert routing["chosen_on"]["split"] == "validation" and routing["target_quality"] == pytest.approx(20.0)
+    # The validation curve: falling back below -0.1 sends the unsure ones (every fourth) to the baseline, scored 20.
+    n = routing["chosen_on"]["inputs"]
     unsure = len(range(0, n, 4))
     labels = {p["label"]: p for p in routing["points"]}
     assert labels["confidence < -0.1"]["quality"] == pytest.approx(((n - unsure) * 100 + unsure * 20) / n)
     assert labels["confidence < -0.1"]["fallback_share"] == pytest.approx(unsure / n)
     assert routing["suggested"]["label"] == "never fall back"  # already above the target, cheapest
+    # ... and that threshold on the 24 train inputs, 18 of them right.
+    held_out = routing["held_out"]
+    assert (held_out["split"], held_out["inputs"], held_out["fallback_share"]) == ("train", 24, 0.0)
+    assert held_out["quality"] == held_out["fine_tuned_quality"] == pytest.approx(18 * 100 / 24)
     text = "\n".join(format_decision_report(report))
     assert "Verdict: FINE-TUNE" in text and "cost per 1,000 requests 0.25" in text
+    assert "chosen on the validation split (3 inputs" in text
+    assert "on the train split (24 inputs) 0 % of requests" in text
 
     response = client_for(EngineerFactory()).get(f"/api/v1/decision-reports/?dataset={dataset.pk}&metric=bleu")
     assert response.status_code == 200 and response.json()["verdict"] == "fine-tune"
@@ -71,9 +78,104 @@ def test_the_leaderboard_ranks_the_version_that_wins_pairs(tuned_vs_prompted):
     assert board["ratings"][0]["item"] == tuned.model_version_id and board["ratings"][0]["rank"] == 1
 
 
-def test_the_report_command_prints_the_decision_report(tuned_vs_prompted, capsys):
+def test_the_report_command_prints_the_decision_report(decision_runs, capsys):
     from django.core.management import call_command
 
-    dataset, _, _ = tuned_vs_prompted
+    dataset, _, _ = decision_runs
     call_command("report", "--decision", dataset.name)
     assert "Verdict: FINE-TUNE" in capsys.readouterr().out
+
+
+def _exact_match_runs(examples: int, tuned_right: int):
+    """The fine-tuned model right (exactly) on its first ``tuned_right`` inputs of the train split, the
+    prompted model on none: ``(dataset, n_inputs)``."""
+    from evaluation.models import Prediction
+    from tests.factories import tuned_vs_prompted_runs
+
+    dataset, _, tuned = tuned_vs_prompted_runs(examples=examples)
+    for index, prediction in enumerate(Prediction.objects.filter(eval_run=tuned).order_by("id")):
+        prediction.output = prediction.references[0] if index < tuned_right else "no idea"
+        prediction.save()
+    return dataset, tuned.predictions.count()
+
+
+def test_six_test_inputs_give_no_verdict_and_say_how_many_would():
+    """The issue's case: right on 4 of 6 inputs more than the baseline, "+66.67" exact match, a paired
+    bootstrap interval above 0 but McNemar's exact test p = 2 * 0.5^4 = 0.125; it said FINE-TUNE."""
+    from evaluation.models import Prediction
+
+    dataset, n = _exact_match_runs(12, tuned_right=4)
+    keep = list(Prediction.objects.filter(eval_run__snapshot__dataset=dataset,
+                                          eval_run__model_version__kind="lora_adapter")
+                .order_by("id").values_list("input_hash", flat=True)[:6])
+    Prediction.objects.filter(eval_run__snapshot__dataset=dataset).exclude(input_hash__in=keep).delete()
+    report = decision_report(dataset, metric="exact_match")
+    (baseline,) = report["baselines"]
+    assert report["verdict"] == baseline["verdict"] == "not enough evidence"
+    reason = baseline["reason"]
+    assert reason.startswith("6 test inputs are fewer than the 20 a verdict needs and the tests disagree")
+    assert "exact match difference +66.67" in reason
+    assert "McNemar's exact test p = 0.125: no significant difference" in reason
+    assert "paired bootstrap p " in reason and ": the fine-tuned model is better" in reason
+    assert "test on about 20 inputs" in reason and "a verdict needs at least 20" in reason
+    evidence = baseline["evidence"]
+    assert (evidence["n"], evidence["tests_agree"], evidence["inputs_needed"]) == (6, False, 20)
+    # Connor (1987) with psi = delta = 4/6: (1.96 sqrt(2/3) + 0.8416 sqrt(2/3 - 4/9))^2 / (4/9) = 8.96
+    assert evidence["power_inputs"] >= 9
+
+
+def test_tests_that_disagree_give_no_verdict_even_on_enough_inputs():
+    """24 inputs, the fine-tuned model right on 5 more: the bootstrap interval of +20.83 lies above 0
+    (a resample without any of the 5 has probability (19/24)^24 = 0.4 %), McNemar's p = 2 * 0.5^5 =
+    0.0625 does not; Connor (1987) with psi = delta = 5/24 needs (1.96 * 0.4564 + 0.8416 * 0.4061)^2
+    / 0.0434 = 35.2 inputs, so 36."""
+    dataset, n = _exact_match_runs(30, tuned_right=5)
+    assert n == 24
+    report = decision_report(dataset, metric="exact_match")
+    (baseline,) = report["baselines"]
+    assert baseline["verdict"] == "not enough evidence"
+    assert baseline["reason"].startswith("the tests disagree (paired bootstrap p ")
+    assert "McNemar's exact test p = 0.0625: no significant difference" in baseline["reason"]
+    assert "test on about 36 inputs (36 for 80 % power to detect a difference of 20.83" in baseline["reason"]
+
+
+def test_the_verdict_waits_for_the_minimum_number_of_inputs(tuned_vs_prompted):
+    """10 inputs where both tests agree the fine-tuned model is better still make no verdict."""
+    dataset, _, tuned = tuned_vs_prompted
+    report = decision_report(dataset, resamples=200)
+    n = tuned.predictions.count()
+    assert n < 20 and report["verdict"] == "not enough evidence"
+    assert report["baselines"][0]["reason"].startswith(f"{n} test inputs are fewer than the 20 a verdict needs: ")
+    assert decision_report(dataset, resamples=200, min_inputs=n)["verdict"] == "fine-tune"
+
+
+def test_the_routing_threshold_is_chosen_on_validation_and_scored_on_the_report_split(decision_runs):
+    """On validation the fine-tuned model is sure (-0.05) where right and unsure (-0.5) where wrong, so
+    "confidence < -0.05" reaches the target 70 there: (20 + 100 + 100) / 3 = 73.3. Fixed and applied
+    to the train split, where every confidence (-0.1 or -3) is below -0.05, it sends all 24 inputs to
+    the baseline: quality 20. Chosen on the train split itself it would have been "confidence < -0.1"
+    with quality (18 * 100 + 6 * 20) / 24 = 80, a figure fitted to the inputs it is reported on."""
+    from evaluation.models import Prediction
+
+    dataset, _, tuned = decision_runs
+    for prediction in Prediction.objects.filter(eval_run__model_version=tuned.model_version,
+                                                eval_run__split="validation"):
+        prediction.mean_logprob = -0.05 if prediction.scores["bleu"] == 100.0 else -0.5
+        prediction.save()
+    routing = decision_report(dataset, resamples=50, target_quality=70.0)["baselines"][0]["routing"]
+    assert routing["suggested"]["label"] == "confidence < -0.05"
+    assert routing["suggested"]["quality"] == pytest.approx(220 / 3)
+    held_out = routing["held_out"]
+    assert held_out["label"] == "confidence < -0.05" and held_out["split"] == "train"
+    assert held_out["fallback_share"] == 1.0 and held_out["quality"] == pytest.approx(20.0)
+
+
+def test_without_validation_runs_the_report_says_how_to_make_them(tuned_vs_prompted):
+    dataset, prompted, tuned = tuned_vs_prompted
+    routing = decision_report(dataset, resamples=50)["baselines"][0]["routing"]
+    assert routing["points"] == [] and routing["held_out"] is None
+    assert routing["reason"].startswith("routing thresholds are chosen on the validation split, where "
+                                        "secret-tuned-model and secret-prompted-model have no succeeded eval run")
+    for run in (tuned, prompted):
+        assert (f"manage.py evaluate --model-version {run.model_version_id} --snapshot {run.snapshot_id} "
+                "--split validation") in routing["reason"]

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from evaluation.admin_reports import routing_chart, routing_rows
-from evaluation.decision import decision_report, overall_verdict, score_distribution
+from evaluation.decision import decision_report, format_p_value, overall_verdict, score_distribution
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
 from ftplatform.charts import bar_chart_svg
 from tests.factories import EngineerFactory, RaterFactory
@@ -50,8 +50,8 @@ def add_baseline(tuned: EvalRun, name: str, *, perfect: bool) -> EvalRun:
     return run
 
 
-def test_the_decision_page_shows_the_verdict_tables_and_charts(engineer, tuned_vs_prompted):
-    dataset, prompted, tuned = tuned_vs_prompted
+def test_the_decision_page_shows_the_verdict_tables_and_charts(engineer, decision_runs):
+    dataset, prompted, tuned = decision_runs
     page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
     assert "Verdict: FINE-TUNE" in page and "the fine-tuned model is better" in page
     assert prompted.model_version.name in page and tuned.model_version.name in page
@@ -68,7 +68,10 @@ def test_the_decision_page_shows_the_verdict_tables_and_charts(engineer, tuned_v
     points = report["baselines"][0]["routing"]["points"]
     assert len(curve.findall(f"{SVG}circle[@class='thresholds-marker']")) == len(points)
     assert len(curve.findall(f"{SVG}circle[@class='suggested-marker']")) == 1
+    assert len(curve.findall(f"{SVG}circle[@class='held-out-marker']")) == 1  # the threshold's result on train
     assert curve.find(f"{SVG}line[@class='reference']") is not None  # the target quality
+    assert "chosen on the validation split (3 inputs" in page and "on the train split (24 inputs)" in page
+    assert "A verdict needs at least 20 test inputs and its tests to agree. With 24 inputs the smallest BLEU" in page
     assert "never fall back (suggested)" in page and "Break-even" in page and "McNemar" in page
 
 
@@ -106,8 +109,8 @@ def test_an_unknown_metric_is_refused_naming_the_scored_ones(engineer, tuned_vs_
     assert "metric must be one of exact_match, bleu, chrf, rouge_l" in page
 
 
-def test_the_strongest_baseline_comes_first_and_decides(tuned_vs_prompted):
-    dataset, prompted, tuned = tuned_vs_prompted
+def test_the_strongest_baseline_comes_first_and_decides(decision_runs):
+    dataset, prompted, tuned = decision_runs
     add_baseline(tuned, "big-prompted-model", perfect=True)
     report = decision_report(dataset, resamples=200)
     assert [b["model_version"] for b in report["baselines"]][0] == "big-prompted-model"
@@ -255,3 +258,21 @@ def test_self_hosted_cost_follows_the_mean_latency_when_recorded(tuned_vs_prompt
     tuned.save()
     # 1,000 x 1.8 s at 1.00 per GPU-hour = 0.5 (the median, 0.9 s, would say 0.25)
     assert decision_report(dataset, resamples=10)["fine_tuned"]["cost_per_1k_requests"] == pytest.approx(0.5)
+
+
+def test_a_p_value_at_the_bootstrap_floor_is_shown_as_a_bound(engineer, decision_runs):
+    """No resample of 1,000 favours the baseline: the two-sided p-value is only known to be below
+    2 / 1001; the page and the verdict said "0.002" and "p = 0.002" as if measured."""
+    dataset, _, _ = decision_runs
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
+    assert "(95 % CI" in page and "p &lt; 0.002)" in page and "p = 0.002" not in page
+    assert "<td>&lt; 0.002</td>" in page and "<td>0.002</td>" not in page
+
+
+@pytest.mark.parametrize("result, shown", [
+    ({"p_value": 2 / 201, "p_value_floor": 2 / 201}, "< 0.01"),  # rounded up: the bound stays true
+    ({"p_value": 0.0123, "p_value_floor": 2 / 1001}, "0.0123"),
+    ({"p_value": 0.125}, "0.125"),  # an exact test has no floor
+])
+def test_p_values_are_shown_as_measured_or_as_the_bootstrap_floor(result, shown):
+    assert format_p_value(result) == shown

@@ -4,15 +4,18 @@ import random
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from scipy.stats import bootstrap
+from scipy.stats import binomtest, bootstrap
 
 from evaluation.stats import (
     ELO_SCALE,
     bootstrap_ci,
     bradley_terry,
     cohen_kappa,
+    inputs_needed,
     krippendorff_alpha,
     mcnemar,
+    mcnemar_inputs_needed,
+    minimum_detectable_effect,
     paired_bootstrap,
 )
 
@@ -140,6 +143,50 @@ def test_mcnemar_accepts_exact_match_scores_and_handles_no_discordant_pairs():
 def test_mcnemar_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match="same examples"):
         mcnemar([1, 0], [1])
+
+
+# ---------------------------------------------------------------- inputs needed (power)
+
+
+def test_paired_bootstrap_reports_its_standard_error_and_p_value_floor():
+    rng = np.random.default_rng(11)
+    a = rng.normal(50, 10, size=400)
+    b = a + rng.normal(2, 8, size=400)
+    result = paired_bootstrap(a, b, resamples=2000)
+    # The bootstrap standard error of a mean difference is sd(d) / sqrt(n), to Monte Carlo error.
+    assert result["standard_error"] == pytest.approx(np.std(b - a) / math.sqrt(400), rel=0.06)
+    assert result["p_value_floor"] == pytest.approx(2 / 2001)
+
+
+def test_inputs_needed_gives_the_planned_power_to_a_paired_test():
+    """Simulated: paired differences N(5, 10^2) on the estimated number of inputs are detected by a
+    two-sided test at 0.05 about 80 % of the time (normal approximation: n = (2.80 * 10 / 5)^2 = 31.4)."""
+    n = inputs_needed(standard_error=10 / math.sqrt(50), n=50, effect=5.0)
+    assert n == 32
+    rng = np.random.default_rng(12)
+    samples = rng.normal(5, 10, size=(4000, n))
+    z = samples.mean(axis=1) / (samples.std(axis=1, ddof=1) / math.sqrt(n))
+    assert np.mean(np.abs(z) > 1.959964) == pytest.approx(0.8, abs=0.03)
+    assert inputs_needed(1.0, 50, effect=0.0) is None  # no number of inputs detects no difference
+
+
+def test_mcnemar_inputs_needed_gives_the_planned_power_to_the_exact_test():
+    """Connor (1987): discordant proportions 0.25 and 0.05; at the estimated n the exact McNemar test
+    (simulated) rejects about 80 % of the time (a little less: the exact test is conservative)."""
+    n = mcnemar_inputs_needed(b01=25, b10=5, n=100)
+    rng = np.random.default_rng(13)
+    rejected = [binomtest(int(b01), int(b01 + b10), 0.5).pvalue < 0.05 if b01 + b10 else False
+                for b01, b10, _ in rng.multinomial(n, [0.25, 0.05, 0.7], size=2000)]
+    assert np.mean(rejected) == pytest.approx(0.8, abs=0.05)
+    assert mcnemar_inputs_needed(3, 3, 10) is None
+    with pytest.raises(ValueError, match="discordant pairs among n >= 1 inputs"):
+        mcnemar_inputs_needed(8, 5, 10)
+
+
+def test_the_minimum_detectable_effect_is_2_8_standard_errors_at_80_percent_power():
+    assert minimum_detectable_effect(10.0) == pytest.approx((1.959964 + 0.841621) * 10.0, rel=1e-6)
+    with pytest.raises(ValueError, match="alpha and power"):
+        minimum_detectable_effect(10.0, power=1.0)
 
 
 # ---------------------------------------------------------------- Cohen's kappa

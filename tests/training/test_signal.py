@@ -176,6 +176,59 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(tiny_mo
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("group_by_length", [True, False], ids=["group_by_length", "random"])
+def test_a_run_resumed_in_its_second_epoch_ends_with_the_adapter_of_an_uninterrupted_run(
+        group_by_length, tiny_model_dir, tmp_path, e2e_records):
+    """32 examples in batches of 4: 8 steps an epoch, 12 in all, a checkpoint every 2 steps. Resumed
+    at the start of epoch 2 (step 8, saved before the epoch-end evaluation) and in its middle (step
+    10), each run ends with the uninterrupted run's adapter and losses (tolerance 1e-6; before the
+    sampler was seeded per epoch they differed by about 1e-4)."""
+    from safetensors.torch import load_file
+
+    conversations = [r["messages"] for r in e2e_records[:40]]
+    train, validation = conversations[:32], conversations[32:]
+    config = LoraConfig.from_dict({"max_steps": 12, "batch_size": 4, "logging_steps": 2, "checkpoint_steps": 2,
+                                   "max_eval_examples": 4, "group_by_length": group_by_length})
+    train_lora(tiny_model_dir, train, validation, config, tmp_path / "whole", show_progress_bar=False)
+    saved = {}
+    with pytest.raises(TrainingCancelled):
+        train_lora(tiny_model_dir, train, validation, config, tmp_path / "cut", checkpoint_dir=tmp_path / "cut-ck",
+                   on_checkpoint=lambda step, path, info: saved.update({step: path}),
+                   should_stop=lambda: 10 in saved, show_progress_bar=False)
+
+    def outcome(name):
+        record = json.loads((tmp_path / name / "ftplatform_run.json").read_text())
+        return (load_file(tmp_path / name / "adapter" / "adapter_model.safetensors"),
+                [e["loss"] for e in record["log_history"] if "loss" in e])
+
+    whole_adapter, whole_losses = outcome("whole")
+    for step in (8, 10):
+        resumed = train_lora(tiny_model_dir, train, validation, config, tmp_path / f"from-{step}",
+                             checkpoint_dir=tmp_path / f"from-{step}-ck", resume_from=saved[step],
+                             show_progress_bar=False)
+        assert resumed.resumed_from_step == step and resumed.epochs == pytest.approx(1.5)
+        adapter, losses = outcome(f"from-{step}")
+        assert losses == pytest.approx(whole_losses, abs=1e-6) and len(losses) == 6
+        assert adapter.keys() == whole_adapter.keys()
+        assert max((adapter[k] - whole_adapter[k]).abs().max().item() for k in adapter) <= 1e-6, step
+
+
+def test_the_epoch_seeded_sampler_gives_a_resumed_epoch_the_order_of_an_uninterrupted_one():
+    from training.engine.sampling import EpochSeededSampler
+
+    for lengths in (None, [5, 9, 2, 7, 3, 8, 1, 6] * 4):
+        running = EpochSeededSampler(32, seed=3, lengths=lengths, batch_size=4)
+        orders = []
+        for epoch in range(3):
+            running.set_epoch(epoch)
+            orders.append(list(running))
+        fresh = EpochSeededSampler(32, seed=3, lengths=lengths, batch_size=4)
+        fresh.set_epoch(2)  # a process that starts in the third epoch, as a resumed run does
+        assert list(fresh) == orders[2] and sorted(orders[2]) == list(range(32))
+        assert orders[0] != orders[1] != orders[2]
+
+
+@pytest.mark.slow
 def test_the_adapter_reloads_onto_a_fresh_base_with_its_pad_token(tiny_model_dir, tmp_path, e2e_records):
     from training.engine.inference import generate_greedy, load_for_inference
 

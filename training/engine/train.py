@@ -235,7 +235,9 @@ def train_lora(
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, PrinterCallback, TrainerCallback, set_seed
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from .sampling import ExactResumeSFTTrainer
 
     started = time.monotonic()
     warn = on_warning or (lambda message: None)
@@ -381,7 +383,7 @@ def train_lora(
         train_sampling_strategy="group_by_length" if config.group_by_length and not config.packing else "random",
         **mixed,
     )
-    trainer = SFTTrainer(
+    trainer = ExactResumeSFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train.rows),

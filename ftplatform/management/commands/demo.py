@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
+from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus, Split
 from curation.imports import describe_batch, import_examples
 from curation.models import Dataset, Example
 from curation.quality import describe_report
@@ -166,15 +166,18 @@ class Command(BaseCommand):
         self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
                           f"{run.metrics['train_loss']:.4f}, validation loss {format_loss(run.metrics['eval_loss'])}")
 
-        self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the test split")
+        self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the "
+                  "validation split (where the routing threshold is chosen) and the test split")
         prompted, _ = prompted_model_version(base_model, snapshot.system_prompt)
         # A stronger prompting baseline: three worked examples from the train split before every input.
         few_shot, _ = prompted_model_version(base_model, snapshot.system_prompt, few_shot_examples(snapshot, 3))
-        for version in (prompted, few_shot, tuned):
-            self.stdout.write(f"evaluating {version.name}")
-            eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer), self.stdout.write)
-            if eval_run.status != RunStatus.SUCCEEDED:
-                raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
+        for split in (Split.VALIDATION, Split.TEST):
+            for version in (prompted, few_shot, tuned):
+                self.stdout.write(f"evaluating {version.name} [{split}]")
+                eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer, split=split),
+                                               self.stdout.write)
+                if eval_run.status != RunStatus.SUCCEEDED:
+                    raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 
         self.step("6/6 Report")
         # All three run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
