@@ -19,21 +19,16 @@ from .serializers import (
     RatingCreateSerializer,
     RatingCriterionSerializer,
 )
-from .services import reap_lost_eval_runs, start_eval_run
+from .services import start_eval_run
 
 
 class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Eval runs. Reading them also fails runs whose worker stopped sending heartbeats
-    (evaluation.services.reap_lost_eval_runs)."""
+    """Eval runs. Reads change nothing: lost runs are failed by the workers and ``manage.py
+    reap_jobs`` (ftplatform.liveness.reap_all)."""
 
     queryset = EvalRun.objects.select_related("snapshot")
     serializer_class = EvalRunSerializer
     filterset_fields = ["model_version", "snapshot", "split", "status"]
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action in ("list", "retrieve"):
-            reap_lost_eval_runs()
 
     @extend_schema(request=EvalRunCreateSerializer, responses=EvalRunSerializer)
     def create(self, request, *args, **kwargs):
@@ -111,6 +106,7 @@ class RatingViewSet(viewsets.GenericViewSet):
     """
 
     queryset = HumanRating.objects.all()
+    serializer_class = RatingCreateSerializer  # what POST takes: OPTIONS describes it
     action_permissions = {"next": ["evaluation.add_humanrating"], "create": ["evaluation.add_humanrating"]}
 
     @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True)], responses=dict)
@@ -147,6 +143,7 @@ class JudgmentViewSet(viewsets.GenericViewSet):
     """
 
     queryset = PairwiseJudgment.objects.all()
+    serializer_class = JudgmentCreateSerializer  # what POST takes: OPTIONS describes it
     action_permissions = {"next": ["evaluation.add_pairwisejudgment"], "create": ["evaluation.add_pairwisejudgment"]}
 
     @extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],

@@ -24,7 +24,6 @@ from .services import (
     few_shot_examples,
     preflight_training_run,
     prompted_model_version,
-    reap_lost_runs,
     remote_model_version,
     resume_training_run,
     start_training_run,
@@ -39,8 +38,8 @@ class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Runs; a run's page includes its pre-flight report, checkpoints and events
-    (``events/?after=<id>`` pages through them for polling). Reading runs also fails runs whose
-    worker stopped sending heartbeats (training.services.reap_lost_runs)."""
+    (``events/?after=<id>`` pages through them for polling). Reads change nothing: lost runs are
+    failed by the workers and ``manage.py reap_jobs`` (ftplatform.liveness.reap_all)."""
 
     queryset = TrainingRun.objects.select_related("snapshot", "created_by").prefetch_related("checkpoints")
     serializer_class = TrainingRunSerializer
@@ -51,11 +50,6 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
 
     def get_serializer_class(self):
         return TrainingRunDetailSerializer if self.action == "retrieve" else TrainingRunSerializer
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action in ("list", "retrieve", "events"):
-            reap_lost_runs()
 
     def _run_params(self, request):
         params = TrainingRunCreateSerializer(data=request.data)

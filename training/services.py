@@ -249,9 +249,9 @@ def reap_lost_runs() -> list[int]:
     """Fail running runs whose worker stopped sending heartbeats (killed, out of memory, machine gone),
     with failure reason worker_lost and a log event (ftplatform.liveness.reap_lost: silent longer
     than settings.TRAINING_HEARTBEAT_SECONDS + TRAINING_HEARTBEAT_MARGIN_SECONDS on the database's
-    clock). Called by every worker process every heartbeat interval, by the run API and admin and
-    the train command, so a lost run ends within about one interval plus the margin. Returns the
-    ids it failed.
+    clock). Called through ftplatform.liveness.reap_all by every worker process every heartbeat
+    interval and by ``manage.py reap_jobs``, and by the train command while it waits, so a lost run
+    ends within about one interval plus the margin. Returns the ids it failed.
     """
     return liveness.reap_lost(
         TrainingRun, "resume it from its last checkpoint", failure_reason=FailureReason.WORKER_LOST,
