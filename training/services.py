@@ -11,7 +11,7 @@ from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
 from ftplatform import liveness, queues
-from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.errors import Conflict, NotAllowed, ServiceError, without_server_paths
 from ftplatform.roles import require_permission
 
 from .choices import FINISHED_STATUSES, BaseModelSource, EventKind, FailureReason, ModelVersionKind, RunStatus
@@ -65,7 +65,7 @@ def base_model_token_limits(base_model: BaseModel, max_seq_length: int | None = 
         tokenizer, context = _tokenizer_and_context(str(base_model_folder(base_model)))
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"cannot load the tokenizer of base model {base_model.name!r} for the quality gate: "
-                           f"{exc}") from exc
+                           f"{without_server_paths(str(exc))}") from exc
     return TokenLimits(tokenizer, max_seq_length or DEFAULT_CONFIG.max_seq_length, context, base_model.name)
 
 
@@ -164,7 +164,8 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
                            tokens_per_second=speed, tokens_per_second_source=source,
                            price_per_gpu_hour=settings.GPU_HOUR_PRICE)
     except (BaseModelError, OSError, ValueError) as exc:
-        raise ServiceError(f"base model {base_model.name!r} cannot be loaded: {exc}") from exc
+        raise ServiceError(f"base model {base_model.name!r} cannot be loaded: "
+                           f"{without_server_paths(str(exc))}") from exc
     return report.to_dict()
 
 
