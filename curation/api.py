@@ -12,6 +12,7 @@ from ftplatform.rest import IdCursorPagination
 
 from . import access, queues, workflow
 from .choices import ImportStatus, Split
+from .datasets import create_dataset
 from .exports import export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
 from .imports import submit_import
@@ -45,7 +46,7 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
     serializer_class = DatasetSerializer
 
     def perform_create(self, serializer):
-        serializer.save(created_by=self.request.user)
+        serializer.instance = create_dataset(by=self.request.user, **serializer.validated_data)
 
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):

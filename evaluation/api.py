@@ -112,12 +112,10 @@ class RatingViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True)], responses=dict)
     @action(detail=False, methods=["get"])
     def next(self, request):
-        from curation.models import Dataset
-
         dataset_id = id_param(request, "dataset")
         if dataset_id is None:
             return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        dataset = get_object_or_404(ratings.datasets_to_rate(), pk=dataset_id)
         prediction = ratings.next_prediction_to_rate(dataset, by=request.user)
         return Response({"prediction": BlindPredictionSerializer(prediction).data if prediction else None,
                          "criteria": RatingCriterionSerializer(ratings.criteria_of(dataset), many=True).data})

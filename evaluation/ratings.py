@@ -23,6 +23,12 @@ PAIR_SALT = "evaluation.pairwise"
 LIKERT = range(1, 6)
 
 
+def datasets_to_rate():
+    """Datasets with rating criteria: the only ones the rating pages and API let a rater name. Others
+    answer as missing, so a rater (who may not view datasets) never learns their names."""
+    return Dataset.objects.filter(rating_criteria__isnull=False).distinct()
+
+
 def rateable_predictions(dataset: Dataset):
     """Predictions of succeeded eval runs on snapshots of ``dataset``."""
     return Prediction.objects.filter(eval_run__snapshot__dataset=dataset, eval_run__status=RunStatus.SUCCEEDED)

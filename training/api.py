@@ -129,7 +129,7 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         if data.get("few_shot_snapshot") is not None:
             shots = few_shot_examples(data["few_shot_snapshot"], data["few_shot_k"], seed=data["few_shot_seed"])
         version, created = prompted_model_version(
-            data.get("base_model") or default_base_model(), data["system_prompt"], shots)
+            data.get("base_model") or default_base_model(), data["system_prompt"], shots, by=request.user)
         return Response(ModelVersionSerializer(version).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -311,19 +311,22 @@ def few_shot_examples(snapshot: Snapshot, k: int, *, seed: int = 0) -> list[list
 
 
 def prompted_model_version(base_model: BaseModel, system_prompt: str,
-                           few_shot: list[list[dict]] | None = None) -> tuple[ModelVersion, bool]:
+                           few_shot: list[list[dict]] | None = None, *, by) -> tuple[ModelVersion, bool]:
     """The ModelVersion for ``base_model`` answering with ``system_prompt`` and, optionally, the
     ``few_shot`` worked examples (few_shot_examples) before every input: (version, created).
 
     One row per base model, prompt and set of examples, so every evaluation of "the prompted base"
-    is comparable. Raises ServiceError for a prompt a text column cannot store, or examples that
-    are not conversations ending in an assistant answer (the message names the example).
+    is comparable. Raises NotAllowed when ``by`` lacks 'training.add_modelversion' (even when the
+    version exists: the API, the evaluate command and the demo all ask for it this way); ServiceError
+    for a prompt a text column cannot store, or examples that are not conversations ending in an
+    assistant answer (the message names the example).
     """
     import hashlib
     import json
 
     from curation.formats import FormatError, validate_messages
 
+    require_permission(by, "training.add_modelversion", "add model versions")
     try:
         check_json_value(system_prompt)
     except ValueError as exc:

@@ -82,7 +82,8 @@ def test_a_few_shot_version_is_not_evaluated_on_inputs_it_is_shown_as_examples(e
     version on that train split, or on a snapshot (other seed) whose test split holds an example's
     input, scored the model on answers it had been handed in its prompt."""
     snapshot = snapshot_of(e2e_records[:60])
-    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1))
+    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1),
+                                        by=EngineerFactory())
     engineer = EngineerFactory()
     with pytest.raises(ServiceError, match="worked examples whose inputs are in snapshot"):
         start_eval_run(version, snapshot, by=engineer, split="train")
@@ -129,8 +130,8 @@ def test_bad_few_shot_parameters_are_a_400_creating_nothing(e2e_records, field, 
 def test_the_same_few_shot_version_created_at_once_is_one_row(e2e_records):
     """guard"""
     snapshot, base = snapshot_of(e2e_records[:40]), unloadable_base_model()
-    shots = few_shot_examples(snapshot, 3, seed=7)
-    ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots)[0].pk)
+    shots, engineer = few_shot_examples(snapshot, 3, seed=7), EngineerFactory()
+    ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots, by=engineer)[0].pk)
     assert len(set(ids)) == 1 and ModelVersion.objects.count() == 1
 
 

@@ -28,7 +28,7 @@ def test_an_eval_scores_the_dataset_regex_checks(e2e_records, tiny_model_dir, ru
     snapshot = snapshot_of(e2e_records[:60])
     Dataset.objects.filter(pk=snapshot.dataset_id).update(language="en", regex_checks={"any_text": ".",
                                                                                        "never": "^zzz$"})
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "", by=EngineerFactory())
     run = start_eval_run(version, snapshot, by=EngineerFactory(), generation={"max_new_tokens": 4})
     run_jobs()
     run.refresh_from_db()

@@ -33,7 +33,8 @@ def lose_heartbeat(run):
 def eval_setup(e2e_records, tiny_model_dir, settings):
     settings.TRAINING_HEARTBEAT_SECONDS, settings.TRAINING_HEARTBEAT_MARGIN_SECONDS = 10, 20
     snapshot = snapshot_of(e2e_records[:30])
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt)
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt,
+                                          by=EngineerFactory())
     return snapshot, version
 
 
@@ -146,7 +147,8 @@ def test_a_killed_eval_worker_is_detected_by_heartbeat_and_the_run_fails_as_work
                           FTPLATFORM_HEARTBEAT_MARGIN_SECONDS="2")
     try:
         snapshot = snapshot_of(e2e_records[:150])
-        version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt)
+        version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt,
+                                          by=EngineerFactory())
         run = start_eval_run(version, snapshot, by=EngineerFactory(), split="train",
                              generation={"max_new_tokens": 128})
         deadline = time.monotonic() + 120
