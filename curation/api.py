@@ -1,5 +1,6 @@
 """Thin DRF views over the curation services."""
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -48,6 +49,7 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
     def perform_create(self, serializer):
         serializer.instance = create_dataset(by=self.request.user, **serializer.validated_data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):
         """Examples by state; per-annotator and per-reviewer throughput."""
@@ -220,7 +222,7 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     def get_queryset(self):
         return access.visible_snapshots(self.request.user, super().get_queryset())
 
-    @extend_schema(request=SnapshotCreateSerializer, responses=SnapshotSerializer)
+    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer, 200: SnapshotSerializer})
     def create(self, request, *args, **kwargs):
         params = SnapshotCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -262,7 +264,7 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
                 raise ServiceError(f"there is no snapshot {params.validated_data['previous']}")
         return Response(snapshot_diff(snapshot, previous, limit=params.validated_data["limit"]))
 
-    @extend_schema(request=None, responses=SnapshotExportSerializer)
+    @extend_schema(request=None, responses={201: SnapshotExportSerializer})
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
         """Start an export as a job (chat JSONL per split and a Hugging Face dataset); poll snapshot-exports/{id}/,

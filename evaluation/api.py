@@ -42,7 +42,7 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=PredictionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # paginated; the run list's filters do not apply
     def predictions(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().predictions.all())
         return self.get_paginated_response(PredictionSerializer(page, many=True).data)

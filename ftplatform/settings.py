@@ -157,6 +157,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed sidecar package, not a CDN: no network at run time.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Error answers on every operation (ftplatform.schema), after the default enum hook.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "ftplatform.schema.add_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ExampleStatusEnum": "curation.choices.ExampleStatus",
         "ImportStatusEnum": "curation.choices.ImportStatus",

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from curation.choices import ExampleStatus
 from curation.formats import read_delimited
+from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
 from curation.workflow import approve_example, assign_example
 from ftplatform.errors import NotAllowed, ServiceError
@@ -158,3 +159,31 @@ def test_check_deploy_behind_https_leaves_only_the_hsts_advice():
     done = _manage("check", "--deploy", FTPLATFORM_SECRET_KEY=secrets.token_urlsafe(50), FTPLATFORM_HTTPS="1")
     warnings = sorted(set(re.findall(r"security\.W\d+", done.stdout + done.stderr)))
     assert warnings == ["security.W004"]  # HSTS stays the operator's choice (FTPLATFORM_HSTS_SECONDS)
+
+
+def test_api_urls_no_route_matches_answer_json_as_the_schema_documents(client):
+    """/api/v1/datasets/0.5/ matches no route (ids have no dot): Django answered its HTML 404 page,
+    which no client generated from the schema can read."""
+    client.force_login(EngineerFactory())
+    response = client.get("/api/v1/datasets/0.5/history/")
+    assert (response.status_code, response["Content-Type"], response.json()) == (
+        404, "application/json", {"detail": "Not found."})
+    assert client.get("/admin/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_the_schema_documents_the_400_of_a_download_that_is_not_ready():
+    """Found by schemathesis on PostgreSQL + Redis, where exports stay queued: a GET without
+    parameters answered an undocumented 400 (a service rule), so 400 is documented everywhere."""
+    from curation.exports import start_snapshot_export
+
+    example = ExampleFactory(status=ExampleStatus.APPROVED)
+    engineer = EngineerFactory()
+    export = start_snapshot_export(create_snapshot(example.dataset, by=engineer)[0], by=engineer)
+    SnapshotExport.objects.filter(pk=export.pk).update(status="queued")
+    client = client_for(engineer)
+    response = client.get(f"/api/v1/snapshot-exports/{export.pk}/hf-dataset/")
+    assert response.status_code == 400 and "download it once it has succeeded" in response.json()["detail"]
+    schema = client.get("/api/schema/?format=json").json()
+    documented = schema["paths"]["/api/v1/snapshot-exports/{id}/hf-dataset/"]["get"]["responses"]["400"]
+    error_detail = {"$ref": "#/components/schemas/ErrorDetail"}
+    assert documented["content"]["application/json"]["schema"]["oneOf"][0] == error_detail

@@ -1,5 +1,6 @@
 """Thin DRF views over the training services."""
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -89,8 +90,9 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         run.refresh_from_db()
         return Response(TrainingRunDetailSerializer(run).data)
 
-    @extend_schema(responses=TrainingEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=TrainingEventSerializer(many=True), parameters=[OpenApiParameter(
+        "after", int, description="Only events with a greater id (the last id of the previous answer).")])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])  # a plain list, ?after= pages
     def events(self, request, pk=None):
         """Up to 1,000 events after the ``after`` event id, oldest first: poll again with the last id."""
         events = self.get_object().events.all()
@@ -114,7 +116,8 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     serializer_class = ModelVersionSerializer
     filterset_fields = ["kind", "base_model"]
 
-    @extend_schema(request=PromptedVersionCreateSerializer, responses=ModelVersionSerializer)
+    @extend_schema(request=PromptedVersionCreateSerializer,
+                   responses={201: ModelVersionSerializer, 200: ModelVersionSerializer})
     def create(self, request, *args, **kwargs):
         params = PromptedVersionCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -142,6 +145,7 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         version = update_model_version(self.get_object(), by=request.user, name=data.pop("name", None), prices=data)
         return Response(ModelVersionSerializer(version).data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         """Lineage and metrics per evaluated snapshot split, beside the prompted base model's."""

@@ -190,13 +190,10 @@ def test_a_rater_judges_a_pair_once_whichever_run_is_named_first():
 def test_a_token_for_the_reversed_pair_is_a_conflict():
     _, (run_a, run_b) = two_eval_runs()
     rater = RaterFactory()
-    record_judgment(next_pair_to_judge(run_a, run_b, by=rater)[2], "left", by=rater)
-    # A token for the same two outputs, runs named the other way round (e.g. taken before the first was posted).
-    from django.core import signing
-
-    first = PairwiseJudgment.objects.get()
-    reversed_token = signing.dumps({"a": first.prediction_b_id, "b": first.prediction_a_id, "left": "a",
-                                    "rater": rater.pk}, salt="evaluation.pairwise")
+    token = next_pair_to_judge(run_a, run_b, by=rater)[2]
+    # The same two outputs from a page naming the runs the other way round, opened before the first was posted.
+    reversed_token = next_pair_to_judge(run_b, run_a, by=rater)[2]
+    record_judgment(token, "left", by=rater)
     with pytest.raises(Conflict):
         record_judgment(reversed_token, "right", by=rater)
     response = client_for(rater).post("/api/v1/judgments/", {"token": reversed_token, "choice": "left"}, format="json")
@@ -208,12 +205,7 @@ def test_a_token_for_the_reversed_pair_is_a_conflict():
 def test_concurrent_judgments_of_one_pair_in_both_orders_store_one_and_answer_409():
     _, (run_a, run_b) = two_eval_runs()
     rater = RaterFactory()
-    from django.core import signing
-
-    left, right, _ = next_pair_to_judge(run_a, run_b, by=rater)
-    a, b = (left, right) if left.eval_run_id == run_a.pk else (right, left)
-    tokens = [signing.dumps({"a": x.pk, "b": y.pk, "left": "a", "rater": rater.pk}, salt="evaluation.pairwise")
-              for x, y in ((a, b), (b, a))] * 3
+    tokens = [next_pair_to_judge(x, y, by=rater)[2] for x, y in ((run_a, run_b), (run_b, run_a))] * 3
     statuses = in_threads(6, lambda i: client_for(rater).post(
         "/api/v1/judgments/", {"token": tokens[i], "choice": "left"}, format="json").status_code)
     assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
