@@ -69,8 +69,9 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
 
     call_command("migrate", verbosity=0)
     from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
+    from curation.datasets import create_dataset
     from curation.imports import import_examples
-    from curation.models import Dataset, Example
+    from curation.models import Example
     from curation.snapshots import approve_snapshot, create_snapshot
     from curation.workflow import approve_examples
     from ftplatform.management.commands.demo import demo_users, first_system_prompt
@@ -83,8 +84,7 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
 
     users = demo_users()
     raw_lines = [line for line in Path(data).read_bytes().split(b"\n") if line.strip()]
-    dataset = Dataset.objects.create(name=dataset_name, system_prompt=first_system_prompt(raw_lines),
-                                     created_by=users["demo-engineer"])
+    dataset = create_dataset(by=users["demo-engineer"], name=dataset_name, system_prompt=first_system_prompt(raw_lines))
     batch = import_examples(dataset, b"\n".join(raw_lines), ImportFormat.CHAT_JSONL, by=users["demo-annotator"],
                             filename=Path(data).name)
     assert batch.status == ImportStatus.SUCCEEDED, (batch.error, batch.errors[:3])

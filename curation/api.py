@@ -1,5 +1,6 @@
 """Thin DRF views over the curation services."""
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +13,7 @@ from ftplatform.rest import IdCursorPagination
 
 from . import access, queues, workflow
 from .choices import ImportStatus, Split
+from .datasets import create_dataset
 from .exports import export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
 from .imports import submit_import
@@ -47,8 +49,9 @@ class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMod
     serializer_class = DatasetSerializer
 
     def perform_create(self, serializer):
-        serializer.save(created_by=self.request.user)
+        serializer.instance = create_dataset(by=self.request.user, **serializer.validated_data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):
         """Examples by state; per-annotator and per-reviewer throughput."""
@@ -229,7 +232,7 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     def get_queryset(self):
         return access.visible_snapshots(self.request.user, super().get_queryset())
 
-    @extend_schema(request=SnapshotCreateSerializer, responses=SnapshotSerializer)
+    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer, 200: SnapshotSerializer})
     def create(self, request, *args, **kwargs):
         params = SnapshotCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -286,7 +289,7 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
         page = self.paginate_queryset(items)
         return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses=SnapshotExportSerializer)
+    @extend_schema(request=None, responses={201: SnapshotExportSerializer})
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
         """Start an export as a job (chat JSONL per split and a Hugging Face dataset); poll snapshot-exports/{id}/,

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from ftplatform import jobrows, queues
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import unique_folder
 from ftplatform.roles import require_permission
 from training.choices import RunStatus
 
@@ -89,16 +90,20 @@ def run_snapshot_export(export_id: int) -> None:
     export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot",))
     if export is None:
         return
-    target = Path(settings.ARTIFACTS_ROOT) / "exports" / f"export-{export.pk}"
-    staging = target.with_name(target.name + ".partial")
+    # A new folder of its own (databases sharing one artifacts root have exports with the same ids),
+    # filled under another name and renamed onto it once complete.
+    target = staging = None
     try:
-        shutil.rmtree(staging, ignore_errors=True)
+        target = unique_folder(Path(settings.ARTIFACTS_ROOT) / "exports", f"export-{export.pk}-")
+        staging = target.with_name(target.name + ".partial")
         keys = set()
         counts = write_chat_jsonl(export.snapshot, staging, keys)
         write_hf_dataset(staging, keys)
-        staging.rename(target)
+        staging.replace(target)  # onto the empty folder reserved above
     except Exception as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        for folder in (staging, target):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         jobrows.fail(export, exc)
         raise
     jobrows.finish(export, RunStatus.SUCCEEDED, path=str(target), counts=counts)

@@ -34,7 +34,8 @@ from django.db.models.sql import UpdateQuery
 from simple_history.utils import bulk_create_with_history
 
 from ftplatform import jobrows, queues
-from ftplatform.errors import Conflict, ServiceError
+from ftplatform.errors import Conflict, ServiceError, without_server_paths
+from ftplatform.jobrows import unique_folder
 from ftplatform.roles import require_permission
 
 from .choices import ExampleSource, ExampleStatus, ImportFormat, ImportStatus
@@ -65,8 +66,9 @@ def create_import_batch(
     Args:
         source: the file as bytes, a binary file object (a Django upload is copied chunk by
             chunk), or a Path: a file, or for ``hf_dataset`` a folder written by ``save_to_disk``.
-            It is copied under ``ARTIFACTS_ROOT/uploads/import-<id>/`` so a worker on another
-            machine can read it, and removed when the job ends.
+            It is copied into a new folder ``ARTIFACTS_ROOT/uploads/import-<id>-<random>/`` (unique:
+            databases sharing one artifacts root have batches with the same ids) so a worker on
+            another machine can read it, and removed when the job ends.
         fmt: a curation.choices.ImportFormat value.
         column_mapping: csv/tsv only, ``{"prompt": column, "completion": column, "system": column?}``.
         hf_split: hf_dataset only, the split of a DatasetDict folder.
@@ -83,12 +85,15 @@ def create_import_batch(
             dataset=dataset, format=fmt, filename=(filename or _name_of(source))[:255], created_by=by,
             skip_invalid=skip_invalid, column_mapping=column_mapping, hf_split=hf_split,
         )
-        folder = Path(settings.ARTIFACTS_ROOT) / UPLOADS_FOLDER / f"import-{batch.pk}"
+        folder = None
         try:
+            folder = unique_folder(Path(settings.ARTIFACTS_ROOT) / UPLOADS_FOLDER, f"import-{batch.pk}-")
             batch.upload_path = str(_store(source, folder))
         except OSError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise ServiceError(f"could not store the upload: {exc}") from exc
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            logger.exception("could not store the upload of import %s", batch.pk)
+            raise ServiceError(f"could not store the upload: {without_server_paths(str(exc))}") from exc
         batch.save(update_fields=["upload_path"])
     return batch
 
@@ -230,8 +235,8 @@ def _name_of(source) -> str:
 
 
 def _store(source, folder: Path) -> Path:
-    """Copy ``source`` (bytes, Path, Django upload or binary file) to ``folder``; returns the stored path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Copy ``source`` (bytes, Path, Django upload or binary file) into the existing ``folder``; returns the
+    stored path."""
     if isinstance(source, Path) and source.is_dir():
         return Path(shutil.copytree(source, folder / "dataset"))
     target = folder / "upload"

@@ -19,7 +19,7 @@ from .splits import MAX_SEED
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     def validate_output_json_schema(self, value):
         if value is None:
@@ -58,9 +58,9 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class ExampleSerializer(serializers.ModelSerializer):
     reviews = ReviewSerializer(many=True, read_only=True)
-    author = serializers.StringRelatedField()
-    assignee = serializers.StringRelatedField()
-    reserved_by = serializers.StringRelatedField()
+    author = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+    assignee = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+    reserved_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     class Meta:
         model = Example
@@ -107,7 +107,7 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
     progress = serializers.FloatField(read_only=True, help_text="rows_done / rows_total, 0..1.")
 
     class Meta:
@@ -131,8 +131,8 @@ class ImportUploadSerializer(serializers.Serializer):
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
-    reviewed_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+    reviewed_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     class Meta:
         model = Snapshot
@@ -235,7 +235,7 @@ class SnapshotReviewSerializer(serializers.Serializer):
 
 
 class SnapshotExportSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     class Meta:
         model = SnapshotExport

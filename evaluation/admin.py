@@ -3,14 +3,13 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from ftplatform.admin_tools import ReadOnlyInline, ReapingAdmin, admin_page
+from ftplatform.admin_tools import ReadOnlyInline, admin_page
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
 from .metrics import metric_spec
 from .models import EvalRun, Prediction, RatingCriterion
 from .scoring import metric_labels, primary_metric, snapshot_metrics
-from .services import reap_lost_eval_runs
 
 
 class PredictionInline(ReadOnlyInline):
@@ -41,7 +40,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(ReapingAdmin):
+class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "primary_score",
                     "created_at"]
     list_filter = ["status", "split"]
@@ -56,7 +55,6 @@ class EvalRunAdmin(ReapingAdmin):
     inlines = [PredictionInline]
     actions = ["compare_selected"]
 
-    reap = staticmethod(reap_lost_eval_runs)
 
     def has_add_permission(self, request):
         return False  # started from the API or the evaluate command

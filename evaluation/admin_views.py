@@ -8,7 +8,6 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
 from curation.admin_views import render_messages
-from curation.models import Dataset
 from ftplatform.errors import ServiceError
 from ftplatform.rest import id_param, parse_id
 
@@ -26,10 +25,10 @@ def rate_view(model_admin, request):
     if not request.user.has_perm("evaluation.add_humanrating"):
         raise PermissionDenied
     dataset_id = id_param(request, "dataset")
-    dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id is not None else None
+    dataset = ratings.datasets_to_rate().filter(pk=dataset_id).first() if dataset_id is not None else None
     if dataset is None:
-        datasets = Dataset.objects.filter(rating_criteria__isnull=False).distinct().order_by("name")
-        return _page(model_admin, request, "rate.html", title="Rate predictions", datasets=datasets)
+        return _page(model_admin, request, "rate.html", title="Rate predictions",
+                     datasets=ratings.datasets_to_rate().order_by("name"))
     if request.method == "POST":
         prediction_id = parse_id(request.POST.get("prediction", ""))
         # Only a prediction this page hands out: of this dataset, of a succeeded run.

@@ -20,21 +20,16 @@ from .serializers import (
     RatingCreateSerializer,
     RatingCriterionSerializer,
 )
-from .services import reap_lost_eval_runs, start_eval_run
+from .services import start_eval_run
 
 
 class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Eval runs. Reading them also fails runs whose worker stopped sending heartbeats
-    (evaluation.services.reap_lost_eval_runs)."""
+    """Eval runs. Reads change nothing: lost runs are failed by the workers and ``manage.py
+    reap_jobs`` (ftplatform.liveness.reap_all)."""
 
     queryset = EvalRun.objects.select_related("snapshot")
     serializer_class = EvalRunSerializer
     filterset_fields = ["model_version", "snapshot", "split", "status"]
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action in ("list", "retrieve"):
-            reap_lost_eval_runs()
 
     @extend_schema(request=EvalRunCreateSerializer, responses=EvalRunSerializer)
     def create(self, request, *args, **kwargs):
@@ -48,7 +43,7 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=PredictionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # paginated; the run list's filters do not apply
     def predictions(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().predictions.all())
         return self.get_paginated_response(PredictionSerializer(page, many=True).data)
@@ -112,17 +107,16 @@ class RatingViewSet(viewsets.GenericViewSet):
     """
 
     queryset = HumanRating.objects.all()
+    serializer_class = RatingCreateSerializer  # what POST takes: OPTIONS describes it
     action_permissions = {"next": ["evaluation.add_humanrating"], "create": ["evaluation.add_humanrating"]}
 
     @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True)], responses=dict)
     @action(detail=False, methods=["get"])
     def next(self, request):
-        from curation.models import Dataset
-
         dataset_id = id_param(request, "dataset")
         if dataset_id is None:
             return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        dataset = get_object_or_404(ratings.datasets_to_rate(), pk=dataset_id)
         prediction = ratings.next_prediction_to_rate(dataset, by=request.user)
         return Response({"prediction": BlindPredictionSerializer(prediction).data if prediction else None,
                          "criteria": RatingCriterionSerializer(ratings.criteria_of(dataset), many=True).data})
@@ -148,6 +142,7 @@ class JudgmentViewSet(viewsets.GenericViewSet):
     """
 
     queryset = PairwiseJudgment.objects.all()
+    serializer_class = JudgmentCreateSerializer  # what POST takes: OPTIONS describes it
     action_permissions = {"next": ["evaluation.add_pairwisejudgment"], "create": ["evaluation.add_pairwisejudgment"]}
 
     @extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],

@@ -1,4 +1,6 @@
 """Evaluation runs of model versions on snapshot splits, their predictions, and human ratings."""
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -114,3 +116,21 @@ class PairwiseJudgment(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["prediction_a", "prediction_b", "rater"],
                                                name="one_judgment_per_pair_and_rater")]
+
+
+class PairAssignment(models.Model):
+    """A blind pair handed to a rater: the two predictions and which one is shown on the left stay on
+    the server; the rater holds only ``token``, an opaque random id (a signed token could be decoded
+    to learn which model wrote which side). Asking again for the same pair hands out the same
+    assignment, so the order recorded is the order shown."""
+
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    prediction_a = models.ForeignKey(Prediction, related_name="+", on_delete=models.CASCADE)
+    prediction_b = models.ForeignKey(Prediction, related_name="+", on_delete=models.CASCADE)
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="+", on_delete=models.CASCADE)
+    left = models.CharField(max_length=1, choices=PairwiseJudgment.Side.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prediction_a", "prediction_b", "rater"],
+                                               name="one_assignment_per_pair_and_rater")]

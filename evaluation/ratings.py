@@ -2,11 +2,12 @@
 
 Raters see an input and an output (or two outputs in random order), never the model that wrote
 them, nor other raters' scores. The order a pair was shown in is stored with the judgment; the
-pair handed to the page travels in a signed token, so what is recorded is what was shown.
+pair handed to the page is a PairAssignment on the server, named by an opaque token, so what is
+recorded is what was shown and the token reveals nothing.
 """
 import random
+import uuid
 
-from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
@@ -17,10 +18,15 @@ from ftplatform.roles import require_permission
 from training.choices import RunStatus
 
 from .comparisons import check_comparable
-from .models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
+from .models import EvalRun, HumanRating, PairAssignment, PairwiseJudgment, Prediction, RatingCriterion
 
-PAIR_SALT = "evaluation.pairwise"
 LIKERT = range(1, 6)
+
+
+def datasets_to_rate():
+    """Datasets with rating criteria: the only ones the rating pages and API let a rater name. Others
+    answer as missing, so a rater (who may not view datasets) never learns their names."""
+    return Dataset.objects.filter(rating_criteria__isnull=False).distinct()
 
 
 def rateable_predictions(dataset: Dataset):
@@ -114,8 +120,9 @@ def _comparable(eval_a: EvalRun, eval_b: EvalRun) -> None:
 def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Random | None = None):
     """Two predictions for one input, one from each run, that ``by`` has not judged, in random order.
 
-    Returns ``(left, right, token)`` or None when every input is judged; ``token`` is signed and
-    names the pair, which one is on the left and the rater it was shown to, for record_judgment.
+    Returns ``(left, right, token)`` or None when every input is judged; ``token`` (a string) is the
+    opaque id of the PairAssignment that holds the pair, the side shown on the left and the rater,
+    for record_judgment. The same pair asked for again keeps its token and order.
     Raises NotAllowed without 'evaluation.add_pairwisejudgment', ServiceError for runs that cannot be compared.
     """
     require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
@@ -126,12 +133,21 @@ def next_pair_to_judge(eval_a: EvalRun, eval_b: EvalRun, *, by, rng: random.Rand
         if prediction_a.input_hash in judged or prediction_a.input_hash not in b_by_input:
             continue
         prediction_b = Prediction.objects.get(pk=b_by_input[prediction_a.input_hash])
-        left = (rng or random.SystemRandom()).choice(PairwiseJudgment.Side.values)
-        token = signing.dumps({"a": prediction_a.pk, "b": prediction_b.pk, "left": left, "rater": by.pk},
-                              salt=PAIR_SALT)
-        shown = (prediction_a, prediction_b) if left == "a" else (prediction_b, prediction_a)
-        return shown[0], shown[1], token
+        assignment = _assignment(prediction_a, prediction_b, by, rng)
+        shown = (prediction_a, prediction_b) if assignment.left == "a" else (prediction_b, prediction_a)
+        return shown[0], shown[1], str(assignment.token)
     return None
+
+
+def _assignment(prediction_a: Prediction, prediction_b: Prediction, rater, rng) -> PairAssignment:
+    """The pair's assignment to ``rater``, created with a random left side the first time."""
+    identity = {"prediction_a": prediction_a, "prediction_b": prediction_b, "rater": rater}
+    try:
+        with transaction.atomic():
+            return PairAssignment.objects.get_or_create(
+                **identity, defaults={"left": (rng or random.SystemRandom()).choice(PairwiseJudgment.Side.values)})[0]
+    except IntegrityError:  # the same rater asked twice at once
+        return PairAssignment.objects.get(**identity)
 
 
 @transaction.atomic
@@ -146,11 +162,15 @@ def record_judgment(token: str, choice: str, *, by) -> PairwiseJudgment:
     """
     require_permission(by, "evaluation.add_pairwisejudgment", "judge pairs of predictions")
     try:
-        pair = signing.loads(token, salt=PAIR_SALT)
-    except signing.BadSignature:
-        raise ServiceError("this pair was not handed out by the pairwise page; open the page again") from None
-    if pair.get("rater") != by.pk:
+        assignment = PairAssignment.objects.filter(token=uuid.UUID(str(token))).first()
+    except ValueError:  # not a UUID at all
+        assignment = None
+    if assignment is None:  # never handed out, or gone with its predictions (an eval run was deleted)
+        raise ServiceError("this pair was not handed out by the pairwise page, or its predictions no longer exist; "
+                           "open the page again")
+    if assignment.rater_id != by.pk:
         raise ServiceError("this pair was handed out to another rater; open the page again to get your own")
+    pair = {"a": assignment.prediction_a_id, "b": assignment.prediction_b_id, "left": assignment.left}
     sides = {"left": pair["left"], "right": "b" if pair["left"] == "a" else "a", "tie": "tie"}
     if choice not in sides:
         raise ServiceError(f"choice must be left, right or tie, got {choice!r}")

@@ -9,7 +9,7 @@ from .models import EvalRun, Prediction, RatingCriterion
 
 class EvalRunSerializer(serializers.ModelSerializer):
     snapshot_hash = serializers.CharField(source="snapshot.content_hash", read_only=True)
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     class Meta:
         model = EvalRun

@@ -76,9 +76,9 @@ def _check_few_shot_unseen(model_version: ModelVersion, snapshot: Snapshot, spli
 
 def reap_lost_eval_runs() -> list[int]:
     """Fail running eval runs whose worker stopped sending heartbeats (killed, out of memory,
-    machine gone): ftplatform.liveness.reap_lost, the rule training runs follow too. Called by
-    every worker process every heartbeat interval, by the eval run API and admin, and while the
-    evaluate and demo commands wait. Returns the ids it failed.
+    machine gone): ftplatform.liveness.reap_lost, the rule training runs follow too. Called through
+    ftplatform.liveness.reap_all by every worker process every heartbeat interval and by ``manage.py
+    reap_jobs``, and while the evaluate and demo commands wait. Returns the ids it failed.
     """
     from .models import EvalRun
 

@@ -55,22 +55,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReapingAdmin(admin.ModelAdmin):
-    """An admin of job rows with heartbeats (ftplatform.liveness): its list and detail pages first
-    fail rows whose worker died (``reap``, a staticmethod such as training.services.reap_lost_runs),
-    so they show as failed, not running forever."""
-
-    reap = None
-
-    def changelist_view(self, request, extra_context=None):
-        self.reap()
-        return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        self.reap()
-        return super().change_view(request, object_id, form_url, extra_context)
-
-
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False

@@ -1,5 +1,10 @@
 """Errors raised by service functions. The edges (API, admin, commands) turn them into
 a 400/403/409 response, an admin message, or a CommandError; never a traceback."""
+import re
+
+# The folders of an absolute POSIX path ("/srv/ftplatform/var/artifacts/uploads/"), not preceded by
+# what would make it part of a URL ("http://host/v1") or a relative path ("a/b").
+_SERVER_FOLDERS = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]{}<>]+/)+")
 
 
 class ServiceError(Exception):
@@ -18,3 +23,10 @@ class Conflict(ServiceError):
     """The object changed or is in the wrong state for this action. HTTP 409."""
 
     status_code = 409
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` (a library's or the OS's error message) with every absolute path cut to its last part,
+    e.g. "No such file or directory: '/srv/var/artifacts/uploads/import-3-x/upload'" -> "... 'upload'":
+    users see what is wrong, never where the server keeps its files (the log has the whole message)."""
+    return _SERVER_FOLDERS.sub("", text)

@@ -44,9 +44,9 @@ HISTORY_ENTRIES_SCHEMA = inline_serializer("HistoryEntry", many=True, fields={
 class HistoryMixin:
     """Adds ``GET <object>/history/`` to a viewset whose model has ``history = HistoricalRecords()``."""
 
+    # Its own cursor pagination and no filters: the schema then shows ?cursor= and {next, previous, results}.
     @extend_schema(responses=HISTORY_ENTRIES_SCHEMA)
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=HistoryPagination, filter_backends=[])
     def history(self, request, pk=None):
-        paginator = HistoryPagination()
-        page = paginator.paginate_queryset(self.get_object().history.select_related("history_user"), request, self)
-        return paginator.get_paginated_response([history_entry(record) for record in page])
+        page = self.paginate_queryset(self.get_object().history.select_related("history_user"))
+        return self.get_paginated_response([history_entry(record) for record in page])

@@ -4,11 +4,16 @@ The row is created (status ``queued``) in the transaction that enqueues the job;
 claims it (``running``), and ends it ``succeeded``, ``failed`` with a readable error, or
 ``cancelled``. RQ's own registries are never the source of truth.
 """
+import tempfile
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
 from training.choices import RunStatus
+
+from .errors import without_server_paths
 
 
 class JobRow(models.Model):
@@ -47,5 +52,15 @@ def finish(row: JobRow, status: str, *, where: dict | None = None, **fields) -> 
 
 
 def fail(row: JobRow, exc: BaseException, *, where: dict | None = None, **fields) -> bool:
-    """End a row as failed with the exception's type and message as the readable error (see finish)."""
-    return finish(row, RunStatus.FAILED, where=where, error=f"{type(exc).__name__}: {exc}", **fields)
+    """End a row as failed with the exception's type and message, server paths cut
+    (errors.without_server_paths), as the readable error (see finish)."""
+    return finish(row, RunStatus.FAILED, where=where, error=f"{type(exc).__name__}: {without_server_paths(str(exc))}",
+                  **fields)
+
+
+def unique_folder(parent: Path, prefix: str) -> Path:
+    """A new, empty folder ``parent/<prefix><random>`` (created with ``parent`` if missing) that no other
+    process or database was given: a job's files never share a folder named only by a row id, which
+    databases sharing one artifacts root repeat (tempfile.mkdtemp creates it exclusively)."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))

@@ -5,9 +5,12 @@ that claimed its row calls ``start_heartbeat``: the row records the worker (host
 work-horse) and a thread stamps ``heartbeat_at`` every settings.TRAINING_HEARTBEAT_SECONDS (the
 setting is older than evaluation's liveness; it serves every job row). ``reap_lost`` fails running
 rows silent for longer than that plus settings.TRAINING_HEARTBEAT_MARGIN_SECONDS (worker SIGKILLed,
-out of memory, machine gone): every worker process calls it each heartbeat interval, and the API,
-admin and command-line waits call it before showing runs, so a lost row ends within about one
-interval plus the margin. Both sides use the database's clock, never a worker's or web host's.
+out of memory, machine gone). ``reap_all`` runs every kind's reaper (LOST_JOB_REAPERS): every worker
+process calls it each heartbeat interval, so a lost row ends within about one interval plus the
+margin, and ``manage.py reap_jobs`` calls it once (from cron, or after a crash of a process that ran
+jobs in-process: without REDIS_URL no worker runs). Reads (API, admin pages) change nothing; the
+train and evaluate commands, which wait on a run, reap while they wait. Both sides use the
+database's clock, never a worker's or web host's.
 
 A job must end its row conditionally (``jobrows.finish(..., where={"status": "running"})``) so a row
 reaped while its work-horse was only paused is never overwritten as succeeded.
@@ -23,12 +26,19 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
+from django.utils.module_loading import import_string
 
 from training.choices import RunStatus
 
 from .jobrows import JobRow, finish
 
 logger = logging.getLogger(__name__)
+
+# Every kind of job row with a heartbeat, and its reaper: dotted paths, so this shared layer imports no app.
+LOST_JOB_REAPERS = {
+    "training run": "training.services.reap_lost_runs",
+    "eval run": "evaluation.services.reap_lost_eval_runs",
+}
 
 
 class LiveJobRow(JobRow):
@@ -119,3 +129,8 @@ def reap_lost(model: type[LiveJobRow], advice: str, *, on_lost: Callable[[LiveJo
                 on_lost(row, error)
             lost.append(row.pk)
     return lost
+
+
+def reap_all() -> dict[str, list[int]]:
+    """Run every reaper of LOST_JOB_REAPERS once: ``{kind: [ids failed as worker lost]}``."""
+    return {kind: import_string(path)() for kind, path in LOST_JOB_REAPERS.items()}

@@ -18,6 +18,10 @@ class RolePermissions(BasePermission):
 
     def required(self, request, view) -> list[str]:
         action = getattr(view, "action", None)
+        if action == "metadata" and request.method not in SAFE_METHODS:
+            # OPTIONS asks, per write method, whether to describe its form (DRF's SimpleMetadata,
+            # on a copy of the request): that is the permission of the action the method routes to.
+            action = getattr(view, "action_map", {}).get(request.method.lower())
         if action is None:
             return []  # the API root (links only), or a method the view lacks: DRF answers 405 next
         listed = getattr(view, "action_permissions", {}).get(action)

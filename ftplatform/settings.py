@@ -3,7 +3,8 @@
 DATABASE_URL          default: SQLite file under var/ (the embedded quick-start default)
 REDIS_URL             default: unset -> jobs run in-process through RQ's synchronous mode
 FTPLATFORM_ARTIFACTS  adapters, checkpoints, cached base models; default var/artifacts
-FTPLATFORM_SECRET_KEY required when FTPLATFORM_DEBUG is off
+FTPLATFORM_SECRET_KEY required unless FTPLATFORM_DEBUG=1 (debug is off by default)
+FTPLATFORM_HTTPS      1 behind HTTPS: secure cookies, redirects, HSTS (FTPLATFORM_HSTS_SECONDS)
 """
 import os
 from pathlib import Path
@@ -13,15 +14,27 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FTPLATFORM_VAR", BASE_DIR / "var"))
 
-DEBUG = os.environ.get("FTPLATFORM_DEBUG", "1") == "1"
+# Off unless asked for: a debug page shows settings and tracebacks to whoever triggers an error.
+# The quick start (scripts/demo.sh) turns it on; tests need only a key (scripts/test.sh sets one).
+DEBUG = os.environ.get("FTPLATFORM_DEBUG", "0") == "1"
 SECRET_KEY = os.environ.get("FTPLATFORM_SECRET_KEY") or (
     "insecure-development-key-set-FTPLATFORM_SECRET_KEY-in-production" if DEBUG else None
 )
 if not SECRET_KEY:
-    raise RuntimeError("FTPLATFORM_SECRET_KEY must be set when FTPLATFORM_DEBUG=0")
+    # SystemExit, not an exception: manage.py and WSGI servers print this line, not a traceback.
+    raise SystemExit("ftplatform: set FTPLATFORM_SECRET_KEY (a long random string, e.g. from "
+                     "'python -c \"import secrets; print(secrets.token_urlsafe(50))\"'); "
+                     "only a local try-out may run without one, with FTPLATFORM_DEBUG=1")
 ALLOWED_HOSTS = [
     host for host in os.environ.get("FTPLATFORM_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if host
 ]
+
+# Behind HTTPS (FTPLATFORM_HTTPS=1): cookies only over HTTPS, HTTP redirected, the proxy's
+# X-Forwarded-Proto trusted; HSTS once FTPLATFORM_HSTS_SECONDS is set (manage.py check --deploy).
+if os.environ.get("FTPLATFORM_HTTPS", "0") == "1":
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(os.environ.get("FTPLATFORM_HSTS_SECONDS", "0"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -144,6 +157,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed sidecar package, not a CDN: no network at run time.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Error answers on every operation (ftplatform.schema), after the default enum hook.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "ftplatform.schema.add_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ExampleStatusEnum": "curation.choices.ExampleStatus",
         "ImportStatusEnum": "curation.choices.ImportStatus",

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Settings refuse to load without a key unless FTPLATFORM_DEBUG=1; tests run with debug off.
+export FTPLATFORM_SECRET_KEY=${FTPLATFORM_SECRET_KEY:-test-only-key-never-used-in-production}
 exec .venv/bin/python -m pytest "$@"

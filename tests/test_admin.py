@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from curation.choices import ExampleStatus
 from curation.models import Example, ImportBatch
-from tests.factories import DatasetFactory, ExampleFactory, ReviewerFactory
+from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +79,7 @@ def test_model_versions_cannot_be_added_or_their_prompt_changed(superuser_client
     from tests.factories import tiny_base_model
     from training.services import prompted_model_version
 
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.", by=EngineerFactory())
     assert superuser_client.get(reverse("admin:training_modelversion_add")).status_code == 403
     superuser_client.post(reverse("admin:training_modelversion_change", args=[version.pk]),
                           {"name": "renamed", "system_prompt": "Answer in French."})

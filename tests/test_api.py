@@ -149,7 +149,7 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
 
     snapshot = snapshot_of(e2e_records[:20])
     base = tiny_base_model(tiny_model_dir)
-    prompted, _ = prompted_model_version(base, "Describe it.")
+    prompted, _ = prompted_model_version(base, "Describe it.", by=EngineerFactory())
     tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
     for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
         EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
@@ -206,7 +206,7 @@ def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
     from tests.training.test_runs import snapshot_of
 
     snapshot = snapshot_of(e2e_records[:20], approve=False)
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.", by=EngineerFactory())
     response = client_for(EngineerFactory()).post("/api/v1/eval-runs/", {"model_version": version.pk,
                                                                      "snapshot": snapshot.pk}, format="json")
     assert response.status_code == 400 and "approve" in response.json()["detail"]

@@ -47,7 +47,7 @@ def test_create_dataset_is_undone_when_its_first_import_is_refused(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text("{oops\n")
     with pytest.raises(CommandError, match="nothing was imported"):
-        call_command("import_examples", str(path), dataset="fresh", username=AnnotatorFactory().username,
+        call_command("import_examples", str(path), dataset="fresh", username=EngineerFactory().username,
                      create_dataset=True)
     assert not Dataset.objects.filter(name="fresh").exists()
 
@@ -56,8 +56,40 @@ def test_create_dataset_refuses_a_name_that_does_not_fit(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
     with pytest.raises(CommandError, match="name: Ensure this value has at most 200 characters"):
-        call_command("import_examples", str(path), dataset="x" * 300, username=AnnotatorFactory().username,
+        call_command("import_examples", str(path), dataset="x" * 300, username=EngineerFactory().username,
                      format="prompt_completion_jsonl", create_dataset=True)
+
+
+def test_an_annotator_cannot_create_a_dataset_from_the_import_command(tmp_path):
+    """--as used to bypass the role table here: any user could create a dataset."""
+    from curation.models import Dataset
+
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    annotator = AnnotatorFactory()
+    with pytest.raises(CommandError, match=f"{annotator.username} may not create datasets "
+                                           r"\(needs the 'curation.add_dataset' permission\)"):
+        call_command("import_examples", str(path), dataset="fresh", username=annotator.username,
+                     format="prompt_completion_jsonl", create_dataset=True)
+    assert not Dataset.objects.exists() and not Example.objects.exists()
+
+
+def test_the_evaluate_command_checks_the_role_before_creating_a_prompted_version():
+    """--prompted-base used to create the prompted model version for any --as user, before the
+    evaluation's own permission check refused them."""
+    from curation.choices import ExampleStatus
+    from curation.snapshots import approve_snapshot, create_snapshot
+    from tests.factories import ExampleFactory, RaterFactory, ReviewerFactory, unloadable_base_model
+    from training.models import ModelVersion
+
+    example = ExampleFactory(status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(example.dataset, by=EngineerFactory())
+    approve_snapshot(snapshot, by=ReviewerFactory(), comment="")
+    rater = RaterFactory()
+    with pytest.raises(CommandError, match=f"{rater.username} may not add model versions"):
+        call_command("evaluate", prompted_base=True, base_model=unloadable_base_model().name, snapshot=snapshot.pk,
+                     username=rater.username)
+    assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 fetch, assignees who cannot approve, snapshot visibility, 405s, tampered cursors, odd mappings."""
 import base64
 import json
+import re
+import secrets
 from urllib.parse import urlencode
 
 import pytest
@@ -10,6 +12,7 @@ from django.urls import reverse
 
 from curation.choices import ExampleStatus
 from curation.formats import read_delimited
+from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
 from curation.workflow import approve_example, assign_example
 from ftplatform.errors import NotAllowed, ServiceError
@@ -126,3 +129,61 @@ def test_edit_and_approve_by_an_assigned_reviewer_is_refused():
     response = client_for(annotator_reviewer).post(f"/api/v1/examples/{example.pk}/edit-and-approve/", {
         "messages": conversation("q", "mine"), "expected_version": example.version + 1}, format="json")
     assert response.status_code == 403
+
+
+def _manage(*args, **env):
+    """Run manage.py in a fresh process with the given FTPLATFORM_* variables only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FTPLATFORM_")}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=Path(__file__).resolve().parent.parent,
+                          env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_debug_is_off_unless_turned_on():
+    code = "from django.conf import settings; print(settings.DEBUG)"
+    assert _manage("shell", "-v", "0", "-c", code, FTPLATFORM_SECRET_KEY="k" * 50).stdout.strip() == "False"
+    assert _manage("shell", "-v", "0", "-c", code, FTPLATFORM_DEBUG="1").stdout.strip() == "True"
+
+
+def test_a_production_start_without_a_secret_key_says_so_without_a_traceback():
+    done = _manage("check")
+    assert done.returncode == 1
+    assert "set FTPLATFORM_SECRET_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_check_deploy_behind_https_leaves_only_the_hsts_advice():
+    done = _manage("check", "--deploy", FTPLATFORM_SECRET_KEY=secrets.token_urlsafe(50), FTPLATFORM_HTTPS="1")
+    warnings = sorted(set(re.findall(r"security\.W\d+", done.stdout + done.stderr)))
+    assert warnings == ["security.W004"]  # HSTS stays the operator's choice (FTPLATFORM_HSTS_SECONDS)
+
+
+def test_api_urls_no_route_matches_answer_json_as_the_schema_documents(client):
+    """/api/v1/datasets/0.5/ matches no route (ids have no dot): Django answered its HTML 404 page,
+    which no client generated from the schema can read."""
+    client.force_login(EngineerFactory())
+    response = client.get("/api/v1/datasets/0.5/history/")
+    assert (response.status_code, response["Content-Type"], response.json()) == (
+        404, "application/json", {"detail": "Not found."})
+    assert client.get("/admin/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_the_schema_documents_the_400_of_a_download_that_is_not_ready():
+    """Found by schemathesis on PostgreSQL + Redis, where exports stay queued: a GET without
+    parameters answered an undocumented 400 (a service rule), so 400 is documented everywhere."""
+    from curation.exports import start_snapshot_export
+
+    example = ExampleFactory(status=ExampleStatus.APPROVED)
+    engineer = EngineerFactory()
+    export = start_snapshot_export(create_snapshot(example.dataset, by=engineer)[0], by=engineer)
+    SnapshotExport.objects.filter(pk=export.pk).update(status="queued")
+    client = client_for(engineer)
+    response = client.get(f"/api/v1/snapshot-exports/{export.pk}/hf-dataset/")
+    assert response.status_code == 400 and "download it once it has succeeded" in response.json()["detail"]
+    schema = client.get("/api/schema/?format=json").json()
+    documented = schema["paths"]["/api/v1/snapshot-exports/{id}/hf-dataset/"]["get"]["responses"]["400"]
+    error_detail = {"$ref": "#/components/schemas/ErrorDetail"}
+    assert documented["content"]["application/json"]["schema"]["oneOf"][0] == error_detail

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ftplatform.admin_tools import ReadOnlyInline, ReapingAdmin, apply_to_each
+from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
 from ftplatform.errors import ServiceError
 
 from .charts import loss_chart_svg, loss_points
@@ -16,7 +16,6 @@ from .services import (
     PRICE_FIELDS,
     cancel_training_run,
     checked_prices,
-    reap_lost_runs,
     resume_training_run,
     update_model_version,
 )
@@ -40,7 +39,7 @@ class TrainingEventInline(ReadOnlyInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(ReapingAdmin):
+class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart", "preflight_report"]
@@ -52,7 +51,6 @@ class TrainingRunAdmin(ReapingAdmin):
     ]
     inlines = [CheckpointInline, TrainingEventInline]
 
-    reap = staticmethod(reap_lost_runs)
 
     @admin.display(description="pre-flight report")
     def preflight_report(self, obj):

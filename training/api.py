@@ -1,5 +1,6 @@
 """Thin DRF views over the training services."""
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -24,7 +25,6 @@ from .services import (
     few_shot_examples,
     preflight_training_run,
     prompted_model_version,
-    reap_lost_runs,
     remote_model_version,
     resume_training_run,
     start_training_run,
@@ -39,8 +39,8 @@ class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Runs; a run's page includes its pre-flight report, checkpoints and events
-    (``events/?after=<id>`` pages through them for polling). Reading runs also fails runs whose
-    worker stopped sending heartbeats (training.services.reap_lost_runs)."""
+    (``events/?after=<id>`` pages through them for polling). Reads change nothing: lost runs are
+    failed by the workers and ``manage.py reap_jobs`` (ftplatform.liveness.reap_all)."""
 
     queryset = TrainingRun.objects.select_related("snapshot", "created_by").prefetch_related("checkpoints")
     serializer_class = TrainingRunSerializer
@@ -51,11 +51,6 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
 
     def get_serializer_class(self):
         return TrainingRunDetailSerializer if self.action == "retrieve" else TrainingRunSerializer
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action in ("list", "retrieve", "events"):
-            reap_lost_runs()
 
     def _run_params(self, request):
         params = TrainingRunCreateSerializer(data=request.data)
@@ -95,8 +90,9 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         run.refresh_from_db()
         return Response(TrainingRunDetailSerializer(run).data)
 
-    @extend_schema(responses=TrainingEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=TrainingEventSerializer(many=True), parameters=[OpenApiParameter(
+        "after", int, description="Only events with a greater id (the last id of the previous answer).")])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])  # a plain list, ?after= pages
     def events(self, request, pk=None):
         """Up to 1,000 events after the ``after`` event id, oldest first: poll again with the last id."""
         events = self.get_object().events.all()
@@ -120,7 +116,8 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     serializer_class = ModelVersionSerializer
     filterset_fields = ["kind", "base_model"]
 
-    @extend_schema(request=PromptedVersionCreateSerializer, responses=ModelVersionSerializer)
+    @extend_schema(request=PromptedVersionCreateSerializer,
+                   responses={201: ModelVersionSerializer, 200: ModelVersionSerializer})
     def create(self, request, *args, **kwargs):
         params = PromptedVersionCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -135,7 +132,7 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         if data.get("few_shot_snapshot") is not None:
             shots = few_shot_examples(data["few_shot_snapshot"], data["few_shot_k"], seed=data["few_shot_seed"])
         version, created = prompted_model_version(
-            data.get("base_model") or default_base_model(), data["system_prompt"], shots)
+            data.get("base_model") or default_base_model(), data["system_prompt"], shots, by=request.user)
         return Response(ModelVersionSerializer(version).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -148,6 +145,7 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         version = update_model_version(self.get_object(), by=request.user, name=data.pop("name", None), prices=data)
         return Response(ModelVersionSerializer(version).data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         """Lineage and metrics per evaluated snapshot split, beside the prompted base model's."""

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from curation.choices import Split
 from ftplatform import jobrows, liveness
+from ftplatform.errors import without_server_paths
 
 from .choices import EventKind, FailureReason, ModelVersionKind, RunStatus
 from .models import ModelVersion, TrainingRun
@@ -132,7 +133,7 @@ def run_training(run_id: int) -> None:
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
         if jobrows.fail(run, exc, where=mine, failure_reason=FailureReason.ERROR):
-            log_event(run, EventKind.LOG, f"failed: {exc}")
+            log_event(run, EventKind.LOG, f"failed: {without_server_paths(str(exc))}")
         raise
     finally:
         if heartbeat is not None:

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from curation.models import Snapshot
 
+from .choices import FailureReason
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 
 
@@ -31,8 +32,10 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     """A run without its events (lists); TrainingRunDetailSerializer adds them."""
 
     progress = serializers.FloatField(read_only=True)
+    # "" until the run fails: the schema's enum must hold it too.
+    failure_reason = serializers.ChoiceField(choices=FailureReason.choices, allow_blank=True, read_only=True)
     snapshot_hash = serializers.CharField(source="snapshot.content_hash", read_only=True)
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
 
     class Meta:
         model = TrainingRun

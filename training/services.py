@@ -11,7 +11,7 @@ from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
 from ftplatform import liveness, queues
-from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.errors import Conflict, NotAllowed, ServiceError, without_server_paths
 from ftplatform.roles import require_permission
 
 from .choices import FINISHED_STATUSES, BaseModelSource, EventKind, FailureReason, ModelVersionKind, RunStatus
@@ -65,7 +65,7 @@ def base_model_token_limits(base_model: BaseModel, max_seq_length: int | None = 
         tokenizer, context = _tokenizer_and_context(str(base_model_folder(base_model)))
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"cannot load the tokenizer of base model {base_model.name!r} for the quality gate: "
-                           f"{exc}") from exc
+                           f"{without_server_paths(str(exc))}") from exc
     return TokenLimits(tokenizer, max_seq_length or DEFAULT_CONFIG.max_seq_length, context, base_model.name)
 
 
@@ -165,7 +165,8 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
                            tokens_per_second=speed, tokens_per_second_source=source,
                            price_per_gpu_hour=settings.GPU_HOUR_PRICE, system_prompt=snapshot.system_prompt)
     except (BaseModelError, OSError, ValueError) as exc:
-        raise ServiceError(f"base model {base_model.name!r} cannot be loaded: {exc}") from exc
+        raise ServiceError(f"base model {base_model.name!r} cannot be loaded: "
+                           f"{without_server_paths(str(exc))}") from exc
     return report.to_dict()
 
 
@@ -253,9 +254,9 @@ def reap_lost_runs() -> list[int]:
     """Fail running runs whose worker stopped sending heartbeats (killed, out of memory, machine gone),
     with failure reason worker_lost and a log event (ftplatform.liveness.reap_lost: silent longer
     than settings.TRAINING_HEARTBEAT_SECONDS + TRAINING_HEARTBEAT_MARGIN_SECONDS on the database's
-    clock). Called by every worker process every heartbeat interval, by the run API and admin and
-    the train command, so a lost run ends within about one interval plus the margin. Returns the
-    ids it failed.
+    clock). Called through ftplatform.liveness.reap_all by every worker process every heartbeat
+    interval and by ``manage.py reap_jobs``, and by the train command while it waits, so a lost run
+    ends within about one interval plus the margin. Returns the ids it failed.
     """
     return liveness.reap_lost(
         TrainingRun, "resume it from its last checkpoint", failure_reason=FailureReason.WORKER_LOST,
@@ -314,19 +315,22 @@ def few_shot_examples(snapshot: Snapshot, k: int, *, seed: int = 0) -> list[list
 
 
 def prompted_model_version(base_model: BaseModel, system_prompt: str,
-                           few_shot: list[list[dict]] | None = None) -> tuple[ModelVersion, bool]:
+                           few_shot: list[list[dict]] | None = None, *, by) -> tuple[ModelVersion, bool]:
     """The ModelVersion for ``base_model`` answering with ``system_prompt`` and, optionally, the
     ``few_shot`` worked examples (few_shot_examples) before every input: (version, created).
 
     One row per base model, prompt and set of examples, so every evaluation of "the prompted base"
-    is comparable. Raises ServiceError for a prompt a text column cannot store, or examples that
-    are not conversations ending in an assistant answer (the message names the example).
+    is comparable. Raises NotAllowed when ``by`` lacks 'training.add_modelversion' (even when the
+    version exists: the API, the evaluate command and the demo all ask for it this way); ServiceError
+    for a prompt a text column cannot store, or examples that are not conversations ending in an
+    assistant answer (the message names the example).
     """
     import hashlib
     import json
 
     from curation.formats import FormatError, validate_messages
 
+    require_permission(by, "training.add_modelversion", "add model versions")
     try:
         check_json_value(system_prompt)
     except ValueError as exc:

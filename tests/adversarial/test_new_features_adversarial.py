@@ -82,7 +82,8 @@ def test_a_few_shot_version_is_not_evaluated_on_inputs_it_is_shown_as_examples(e
     version on that train split, or on a snapshot (other seed) whose test split holds an example's
     input, scored the model on answers it had been handed in its prompt."""
     snapshot = snapshot_of(e2e_records[:60])
-    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1))
+    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1),
+                                        by=EngineerFactory())
     engineer = EngineerFactory()
     with pytest.raises(ServiceError, match="worked examples whose inputs are in snapshot"):
         start_eval_run(version, snapshot, by=engineer, split="train")
@@ -129,8 +130,8 @@ def test_bad_few_shot_parameters_are_a_400_creating_nothing(e2e_records, field, 
 def test_the_same_few_shot_version_created_at_once_is_one_row(e2e_records):
     """guard"""
     snapshot, base = snapshot_of(e2e_records[:40]), unloadable_base_model()
-    shots = few_shot_examples(snapshot, 3, seed=7)
-    ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots)[0].pk)
+    shots, engineer = few_shot_examples(snapshot, 3, seed=7), EngineerFactory()
+    ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots, by=engineer)[0].pk)
     assert len(set(ids)) == 1 and ModelVersion.objects.count() == 1
 
 
@@ -189,13 +190,10 @@ def test_a_rater_judges_a_pair_once_whichever_run_is_named_first():
 def test_a_token_for_the_reversed_pair_is_a_conflict():
     _, (run_a, run_b) = two_eval_runs()
     rater = RaterFactory()
-    record_judgment(next_pair_to_judge(run_a, run_b, by=rater)[2], "left", by=rater)
-    # A token for the same two outputs, runs named the other way round (e.g. taken before the first was posted).
-    from django.core import signing
-
-    first = PairwiseJudgment.objects.get()
-    reversed_token = signing.dumps({"a": first.prediction_b_id, "b": first.prediction_a_id, "left": "a",
-                                    "rater": rater.pk}, salt="evaluation.pairwise")
+    token = next_pair_to_judge(run_a, run_b, by=rater)[2]
+    # The same two outputs from a page naming the runs the other way round, opened before the first was posted.
+    reversed_token = next_pair_to_judge(run_b, run_a, by=rater)[2]
+    record_judgment(token, "left", by=rater)
     with pytest.raises(Conflict):
         record_judgment(reversed_token, "right", by=rater)
     response = client_for(rater).post("/api/v1/judgments/", {"token": reversed_token, "choice": "left"}, format="json")
@@ -207,12 +205,7 @@ def test_a_token_for_the_reversed_pair_is_a_conflict():
 def test_concurrent_judgments_of_one_pair_in_both_orders_store_one_and_answer_409():
     _, (run_a, run_b) = two_eval_runs()
     rater = RaterFactory()
-    from django.core import signing
-
-    left, right, _ = next_pair_to_judge(run_a, run_b, by=rater)
-    a, b = (left, right) if left.eval_run_id == run_a.pk else (right, left)
-    tokens = [signing.dumps({"a": x.pk, "b": y.pk, "left": "a", "rater": rater.pk}, salt="evaluation.pairwise")
-              for x, y in ((a, b), (b, a))] * 3
+    tokens = [next_pair_to_judge(x, y, by=rater)[2] for x, y in ((run_a, run_b), (run_b, run_a))] * 3
     statuses = in_threads(6, lambda i: client_for(rater).post(
         "/api/v1/judgments/", {"token": tokens[i], "choice": "left"}, format="json").status_code)
     assert sorted(statuses) == [201, 409, 409, 409, 409, 409]

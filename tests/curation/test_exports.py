@@ -10,6 +10,7 @@ from curation.exports import start_snapshot_export
 from curation.formats import content_hash, with_system_prompt
 from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
+from tests.curation.test_import_jobs import as_if_another_database_reused
 from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 
@@ -71,3 +72,26 @@ def test_export_command(capsys, settings):
     snapshot = snapshot_with(4)
     call_command("export_snapshot", snapshot.pk, username=EngineerFactory().username)
     assert "train" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_exports_with_the_same_id_never_share_a_folder(monkeypatch, django_capture_on_commit_callbacks):
+    """Export folders were named by the export id alone: a second database's export with the same
+    id could not move its files into place (and cleared this one's staging folder first)."""
+    from curation.exports import run_snapshot_export, start_snapshot_export
+
+    snapshot, engineer = snapshot_with(3), EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        mine = start_snapshot_export(snapshot, by=engineer)
+    run_snapshot_export(mine.pk)
+    mine.refresh_from_db()
+    SnapshotExport.objects.filter(pk=mine.pk).delete()  # the other database never had this row
+    as_if_another_database_reused(SnapshotExport, mine.pk, monkeypatch)
+    with django_capture_on_commit_callbacks(execute=False):
+        theirs = start_snapshot_export(snapshot, by=engineer)
+    run_snapshot_export(theirs.pk)
+    theirs.refresh_from_db()
+    assert theirs.pk == mine.pk and (theirs.status, mine.status) == ("succeeded", "succeeded")
+    assert theirs.path != mine.path
+    assert all(len(open(f"{export.path}/train.jsonl").readlines()) == snapshot.split_counts["train"]
+               for export in (mine, theirs))

@@ -2,6 +2,7 @@
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -45,7 +46,7 @@ def test_queued_import_runs_on_a_worker_and_ends_with_its_counts(run_jobs, tmp_p
     batch.refresh_from_db()
     assert (batch.status, batch.rows_done, batch.rows_total, batch.created_count) == ("succeeded", 450, 450, 450)
     assert batch.finished_at is not None and batch.upload_path == ""
-    assert not (tmp_path / "artifacts" / "uploads" / f"import-{batch.pk}").exists()
+    assert list((tmp_path / "artifacts" / "uploads").iterdir()) == []  # its folder is removed
     assert Example.objects.filter(import_batch=batch).count() == 450
 
 
@@ -254,3 +255,41 @@ def test_examples_added_by_someone_else_meanwhile_fail_the_import_as_a_conflict(
     assert batch.status == ImportStatus.FAILED
     assert batch.error.startswith("another import or edit added some of these examples at the same moment")
     assert not Example.objects.filter(import_batch=batch).exists()
+
+
+def as_if_another_database_reused(model, row_id, monkeypatch):
+    """The next ``model.objects.create`` gets id ``row_id``: what a second database sharing this
+    artifacts root hands out for its own row."""
+    create = model.objects.create
+    monkeypatch.setattr(model.objects, "create", lambda **fields: create(id=row_id, **fields))
+
+
+@pytest.mark.django_db
+def test_uploads_with_the_same_batch_id_never_share_a_folder(tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+    """Folders were named by the batch id alone: a second database's batch with the same id
+    overwrote this one's queued upload, and removed it when its own import ended."""
+    path = tmp_path / "mine.jsonl"
+    write_jsonl(path, [chat(1)])
+    dataset, engineer = DatasetFactory(), EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):  # queued: no worker has run it yet
+        mine = start_import(dataset, path, "chat_jsonl", by=engineer)
+    ImportBatch.objects.filter(pk=mine.pk).delete()  # the other database never had this row
+    as_if_another_database_reused(ImportBatch, mine.pk, monkeypatch)
+    theirs = import_examples(dataset, b'{"messages": [{"role": "user", "content": "x"}]}\n', "chat_jsonl",
+                             by=engineer)
+    assert theirs.pk == mine.pk and theirs.status == "failed"  # it ran and removed its own upload
+    assert json.loads(open(mine.upload_path, encoding="utf-8").read()) == chat(1)
+
+
+@pytest.mark.django_db
+def test_an_import_whose_file_is_gone_fails_without_showing_server_paths(tmp_path,
+                                                                         django_capture_on_commit_callbacks):
+    path = tmp_path / "examples.jsonl"
+    write_jsonl(path, [chat(1)])
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = start_import(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory())
+    Path(batch.upload_path).unlink()
+    with pytest.raises(FileNotFoundError):
+        imports.run_import(batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == ("failed", "FileNotFoundError: [Errno 2] No such file or directory: 'upload'")

@@ -13,8 +13,8 @@ from training.services import prompted_model_version
 @pytest.mark.django_db(transaction=True)
 def test_batched_and_one_at_a_time_evaluations_give_the_same_answers(e2e_records, tiny_model_dir, run_jobs):
     snapshot = snapshot_of(e2e_records[:60])
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt)
     engineer = EngineerFactory()
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), snapshot.dataset.system_prompt, by=engineer)
     runs = [start_eval_run(version, snapshot, by=engineer, generation={"max_new_tokens": 8, "batch_size": size})
             for size in (1, 4)]
     run_jobs()
@@ -32,6 +32,6 @@ def test_batched_and_one_at_a_time_evaluations_give_the_same_answers(e2e_records
 @pytest.mark.django_db
 def test_a_bad_batch_size_is_refused(e2e_records, tiny_model_dir):
     snapshot = snapshot_of(e2e_records[:30])
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "", by=EngineerFactory())
     with pytest.raises(ServiceError, match="batch_size must be an integer from 1 to 256, got 0"):
         start_eval_run(version, snapshot, by=EngineerFactory(), generation={"batch_size": 0})

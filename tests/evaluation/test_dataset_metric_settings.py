@@ -31,7 +31,7 @@ def test_bad_evaluation_settings_are_400s_naming_them(fields, message):
 def test_an_eval_scores_the_snapshot_regex_checks(e2e_records, tiny_model_dir, run_jobs):
     snapshot = snapshot_of(e2e_records[:60], language="en", regex_checks={"any_text": ".", "never": "^zzz$"})
     Dataset.objects.filter(pk=snapshot.dataset_id).update(regex_checks={"edited_later": "x"})  # frozen: no effect
-    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "")
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "", by=EngineerFactory())
     run = start_eval_run(version, snapshot, by=EngineerFactory(), generation={"max_new_tokens": 4})
     run_jobs()
     run.refresh_from_db()

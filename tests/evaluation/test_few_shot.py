@@ -57,14 +57,14 @@ def test_an_unapproved_snapshot_gives_no_examples(e2e_records):
 def test_each_set_of_examples_is_its_own_prompted_version(e2e_records):
     snapshot = snapshot_of(e2e_records[:60])
     base = unloadable_base_model()
-    zero, _ = prompted_model_version(base, "Describe.")
+    zero, _ = prompted_model_version(base, "Describe.", by=EngineerFactory())
     shots = few_shot_examples(snapshot, 3)
-    three, created = prompted_model_version(base, "Describe.", shots)
-    again, created_again = prompted_model_version(base, "Describe.", shots)
+    three, created = prompted_model_version(base, "Describe.", shots, by=EngineerFactory())
+    again, created_again = prompted_model_version(base, "Describe.", shots, by=EngineerFactory())
     assert created and not created_again and again.pk == three.pk != zero.pk
     assert three.name == "tiny (prompted, 3-shot)" and three.few_shot == shots and zero.few_shot == []
     with pytest.raises(ServiceError, match="few-shot example 1: "):
-        prompted_model_version(base, "Describe.", [[{"role": "user", "content": "no answer"}]])
+        prompted_model_version(base, "Describe.", [[{"role": "user", "content": "no answer"}]], by=EngineerFactory())
 
 
 @pytest.mark.django_db

@@ -57,6 +57,21 @@ def test_an_unknown_prediction_or_dataset_is_named(two_runs):
     assert client.get("/api/v1/ratings/next/?dataset=999999").status_code == 404
 
 
+def test_a_rater_never_learns_the_name_of_a_dataset_without_criteria(two_runs, client):
+    """Such a dataset used to answer 400 "dataset 'NAME' has no rating criteria" (API) and the admin
+    page's title named it: a rater, who may not view datasets, could list every name by id."""
+    from tests.factories import DatasetFactory
+
+    hidden = DatasetFactory(name="secret-acquisition-target")
+    rater = RaterFactory(is_staff=True)
+    response = client_for(rater).get(f"/api/v1/ratings/next/?dataset={hidden.pk}")
+    assert response.status_code == 404 and hidden.name not in response.content.decode()
+    client.force_login(rater)
+    page = client.get(f"/admin/evaluation/evalrun/rate/?dataset={hidden.pk}")
+    assert page.status_code == 200 and hidden.name not in page.content.decode()
+    assert two_runs[0].name in page.content.decode()  # the chooser: datasets with criteria
+
+
 def test_a_rater_judges_blind_pairs_and_the_leaderboard_counts_them(two_runs):
     dataset, (prompted, tuned) = two_runs
     rater = RaterFactory()

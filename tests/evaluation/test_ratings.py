@@ -136,3 +136,17 @@ def test_the_pages_say_how_many_are_left_and_the_home_page_links_them(two_runs, 
     assert "Saved." in judged and f"{n - 1} left for you" in judged
     client.force_login(EngineerFactory())
     assert reverse("admin:evaluation_evalrun_decision") in client.get(reverse("admin:index")).content.decode()
+
+
+def test_a_pair_token_reveals_nothing_and_keeps_the_shown_order(two_runs):
+    """The token was a signed but readable payload: base64 of {"a", "b", "left", "rater"} told a
+    rater which run was on the left. Now it is an opaque id; the assignment stays on the server."""
+    import uuid
+
+    _, (run_a, run_b) = two_runs
+    rater = RaterFactory()
+    left, right, token = next_pair_to_judge(run_a, run_b, by=rater)
+    assert str(uuid.UUID(token)) == token  # random: nothing in it to decode
+    assert next_pair_to_judge(run_a, run_b, by=rater) == (left, right, token)  # asked again: same pair, same order
+    judgment = record_judgment(token, "left", by=rater)
+    assert (judgment.prediction_a if judgment.left == "a" else judgment.prediction_b) == left

@@ -1,4 +1,5 @@
 """A run's life: pre-flight at creation, timeout, heartbeat and worker loss, checkpoints, resume."""
+import io
 import os
 import signal
 import time
@@ -71,6 +72,32 @@ def test_runs_without_a_recent_heartbeat_are_failed_as_worker_lost(e2e_records, 
     assert (alive.status, queued.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
     assert reap_lost_runs() == []
 
+
+
+@pytest.mark.django_db
+def test_reading_training_runs_changes_nothing_and_reap_jobs_fails_lost_ones(e2e_records, tiny_model_dir,
+                                                                             admin_client,
+                                                                             django_capture_on_commit_callbacks):
+    """GET requests and admin pages used to fail lost runs as a side effect; now the workers and
+    ``manage.py reap_jobs`` do."""
+    from django.core.management import call_command
+
+    from tests.test_api import client_for
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
+                                 by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=timezone.now(),
+                                                 heartbeat_at=timezone.now() - timedelta(hours=1))
+    client = client_for(EngineerFactory())
+    for url in (f"/api/v1/training-runs/{run.pk}/", "/api/v1/training-runs/", f"/api/v1/training-runs/{run.pk}/events/",
+                "/admin/training/trainingrun/", f"/admin/training/trainingrun/{run.pk}/change/"):
+        assert (admin_client if url.startswith("/admin/") else client).get(url).status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    call_command("reap_jobs", stdout=io.StringIO())
+    run.refresh_from_db()
+    assert (run.status, run.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
 
 @pytest.mark.slow
 @pytest.mark.django_db

@@ -1,12 +1,12 @@
 import time
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
 from curation.choices import ImportFormat, ImportStatus
+from curation.datasets import create_dataset
 from curation.formats import parse_column_mapping
 from curation.imports import describe_batch, import_examples, start_import
 from curation.models import Dataset
@@ -74,14 +74,10 @@ class Command(BaseCommand):
             raise CommandError(f"import refused: {reason}; nothing was imported")
 
     def _create_dataset(self, name, system_prompt, user) -> Dataset:
-        target = Dataset(name=name, system_prompt=system_prompt, created_by=user)
         try:
-            target.full_clean()
-        except ValidationError as exc:
-            raise CommandError("; ".join(f"{field}: {' '.join(errors)}"
-                                         for field, errors in exc.message_dict.items())) from exc
-        target.save()
-        return target
+            return create_dataset(by=user, name=name, system_prompt=system_prompt)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
 
     def _here(self, target, file, format, options):
         """Import in this process with a progress bar (on stderr)."""

@@ -40,6 +40,7 @@ class Command(BaseCommand):
                few_shot, few_shot_seed, **options):
         if few_shot and not prompted_base:
             raise CommandError("--few-shot goes with --prompted-base")
+        user = user_named(username)
         target = Snapshot.objects.select_related("dataset").filter(pk=snapshot).first()
         if target is None:
             raise CommandError(f"no snapshot {snapshot}")
@@ -49,12 +50,12 @@ class Command(BaseCommand):
                 if base is None:
                     raise CommandError(f"no base model named {base_model!r}")
                 shots = few_shot_examples(target, few_shot, seed=few_shot_seed) if few_shot else None
-                version, _ = prompted_model_version(base, target.system_prompt, shots)
+                version, _ = prompted_model_version(base, target.system_prompt, shots, by=user)
             else:
                 version = ModelVersion.objects.filter(pk=model_version).first()
                 if version is None:
                     raise CommandError(f"no model version {model_version}")
-            run = start_eval_run(version, target, by=user_named(username), split=split, generation=generation)
+            run = start_eval_run(version, target, by=user, split=split, generation=generation)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run = wait_for_evaluation(run, self.stdout.write)

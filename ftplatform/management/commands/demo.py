@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus, Split
+from curation.datasets import create_dataset
 from curation.imports import describe_batch, import_examples
 from curation.models import Dataset, Example
 from curation.quality import describe_report
@@ -110,11 +111,9 @@ class Command(BaseCommand):
         if limit:
             raw_lines = raw_lines[:limit]
         system_prompt = first_system_prompt(raw_lines)
-        dataset, _ = Dataset.objects.get_or_create(
-            name=DATASET_NAME,
-            defaults={"system_prompt": system_prompt, "created_by": engineer,
-                      "description": "E2E NLG: restaurant attributes to one sentence (CC BY-SA 4.0)."},
-        )
+        dataset = Dataset.objects.filter(name=DATASET_NAME).first() or create_dataset(
+            by=engineer, name=DATASET_NAME, system_prompt=system_prompt,
+            description="E2E NLG: restaurant attributes to one sentence (CC BY-SA 4.0).")
         batch = import_examples(dataset, b"\n".join(raw_lines), ImportFormat.CHAT_JSONL, by=annotator,
                                 filename=str(data).rsplit("/", 1)[-1])
         for line in describe_batch(batch):
@@ -168,9 +167,10 @@ class Command(BaseCommand):
 
         self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the "
                   "validation split (where the routing threshold is chosen) and the test split")
-        prompted, _ = prompted_model_version(base_model, snapshot.system_prompt)
+        prompted, _ = prompted_model_version(base_model, snapshot.system_prompt, by=engineer)
         # A stronger prompting baseline: three worked examples from the train split before every input.
-        few_shot, _ = prompted_model_version(base_model, snapshot.system_prompt, few_shot_examples(snapshot, 3))
+        few_shot, _ = prompted_model_version(base_model, snapshot.system_prompt, few_shot_examples(snapshot, 3),
+                                             by=engineer)
         for split in (Split.VALIDATION, Split.TEST):
             for version in (prompted, few_shot, tuned):
                 self.stdout.write(f"evaluating {version.name} [{split}]")

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
 
+from ftplatform.liveness import reap_all
 from ftplatform.queues import QUEUE_NAMES, get_connection, get_queue
 
 logger = logging.getLogger(__name__)
@@ -42,21 +43,17 @@ class Command(BaseCommand):
 
 def reap_forever():
     """Every heartbeat interval, fail training and eval runs whose worker is gone
-    (training.services.reap_lost_runs, evaluation.services.reap_lost_eval_runs).
+    (ftplatform.liveness.reap_all).
 
     Runs in the worker's parent, which never imports torch; its connection is closed after each
     pass so a forked work-horse never inherits an open one."""
-    from evaluation.services import reap_lost_eval_runs
-    from training.services import reap_lost_runs
-
-    reapers = [("training run", reap_lost_runs), ("eval run", reap_lost_eval_runs)]
     while True:
-        for kind, reap in reapers:
-            try:
-                for run_id in reap():
-                    logger.warning("%s %s: worker lost, marked failed", kind, run_id)
-            except Exception:
-                logger.exception("reaping lost %ss failed; retrying", kind)
-            finally:
-                connection.close()
+        try:
+            for kind, ids in reap_all().items():
+                for row_id in ids:
+                    logger.warning("%s %s: worker lost, marked failed", kind, row_id)
+        except Exception:
+            logger.exception("reaping lost job rows failed; retrying")
+        finally:
+            connection.close()
         time.sleep(settings.TRAINING_HEARTBEAT_SECONDS)
