@@ -100,3 +100,33 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
         snapshot = approve_snapshot(snapshot, by=users["demo-reviewer"], comment=comment)
     assert snapshot.status == SnapshotStatus.APPROVED, snapshot.status
     return snapshot, base_model, folder, users, tokens
+
+
+def train_on_prepared(prepared: dict, hyperparameters: dict):
+    """Inside a child: ftplatform's training job, end to end (training.services.start_training_run
+    with in-process jobs), on the snapshot and base model ``prepared`` names, as demo-engineer.
+
+    Returns:
+        (run, job_seconds): the succeeded TrainingRun, refreshed, and the wall seconds of the call.
+    Raises:
+        SystemExit: the run did not succeed (its status and error).
+    """
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from curation.models import Snapshot
+    from training.models import BaseModel
+    from training.services import start_training_run
+
+    snapshot = Snapshot.objects.get(pk=prepared["snapshot_id"])
+    base_model = BaseModel.objects.get(pk=prepared["base_model_id"])
+    engineer = get_user_model().objects.get(username="demo-engineer")
+    started = time.perf_counter()
+    run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=hyperparameters)
+    run.refresh_from_db()  # no REDIS_URL: the job ran in this process when the run's row committed
+    job_seconds = time.perf_counter() - started
+    if run.status != "succeeded":
+        raise SystemExit(f"training run {run.pk} {run.status}: {run.error}")
+    return run, job_seconds

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a s
     peak_rss_mib,
     prepare_demo_snapshot,
     run_child,
+    train_on_prepared,
 )
 
 # The settings both sides share (the measurement: the demo's LoRA on q/k/v/o, lr 1e-3).
@@ -162,29 +163,13 @@ def child_plain(args) -> dict:
 
 
 def child_platform(args) -> dict:
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    from curation.models import Snapshot
-    from training.models import BaseModel
-    from training.services import start_training_run
-
     prepared = json.loads((args.scratch / "prepare.json").read_text())
-    snapshot = Snapshot.objects.get(pk=prepared["snapshot_id"])
-    base_model = BaseModel.objects.get(pk=prepared["base_model_id"])
-    engineer = get_user_model().objects.get(username="demo-engineer")
-    started = time.perf_counter()
-    run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=platform_hyperparameters(args))
-    run.refresh_from_db()  # no REDIS_URL: the job ran in this process when the run's row committed
-    if run.status != "succeeded":
-        raise SystemExit(f"training run {run.pk} {run.status}: {run.error}")
+    run, job_seconds = train_on_prepared(prepared, platform_hyperparameters(args))
     metrics = run.metrics
     return {"steps": run.step, "train_loss": metrics.get("train_loss"), "train_seconds": metrics.get("train_seconds"),
             "tokens_per_second": metrics.get("tokens_per_second"),
             "hyperparameters": run.hyperparameters, "training_run_id": run.pk,
-            "job_seconds": time.perf_counter() - started}
+            "job_seconds": job_seconds}
 
 
 def child_evaluate(args) -> dict:

@@ -80,6 +80,7 @@ from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a s
     peak_rss_mib,
     prepare_demo_snapshot,
     run_child,
+    train_on_prepared,
 )
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
@@ -240,25 +241,8 @@ def child_prepare(args) -> dict:
 
 def child_ftplatform(args) -> dict:
     """ftplatform's training job, end to end, on the prepared snapshot."""
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    from curation.models import Snapshot
-    from training.models import BaseModel
-    from training.services import start_training_run
-
     prepared = json.loads((args.scratch / "prepare.json").read_text())
-    snapshot = Snapshot.objects.get(pk=prepared["snapshot_id"])
-    base_model = BaseModel.objects.get(pk=prepared["base_model_id"])
-    engineer = get_user_model().objects.get(username="demo-engineer")
-    started = time.perf_counter()
-    run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=hyperparameters(args.steps))
-    run.refresh_from_db()  # no REDIS_URL: the job ran in this process when the run's row committed
-    job_seconds = time.perf_counter() - started
-    if run.status != "succeeded":
-        raise SystemExit(f"training run {run.pk} {run.status}: {run.error}")
+    run, job_seconds = train_on_prepared(prepared, hyperparameters(args.steps))
     metrics = dict(run.metrics or {})
     return {
         "steps": run.step,

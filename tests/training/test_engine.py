@@ -119,3 +119,15 @@ def test_cancelled_training_leaves_nothing_behind(tiny_model_dir, tmp_path, e2e_
         train_lora(tiny_model_dir, conversations, [], LoraConfig.from_dict({"max_steps": 5, "batch_size": 2}),
                    tmp_path / "out", should_stop=lambda: True, show_progress_bar=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("examples, batch, epochs, rate", [
+    (804, 8, 3.0, 1e-3),  # the demo's train split: about 2,000 examples seen
+    (100, 4, 10.0, 1e-3 * (4 / 8) ** 0.5),  # square-root scaling with the batch
+    (20, 1, 10.0, 1e-3 * (1 / 8) ** 0.5),
+])
+def test_auto_hyperparameters_follow_the_documented_rule(examples, batch, epochs, rate):
+    config = LoraConfig.from_dict({"epochs": "auto", "batch_size": "auto", "learning_rate": "auto"})
+    resolved = config.resolve_auto(examples)
+    assert (resolved.batch_size, resolved.epochs) == (batch, epochs)
+    assert resolved.learning_rate == pytest.approx(rate, abs=1e-8)  # recorded rounded to 8 decimals

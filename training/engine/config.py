@@ -7,6 +7,7 @@ AUTO = "auto"
 AUTO_FIELDS = ("epochs", "batch_size", "learning_rate")  # may be "auto", resolved from the train split's size
 TRAIN_ON_CHOICES = ("last", "all")
 # transformers' SchedulerType names; warmup_stable_decay: Hu et al. 2024 (MiniCPM), arXiv:2404.06395
+AUTO_LEARNING_RATE = 1e-3  # at batch size 8; resolve_auto scales it
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "warmup_stable_decay")
 # Inclusive bounds; the upper ones refuse values no machine could run, before anything is queued.
 INTEGER_RANGES = {
@@ -42,7 +43,15 @@ class LoraConfig:
     run at pre-flight unless this is true (then they are dropped and counted).
     packing: padding-free packing of several examples per row (TRL's best-fit-decreasing);
     off by default because on CPU attention over a packed row costs more than the padding
-    it saves (bench/training_bench.py). group_by_length batches similar lengths together.
+    it saves (bench/training_bench.py).
+    group_by_length: batches of similar lengths (less padding, about 1.1x the tokens/s on CPU).
+        Off by default: such batches are far from random (in the E2E data length follows the
+        number of attributes), and a run ending on a slice of one length lost about 2 BLEU to
+        random batches at the same steps (bench/quality_bench.py, the ablation in the README).
+    lr_scheduler: the learning-rate schedule after ``warmup_ratio`` of the steps (linear
+        warmup): linear or cosine decay to 0, constant, or warmup_stable_decay (constant, then
+        a linear decay over the last ``decay_ratio`` of the steps). max_grad_norm clips the
+        gradient norm (0: no clipping).
     checkpoint_steps: save adapter, optimizer, scheduler, RNG state and data position every
     N optimiser steps (0: never), so a failed or cancelled run can resume.
     gradient_checkpointing: recompute activations in the backward pass: less memory for long
@@ -55,7 +64,7 @@ class LoraConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     epochs: float | str = 1.0
-    learning_rate: float | str = 2e-4
+    learning_rate: float | str = 1e-3
     batch_size: int | str = 8
     gradient_accumulation_steps: int = 1
     max_seq_length: int = 256
@@ -71,7 +80,7 @@ class LoraConfig:
     train_on: str = "last"
     drop_truncated: bool = False
     packing: bool = False
-    group_by_length: bool = True
+    group_by_length: bool = False
     checkpoint_steps: int = 50
     gradient_checkpointing: bool = False
     chat_template: str = ""
@@ -154,8 +163,9 @@ class LoraConfig:
 
         Rules (ftplatform's defaults, in the spirit of hosted fine-tuning services' "auto"):
         batch size 8, or 4 under 200 examples, 1 under 40; epochs so that about 2,000
-        examples are seen (ceil(2000 / n)), between 1 and 10; learning rate 2e-4 scaled by
+        examples are seen (ceil(2000 / n)), between 1 and 10; learning rate 1e-3 scaled by
         sqrt(batch_size / 8) (square-root batch scaling, Malladi et al. 2022, arXiv:2205.10287).
+        The 1e-3 at batch 8 was measured on the E2E demo snapshot (README, "Training quality").
         Values that are not "auto" are kept.
         """
         n = max(1, train_examples)
@@ -163,7 +173,7 @@ class LoraConfig:
         if batch == AUTO:
             batch = 8 if n >= 200 else 4 if n >= 40 else 1
         epochs = float(min(10, max(1, math.ceil(2000 / n)))) if self.epochs == AUTO else self.epochs
-        rate = round(2e-4 * math.sqrt(batch / 8), 8) if self.learning_rate == AUTO else self.learning_rate
+        rate = round(AUTO_LEARNING_RATE * math.sqrt(batch / 8), 8) if self.learning_rate == AUTO else self.learning_rate
         return replace(self, batch_size=batch, epochs=epochs, learning_rate=rate)
 
     def to_dict(self) -> dict:
