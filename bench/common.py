@@ -2,6 +2,7 @@
 snapshot, child processes, and peak memory. Imported by the bench scripts; not part of the app."""
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ def child_environment(scratch: Path, base_models: Path) -> dict:
     base_models.mkdir(parents=True, exist_ok=True)
     (artifacts / "base_models").symlink_to(base_models.resolve(), target_is_directory=True)
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.setdefault("FTPLATFORM_SECRET_KEY", secrets.token_urlsafe(50))  # a throwaway: debug stays off
     env.update(DATABASE_URL=f"sqlite:///{scratch / 'bench.sqlite3'}", FTPLATFORM_VAR=str(scratch),
                FTPLATFORM_ARTIFACTS=str(artifacts), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                DJANGO_SETTINGS_MODULE="ftplatform.settings")

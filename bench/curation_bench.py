@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
+os.environ.setdefault("FTPLATFORM_SECRET_KEY", secrets.token_urlsafe(50))  # a throwaway: debug stays off
 
 
 def generated_records(count: int):
