@@ -16,7 +16,7 @@ from training.choices import ModelVersionKind, RunStatus
 
 from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
-from .metrics import metric_spec
+from .metrics import MCNEMAR_SUFFIX, metric_spec
 from .models import EvalRun, HumanRating, PairwiseJudgment
 from .routing import known_confidence, route_at, routing_curve, suggest_threshold
 from .scoring import primary_metric, report_metric, snapshot_metrics
@@ -152,7 +152,7 @@ def verdict_evidence(comparison: dict, metric: str, *, min_inputs: int = MIN_TES
               "better": _direction(difference["ci_low"] > 0 or difference["ci_high"] < 0,
                                    difference["ci_low"] > 0)}]
     estimates = [inputs_needed(difference["standard_error"], n, difference["difference"], alpha, power)]
-    mcnemar = comparison["metrics"].get(f"{metric}_mcnemar")
+    mcnemar = comparison["metrics"].get(metric + MCNEMAR_SUFFIX)
     if mcnemar is not None:
         tests.append({"name": "McNemar's exact test", "p_value": mcnemar["p_value"],
                       "p_value_text": p_value_text(mcnemar),

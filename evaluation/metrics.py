@@ -190,16 +190,24 @@ def json_schema_valid(prediction: str, validator: Draft202012Validator) -> float
     return 100.0 if validator.is_valid(instance) else 0.0
 
 
+# compare_systems reports McNemar's test of a binary metric under the metric's name plus this suffix.
+MCNEMAR_SUFFIX = "_mcnemar"
+
+
 def compile_regex_checks(checks: Mapping[str, str]) -> dict[str, re.Pattern]:
     """Compile user-defined checks {name: pattern} (Python ``re`` syntax).
 
     Raises:
-        ValueError: an empty name, or a pattern that does not compile (the message names the check).
+        ValueError: an empty name, a name ending in MCNEMAR_SUFFIX (the key of another check's McNemar
+            test in comparisons), or a pattern that does not compile (the message names the check).
     """
     compiled = {}
     for name, pattern in checks.items():
         if not name:
             raise ValueError("regex check with an empty name")
+        if name.endswith(MCNEMAR_SUFFIX):
+            raise ValueError(f"regex check {name!r}: names ending in {MCNEMAR_SUFFIX} are taken by comparisons "
+                             "(McNemar's test of a check); rename it")
         try:
             compiled[name] = re.compile(pattern)
         except (re.error, TypeError) as exc:
@@ -562,7 +570,7 @@ def compare_systems(a_predictions: Sequence[str], b_predictions: Sequence[str],
         a_scores, b_scores = ([scores[name] for scores in system] for system in per_system)
         result[name] = paired_bootstrap(a_scores, b_scores, **options)
         if spec.binary:
-            result[f"{name}_mcnemar"] = mcnemar(a_scores, b_scores)
+            result[name + MCNEMAR_SUFFIX] = mcnemar(a_scores, b_scores)
     return result
 
 
