@@ -90,6 +90,15 @@ def test_the_report_command_prints_the_decision_report(decision_runs, capsys):
     assert "Verdict: FINE-TUNE" in capsys.readouterr().out
 
 
+def test_the_report_command_refuses_a_metric_it_would_not_use(tuned_vs_prompted):
+    """``report <model version> --metric chrf`` printed the model report and ignored the metric."""
+    from django.core.management import CommandError, call_command
+
+    _, _, tuned = tuned_vs_prompted
+    with pytest.raises(CommandError, match="^--metric goes with --decision DATASET$"):
+        call_command("report", tuned.model_version_id, "--metric", "chrf")
+
+
 def _exact_match_runs(examples: int, tuned_right: int):
     """The fine-tuned model right (exactly) on its first ``tuned_right`` inputs of the train split, the
     prompted model on none: ``(dataset, n_inputs)``."""
