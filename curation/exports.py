@@ -110,23 +110,24 @@ def run_snapshot_export(export_id: int) -> None:
 
 
 def export_file(export: SnapshotExport, split: str) -> Path:
-    """The finished export's file for ``split``. Raises ServiceError if not ready or unknown split."""
+    """The finished export's file for ``split``. Raises ServiceError if not ready, gone from the server,
+    or an unknown split."""
     if split not in Split.values:
         raise ServiceError(f"split must be one of {', '.join(Split.values)}, got {split!r}")
-    return _finished(export) / f"{split}.jsonl"
+    return _finished_file(export, f"{split}.jsonl")
 
 
 def export_hf_archive(export: SnapshotExport) -> Path:
     """The finished export's ``hf_dataset.tar`` (the DatasetDict folder). Raises ServiceError if not ready,
-    or for an export made before the HF folder was part of every export."""
-    path = _finished(export) / HF_ARCHIVE
-    if not path.is_file():
-        raise ServiceError(f"export {export.pk} has no Hugging Face dataset (it predates them); export the snapshot "
-                           "again")
-    return path
+    gone from the server, or for an export made before the HF folder was part of every export."""
+    return _finished_file(export, HF_ARCHIVE)
 
 
-def _finished(export: SnapshotExport) -> Path:
+def _finished_file(export: SnapshotExport, name: str) -> Path:
     if export.status != RunStatus.SUCCEEDED:
         raise ServiceError(f"export {export.pk} is {export.status}; download it once it has succeeded")
-    return Path(export.path)
+    path = Path(export.path, name)
+    if not path.is_file():  # its folder was cleaned up, or it predates the file: a 400, never a 500 from open()
+        raise ServiceError(f"export {export.pk} has no {name} on the server (its files were removed, or it was made "
+                           "before exports had one); export the snapshot again")
+    return path

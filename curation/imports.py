@@ -161,8 +161,8 @@ def run_import(batch_id: int, on_progress=None) -> None:
         return
     try:
         _ImportJob(batch, on_progress).run()
-    except ServiceError as exc:
-        jobrows.finish(batch, ImportStatus.FAILED, error=str(exc))
+    except ServiceError as exc:  # a reader's message may name the stored upload's server path
+        jobrows.finish(batch, ImportStatus.FAILED, error=without_server_paths(str(exc)))
     except Exception as exc:
         logger.exception("import %s failed", batch.pk)
         jobrows.fail(batch, exc)

@@ -13,6 +13,8 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from .formats import check_json_value
+
 
 def _refuse(uri: str):
     raise NoSuchResource(ref=uri)
@@ -80,7 +82,8 @@ def check_evaluation_settings(language: str, regex_checks, primary_metric: str =
     allowed: choosing it turns JSON scoring on).
 
     Raises:
-        ValueError: naming the setting and, for a check, its name and the compile error.
+        ValueError: naming the setting and, for a check, its name and the compile error (or the NUL
+            or unpaired surrogate no JSON column stores).
     """
     from evaluation.metrics import compile_regex_checks, scored_metrics
 
@@ -88,6 +91,10 @@ def check_evaluation_settings(language: str, regex_checks, primary_metric: str =
         raise ValueError(f"language must be an ISO 639 code such as en, zh or pt-BR, got {language!r}")
     if not isinstance(regex_checks, dict) or not all(isinstance(v, str) for v in regex_checks.values()):
         raise ValueError('regex_checks must be an object of name -> pattern strings, e.g. {"has_price": "\\d"}')
+    try:
+        check_json_value(regex_checks)
+    except ValueError as exc:  # NUL or an unpaired surrogate: no JSON column stores them (PostgreSQL: 500)
+        raise ValueError(f"regex_checks{str(exc).removeprefix('$')}") from None
     compile_regex_checks(regex_checks)
     if primary_metric:
         choices = scored_metrics(json_output=True, output_schema=output_json_schema, regex_checks=regex_checks)

@@ -15,8 +15,15 @@ from training.choices import ModelVersionKind
 from training.models import ModelVersion
 
 from .comparisons import compare_eval_runs
-from .decision import SCORE_BINS, decision_report, format_p_value, routing_summary, score_distribution
-from .metrics import ALWAYS_SCORED, metric_spec
+from .decision import (
+    SCORE_BINS,
+    decision_report,
+    format_p_value,
+    p_value_text,
+    routing_summary,
+    score_distribution,
+)
+from .metrics import ALWAYS_SCORED, MCNEMAR_SUFFIX, metric_spec
 from .models import EvalRun
 from .reports import model_version_report
 from .scoring import metric_labels, primary_metric
@@ -38,14 +45,13 @@ def _rows(names, primary: str, values: dict[str, dict]) -> list[dict]:
              "primary": name == primary} for name, label in metric_labels(names).items()]
 
 
-MCNEMAR = "_mcnemar"
-
-
 def mcnemar_of(comparison: dict, metric: str) -> dict:
     """{"mcnemar": McNemar's test of ``comparison`` on ``metric`` when it is a 0/100 one, else on exact
-    match, "mcnemar_metric": that metric's label}, for the pages."""
+    match, "mcnemar_metric": that metric's label, "mcnemar_p": its p-value as text, "p = 7.63e-06"
+    (rounded to three decimals it read "p = 0.000")}, for the pages."""
     tested = metric if metric_spec(metric).binary else "exact_match"
-    return {"mcnemar": comparison["metrics"][tested + MCNEMAR], "mcnemar_metric": metric_spec(tested).label}
+    result = comparison["metrics"][tested + MCNEMAR_SUFFIX]
+    return {"mcnemar": result, "mcnemar_metric": metric_spec(tested).label, "mcnemar_p": p_value_text(result)}
 
 
 def graded_metrics(names) -> list[str]:
@@ -214,7 +220,7 @@ def comparison_view(model_admin, request):
     # B first: the system under test takes the first colour, as the fine-tuned model does on the decision page.
     groups = [(f"B: {b.model_version}", score_distribution(b, primary)["counts"]),
               (f"A: {a.model_version}", score_distribution(a, primary)["counts"])]
-    names = [name for name in comparison["metrics"] if not name.endswith(MCNEMAR)]
+    names = [name for name in comparison["metrics"] if not name.endswith(MCNEMAR_SUFFIX)]
     return _page(model_admin, request, "comparison.html", comparison=comparison,
                  rows=_differences(names, primary, comparison), **mcnemar_of(comparison, primary),
                  distribution=distribution_chart(groups, primary), **context)

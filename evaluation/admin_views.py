@@ -12,7 +12,6 @@ from ftplatform.errors import ServiceError
 from ftplatform.rest import id_param, parse_id
 
 from . import ratings
-from .models import EvalRun
 
 
 def _page(model_admin, request, template, **context):
@@ -66,7 +65,7 @@ def pairwise_view(model_admin, request):
     if None in ids:
         return _page(model_admin, request, "pairwise.html", title="Blind pairwise comparison", pair=None,
                      missing_runs=True)
-    eval_a, eval_b = (EvalRun.objects.filter(pk=i).first() for i in ids)
+    eval_a, eval_b = (ratings.judgeable_eval_runs().filter(pk=i).first() for i in ids)
     if request.method == "POST":
         try:
             ratings.record_judgment(request.POST.get("token", ""), request.POST.get("choice", ""), by=request.user)

@@ -136,7 +136,8 @@ class JudgmentViewSet(viewsets.GenericViewSet):
     page: two outputs for one input in random order, never naming the models.
 
     - ``GET judgments/next/?a=<eval run>&b=<eval run>``: ``{"input_messages", "left", "right",
-      "token"} | {"token": null}`` when this rater has judged every input of the pair of runs.
+      "token"} | {"token": null}`` when this rater has judged every input of the pair of runs; 404
+      for runs of a dataset without rating criteria (evaluation.ratings.judgeable_eval_runs).
     - ``POST judgments/`` ``{"token": ..., "choice": "left" | "right" | "tie"}``: 201; 409 when this
       rater already judged that pair; 400 for a token not handed out here.
     """
@@ -152,7 +153,7 @@ class JudgmentViewSet(viewsets.GenericViewSet):
         ids = [id_param(request, name) for name in ("a", "b")]
         if None in ids:
             return Response({"detail": "give two eval run ids: ?a=<id>&b=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        runs = [get_object_or_404(EvalRun.objects.select_related("snapshot"), pk=i) for i in ids]
+        runs = [get_object_or_404(ratings.judgeable_eval_runs().select_related("snapshot"), pk=i) for i in ids]
         pair = ratings.next_pair_to_judge(*runs, by=request.user)
         if pair is None:
             return Response({"token": None})

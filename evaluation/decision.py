@@ -16,10 +16,10 @@ from training.choices import ModelVersionKind, RunStatus
 
 from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
-from .metrics import metric_spec
+from .metrics import MCNEMAR_SUFFIX, metric_spec
 from .models import EvalRun, HumanRating, PairwiseJudgment
 from .routing import known_confidence, route_at, routing_curve, suggest_threshold
-from .scoring import primary_metric, report_metric, snapshot_metrics
+from .scoring import prediction_scores, primary_metric, report_metric, snapshot_metrics
 from .stats import (
     bradley_terry,
     cohen_kappa,
@@ -152,7 +152,7 @@ def verdict_evidence(comparison: dict, metric: str, *, min_inputs: int = MIN_TES
               "better": _direction(difference["ci_low"] > 0 or difference["ci_high"] < 0,
                                    difference["ci_low"] > 0)}]
     estimates = [inputs_needed(difference["standard_error"], n, difference["difference"], alpha, power)]
-    mcnemar = comparison["metrics"].get(f"{metric}_mcnemar")
+    mcnemar = comparison["metrics"].get(metric + MCNEMAR_SUFFIX)
     if mcnemar is not None:
         tests.append({"name": "McNemar's exact test", "p_value": mcnemar["p_value"],
                       "p_value_text": p_value_text(mcnemar),
@@ -213,16 +213,29 @@ def _verdict(comparison: dict, metric: str, tuned_cost, baseline_cost,
     return "not enough evidence", f"the interval includes no difference: {interval}; {more}", evidence
 
 
+# The splits a verdict is decided on, in order of preference: the held-out test split first; validation, where
+# routing thresholds are chosen, last.
+VERDICT_SPLITS = (Split.TEST, Split.TRAIN, Split.VALIDATION)
+
+
+def _trained_on(run: EvalRun) -> bool:
+    """Whether ``run`` answered the inputs its fine-tuned model was trained on: its run's snapshot's train split."""
+    training_run = run.model_version.training_run
+    return run.split == Split.TRAIN and training_run is not None and training_run.snapshot_id == run.snapshot_id
+
+
 def decision_report(dataset: Dataset, *, metric: str | None = None, target_quality: float | None = None,
                     resamples: int = 1000, seed: int = 0, min_inputs: int = MIN_TEST_INPUTS) -> dict:
     """The fine-tuned model against its prompted baseline(s) on the dataset's newest evaluated split.
 
-    Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset on a split other
-    than validation (on validation only when there is no other), and every newest succeeded eval
-    of a prompted or API version on the same snapshot split. ``metric`` (default: the snapshot's
-    primary metric; any metric its evaluations score, evaluation.scoring.report_metric) drives the
-    verdict and the routing curve (per-example scores). The report names it (``metric``,
-    ``metric_label``) and the snapshot's ``primary_metric``.
+    Picks the newest succeeded eval of a fine-tuned (LoRA) version of this dataset on inputs it was
+    not trained on (never the train split of its own run's snapshot): on the test split when there
+    is one, then another split, on validation (where routing thresholds are chosen) only when there
+    is no other (VERDICT_SPLITS); and every newest succeeded eval of a prompted or API version on the
+    same snapshot split. ``metric`` (default: the snapshot's primary metric; any metric its
+    evaluations score, evaluation.scoring.report_metric) drives the verdict and the routing curve
+    (per-example scores). The report names it (``metric``, ``metric_label``) and the snapshot's
+    ``primary_metric``.
 
     Each baseline's verdict (``_verdict``) needs ``min_inputs`` test inputs and its tests to agree
     (``verdict_evidence``, stored as ``evidence``); otherwise it is "not enough evidence" and says
@@ -243,11 +256,13 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     evaluated = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
                                         model_version__kind=ModelVersionKind.LORA_ADAPTER)
                  .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id"))
-    # The validation split chooses routing thresholds: the report is on a held-out split when there is one.
-    tuned = evaluated.exclude(split=Split.VALIDATION).first() or evaluated.first()
-    if tuned is None:
+    held_out = [run for run in evaluated if not _trained_on(run)]
+    if not held_out:
         return {"dataset": dataset.name, "verdict": "not enough evidence",
-                "reason": "no fine-tuned model of this dataset has been evaluated yet"}
+                "reason": "no fine-tuned model of this dataset has been evaluated yet" if not evaluated else
+                "the fine-tuned models were evaluated only on the inputs they were trained on (their snapshot's "
+                "train split); evaluate them on its test split"}
+    tuned = min(held_out, key=lambda run: VERDICT_SPLITS.index(run.split))  # the newest on the first split
     newest = {}
     for run in (EvalRun.objects.filter(snapshot=tuned.snapshot, split=tuned.split, status=RunStatus.SUCCEEDED,
                                        model_version__kind__in=BASELINE_KINDS)
@@ -308,11 +323,10 @@ SCORE_BINS = list(range(0, 101, 10))  # per-example scores are 0-100
 
 
 def score_distribution(run: EvalRun, metric: str) -> dict:
-    """Histogram of ``run``'s per-example ``metric`` scores (0-100) in ten bins of width 10 (the
-    last includes 100): ``{"bins": [0, 10, ..., 100], "counts": [10 ints]}``. Predictions without
-    that score are left out (numpy.histogram)."""
-    scores = [s[metric] for s in run.predictions.values_list("scores", flat=True) if s.get(metric) is not None]
-    counts, _ = np.histogram(scores, bins=SCORE_BINS)
+    """Histogram of ``run``'s per-example ``metric`` scores (0-100; evaluation.scoring.prediction_scores)
+    in ten bins of width 10 (the last includes 100): ``{"bins": [0, 10, ..., 100], "counts": [10 ints]}``
+    (numpy.histogram)."""
+    counts, _ = np.histogram(list(prediction_scores(run, metric).values()), bins=SCORE_BINS)
     return {"bins": SCORE_BINS, "counts": counts.tolist()}
 
 
@@ -334,9 +348,9 @@ def _side(run: EvalRun, metric: str) -> dict:
 
 def _routing_rows(tuned: EvalRun, baseline: EvalRun, metric: str) -> list[tuple]:
     """(fine-tuned confidence, fine-tuned score, baseline score) per input both runs answered."""
-    fallback = {h: s.get(metric, 0.0) for h, s in baseline.predictions.values_list("input_hash", "scores")}
-    return [(c, s.get(metric, 0.0), fallback[h]) for h, c, s in
-            tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob", "scores") if h in fallback]
+    scores, fallback = prediction_scores(tuned, metric), prediction_scores(baseline, metric)
+    return [(c, scores[h], fallback[h]) for h, c in
+            tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob") if h in fallback]
 
 
 def _newest_eval(version_id: int, snapshot_id: int, split: str) -> EvalRun | None:

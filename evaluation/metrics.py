@@ -190,16 +190,24 @@ def json_schema_valid(prediction: str, validator: Draft202012Validator) -> float
     return 100.0 if validator.is_valid(instance) else 0.0
 
 
+# compare_systems reports McNemar's test of a binary metric under the metric's name plus this suffix.
+MCNEMAR_SUFFIX = "_mcnemar"
+
+
 def compile_regex_checks(checks: Mapping[str, str]) -> dict[str, re.Pattern]:
     """Compile user-defined checks {name: pattern} (Python ``re`` syntax).
 
     Raises:
-        ValueError: an empty name, or a pattern that does not compile (the message names the check).
+        ValueError: an empty name, a name ending in MCNEMAR_SUFFIX (the key of another check's McNemar
+            test in comparisons), or a pattern that does not compile (the message names the check).
     """
     compiled = {}
     for name, pattern in checks.items():
         if not name:
             raise ValueError("regex check with an empty name")
+        if name.endswith(MCNEMAR_SUFFIX):
+            raise ValueError(f"regex check {name!r}: names ending in {MCNEMAR_SUFFIX} are taken by comparisons "
+                             "(McNemar's test of a check); rename it")
         try:
             compiled[name] = re.compile(pattern)
         except (re.error, TypeError) as exc:
@@ -471,6 +479,15 @@ def _per_example_scores(predictions: Sequence[str], cleaned: list[list[str]], *,
     return per_example
 
 
+def per_example_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], *, language: str = "en",
+                       json_output: bool = False, output_schema: Mapping | None = None,
+                       regex_checks: Mapping[str, str] | None = None) -> list[dict[str, float]]:
+    """score_corpus's ``per_example`` alone (no corpus scores, no bootstrap): one {metric: 0-100} dict
+    per input, the metrics of scored_metrics for these options. Arguments and ValueError as score_corpus."""
+    return _per_example_scores(predictions, _clean_references(predictions, references), language=language,
+                               json_output=json_output, output_schema=output_schema, regex_checks=regex_checks)
+
+
 def score_corpus(predictions: Sequence[str], references: Sequence[Sequence[str]], *, language: str = "en",
                  json_output: bool = False, output_schema: Mapping | None = None,
                  regex_checks: Mapping[str, str] | None = None, resamples: int = 1000, seed: int = 0,
@@ -562,7 +579,7 @@ def compare_systems(a_predictions: Sequence[str], b_predictions: Sequence[str],
         a_scores, b_scores = ([scores[name] for scores in system] for system in per_system)
         result[name] = paired_bootstrap(a_scores, b_scores, **options)
         if spec.binary:
-            result[f"{name}_mcnemar"] = mcnemar(a_scores, b_scores)
+            result[name + MCNEMAR_SUFFIX] = mcnemar(a_scores, b_scores)
     return result
 
 

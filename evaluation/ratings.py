@@ -29,6 +29,12 @@ def datasets_to_rate():
     return Dataset.objects.filter(rating_criteria__isnull=False).distinct()
 
 
+def judgeable_eval_runs():
+    """Eval runs of datasets_to_rate(): the only runs the pairwise page and API let a rater name. Others
+    answer as missing, so a rater never reads the inputs and outputs of a dataset not opened to raters."""
+    return EvalRun.objects.filter(snapshot__dataset__in=datasets_to_rate())
+
+
 def rateable_predictions(dataset: Dataset):
     """Predictions of succeeded eval runs on snapshots of ``dataset``."""
     return Prediction.objects.filter(eval_run__snapshot__dataset=dataset, eval_run__status=RunStatus.SUCCEEDED)

@@ -3,7 +3,7 @@ place eval runs, comparisons, reports, admin pages and commands take both from."
 from curation.models import Snapshot
 from ftplatform.errors import ServiceError
 
-from .metrics import FREE_TEXT_METRIC, metric_spec, scored_metrics
+from .metrics import FREE_TEXT_METRIC, metric_spec, per_example_scores, scored_metrics
 
 
 def scoring_options(snapshot: Snapshot) -> dict:
@@ -17,6 +17,22 @@ def scoring_options(snapshot: Snapshot) -> dict:
 def snapshot_metrics(snapshot: Snapshot) -> list[str]:
     """Names of the metrics every eval run on ``snapshot`` scores, in report order."""
     return scored_metrics(**scoring_options(snapshot))
+
+
+def prediction_scores(run, metric: str) -> dict[str, float]:
+    """{input hash: eval run ``run``'s per-example ``metric`` score (0-100)}: as its job stored them, or,
+    for a run scored before its snapshot's settings asked for ``metric`` (runs from before the snapshot
+    froze its primary metric lack JSON validity or a check), rescored from its outputs and references with
+    the snapshot's scoring options, as comparisons score them; never a missing score read as 0.
+
+    ``metric`` is one of snapshot_metrics(run.snapshot) (else KeyError)."""
+    stored = dict(run.predictions.values_list("input_hash", "scores"))
+    if all(metric in (scores or {}) for scores in stored.values()):
+        return {input_hash: scores[metric] for input_hash, scores in stored.items()}
+    rows = list(run.predictions.values_list("input_hash", "output", "references"))
+    rescored = per_example_scores([output for _, output, _ in rows], [references for _, _, references in rows],
+                                  **scoring_options(run.snapshot))
+    return {row[0]: scores[metric] for row, scores in zip(rows, rescored, strict=True)}
 
 
 def primary_metric(snapshot: Snapshot) -> str:

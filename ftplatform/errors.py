@@ -5,6 +5,9 @@ import re
 # The folders of an absolute POSIX path ("/srv/ftplatform/var/artifacts/uploads/"), not preceded by
 # what would make it part of a URL ("http://host/v1") or a relative path ("a/b").
 _SERVER_FOLDERS = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]{}<>]+/)+")
+# A quoted absolute path, as the OS and most libraries quote file names (OSError: "...: '/srv/a b/c'"):
+# quoted, its folders may hold spaces ("/Users/Jane Doe/"), which end an unquoted path.
+_QUOTED_SERVER_FOLDERS = re.compile(r"""(['"])/(?:[^'"\n]*/)?(?=[^'"\n/]*\1)""")
 
 
 class ServiceError(Exception):
@@ -29,4 +32,4 @@ def without_server_paths(text: str) -> str:
     """``text`` (a library's or the OS's error message) with every absolute path cut to its last part,
     e.g. "No such file or directory: '/srv/var/artifacts/uploads/import-3-x/upload'" -> "... 'upload'":
     users see what is wrong, never where the server keeps its files (the log has the whole message)."""
-    return _SERVER_FOLDERS.sub("", text)
+    return _SERVER_FOLDERS.sub("", _QUOTED_SERVER_FOLDERS.sub(r"\1", text))

@@ -100,7 +100,7 @@ def unloadable_base_model(name: str = "tiny") -> BaseModel:
     return BaseModel.objects.create(name=name, source_kind="local_folder", source="/nonexistent")
 
 
-def _answer_split(version: ModelVersion, snapshot, split: str, label: str) -> EvalRun:
+def answer_split(version: ModelVersion, snapshot, split: str, label: str) -> EvalRun:
     """A succeeded eval run of ``version`` on ``snapshot``'s ``split`` whose outputs read "<label> says <input>"."""
     run = EvalRun.objects.create(model_version=version, snapshot=snapshot, split=split, status="succeeded")
     for item in snapshot.items.filter(split=split):
@@ -112,14 +112,15 @@ def _answer_split(version: ModelVersion, snapshot, split: str, label: str) -> Ev
     return run
 
 
-def two_eval_runs(examples: int = 12):
+def two_eval_runs(examples: int = 12, **settings):
     """A dataset "venues" of ``examples`` examples (80/10/10 of distinct inputs: 10 train inputs of
     12, 24 of 30) with two rating criteria (correctness, fluency) and two succeeded eval runs on its
     snapshot's train split, one per model version ("secret-prompted-model", then
     "secret-tuned-model"), whose outputs read "<prompted|tuned> says name: Venue <i>" (two digits:
     "Venue 1" inside "Venue 12" would make near-duplicate inputs, which the split keeps together).
-    Its primary metric is BLEU. Returns ``(dataset, [prompted_run, tuned_run])``."""
-    dataset = DatasetFactory(name="venues", primary_metric="bleu")
+    Its primary metric is BLEU unless ``settings`` (Dataset fields: primary_metric, regex_checks, ...)
+    say otherwise. Returns ``(dataset, [prompted_run, tuned_run])``."""
+    dataset = DatasetFactory(name="venues", **{"primary_metric": "bleu", **settings})
     snapshot = approved_snapshot(dataset, [(f"name: Venue {i:02d}", f"Venue {i:02d} is a pub.")
                                            for i in range(examples)])
     for name in ("correctness", "fluency"):
@@ -129,7 +130,7 @@ def two_eval_runs(examples: int = 12):
     for label in ("prompted", "tuned"):
         version = ModelVersion.objects.create(name=f"secret-{label}-model", kind="prompted_base", base_model=base,
                                               system_prompt=label)
-        runs.append(_answer_split(version, snapshot, "train", label))
+        runs.append(answer_split(version, snapshot, "train", label))
     return dataset, runs
 
 
@@ -143,19 +144,19 @@ def _answer_as_tuned(run: EvalRun) -> None:
         prediction.save()
 
 
-def tuned_vs_prompted_runs(examples: int = 12, validation: bool = False):
+def tuned_vs_prompted_runs(examples: int = 12, validation: bool = False, **settings):
     """Run A: a prompted baseline priced per token, scoring 20 on every input; run B: a fine-tuned
     version right on three inputs of four (bleu 100, else 0), priced per GPU-hour, confident where it
     is right (mean log-probability -0.1, else -3.0). Both on the train split of two_eval_runs'
     dataset of ``examples`` examples; with ``validation`` both versions are also evaluated alike on
-    the validation split (where routing thresholds are chosen)."""
-    dataset, (prompted, tuned) = two_eval_runs(examples)
+    the validation split (where routing thresholds are chosen). ``settings`` as in two_eval_runs."""
+    dataset, (prompted, tuned) = two_eval_runs(examples, **settings)
     ModelVersion.objects.filter(pk=prompted.model_version_id).update(
         price_per_million_input_tokens=2.5, price_per_million_output_tokens=10.0)
     ModelVersion.objects.filter(pk=tuned.model_version_id).update(kind="lora_adapter", price_per_gpu_hour=1.0)
     runs = [(prompted, tuned)]
     if validation:
-        runs.append(tuple(_answer_split(run.model_version, run.snapshot, "validation", label)
+        runs.append(tuple(answer_split(run.model_version, run.snapshot, "validation", label)
                           for run, label in ((prompted, "prompted"), (tuned, "tuned"))))
     for baseline_run, tuned_run in runs:
         _answer_as_tuned(tuned_run)

@@ -187,3 +187,10 @@ def test_the_schema_documents_the_400_of_a_download_that_is_not_ready():
     documented = schema["paths"]["/api/v1/snapshot-exports/{id}/hf-dataset/"]["get"]["responses"]["400"]
     error_detail = {"$ref": "#/components/schemas/ErrorDetail"}
     assert documented["content"]["application/json"]["schema"]["oneOf"][0] == error_detail
+
+
+def test_options_on_the_api_docs_page_is_a_405_not_a_500():
+    """The Swagger page described itself to OPTIONS with its HTML renderer, which had no template: a 500
+    for every signed-in user."""
+    response = client_for(EngineerFactory()).options("/api/docs/")
+    assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")

@@ -1,5 +1,6 @@
 """Snapshot export: chat JSONL per split, streamed, through the job queue."""
 import json
+import shutil
 
 import pytest
 from django.core.management import call_command
@@ -95,3 +96,20 @@ def test_exports_with_the_same_id_never_share_a_folder(monkeypatch, django_captu
     assert theirs.path != mine.path
     assert all(len(open(f"{export.path}/train.jsonl").readlines()) == snapshot.split_counts["train"]
                for export in (mine, theirs))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_downloading_an_export_whose_files_were_removed_is_a_400_saying_so(run_jobs):
+    """A finished export whose folder was cleaned up answered 500 (FileNotFoundError) on download, and
+    "it predates them" for the Hugging Face archive."""
+    client = APIClient()
+    client.force_authenticate(EngineerFactory())
+    export_id = client.post(f"/api/v1/snapshots/{snapshot_with(6).pk}/export/").json()["id"]
+    run_jobs()
+    shutil.rmtree(SnapshotExport.objects.get(pk=export_id).path)
+    for url, name in ((f"/api/v1/snapshot-exports/{export_id}/download/?split=train", "train.jsonl"),
+                      (f"/api/v1/snapshot-exports/{export_id}/hf-dataset/", "hf_dataset.tar")):
+        response = client.get(url)
+        assert (response.status_code, response.json()) == (400, {"detail": (
+            f"export {export_id} has no {name} on the server (its files were removed, or it was made before "
+            "exports had one); export the snapshot again")})

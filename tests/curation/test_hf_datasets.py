@@ -85,6 +85,16 @@ def test_a_dataset_dict_needs_a_split_when_it_has_several(tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_refused_folder_is_named_without_its_server_path(tmp_path):
+    """The job's message named the stored copy by its whole path (".../artifacts/uploads/import-1-x/dataset"),
+    which the import's API answer shows to the uploader and the dataset's reviewers."""
+    folder = saved(tmp_path, train=chat_rows(3), test=chat_rows(2))
+    refused = import_examples(DatasetFactory(), folder, "hf_dataset", by=EngineerFactory())
+    assert refused.error == ("dataset holds a DatasetDict with splits train, test; say which split to import (one "
+                             "split per import, so row numbers stay unambiguous)")
+
+
+@pytest.mark.django_db
 def test_a_table_without_conversation_columns_is_refused_by_name(tmp_path):
     batch = import_examples(DatasetFactory(), saved(tmp_path, [{"text": "hello"}]), "hf_dataset", by=EngineerFactory())
     assert batch.error == "the dataset has columns text; expected 'messages' (chat) or 'prompt' and 'completion'"

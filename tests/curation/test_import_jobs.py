@@ -282,8 +282,11 @@ def test_uploads_with_the_same_batch_id_never_share_a_folder(tmp_path, monkeypat
 
 
 @pytest.mark.django_db
-def test_an_import_whose_file_is_gone_fails_without_showing_server_paths(tmp_path,
+# "Jane Doe": paths were cut at their first space, leaving "Doe/artifacts/uploads/import-1-.../upload".
+@pytest.mark.parametrize("root", ["artifacts", "Jane Doe/artifacts"])
+def test_an_import_whose_file_is_gone_fails_without_showing_server_paths(root, tmp_path, settings,
                                                                          django_capture_on_commit_callbacks):
+    settings.ARTIFACTS_ROOT = tmp_path / root
     path = tmp_path / "examples.jsonl"
     write_jsonl(path, [chat(1)])
     with django_capture_on_commit_callbacks(execute=False):

@@ -1,4 +1,6 @@
 """A dataset's evaluation settings (language, regex checks, output schema) reach the metrics."""
+import json
+
 import pytest
 
 from curation.models import Dataset
@@ -19,10 +21,20 @@ from training.services import prompted_model_version
                                    "bleu, chrf, rouge_l, json_valid, got 'bleurt'"),
     ({"primary_metric": "json_schema_valid"}, "json_schema_valid needs an output_json_schema"),
     ({"primary_metric": "regex:price", "regex_checks": {"currency": "£"}}, "regex:currency, got 'regex:price'"),
+    # A NUL or an unpaired surrogate in a check was a 500 (PostgreSQL's JSON refuses them; SQLite stored
+    # the surrogate and the response could not be encoded).
+    ({"regex_checks": {"a\u0000b": "x"}}, "regex_checks key: contains a NUL character"),
+    ({"regex_checks": {"price": "\ud800"}}, "regex_checks.price: contains an unpaired surrogate"),
+    # Comparisons report McNemar's test of check "price" as "regex:price_mcnemar": a check of that name
+    # overwrote it, and the decision report on regex:price answered 500 (KeyError 'b01').
+    ({"regex_checks": {"price": "£", "price_mcnemar": "€"}},
+     "regex check 'price_mcnemar': names ending in _mcnemar are taken by comparisons"),
 ])
 def test_bad_evaluation_settings_are_400s_naming_them(fields, message):
-    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", **fields}, format="json")
-    assert response.status_code == 400 and message in response.content.decode()
+    # Encoded here (ASCII escapes): the test client's encoder cannot write an unpaired surrogate.
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", json.dumps({"name": "d", **fields}),
+                                                  content_type="application/json")
+    assert response.status_code == 400 and message in response.json()["non_field_errors"][0]
     assert not Dataset.objects.exists()
 
 

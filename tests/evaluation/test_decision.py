@@ -1,10 +1,14 @@
 """The decision report and the human-rating summaries on hand-made eval runs."""
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from evaluation.decision import decision_report, format_decision_report, leaderboard, rating_summary
-from evaluation.models import HumanRating, PairwiseJudgment, RatingCriterion
-from tests.factories import EngineerFactory, RaterFactory
+from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, RatingCriterion
+from tests.factories import EngineerFactory, RaterFactory, answer_split
 from tests.test_api import client_for
+from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +88,15 @@ def test_the_report_command_prints_the_decision_report(decision_runs, capsys):
     dataset, _, _ = decision_runs
     call_command("report", "--decision", dataset.name)
     assert "Verdict: FINE-TUNE" in capsys.readouterr().out
+
+
+def test_the_report_command_refuses_a_metric_it_would_not_use(tuned_vs_prompted):
+    """``report <model version> --metric chrf`` printed the model report and ignored the metric."""
+    from django.core.management import CommandError, call_command
+
+    _, _, tuned = tuned_vs_prompted
+    with pytest.raises(CommandError, match="^--metric goes with --decision DATASET$"):
+        call_command("report", tuned.model_version_id, "--metric", "chrf")
 
 
 def _exact_match_runs(examples: int, tuned_right: int):
@@ -179,3 +192,32 @@ def test_without_validation_runs_the_report_says_how_to_make_them(tuned_vs_promp
     for run in (tuned, prompted):
         assert (f"manage.py evaluate --model-version {run.model_version_id} --snapshot {run.snapshot_id} "
                 "--split validation") in routing["reason"]
+
+
+def trained_on_its_snapshot(run):
+    """Give the fine-tuned version of ``run`` a training run on ``run``'s snapshot (its train split)."""
+    training_run = TrainingRun.objects.create(snapshot=run.snapshot, base_model=run.model_version.base_model,
+                                              hyperparameters={}, status="succeeded")
+    ModelVersion.objects.filter(pk=run.model_version_id).update(training_run=training_run)
+
+
+def test_the_verdict_is_on_the_test_split_not_on_a_newer_eval_of_the_inputs_the_model_trained_on(decision_runs):
+    """The report took the newest eval on any split but validation: evaluating the fine-tuned model on its
+    own train split (to look for overfitting) moved the verdict onto the inputs it had learned."""
+    dataset, prompted, tuned = decision_runs
+    trained_on_its_snapshot(tuned)
+    tested = [answer_split(run.model_version, run.snapshot, "test", label)
+              for run, label in ((prompted, "prompted"), (tuned, "tuned"))]
+    EvalRun.objects.filter(pk__in=[run.pk for run in tested]).update(finished_at=timezone.now() - timedelta(hours=1))
+    EvalRun.objects.filter(pk__in=[prompted.pk, tuned.pk]).update(finished_at=timezone.now())
+    report = decision_report(dataset, resamples=50)
+    assert (report["split"], report["fine_tuned"]["eval_run_id"]) == ("test", tested[1].pk)
+
+
+def test_a_model_evaluated_only_on_its_training_inputs_gets_no_verdict(tuned_vs_prompted):
+    dataset, _, tuned = tuned_vs_prompted
+    trained_on_its_snapshot(tuned)
+    assert decision_report(dataset, resamples=50) == {
+        "dataset": dataset.name, "verdict": "not enough evidence",
+        "reason": "the fine-tuned models were evaluated only on the inputs they were trained on (their snapshot's "
+                  "train split); evaluate them on its test split"}

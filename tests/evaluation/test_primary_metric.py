@@ -6,7 +6,13 @@ from evaluation.comparisons import compare_eval_runs
 from evaluation.decision import decision_report
 from evaluation.models import EvalRun, Prediction
 from evaluation.services import start_eval_run
-from tests.factories import DatasetFactory, EngineerFactory, approved_snapshot, unloadable_base_model
+from tests.factories import (
+    DatasetFactory,
+    EngineerFactory,
+    approved_snapshot,
+    tuned_vs_prompted_runs,
+    unloadable_base_model,
+)
 from tests.test_api import client_for
 from training.choices import RunStatus
 from training.models import ModelVersion
@@ -88,3 +94,19 @@ def test_the_comparison_tests_every_binary_check_of_the_snapshot():
     assert (digits["a"], digits["b"]) == (0.0, 100.0)  # every tuned output is a bare number
     assert comparison["metrics"]["regex:digits_mcnemar"] == {"p_value": pytest.approx(2 * 0.5 ** n), "b01": n,
                                                               "b10": 0, "n": n}
+
+
+@pytest.mark.django_db
+def test_runs_scored_before_the_snapshots_primary_metric_are_rescored_not_read_as_zero():
+    """Eval runs from before a snapshot froze its primary metric (here JSON validity, which older runs
+    did not score) lack it in their per-example scores: the routing curve and the score histograms read
+    every missing score as 0, so a model always answering valid JSON was drawn as never doing so."""
+    dataset, prompted, tuned = tuned_vs_prompted_runs(examples=30, validation=True, primary_metric="json_valid")
+    Prediction.objects.filter(eval_run__model_version=tuned.model_version).update(output='{"pub": true}')
+    assert not any("json_valid" in scores for scores in Prediction.objects.values_list("scores", flat=True))
+    report = decision_report(dataset, resamples=50)
+    held_out = report["baselines"][0]["routing"]["held_out"]
+    assert (held_out["fine_tuned_quality"], held_out["baseline_quality"]) == (100.0, 0.0)
+    inputs = tuned.predictions.count()
+    assert report["fine_tuned"]["distribution"]["counts"][-1] == inputs
+    assert report["baselines"][0]["distribution"]["counts"][0] == inputs

@@ -2,7 +2,7 @@
 import pytest
 
 from evaluation.decision import leaderboard
-from evaluation.models import HumanRating, PairwiseJudgment
+from evaluation.models import HumanRating, PairAssignment, PairwiseJudgment
 from tests.factories import RaterFactory
 from tests.test_api import client_for
 
@@ -70,6 +70,20 @@ def test_a_rater_never_learns_the_name_of_a_dataset_without_criteria(two_runs, c
     page = client.get(f"/admin/evaluation/evalrun/rate/?dataset={hidden.pk}")
     assert page.status_code == 200 and hidden.name not in page.content.decode()
     assert two_runs[0].name in page.content.decode()  # the chooser: datasets with criteria
+
+
+def test_a_rater_never_reads_eval_runs_of_a_dataset_without_criteria_through_blind_pairs(two_runs, client):
+    """The pairwise API and page took any two eval runs by id: a rater (or a reviewer of other datasets)
+    read the inputs and outputs of datasets never opened to raters, which the rating API answers 404 for."""
+    dataset, (prompted, tuned) = two_runs
+    dataset.rating_criteria.all().delete()
+    rater = RaterFactory(is_staff=True)
+    response = client_for(rater).get(f"/api/v1/judgments/next/?a={prompted.pk}&b={tuned.pk}")
+    assert (response.status_code, response.json()) == (404, {"detail": "No EvalRun matches the given query."})
+    client.force_login(rater)
+    page = client.get(f"/admin/evaluation/evalrun/pairwise/?a={prompted.pk}&b={tuned.pk}").content.decode()
+    assert "no such eval run" in page.lower() and "Venue" not in page
+    assert not PairAssignment.objects.exists()
 
 
 def test_a_rater_judges_blind_pairs_and_the_leaderboard_counts_them(two_runs):

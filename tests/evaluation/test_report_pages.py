@@ -1,5 +1,7 @@
 """The report pages in the admin (decision report, model report, comparison) with their charts,
 and the verdict across several baselines."""
+import html
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -9,7 +11,8 @@ from evaluation.admin_reports import routing_chart, routing_rows
 from evaluation.decision import decision_report, format_p_value, overall_verdict, score_distribution
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
 from ftplatform.charts import bar_chart_svg
-from tests.factories import EngineerFactory, RaterFactory
+from tests.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
+from tests.test_api import client_for
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +112,17 @@ def test_an_unknown_metric_is_refused_naming_the_scored_ones(engineer, tuned_vs_
     assert "metric must be one of exact_match, bleu, chrf, rouge_l" in page
 
 
+def test_the_json_link_keeps_a_metric_whose_check_name_has_url_characters(engineer):
+    """The link put the metric into its query string unencoded: for a check named "a&b #1" it asked the
+    API for metric "regex:a" (400)."""
+    dataset, _, _ = tuned_vs_prompted_runs(regex_checks={"a&b #1": "Venue"})
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision"),
+                        {"dataset": dataset.pk, "metric": "regex:a&b #1"}).content.decode()
+    link = html.unescape(re.search(r'href="(/api/v1/decision-reports/[^"]*)"', page).group(1))
+    response = client_for(EngineerFactory()).get(link)
+    assert response.status_code == 200 and response.json()["metric"] == "regex:a&b #1"
+
+
 def test_the_strongest_baseline_comes_first_and_decides(decision_runs):
     dataset, prompted, tuned = decision_runs
     add_baseline(tuned, "big-prompted-model", perfect=True)
@@ -143,9 +157,8 @@ def test_there_is_no_verdict_without_baselines():
 def test_score_distribution_counts_scores_in_tenths_with_100_in_the_last(tuned_vs_prompted):
     _, _, tuned = tuned_vs_prompted
     Prediction.objects.filter(pk=tuned.predictions.first().pk).update(scores={"bleu": 10.0})
-    Prediction.objects.filter(pk=tuned.predictions.last().pk).update(scores={})  # no score: left out
     counts = score_distribution(tuned, "bleu")["counts"]
-    assert len(counts) == 10 and counts[1] == 1 and sum(counts) == tuned.predictions.count() - 1
+    assert len(counts) == 10 and counts[1] == 1 and sum(counts) == tuned.predictions.count()
     assert counts[9] == sum(1 for s in tuned.predictions.values_list("scores", flat=True) if s.get("bleu") == 100)
 
 
@@ -267,6 +280,16 @@ def test_a_p_value_at_the_bootstrap_floor_is_shown_as_a_bound(engineer, decision
     page = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").content.decode()
     assert "(95 % CI" in page and "p &lt; 0.002)" in page and "p = 0.002" not in page
     assert "<td>&lt; 0.002</td>" in page and "<td>0.002</td>" not in page
+
+
+def test_a_tiny_mcnemar_p_value_is_not_shown_as_zero(engineer, decision_runs):
+    """The pages rounded McNemar's p-value to three decimals: "p = 0.000", a p-value of zero."""
+    dataset, prompted, tuned = decision_runs
+    right = sum(score["bleu"] == 100 for score in tuned.predictions.values_list("scores", flat=True))
+    shown = f"McNemar's exact test on exact match: p = {2 * 0.5 ** right:.3g}"  # all `right` pairs favour it
+    decision = engineer.get(reverse("admin:evaluation_evalrun_decision"), {"dataset": dataset.pk}).content.decode()
+    compare = engineer.get(reverse("admin:evaluation_evalrun_compare"), {"a": prompted.pk, "b": tuned.pk})
+    assert shown in decision and shown in compare.content.decode() and "p = 0.000" not in decision
 
 
 @pytest.mark.parametrize("result, shown", [

@@ -25,6 +25,8 @@ class Command(BaseCommand):
     def handle(self, *args, model_version, decision, metric, as_json, **options):
         if (model_version is None) == (decision is None):
             raise CommandError("give a model version id, or --decision DATASET")
+        if metric and decision is None:  # the model report lists every metric: a --metric would go unused
+            raise CommandError("--metric goes with --decision DATASET")
         if decision is not None:
             dataset = Dataset.objects.filter(name=decision).first() or (
                 Dataset.objects.filter(pk=int(decision)).first() if decision.isdigit() else None)
