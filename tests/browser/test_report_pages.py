@@ -31,7 +31,11 @@ def test_the_decision_report_page_shows_its_charts(signed_in, live_server):
     # The model report and the comparison it links to draw their score distributions too.
     page.click(f"#ft-models a:text-is('{tuned.model_version.name}')")
     assert page.locator("#ft-lineage").is_visible()
-    assert page.locator("svg.score-distribution").bounding_box()["height"] > 100
+    # One chart per evaluation of the version: its test split and its validation split.
+    charts = page.locator("svg.score-distribution")
+    assert charts.count() == 2
+    for index in range(2):
+        assert charts.nth(index).bounding_box()["height"] > 100
     screenshot(page, "model_report")
     page.click("text=Paired comparison with")
     assert page.locator("svg.score-distribution rect.bar").count() == 20
