@@ -55,6 +55,7 @@ def test_truncation_counts_and_cuts_from_the_right(tokenizer, e2e_records):
     ({"decay_ratio": 0}, "decay_ratio must be in"),
     ({"warmup_ratio": 0.5, "decay_ratio": 0.6}, "warmup_ratio \\+ decay_ratio at most 1"),
     ({"max_grad_norm": -1.0}, "max_grad_norm must be at least 0"),
+    ({"loraplus_lr_ratio": 0.5}, "loraplus_lr_ratio must be between 1 \\(plain LoRA\\) and 1000, got 0.5"),
 ])
 def test_bad_hyperparameters_are_named(values, message):
     with pytest.raises(ValueError, match=message):
@@ -110,6 +111,32 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_zero(tiny_mo
                extra_callbacks=(rates,))
     # 1 warmup step (from 0), 6 stable steps, then 3 decay steps: 3/3, 2/3, 1/3 of the peak (0 after the last).
     assert rates.rates == pytest.approx([0.0] + [1e-3] * 7 + [1e-3 * 2 / 3, 1e-3 / 3], abs=1e-9)
+
+
+class GroupRates(TrainerCallback):
+    """Per optimiser step: the learning rate of the group holding LoRA A and of the one holding B."""
+
+    def __init__(self):
+        self.a, self.b = [], []
+
+    def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        group_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+        named = dict(model.named_parameters())
+        self.a.append(group_of[id(next(p for n, p in named.items() if "lora_A" in n))])
+        self.b.append(group_of[id(next(p for n, p in named.items() if "lora_B" in n))])
+
+
+@pytest.mark.slow
+def test_loraplus_trains_the_b_matrices_at_the_ratio_times_the_learning_rate(tiny_model_dir, tmp_path, e2e_records):
+    conversations = [r["messages"] for r in e2e_records[:12]]
+    rates = GroupRates()
+    config = LoraConfig.from_dict({"max_steps": 4, "batch_size": 2, "learning_rate": 1e-3, "warmup_ratio": 0,
+                                   "lr_scheduler": "linear", "loraplus_lr_ratio": 4})
+    train_lora(tiny_model_dir, conversations, [], config, tmp_path / "out", show_progress_bar=False,
+               extra_callbacks=(rates,))
+    # The schedule scales both groups alike: linear decay from the peak over 4 steps.
+    assert rates.a == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4], abs=1e-9)
+    assert rates.b == pytest.approx([4e-3, 3e-3, 2e-3, 1e-3], abs=1e-9)
 
 
 @pytest.mark.slow

@@ -52,6 +52,9 @@ class LoraConfig:
         warmup): linear or cosine decay to 0, constant, or warmup_stable_decay (constant, then
         a linear decay over the last ``decay_ratio`` of the steps). max_grad_norm clips the
         gradient norm (0: no clipping).
+    loraplus_lr_ratio: LoRA+ (Hayou et al. 2024, arXiv:2402.12354): the LoRA B matrices learn at
+        this multiple of learning_rate, the A matrices at learning_rate (peft's
+        create_loraplus_optimizer); 1 is plain LoRA, one learning rate for both.
     checkpoint_steps: save adapter, optimizer, scheduler, RNG state and data position every
     N optimiser steps (0: never), so a failed or cancelled run can resume.
     gradient_checkpointing: recompute activations in the backward pass: less memory for long
@@ -72,6 +75,7 @@ class LoraConfig:
     lr_scheduler: str = "linear"
     decay_ratio: float = 0.2
     max_grad_norm: float = 1.0
+    loraplus_lr_ratio: float = 1.0
     max_steps: int = 0
     max_train_examples: int = 0
     max_eval_examples: int = 64
@@ -150,6 +154,8 @@ class LoraConfig:
                              f"got {self.decay_ratio} (warmup_ratio {self.warmup_ratio})")
         if not 0 <= self.max_grad_norm < 1e6:
             raise ValueError(f"max_grad_norm must be at least 0 (0: no clipping), got {self.max_grad_norm}")
+        if not 1 <= self.loraplus_lr_ratio <= 1000:
+            raise ValueError(f"loraplus_lr_ratio must be between 1 (plain LoRA) and 1000, got {self.loraplus_lr_ratio}")
         if self.train_on not in TRAIN_ON_CHOICES:
             raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON_CHOICES)}, got {self.train_on!r}")
 

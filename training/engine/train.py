@@ -383,9 +383,16 @@ def train_lora(
         train_sampling_strategy="group_by_length" if config.group_by_length and not config.packing else "random",
         **mixed,
     )
+    optimizer = None  # the Trainer's AdamW with one learning rate
+    if config.loraplus_lr_ratio != 1:
+        from peft.optimizers import create_loraplus_optimizer
+
+        optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=config.learning_rate,
+                                              loraplus_lr_ratio=config.loraplus_lr_ratio, weight_decay=0.0)
     trainer = ExactResumeSFTTrainer(
         model=model,
         args=args,
+        optimizers=(optimizer, None),
         train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
