@@ -14,7 +14,7 @@ snapshotted with seed 0 in a throwaway SQLite database, in-process jobs), one ba
                scheduler, no gradient clipping, no weight decay.
   ftplatform   training.services.start_training_run() on the snapshot: the whole job as the demo
                runs it, with ftplatform's defaults for everything the shared settings leave open
-               (learning-rate schedule, warmup, sampling, clipping).
+               (learning-rate schedule, warmup, sampling, clipping, LoRA+ ratio).
   evaluation   both adapters registered as model versions and scored by ftplatform's own eval job
                (evaluation.services.start_eval_run) on the snapshot's test split: greedy, 64 new
                tokens, batch 1, multi-reference BLEU as the platform computes it.
@@ -338,7 +338,8 @@ def main():
           f"{args.steps} steps, shared settings "
           f"{json.dumps(SHARED)}; ftplatform's run resolved to learning rate {resolved['learning_rate']}, "
           f"schedule {resolved.get('lr_scheduler')}, warmup {resolved.get('warmup_ratio')}, "
-          f"sampling {'length-grouped' if resolved.get('group_by_length') else 'random'}; "
+          f"sampling {'length-grouped' if resolved.get('group_by_length') else 'random'}, "
+          f"LoRA+ ratio {resolved.get('loraplus_lr_ratio', 1)}; "
           f"{prepared['torch_threads']} torch threads, {os.cpu_count()} CPUs, {date}; load average before "
           f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}:\n")
     print(markdown_table(seeds, rows))

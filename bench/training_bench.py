@@ -100,6 +100,7 @@ def hyperparameters(steps: int) -> dict:
         "lora_dropout": 0.05,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
         "learning_rate": 2e-4,
+        "loraplus_lr_ratio": 1,  # plain LoRA, as the reference trains: one learning rate, the same task
         "max_eval_examples": 0,  # no validation: the bench measures training only
         "seed": 0,
     }
