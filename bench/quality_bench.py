@@ -54,7 +54,7 @@ from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a s
     train_on_prepared,
 )
 
-# The settings both sides share (the measurement: the demo's LoRA on q/k/v/o, lr 1e-3).
+# The settings both sides share (the measurement: LoRA on q/k/v/o, lr 1e-3, as the demo trained then).
 SHARED = {
     "lora_rank": 16,
     "lora_alpha": 32,

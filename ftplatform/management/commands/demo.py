@@ -42,7 +42,10 @@ DEMO_HYPERPARAMETERS = {
     "lora_rank": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.05,
-    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    # Every linear layer of the blocks (attention and MLP): over q/k/v/o alone, better on the
+    # validation split at 80 steps (BLEU 58.99 vs 56.97, loss 0.932 vs 1.006) for 1.4x the step time
+    # (bench/recipe_bench.py, README "Training quality").
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "learning_rate": 1e-3,
     "batch_size": 8,
     "max_steps": 80,
