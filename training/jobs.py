@@ -78,7 +78,8 @@ def run_training(run_id: int) -> None:
         identity = base_model_identity(run.base_model, folder)
         train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
         validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
-        config = LoraConfig.from_dict(run.hyperparameters)
+        # Runs recorded before LoRA+ existed trained plain LoRA: a resume continues them as they began.
+        config = LoraConfig.from_dict({"loraplus_lr_ratio": 1, **run.hyperparameters})
         output_dir = run.output_dir
         checkpoint = latest_checkpoint(run)
         resume_from = None

@@ -245,3 +245,31 @@ def test_the_api_resumes_only_failed_or_cancelled_runs(e2e_records, tiny_model_d
     data = response.json()
     assert (data["status"], data["error"], data["failure_reason"]) == ("queued", "", "")
     assert len(callbacks) == 1  # the job is enqueued once the resume commits
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_run_recorded_before_loraplus_resumes_as_plain_lora(e2e_records, tiny_model_dir, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    """Runs recorded before loraplus_lr_ratio existed trained with one learning rate; the new default
+    (4) must not change what their resume trains, nor break loading their optimizer state."""
+    from training.engine import train as engine
+    from training.jobs import run_training
+
+    with django_capture_on_commit_callbacks(execute=False):
+        old = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
+                                 by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
+        new = start_training_run(old.snapshot, old.base_model, by=old.created_by,
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    recorded = {k: v for k, v in old.hyperparameters.items() if k != "loraplus_lr_ratio"}
+    TrainingRun.objects.filter(pk=old.pk).update(hyperparameters=recorded)
+    seen = []
+
+    def recording_train_lora(base_model_dir, train, validation, config, *args, **kwargs):
+        seen.append(config.loraplus_lr_ratio)
+        raise engine.TrainingCancelled()
+
+    monkeypatch.setattr(engine, "train_lora", recording_train_lora)
+    run_training(old.pk)
+    run_training(new.pk)
+    assert seen == [1, 4]
