@@ -43,6 +43,15 @@ def child_environment(scratch: Path, base_models: Path) -> dict:
     return env
 
 
+def answer_as_child(args, children: dict) -> None:
+    """In a child process: run its role (``children[args.child](args)``) and write the result, with
+    the child's peak memory, to ``args.result`` for the parent's run_child to read."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
+    result = children[args.child](args)
+    result["peak_rss_mib"] = peak_rss_mib()
+    args.result.write_text(json.dumps(result, indent=2, default=str))
+
+
 def run_child(script: str, role: str, scratch: Path, env: dict, *extra: str, result_name: str) -> dict:
     """Run ``script --child role --scratch ... --result scratch/<result_name>.json extra...`` in a
     fresh process; its result (the JSON it wrote) plus ``process_seconds``, the child's wall time

@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a script)
     DATA_FILE,
     DEFAULT_BASE_MODELS,
+    answer_as_child,
     child_environment,
-    peak_rss_mib,
     prepare_demo_snapshot,
     run_child,
     train_on_prepared,
@@ -284,10 +284,7 @@ def main():
         parser.error(f"--seeds must be integers separated by commas and --platform-hyperparameters JSON: {exc}")
 
     if args.child:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
-        result = CHILDREN[args.child](args)
-        result["peak_rss_mib"] = peak_rss_mib()
-        args.result.write_text(json.dumps(result, indent=2, default=str))
+        answer_as_child(args, CHILDREN)
         return
 
     command = shlex.join([".venv/bin/python", "bench/quality_bench.py", *sys.argv[1:]])

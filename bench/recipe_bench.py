@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a script)
     DATA_FILE,
     DEFAULT_BASE_MODELS,
+    answer_as_child,
     child_environment,
-    peak_rss_mib,
     run_child,
     train_on_prepared,
 )
@@ -121,10 +121,7 @@ def main():
     args = parser.parse_args()
 
     if args.child:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ftplatform.settings")
-        result = CHILDREN[args.child](args)
-        result["peak_rss_mib"] = peak_rss_mib()
-        args.result.write_text(json.dumps(result, indent=2, default=str))
+        answer_as_child(args, CHILDREN)
         return
     try:
         recipes = dict(parse_recipe(text) for text in args.recipe) if args.recipe else RECIPES

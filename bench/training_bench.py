@@ -76,8 +76,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402  (after sys.path: the bench runs as a script)
     DATA_FILE,
     DEFAULT_BASE_MODELS,
+    answer_as_child,
     child_environment,
-    peak_rss_mib,
     prepare_demo_snapshot,
     run_child,
     train_on_prepared,
@@ -366,9 +366,7 @@ def main():
         parser.error("--steps must be at least 1")
 
     if args.child:
-        result = CHILDREN[args.child](args)
-        result["peak_rss_mib"] = peak_rss_mib()
-        args.result.write_text(json.dumps(result, indent=2, default=str))
+        answer_as_child(args, CHILDREN)
         return
 
     command = shlex.join([".venv/bin/python", "bench/training_bench.py", *sys.argv[1:]])
