@@ -1,27 +1,24 @@
 """The one place that enqueues jobs.
 
 With ``REDIS_URL`` set, jobs go to Redis and ``python manage.py worker`` processes run them.
-With it unset (the embedded quick-start default), jobs run in-process through RQ's
-synchronous mode (``Queue(is_async=False)``); RQ still wants a connection for its
-bookkeeping, so a process-local fakeredis server stands in for Redis there.
+With it unset (the embedded quick-start default), the job function is called directly in the
+process that started it, once the transaction commits (as Label Studio does without Redis):
+no queue, no fake Redis. A job that raises there is logged, as a worker would; its row already
+says what went wrong (jobs end their row before they raise).
 
 Jobs are always enqueued after the surrounding transaction commits, so a worker never
 sees a job whose row does not exist yet. The row (TrainingRun, EvalRun, ImportBatch) is
 the source of truth for a job's state; RQ's registries are not.
 """
+import logging
 from functools import cache
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 QUEUE_NAMES = ("default", "training", "evaluation")
-
-
-@cache
-def _fake_connection():
-    import fakeredis
-
-    return fakeredis.FakeRedis()
+logger = logging.getLogger(__name__)
 
 
 @cache
@@ -32,13 +29,12 @@ def _redis_connection(url: str):
 
 
 def get_connection():
-    """Return the Redis connection for jobs: real Redis when ``REDIS_URL`` is set, else fakeredis.
+    """Return the Redis connection for jobs (one client and pool per URL and process).
 
-    One client (and connection pool) per URL and process.
-    """
-    if settings.REDIS_URL:
-        return _redis_connection(settings.REDIS_URL)
-    return _fake_connection()
+    Raises RuntimeError without ``REDIS_URL``: jobs then run in-process and there is no queue."""
+    if not settings.REDIS_URL:
+        raise RuntimeError("REDIS_URL is not set: jobs run in-process, there is no job queue")
+    return _redis_connection(settings.REDIS_URL)
 
 
 def is_async() -> bool:
@@ -54,7 +50,6 @@ def get_queue(name: str):
     return Queue(
         name,
         connection=get_connection(),
-        is_async=is_async(),
         default_timeout=settings.JOB_TIMEOUTS[name],
     )
 
@@ -63,9 +58,23 @@ def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str, ti
     """Enqueue ``func_path(*args)`` on ``queue_name`` once the current transaction commits.
 
     ``job_id`` is deterministic (e.g. ``training-run-12``) so the row can name its job.
-    Outside a transaction the job is enqueued at once (Django's on_commit semantics).
+    Outside a transaction the job is enqueued at once (Django's on_commit semantics). Without
+    ``REDIS_URL`` the function is called then instead (run_in_process).
     """
-    transaction.on_commit(lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id, job_timeout=timeout))
+    if is_async():
+        transaction.on_commit(
+            lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id, job_timeout=timeout))
+    else:
+        transaction.on_commit(lambda: run_in_process(func_path, *args, job_id=job_id))
+
+
+def run_in_process(func_path: str, *args, job_id: str) -> None:
+    """Call the job function here and now. An exception is logged, not raised: the request or command
+    that started the job is not the job, and the job's row records how it ended."""
+    try:
+        import_string(func_path)(*args)
+    except Exception:
+        logger.exception("job %s (%s) failed", job_id, func_path)
 
 
 def enqueue_job_row(row, queue_name: str, func_path: str, *, timeout: int | None = None, suffix: str = "") -> None:

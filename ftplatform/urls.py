@@ -1,12 +1,46 @@
+from functools import wraps
+
+from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .api import router
+from .roles import ENGINEER, has_role
+
+
+def engineers_only(view):
+    """The admin's login, then the engineer role: django-rq's own check admits any staff user, and
+    annotators are staff (they work in the admin) but must not see or requeue other people's jobs."""
+
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if not has_role(request.user, ENGINEER):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return admin.site.admin_view(checked)
+
+
+def operator_urls():
+    """Queues, workers and failed jobs (django-rq's pages) at /admin/rq/, when jobs go through Redis."""
+    if not settings.REDIS_URL:
+        return []
+    from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
+
+    # Its JSON stats let a token in (RQ_API_TOKEN, which we do not set) or any staff user: engineers only here too.
+    stats = get_api_urlpatterns()
+    for pattern in stats:
+        pattern.callback = engineers_only(pattern.callback)
+    # The "django_rq" namespace is the one its pages reverse their links in, outside the admin site.
+    return [path("admin/rq/", include(([*get_admin_urlpatterns(view_wrapper=engineers_only), *stats], "django_rq")))]
+
 
 urlpatterns = [
+    *operator_urls(),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -155,8 +155,8 @@ def test_a_production_start_without_a_secret_key_says_so_without_a_traceback():
     assert "set FTPLATFORM_SECRET_KEY" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_check_deploy_behind_https_leaves_only_the_hsts_advice():
-    done = _manage("check", "--deploy", FTPLATFORM_SECRET_KEY=secrets.token_urlsafe(50), FTPLATFORM_HTTPS="1")
+def test_check_deploy_with_the_default_https_leaves_only_the_hsts_advice():
+    done = _manage("check", "--deploy", FTPLATFORM_SECRET_KEY=secrets.token_urlsafe(50))
     warnings = sorted(set(re.findall(r"security\.W\d+", done.stdout + done.stderr)))
     assert warnings == ["security.W004"]  # HSTS stays the operator's choice (FTPLATFORM_HSTS_SECONDS)
 

@@ -6,10 +6,11 @@ import sys
 import pytest
 
 
-def start_worker(settings, artifacts_root, queues=(), name=None, **env_overrides):
+def start_worker(settings, artifacts_root, queues=(), name=None, entrypoint=False, **env_overrides):
     """Start `manage.py worker [queues]` (forking work-horses, as in production) on the test
     database and Redis; skips the test without REDIS_URL and PostgreSQL. Stop it with stop_worker.
-    ``name``: the worker's name (default test-<pid>); workers running at once need different names."""
+    ``name``: the worker's name (default test-<pid>); workers running at once need different names.
+    ``entrypoint``: start it as the image does, through `docker/entrypoint.sh worker [queues]`."""
     from django.db import connection
 
     if not settings.REDIS_URL or connection.vendor != "postgresql":
@@ -21,9 +22,12 @@ def start_worker(settings, artifacts_root, queues=(), name=None, **env_overrides
                         f"@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "FTPLATFORM_ARTIFACTS": str(artifacts_root),
         "FTPLATFORM_TORCH_THREADS": "1",
+        # The entrypoint calls `python` from PATH, as in the image: this interpreter's.
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
         **env_overrides,
     }
-    return subprocess.Popen([sys.executable, "manage.py", "worker", *queues, "--name", name or f"test-{os.getpid()}"],
+    command = ["docker/entrypoint.sh", "worker"] if entrypoint else [sys.executable, "manage.py", "worker"]
+    return subprocess.Popen([*command, *queues, "--name", name or f"test-{os.getpid()}"],
                             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -100,7 +100,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, max_steps, hyperparameters, data, limit, base_model, **options):
         started = time.monotonic()
-        mode = f"RQ workers via {settings.REDIS_URL}" if queues.is_async() else "in-process (RQ synchronous mode)"
+        mode = f"RQ workers via {settings.REDIS_URL}" if queues.is_async() else "in this process (no REDIS_URL)"
         self.stdout.write(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}; jobs: {mode}")
         users = demo_users()
         annotator, engineer, reviewer = users["demo-annotator"], users["demo-engineer"], users["demo-reviewer"]

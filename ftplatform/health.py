@@ -1,0 +1,90 @@
+"""``GET /health/``: is this deployment able to work? For load balancers and compose health checks.
+
+Answers JSON: ``status`` ("ok", "degraded" or "unavailable"), ``database``, ``redis`` and ``workers``.
+
+- ``unavailable`` (HTTP 503): the database or Redis does not answer; this process cannot serve.
+- ``degraded`` (HTTP 200): it can serve, but some queue has no worker seen within
+  HEALTH_WORKER_SILENCE_SECONDS: jobs on it wait (the answer names the queue). Web stays in rotation.
+- ``ok`` (HTTP 200).
+
+Without ``REDIS_URL`` jobs run in the process that starts them: Redis and workers are "not used".
+The check reads only; it names no host, path or setting, and shows an error only by its kind.
+It is answered by a middleware placed first, before host validation and the HTTPS redirect: a load
+balancer probes a container by its IP address over plain HTTP.
+"""
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+from .queues import QUEUE_NAMES, get_connection
+
+HEALTH_PATH = "/health/"
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:
+        return f"unavailable ({type(exc).__name__})"
+
+
+def check_redis_and_workers() -> tuple[str, dict[str, int] | str]:
+    """Redis's state and, per queue, how many workers listening on it reported recently."""
+    if not settings.REDIS_URL:
+        return "not used", "not used"
+    from rq import Worker
+
+    redis = get_connection()
+    try:
+        redis.ping()
+        workers = Worker.all(connection=redis)
+    except Exception as exc:
+        return f"unavailable ({type(exc).__name__})", "unknown"
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.HEALTH_WORKER_SILENCE_SECONDS)
+    per_queue = dict.fromkeys(QUEUE_NAMES, 0)
+    for worker in workers:
+        beat = worker.last_heartbeat
+        if beat is None or (beat.replace(tzinfo=UTC) if beat.tzinfo is None else beat) < cutoff:
+            continue
+        for name in worker.queue_names():
+            if name in per_queue:
+                per_queue[name] += 1
+    return "ok", per_queue
+
+
+def health() -> tuple[int, dict]:
+    """(HTTP status, body) of the health check."""
+    database = check_database()
+    redis, workers = check_redis_and_workers()
+    body = {"status": "ok", "database": database, "redis": redis, "workers": workers}
+    if database != "ok" or redis not in ("ok", "not used"):
+        body["status"] = "unavailable"
+        return 503, body
+    idle = [name for name, count in workers.items() if count == 0] if isinstance(workers, dict) else []
+    if idle:
+        body["status"] = "degraded"
+        body["queues_without_workers"] = idle
+    return 200, body
+
+
+class HealthCheckMiddleware:
+    """Answer ``GET``/``HEAD /health/`` before anything else runs (see the module's docstring)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path != HEALTH_PATH:
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        status, body = health()
+        response = JsonResponse(body, status=status)
+        response["Cache-Control"] = "no-store"
+        return response
