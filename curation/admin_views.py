@@ -1,7 +1,6 @@
 """The admin pages people work in all day: the structured conversation editor (write, fix,
 edit-and-approve) and the keyboard-driven review page. Thin: every decision is a call to
 curation.workflow or curation.queues, and the rules are those of curation.access."""
-import re
 
 from django import forms
 from django.contrib import messages
@@ -17,8 +16,6 @@ from ftplatform.errors import ServiceError
 from . import access, queues, workflow
 from .formats import ROLES
 from .models import Dataset, Example
-
-MESSAGE_POSITION = re.compile(r"\bmessage (\d+)\b")
 
 ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
 
@@ -72,11 +69,10 @@ def _messages_from(formset) -> list[dict]:
 
 
 def _show_error_on_message(request, formset, exc: ServiceError) -> None:
-    """Put a validation error on the message row it names ("message 2: ..."), else on the page."""
-    position = MESSAGE_POSITION.search(str(exc))
+    """Put a validation error on the message row it concerns (exc.position), else on the page."""
     kept = [f for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-    if position and int(position.group(1)) <= len(kept):
-        kept[int(position.group(1)) - 1].add_error(None, str(exc))
+    if exc.field == "messages" and exc.position and exc.position <= len(kept):
+        kept[exc.position - 1].add_error(None, str(exc))
     else:
         messages.error(request, str(exc))
 

@@ -29,7 +29,12 @@ _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class FormatError(ValueError):
-    """A record that is not a valid example; the message says where and why."""
+    """A record that is not a valid example; the message says where and why, and ``position`` is the
+    1-based message of the conversation it concerns, when one does."""
+
+    def __init__(self, message: str, *, position: int | None = None):
+        super().__init__(message)
+        self.position = position
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -114,43 +119,48 @@ def validate_messages(messages) -> list[dict]:
         raise FormatError("'messages' must be a non-empty list")
     normalised, pending_calls = [], {}
     for position, message in enumerate(messages, start=1):
-        where = f"message {position}"
-        if not isinstance(message, dict):
-            raise FormatError(f"{where} must be an object with 'role' and 'content'")
-        unknown = set(message) - MESSAGE_KEYS
-        if unknown:
-            raise FormatError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
-                              f"expected {', '.join(sorted(MESSAGE_KEYS))}")
-        role = message.get("role")
-        if role not in ROLES:
-            raise FormatError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
-        where = f"{where} ({role})"
-        if role == "system" and position != 1:
-            raise FormatError(f"{where}: only the first message may be a system message")
-        if pending_calls and role != "tool":
-            raise FormatError(f"{where}: tool call(s) {', '.join(pending_calls)} were not answered by tool messages")
-        if "name" in message and not isinstance(message["name"], str):
-            raise FormatError(f"{where} must have 'name' as a string")
-        out = {"role": role, "content": _content_text(message.get("content"), where)}
-        if "name" in message:
-            out["name"] = message["name"]
-        if "tool_calls" in message:
-            if role != "assistant":
-                raise FormatError(f"{where}: only assistant messages may have 'tool_calls'")
-            out["tool_calls"] = _tool_calls(message["tool_calls"], where)
-            pending_calls = {call["id"]: True for call in out["tool_calls"]}
-        if role == "tool":
-            call_id = message.get("tool_call_id")
-            if not isinstance(call_id, str) or call_id not in pending_calls:
-                raise FormatError(f"{where}: 'tool_call_id' {call_id!r} does not answer a pending tool call")
-            del pending_calls[call_id]
-            out["tool_call_id"] = call_id
-        elif "tool_call_id" in message:
-            raise FormatError(f"{where}: only tool messages may have 'tool_call_id'")
-        if role in ("user", "tool") or (role == "assistant" and "tool_calls" not in out):
-            if not out["content"].strip():
-                raise FormatError(f"{where} has empty content")
-        normalised.append(out)
+        try:
+            where = f"message {position}"
+            if not isinstance(message, dict):
+                raise FormatError(f"{where} must be an object with 'role' and 'content'")
+            unknown = set(message) - MESSAGE_KEYS
+            if unknown:
+                raise FormatError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
+                                  f"expected {', '.join(sorted(MESSAGE_KEYS))}")
+            role = message.get("role")
+            if role not in ROLES:
+                raise FormatError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
+            where = f"{where} ({role})"
+            if role == "system" and position != 1:
+                raise FormatError(f"{where}: only the first message may be a system message")
+            if pending_calls and role != "tool":
+                raise FormatError(f"{where}: tool call(s) {', '.join(pending_calls)} were not answered by tool "
+                                  "messages")
+            if "name" in message and not isinstance(message["name"], str):
+                raise FormatError(f"{where} must have 'name' as a string")
+            out = {"role": role, "content": _content_text(message.get("content"), where)}
+            if "name" in message:
+                out["name"] = message["name"]
+            if "tool_calls" in message:
+                if role != "assistant":
+                    raise FormatError(f"{where}: only assistant messages may have 'tool_calls'")
+                out["tool_calls"] = _tool_calls(message["tool_calls"], where)
+                pending_calls = {call["id"]: True for call in out["tool_calls"]}
+            if role == "tool":
+                call_id = message.get("tool_call_id")
+                if not isinstance(call_id, str) or call_id not in pending_calls:
+                    raise FormatError(f"{where}: 'tool_call_id' {call_id!r} does not answer a pending tool call")
+                del pending_calls[call_id]
+                out["tool_call_id"] = call_id
+            elif "tool_call_id" in message:
+                raise FormatError(f"{where}: only tool messages may have 'tool_call_id'")
+            if role in ("user", "tool") or (role == "assistant" and "tool_calls" not in out):
+                if not out["content"].strip():
+                    raise FormatError(f"{where} has empty content")
+            normalised.append(out)
+        except FormatError as exc:  # every check of this message, nested ones included, names it
+            exc.position = exc.position or position
+            raise
     if normalised[-1]["role"] != "assistant":
         if not any(m["role"] == "assistant" for m in normalised):
             raise FormatError("the conversation has no assistant turn (nothing to learn)")

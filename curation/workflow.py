@@ -78,11 +78,11 @@ def _validated(messages, where: str) -> list[dict]:
         check_json_value(messages)
         messages = validate_messages(messages)
     except FormatError as exc:
-        raise ServiceError(f"{where}: {exc}") from exc
+        raise ServiceError(f"{where}: {exc}", field="messages", position=exc.position) from exc
     size = len(canonical_json(messages).encode("utf-8"))
     if size > MAX_LINE_BYTES:
         raise ServiceError(f"{where}: the conversation is {size} bytes as JSON; the limit is {MAX_LINE_BYTES}, "
-                           "as for an imported line")
+                           "as for an imported line", field="messages")
     return messages
 
 

@@ -14,6 +14,7 @@ from ftplatform.rest import id_param
 from training.choices import ModelVersionKind
 from training.models import ModelVersion
 
+from .choices import Verdict
 from .comparisons import compare_eval_runs
 from .decision import (
     SCORE_BINS,
@@ -62,7 +63,7 @@ def graded_metrics(names) -> list[str]:
 
 def _page(model_admin, request, template, **context):
     return TemplateResponse(request, f"admin/evaluation/{template}",
-                            {**context, **model_admin.admin_site.each_context(request)})
+                            {**context, "verdicts": Verdict, **model_admin.admin_site.each_context(request)})
 
 
 def _bin_labels() -> list[str]:

@@ -1,13 +1,14 @@
 """Thin DRF views over the evaluation services."""
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ftplatform.rest import id_param
 
 from . import ratings
+from .choices import Verdict
 from .comparisons import compare_eval_runs
 from .metrics import ALWAYS_SCORED
 from .models import EvalRun, HumanRating, PairwiseJudgment
@@ -69,6 +70,14 @@ class ComparisonViewSet(viewsets.ViewSet):
         return Response(compare_eval_runs(*runs))
 
 
+# The report's head; the rest (models, baselines, routing, ratings) is described in evaluation.decision.
+DECISION_REPORT = inline_serializer("DecisionReport", fields={
+    "dataset": serializers.CharField(),
+    "verdict": serializers.ChoiceField(choices=Verdict.choices),
+    "reason": serializers.CharField(),
+})
+
+
 class DecisionReportViewSet(viewsets.ViewSet):
     """``GET /api/v1/decision-reports/?dataset=<id>[&metric=<name>]``: the dataset's fine-tuned model
     against its prompted baselines (evaluation.decision.decision_report), decided on the snapshot's
@@ -82,7 +91,7 @@ class DecisionReportViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True),
                                OpenApiParameter("metric", str, description="Default: the snapshot's primary metric; "
                                                 f"{', '.join(ALWAYS_SCORED)}, or a JSON or regex check it scores.")],
-                   responses=dict)
+                   responses=DECISION_REPORT)
     def list(self, request):
         from curation.models import Dataset
 

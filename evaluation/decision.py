@@ -14,6 +14,7 @@ from curation.choices import Split
 from curation.models import Dataset
 from training.choices import ModelVersionKind, RunStatus
 
+from .choices import Verdict
 from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
 from .metrics import MCNEMAR_SUFFIX, metric_spec
@@ -186,7 +187,7 @@ def _more_inputs(evidence: dict, difference: float) -> str:
 
 
 def _verdict(comparison: dict, metric: str, tuned_cost, baseline_cost,
-             min_inputs: int = MIN_TEST_INPUTS) -> tuple[str, str, dict]:
+             min_inputs: int = MIN_TEST_INPUTS) -> tuple[Verdict, str, dict]:
     difference = comparison["metrics"][metric]
     evidence = verdict_evidence(comparison, metric, min_inputs=min_inputs)
     low, high, level = difference["ci_low"], difference["ci_high"], difference["level"]
@@ -202,15 +203,16 @@ def _verdict(comparison: dict, metric: str, tuned_cost, baseline_cost,
             for t in evidence["tests"]) + ")")
     more = _more_inputs(evidence, difference["difference"])
     if problems:
-        return "not enough evidence", f"{' and '.join(problems)}: {interval}; {more}", evidence
+        return Verdict.NOT_ENOUGH_EVIDENCE, f"{' and '.join(problems)}: {interval}; {more}", evidence
     if low > 0:
         if tuned_cost is not None and baseline_cost is not None and tuned_cost > baseline_cost:
-            return "not enough evidence", (f"the fine-tuned model is better ({interval}) but costs more per request "
-                                           f"({tuned_cost:.4g} vs {baseline_cost:.4g} per 1,000)"), evidence
-        return "fine-tune", f"the fine-tuned model is better: {interval}", evidence
+            reason = (f"the fine-tuned model is better ({interval}) but costs more per request "
+                      f"({tuned_cost:.4g} vs {baseline_cost:.4g} per 1,000)")
+            return Verdict.NOT_ENOUGH_EVIDENCE, reason, evidence
+        return Verdict.FINE_TUNE, f"the fine-tuned model is better: {interval}", evidence
     if high < 0:
-        return "keep prompting", f"the prompted model is better: {interval}", evidence
-    return "not enough evidence", f"the interval includes no difference: {interval}; {more}", evidence
+        return Verdict.KEEP_PROMPTING, f"the prompted model is better: {interval}", evidence
+    return Verdict.NOT_ENOUGH_EVIDENCE, f"the interval includes no difference: {interval}; {more}", evidence
 
 
 # The splits a verdict is decided on, in order of preference: the held-out test split first; validation, where
@@ -258,7 +260,7 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
                  .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id"))
     held_out = [run for run in evaluated if not _trained_on(run)]
     if not held_out:
-        return {"dataset": dataset.name, "verdict": "not enough evidence",
+        return {"dataset": dataset.name, "verdict": Verdict.NOT_ENOUGH_EVIDENCE,
                 "reason": "no fine-tuned model of this dataset has been evaluated yet" if not evaluated else
                 "the fine-tuned models were evaluated only on the inputs they were trained on (their snapshot's "
                 "train split); evaluate them on its test split"}
@@ -273,7 +275,7 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
               "metric": metric, "metric_label": metric_spec(metric).label,
               "primary_metric": primary_metric(tuned.snapshot), "fine_tuned": _side(tuned, metric), "baselines": []}
     if not newest:
-        report.update(verdict="not enough evidence",
+        report.update(verdict=Verdict.NOT_ENOUGH_EVIDENCE,
                       reason="no prompted baseline was evaluated on the same snapshot split")
         return report
     training_run = tuned.model_version.training_run
@@ -307,15 +309,16 @@ def overall_verdict(baselines: list[dict]) -> tuple[str, str]:
     separate from. Raises ValueError on an empty list."""
     if not baselines:
         raise ValueError("no baselines to decide between")
-    losing = [b for b in baselines if b["verdict"] == "keep prompting"]
+    losing = [b for b in baselines if b["verdict"] == Verdict.KEEP_PROMPTING]
     if losing:
-        return "keep prompting", f"against {losing[0]['model_version']}: {losing[0]['reason']}"
-    unsure = [b for b in baselines if b["verdict"] != "fine-tune"]
+        return Verdict.KEEP_PROMPTING, f"against {losing[0]['model_version']}: {losing[0]['reason']}"
+    unsure = [b for b in baselines if b["verdict"] != Verdict.FINE_TUNE]
     if unsure:
-        return "not enough evidence", "; ".join(f"against {b['model_version']}: {b['reason']}" for b in unsure)
+        return Verdict.NOT_ENOUGH_EVIDENCE, "; ".join(f"against {b['model_version']}: {b['reason']}"
+                                                      for b in unsure)
     if len(baselines) == 1:
-        return "fine-tune", f"against {baselines[0]['model_version']}: {baselines[0]['reason']}"
-    return "fine-tune", (f"better than all {len(baselines)} baselines; against the strongest, "
+        return Verdict.FINE_TUNE, f"against {baselines[0]['model_version']}: {baselines[0]['reason']}"
+    return Verdict.FINE_TUNE, (f"better than all {len(baselines)} baselines; against the strongest, "
                          f"{baselines[0]['model_version']}: {baselines[0]['reason']}")
 
 

@@ -11,9 +11,27 @@ _QUOTED_SERVER_FOLDERS = re.compile(r"""(['"])/(?:[^'"\n]*/)?(?=[^'"\n/]*\1)""")
 
 
 class ServiceError(Exception):
-    """A request that breaks a rule; the message tells the user what to change. HTTP 400."""
+    """A request that breaks a rule; the message tells the user what to change. HTTP 400.
+
+    ``field``: the request field it concerns ("messages", "price_per_1k_input_tokens"), when one;
+    ``position``: where in that field, 1-based (the message of a conversation, the line of a file).
+    The edges place the error with these (the API's body, the admin's form row), never by reading the text.
+    """
 
     status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None, position: int | None = None):
+        super().__init__(message)
+        self.field, self.position = field, position
+
+    def as_dict(self) -> dict:
+        """The API's error body: ``detail``, plus ``field`` and ``position`` when known."""
+        body = {"detail": str(self)}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.position is not None:
+            body["position"] = self.position
+        return body
 
 
 class NotAllowed(ServiceError):

@@ -12,13 +12,14 @@ from .errors import ServiceError
 
 
 def exception_handler(exc, context):
-    """Service errors become 400/403/409 with their message; the rest is DRF's handling."""
+    """Service errors become 400/403/409 with their message (and the field and position it concerns,
+    when known: ServiceError.as_dict); the rest is DRF's handling."""
     # Imported here: DRF's views module reads DEFAULT_PARSER_CLASSES (this module) when it loads,
     # and the admin imports this module (id_param) before DRF's views are loaded.
     from rest_framework.views import exception_handler as drf_exception_handler
 
     if isinstance(exc, ServiceError):
-        return Response({"detail": str(exc)}, status=exc.status_code)
+        return Response(exc.as_dict(), status=exc.status_code)
     return drf_exception_handler(exc, context)
 
 

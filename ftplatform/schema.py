@@ -4,7 +4,8 @@ accepts every real response, errors included.
 
 Error bodies (ftplatform.rest.exception_handler and DRF's own):
 
-- ``ErrorDetail`` ``{"detail": "..."}``: 401, 403, 404, 409, and a 400 from a service rule;
+- ``ErrorDetail`` ``{"detail": "...", "field": "...", "position": n}``: 401, 403, 404, 409, and a 400
+  from a service rule (``field`` and ``position`` when the rule concerns one place of the request);
 - ``FieldErrors`` ``{"<field>": ["...", ...] | {...}}``: a 400 naming the fields a request got wrong.
 
 Which operations answer which codes: every one may answer 400 (a bad parameter or body, or a rule
@@ -14,8 +15,14 @@ role's permission) and 404 (an object or page that is not there, or not visible)
 """
 ERROR_DETAIL = {
     "type": "object",
-    "properties": {"detail": {"type": "string", "description": "What went wrong, and what to change."}},
+    "properties": {
+        "detail": {"type": "string", "description": "What went wrong, and what to change."},
+        "field": {"type": "string", "description": "The request field the error concerns, when one does."},
+        "position": {"type": "integer", "minimum": 1,
+                     "description": "Where in that field, 1-based: the message of a conversation, the line of a file."},
+    },
     "required": ["detail"],
+    "additionalProperties": False,
 }
 FIELD_ERRORS = {
     "type": "object",

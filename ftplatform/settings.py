@@ -227,6 +227,7 @@ SPECTACULAR_SETTINGS = {
         "ImportStatusEnum": "curation.choices.ImportStatus",
         "SnapshotStatusEnum": "curation.choices.SnapshotStatus",
         "RunStatusEnum": "training.choices.RunStatus",
+        "VerdictEnum": "evaluation.choices.Verdict",
     },
 }
 

@@ -109,8 +109,7 @@ class ModelVersionForm(forms.ModelForm):
         try:
             checked_prices({name: data.get(name) for name in PRICE_FIELDS})
         except ServiceError as exc:
-            field = next((name for name in PRICE_FIELDS if str(exc).startswith(name)), None)
-            self.add_error(field, str(exc))
+            self.add_error(exc.field if exc.field in PRICE_FIELDS else None, str(exc))
         return data
 
 

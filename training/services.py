@@ -440,10 +440,11 @@ def checked_prices(prices: dict | None) -> dict:
     values = {}
     for field_name, value in (prices or {}).items():
         if field_name not in PRICE_FIELDS:
-            raise ServiceError(f"unknown price {field_name!r}; known: {', '.join(PRICE_FIELDS)}")
+            raise ServiceError(f"unknown price {field_name!r}; known: {', '.join(PRICE_FIELDS)}", field=field_name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value < MAX_PRICE):
-            raise ServiceError(f"{field_name} must be a non-negative number below {MAX_PRICE:g}, got {value!r}")
+            raise ServiceError(f"{field_name} must be a non-negative number below {MAX_PRICE:g}, got {value!r}",
+                               field=field_name)
         values[field_name] = value
     return values
 

@@ -32,9 +32,37 @@ def test_a_stale_edit_is_refused_and_nothing_changes(db):
 
 def test_invalid_messages_name_the_message(db):
     example = ExampleFactory()
-    with pytest.raises(ServiceError, match=f"example {example.pk}: message 2 has role 'bot'"):
+    with pytest.raises(ServiceError, match=f"example {example.pk}: message 2 has role 'bot'") as raised:
         edit_example(example, by=example.author, expected_version=example.version,
                      messages=[{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}])
+    assert (raised.value.field, raised.value.position) == ("messages", 2)
+
+
+def test_a_nested_problem_carries_its_message_position_and_a_conversation_level_one_none(db):
+    example = ExampleFactory()
+    parts = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+             {"role": "assistant", "content": "b"}]
+    with pytest.raises(ServiceError, match="message 3 \\(user\\): content part 1 is 'image_url'") as raised:
+        edit_example(example, by=example.author, expected_version=example.version, messages=parts)
+    assert (raised.value.field, raised.value.position) == ("messages", 3)
+    with pytest.raises(ServiceError, match="must end with the assistant turn") as raised:
+        edit_example(example, by=example.author, expected_version=example.version,
+                     messages=[*parts[:2], {"role": "user", "content": "and then?"}])
+    assert (raised.value.field, raised.value.position) == ("messages", None)
+
+
+def test_the_api_error_body_names_the_field_and_position(db):
+    example = ExampleFactory()
+    client = APIClient()
+    client.force_authenticate(example.author)
+    response = client.post("/api/v1/examples/", {
+        "dataset": example.dataset.pk,
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": f"new example in dataset '{example.dataset.name}': message 2 (assistant) "
+                                         "has empty content",
+                               "field": "messages", "position": 2}
 
 
 def test_an_edit_that_duplicates_another_example_is_a_conflict_naming_it_only_if_visible(db):
