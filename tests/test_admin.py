@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from curation.choices import ExampleStatus
 from curation.models import Example, ImportBatch
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
+from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +76,7 @@ def test_reject_action_asks_for_a_comment_first(superuser_client):
 
 
 def test_model_versions_cannot_be_added_or_their_prompt_changed(superuser_client, tiny_model_dir):
-    from tests.factories import tiny_base_model
+    from tests.support.factories import tiny_base_model
     from training.services import prompted_model_version
 
     version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.", by=EngineerFactory())

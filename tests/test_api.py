@@ -3,13 +3,13 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
 from curation.models import Example
 from evaluation.models import EvalRun
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.django_db
 
 LIST_ENDPOINTS = ["datasets", "examples", "imports", "snapshots", "base-models", "training-runs",
                   "model-versions", "eval-runs"]
-
-
-def client_for(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
 
 
 @pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
@@ -127,7 +121,7 @@ def test_training_run_on_pending_snapshot_is_400():
 
 
 def test_events_after_a_cursor(tiny_model_dir, e2e_records):
-    from tests.training.test_runs import snapshot_of
+    from tests.support.factories import snapshot_of
     from training.models import TrainingRun
     from training.services import log_event
 
@@ -145,7 +139,7 @@ def test_events_after_a_cursor(tiny_model_dir, e2e_records):
 
 
 def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e_records):
-    from tests.training.test_runs import snapshot_of
+    from tests.support.factories import snapshot_of
 
     snapshot = snapshot_of(e2e_records[:20])
     base = tiny_base_model(tiny_model_dir)
@@ -194,7 +188,7 @@ def test_dataset_output_schema_is_checked(schema, message):
 
 
 def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
-    from tests.training.test_runs import snapshot_of
+    from tests.support.factories import snapshot_of
     from training.models import TrainingRun
 
     run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
@@ -203,7 +197,7 @@ def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
 
 
 def test_eval_run_on_a_pending_snapshot_is_400(tiny_model_dir, e2e_records):
-    from tests.training.test_runs import snapshot_of
+    from tests.support.factories import snapshot_of
 
     snapshot = snapshot_of(e2e_records[:20], approve=False)
     version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Describe it.", by=EngineerFactory())

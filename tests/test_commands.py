@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from curation.models import Example
-from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +79,7 @@ def test_the_evaluate_command_checks_the_role_before_creating_a_prompted_version
     evaluation's own permission check refused them."""
     from curation.choices import ExampleStatus
     from curation.snapshots import approve_snapshot, create_snapshot
-    from tests.factories import ExampleFactory, RaterFactory, ReviewerFactory, unloadable_base_model
+    from tests.support.factories import ExampleFactory, RaterFactory, ReviewerFactory, unloadable_base_model
     from training.models import ModelVersion
 
     example = ExampleFactory(status=ExampleStatus.APPROVED)
@@ -96,8 +96,7 @@ def test_the_evaluate_command_checks_the_role_before_creating_a_prompted_version
 @pytest.mark.django_db(transaction=True)
 def test_train_evaluate_and_report_commands_compare_with_the_prompted_base(tiny_model_dir, e2e_records, capsys,
                                                                           run_jobs, settings):
-    from tests.factories import tiny_base_model
-    from tests.training.test_runs import snapshot_of
+    from tests.support.factories import snapshot_of, tiny_base_model
     from training.models import ModelVersion
 
     if settings.REDIS_URL:

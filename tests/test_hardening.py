@@ -16,7 +16,8 @@ from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
 from curation.workflow import approve_example, assign_example
 from ftplatform.errors import NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
@@ -24,7 +25,6 @@ from tests.factories import (
     ReviewerFactory,
     conversation,
 )
-from tests.test_api import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from curation.exports import start_snapshot_export
 from curation.models import ImportBatch
 from ftplatform.roles import ANNOTATOR, RATER, REVIEWER
-from tests.factories import EngineerFactory, UserFactory, two_eval_runs
+from tests.support.factories import EngineerFactory, UserFactory, two_eval_runs
 from training.models import TrainingEvent, TrainingRun
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

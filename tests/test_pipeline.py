@@ -6,7 +6,7 @@ from curation.choices import ExampleStatus, SnapshotStatus
 from curation.models import Example, Review, Snapshot
 from evaluation.models import EvalRun
 from evaluation.reports import model_version_report
-from tests.factories import tiny_base_model
+from tests.support.factories import tiny_base_model
 from training.choices import RunStatus
 from training.models import TrainingRun
 
@@ -50,7 +50,7 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
 def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifacts_root):
     """REDIS_URL and PostgreSQL: the demo enqueues, a separate `manage.py worker` process (forking
     work-horses, as in production) runs training and evaluation, the demo polls the rows."""
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
 
     base_model = tiny_base_model(tiny_model_dir)
     worker = start_worker(settings, artifacts_root)

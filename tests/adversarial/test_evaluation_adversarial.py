@@ -14,8 +14,7 @@ from evaluation.ratings import next_pair_to_judge, record_judgment, record_ratin
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
 from tests.evaluation import conftest as evaluation_fixtures
-from tests.factories import EngineerFactory, RaterFactory
-from tests.training.test_runs import snapshot_of
+from tests.support.factories import EngineerFactory, RaterFactory, snapshot_of
 from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
 
@@ -228,7 +227,7 @@ def test_two_eval_runs_of_one_version_in_two_workers_at_once_keep_their_results_
         e2e_records, fake_openai, settings, artifacts_root):
     """PostgreSQL + Redis: two `manage.py worker` processes evaluate one remote version on two splits
     at the same time; each run holds exactly its own split's inputs, each answered to its own input."""
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
 
     fake_openai.delay_s = 0.05  # both runs are generating at once
     fake_openai.reply = lambda messages: "echo: " + messages[-1]["content"]

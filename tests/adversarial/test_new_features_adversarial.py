@@ -16,10 +16,16 @@ from evaluation.ratings import next_pair_to_judge, record_judgment
 from evaluation.services import start_eval_run
 from ftplatform.charts import Series, bar_chart_svg, line_chart_svg, nice_ticks
 from ftplatform.errors import Conflict, ServiceError
-from tests.factories import EngineerFactory, RaterFactory, ReviewerFactory, two_eval_runs, unloadable_base_model
-from tests.test_api import client_for
-from tests.threads import in_threads
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import (
+    EngineerFactory,
+    RaterFactory,
+    ReviewerFactory,
+    snapshot_of,
+    two_eval_runs,
+    unloadable_base_model,
+)
+from tests.support.threads import in_threads
 from training.models import ModelVersion
 from training.services import few_shot_examples, prompted_model_version
 

@@ -5,8 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.training.test_runs import TINY_HYPERPARAMETERS, snapshot_of
+from tests.support.factories import TINY_HYPERPARAMETERS, EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import EventKind, FailureReason, RunStatus
 from training.models import Checkpoint, ModelVersion, TrainingRun
 from training.services import resume_training_run, start_training_run

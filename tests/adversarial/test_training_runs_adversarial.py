@@ -6,9 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.test_api import client_for
-from tests.training.test_runs import TINY_HYPERPARAMETERS, snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import TINY_HYPERPARAMETERS, EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import FailureReason, RunStatus
 from training.models import TrainingRun
 from training.services import preflight_training_run, start_training_run

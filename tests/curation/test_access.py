@@ -15,7 +15,7 @@ from curation.workflow import (
     submit_example,
 )
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,

@@ -5,7 +5,7 @@ from curation.formats import parse_column_mapping, read_delimited
 from curation.imports import import_examples
 from curation.models import Example
 from ftplatform.errors import ServiceError
-from tests.factories import AnnotatorFactory, DatasetFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory
 
 
 def test_csv_with_mapping_quoted_newlines_and_line_numbers():

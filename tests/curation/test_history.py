@@ -10,7 +10,7 @@ from curation.imports import import_examples
 from curation.models import Example
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_example, reject_example, submit_example
-from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 

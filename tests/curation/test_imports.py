@@ -5,7 +5,7 @@ import pytest
 from curation.choices import ExampleStatus, ImportStatus
 from curation.imports import import_examples
 from curation.models import Example
-from tests.factories import AnnotatorFactory, DatasetFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from curation.formats import content_hash, input_hash
 from curation.models import Example, Snapshot
 from curation.snapshots import approve_snapshot, create_snapshot, reject_snapshot
 from ftplatform.errors import NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,

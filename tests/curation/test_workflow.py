@@ -3,7 +3,7 @@ import pytest
 from curation.choices import ExampleStatus, ReviewDecision
 from curation.workflow import approve_example, reject_example, submit_example
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 

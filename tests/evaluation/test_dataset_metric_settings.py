@@ -5,9 +5,8 @@ import pytest
 
 from curation.models import Dataset
 from evaluation.services import start_eval_run
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import RunStatus
 from training.services import prompted_model_version
 

@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from evaluation.decision import decision_report, format_decision_report, leaderboard, rating_summary
 from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, RatingCriterion
-from tests.factories import EngineerFactory, RaterFactory, answer_split
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, RaterFactory, answer_split
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -103,7 +103,7 @@ def _exact_match_runs(examples: int, tuned_right: int):
     """The fine-tuned model right (exactly) on its first ``tuned_right`` inputs of the train split, the
     prompted model on none: ``(dataset, n_inputs)``."""
     from evaluation.models import Prediction
-    from tests.factories import tuned_vs_prompted_runs
+    from tests.support.factories import tuned_vs_prompted_runs
 
     dataset, _, tuned = tuned_vs_prompted_runs(examples=examples)
     for index, prediction in enumerate(Prediction.objects.filter(eval_run=tuned).order_by("id")):

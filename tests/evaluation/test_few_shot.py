@@ -5,9 +5,8 @@ from django.core.management import CommandError, call_command
 from curation.formats import prompt_messages, with_system_prompt
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
-from tests.factories import EngineerFactory, unloadable_base_model
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, snapshot_of, unloadable_base_model
 from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
 from training.services import few_shot_examples, prompted_model_version, remote_model_version

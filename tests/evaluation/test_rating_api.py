@@ -3,8 +3,8 @@ import pytest
 
 from evaluation.decision import leaderboard
 from evaluation.models import HumanRating, PairAssignment, PairwiseJudgment
-from tests.factories import RaterFactory
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import RaterFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_an_unknown_prediction_or_dataset_is_named(two_runs):
 def test_a_rater_never_learns_the_name_of_a_dataset_without_criteria(two_runs, client):
     """Such a dataset used to answer 400 "dataset 'NAME' has no rating criteria" (API) and the admin
     page's title named it: a rater, who may not view datasets, could list every name by id."""
-    from tests.factories import DatasetFactory
+    from tests.support.factories import DatasetFactory
 
     hidden = DatasetFactory(name="secret-acquisition-target")
     rater = RaterFactory(is_staff=True)

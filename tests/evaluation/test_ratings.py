@@ -7,7 +7,7 @@ from django.urls import reverse
 from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
 from evaluation.ratings import next_pair_to_judge, next_prediction_to_rate, record_judgment, record_ratings
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,

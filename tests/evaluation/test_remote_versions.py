@@ -1,12 +1,11 @@
 """A model version behind an OpenAI-compatible endpoint, created over the API and evaluated against a
-local fake server (tests.fake_openai): never the network."""
+local fake server (tests.support.fake_openai): never the network."""
 import pytest
 
 from evaluation.models import EvalRun
 from evaluation.services import start_eval_run
-from tests.factories import EngineerFactory, ReviewerFactory
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of
 from training.choices import RunStatus
 from training.models import ModelVersion
 

@@ -11,8 +11,8 @@ from evaluation.admin_reports import routing_chart, routing_rows
 from evaluation.decision import decision_report, format_p_value, overall_verdict, score_distribution
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
 from ftplatform.charts import bar_chart_svg
-from tests.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,13 @@ import pytest
 from django.utils import timezone
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
-from tests.training.test_runs import TINY_HYPERPARAMETERS, snapshot_of
+from tests.support.factories import (
+    TINY_HYPERPARAMETERS,
+    AnnotatorFactory,
+    EngineerFactory,
+    snapshot_of,
+    tiny_base_model,
+)
 from training.choices import FailureReason, RunStatus
 from training.models import TrainingRun
 from training.services import reap_lost_runs, resume_training_run, start_training_run
@@ -82,7 +87,7 @@ def test_reading_training_runs_changes_nothing_and_reap_jobs_fails_lost_ones(e2e
     ``manage.py reap_jobs`` do."""
     from django.core.management import call_command
 
-    from tests.test_api import client_for
+    from tests.support.clients import client_for
 
     with django_capture_on_commit_callbacks(execute=False):
         run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
@@ -154,7 +159,7 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
     from safetensors.torch import load_file
 
     from curation.choices import Split
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
     from training.engine.config import LoraConfig
     from training.engine.train import train_lora
     from training.services import snapshot_conversations
@@ -205,7 +210,7 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
 
 @pytest.mark.django_db
 def test_the_api_gives_a_preflight_report_and_refuses_blocked_runs_with_400(e2e_records, tiny_model_dir):
-    from tests.test_api import client_for
+    from tests.support.clients import client_for
 
     snapshot, base_model = snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir)
     client = client_for(EngineerFactory())
@@ -228,7 +233,7 @@ def test_the_api_gives_a_preflight_report_and_refuses_blocked_runs_with_400(e2e_
 @pytest.mark.django_db
 def test_the_api_resumes_only_failed_or_cancelled_runs(e2e_records, tiny_model_dir,
                                                        django_capture_on_commit_callbacks):
-    from tests.test_api import client_for
+    from tests.support.clients import client_for
 
     creator = EngineerFactory()
     with django_capture_on_commit_callbacks(execute=False):

@@ -3,8 +3,8 @@ nothing that answered an evaluation changes."""
 import pytest
 from django.urls import reverse
 
-from tests.factories import EngineerFactory, ReviewerFactory, unloadable_base_model
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, ReviewerFactory, unloadable_base_model
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from safetensors import SafetensorError
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
+from tests.support.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
 from training.choices import ModelVersionKind
 from training.engine.export import export_merged, max_logit_difference
 from training.engine.model_card import render_model_card, sha256_file, write_model_card

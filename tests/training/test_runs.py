@@ -1,39 +1,18 @@
 """Training runs through the service, the job queue and the database."""
 import pytest
 
-from curation.choices import ExampleStatus, SnapshotStatus
-from curation.snapshots import approve_snapshot, create_snapshot
+from curation.choices import SnapshotStatus
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.factories import (
+    TINY_HYPERPARAMETERS,
     AnnotatorFactory,
-    DatasetFactory,
     EngineerFactory,
-    ExampleFactory,
-    ReviewerFactory,
+    snapshot_of,
     tiny_base_model,
 )
 from training.choices import ModelVersionKind, RunStatus
 from training.models import TrainingRun
 from training.services import cancel_training_run, start_training_run
-
-TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "max_eval_examples": 4}
-
-
-def snapshot_of(records, approve=True, **dataset_fields):
-    """A snapshot of ``records`` (E2E chat records) in a new dataset whose system prompt is the first
-    record's system message, with ``dataset_fields`` (language, regex_checks, ...) set before freezing."""
-    dataset = DatasetFactory(**{"system_prompt": records[0]["messages"][0]["content"], **dataset_fields})
-    author = AnnotatorFactory()
-    seen = set()
-    for record in records:
-        key = str(record["messages"])
-        if key not in seen:
-            seen.add(key)
-            ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
-    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
-    if approve:
-        snapshot = approve_snapshot(snapshot, by=ReviewerFactory())
-    return snapshot
 
 
 @pytest.mark.django_db
