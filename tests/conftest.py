@@ -66,6 +66,13 @@ def empty_queues():
 
 
 @pytest.fixture
+def superuser_client(client, django_user_model):
+    """The test client signed in as a new superuser, "root"."""
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+@pytest.fixture
 def run_jobs():
     """Run every queued job. With REDIS_URL set this is a real RQ burst worker on real Redis
     (SimpleWorker: in this process, so it sees the test database); without it, jobs already

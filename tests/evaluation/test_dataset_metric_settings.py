@@ -51,3 +51,14 @@ def test_an_eval_scores_the_snapshot_regex_checks(e2e_records, tiny_model_dir, r
     assert "regex:any_text" in run.metrics["confidence_intervals"]
     assert all("regex:never" in p.scores for p in run.predictions.all())
     assert "regex:edited_later" not in run.metrics
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "nonsense"}, "not a valid JSON Schema"),
+    ({"a\u0000": "x"}, "NUL character"),
+])
+def test_dataset_output_schema_is_checked(schema, message):
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+                                              format="json")
+    assert response.status_code == 400 and message in str(response.json())

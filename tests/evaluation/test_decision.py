@@ -7,8 +7,10 @@ from django.utils import timezone
 from evaluation.decision import decision_report, format_decision_report, leaderboard, rating_summary
 from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, RatingCriterion
 from tests.support.clients import client_for
-from tests.support.factories import EngineerFactory, RaterFactory, answer_split
+from tests.support.factories import EngineerFactory, RaterFactory, answer_split, snapshot_of, tiny_base_model
+from training.choices import RunStatus
 from training.models import ModelVersion, TrainingRun
+from training.services import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +223,22 @@ def test_a_model_evaluated_only_on_its_training_inputs_gets_no_verdict(tuned_vs_
         "dataset": dataset.name, "verdict": "not enough evidence",
         "reason": "the fine-tuned models were evaluated only on the inputs they were trained on (their snapshot's "
                   "train split); evaluate them on its test split"}
+
+
+def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e_records):
+    snapshot = snapshot_of(e2e_records[:20])
+    base = tiny_base_model(tiny_model_dir)
+    prompted, _ = prompted_model_version(base, "Describe it.", by=EngineerFactory())
+    tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
+    for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
+        EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
+                               metrics={"bleu": bleu, "chrf": 40.0, "n_inputs": 2})
+
+    response = client_for(EngineerFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")
+
+    assert response.status_code == 200
+    evaluation = response.json()["evaluations"][0]
+    assert evaluation["snapshot_hash"] == snapshot.content_hash
+    assert evaluation["baseline"]["model_version_id"] == prompted.pk
+    assert evaluation["difference"] == {"bleu": 25.5, "chrf": 0.0}
+    assert response.json()["lineage"]["base_model"]["name"] == base.name

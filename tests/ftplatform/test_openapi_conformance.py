@@ -18,6 +18,7 @@ from rest_framework.authtoken.models import Token
 from curation.exports import start_snapshot_export
 from curation.models import ImportBatch
 from ftplatform.roles import ANNOTATOR, RATER, REVIEWER
+from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, UserFactory, two_eval_runs
 from training.models import TrainingEvent, TrainingRun
 
@@ -66,3 +67,8 @@ def test_every_answer_to_annotators_reviewers_and_raters_matches_the_openapi_sch
     user = UserFactory(is_staff=True)
     user.groups.add(*Group.objects.filter(name__in=[ANNOTATOR, REVIEWER, RATER]))
     schemathesis(live_server, user, tmp_path, "--include-path-regex", CURATION_AND_RATING, "--max-time", "45")
+
+
+@pytest.mark.django_db
+def test_schema_is_served():
+    assert client_for(EngineerFactory()).get("/api/schema/").status_code == 200

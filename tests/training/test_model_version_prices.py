@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from tests.support.clients import client_for
-from tests.support.factories import EngineerFactory, ReviewerFactory, unloadable_base_model
+from tests.support.factories import EngineerFactory, ReviewerFactory, tiny_base_model, unloadable_base_model
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +68,14 @@ def test_the_admin_form_sets_prices_through_the_same_rule(client, version):
     assert version.price_per_gpu_hour == 2.5
     page = client.get(url).content.decode()
     assert 'name="system_prompt"' not in page and 'name="base_url"' not in page  # read-only
+
+
+def test_model_versions_cannot_be_added_or_their_prompt_changed(superuser_client, tiny_model_dir):
+    from training.services import prompted_model_version
+
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.", by=EngineerFactory())
+    assert superuser_client.get(reverse("admin:training_modelversion_add")).status_code == 403
+    superuser_client.post(reverse("admin:training_modelversion_change", args=[version.pk]),
+                          {"name": "renamed", "system_prompt": "Answer in French."})
+    version.refresh_from_db()
+    assert (version.name, version.system_prompt) == ("renamed", "Be brief.")

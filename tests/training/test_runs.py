@@ -1,12 +1,15 @@
 """Training runs through the service, the job queue and the database."""
 import pytest
 
-from curation.choices import SnapshotStatus
+from curation.choices import ExampleStatus, SnapshotStatus
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from tests.support.clients import client_for
 from tests.support.factories import (
     TINY_HYPERPARAMETERS,
     AnnotatorFactory,
+    DatasetFactory,
     EngineerFactory,
+    ExampleFactory,
     snapshot_of,
     tiny_base_model,
 )
@@ -88,3 +91,37 @@ def test_a_run_whose_base_model_is_missing_is_refused_before_it_is_queued(e2e_re
         start_training_run(snapshot_of(e2e_records[:30]), missing, by=EngineerFactory(),
                            hyperparameters=TINY_HYPERPARAMETERS)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_training_run_on_pending_snapshot_is_400():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    client = client_for(EngineerFactory())
+    snapshot_id = client.post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json").json()["id"]
+    response = client.post("/api/v1/training-runs/", {"snapshot": snapshot_id}, format="json")
+    assert response.status_code == 400 and "approve" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_events_after_a_cursor(tiny_model_dir, e2e_records):
+    from training.services import log_event
+
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    first, second = log_event(run, "log", "one"), log_event(run, "log", "two")
+    client = client_for(EngineerFactory())
+
+    response = client.get(f"/api/v1/training-runs/{run.pk}/events/?after={first.pk}")
+    assert [e["id"] for e in response.json()] == [second.pk]
+    assert [e["id"] for e in client.get(f"/api/v1/training-runs/{run.pk}/").json()["events"]] == [first.pk, second.pk]
+    assert "events" not in client.get("/api/v1/training-runs/").json()["results"][0]
+    assert client.get(f"/api/v1/training-runs/{run.pk}/events/?after=x").status_code == 400
+    assert client.get("/api/v1/training-runs/999999/events/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    assert client_for(EngineerFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400
