@@ -1,3 +1,5 @@
+"""Imports of JSONL files, all or nothing: the service, the REST upload and the `import_examples`
+command."""
 import json
 
 import pytest

@@ -183,3 +183,15 @@ def test_out_of_range_seed_is_400_not_500():
     response = client_for(EngineerFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 2**31},
                                               format="json")
     assert response.status_code == 400 and "seed" in response.json()
+
+
+def test_reviewers_see_only_snapshots_of_the_datasets_they_review():
+    theirs, others = DatasetFactory(), DatasetFactory()
+    insider, outsider = ReviewerFactory(), ReviewerFactory()
+    theirs.reviewers.add(insider)
+    others.reviewers.add(outsider)
+    ExampleFactory(dataset=theirs, status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(theirs, by=EngineerFactory())
+    assert client_for(insider).get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
+    assert client_for(outsider).get(f"/api/v1/snapshots/{snapshot.pk}/diff/").status_code == 404
+    assert client_for(outsider).get("/api/v1/snapshots/").json()["count"] == 0
