@@ -25,7 +25,7 @@ def e2e_records():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, e2e_records):
     """A 2-layer Llama with a BPE tokenizer trained on E2E text, built once per session."""
-    from tests.tiny_model import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     texts = [m["content"] for record in e2e_records[:200] for m in record["messages"]]
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts)
@@ -34,7 +34,7 @@ def tiny_model_dir(tmp_path_factory, e2e_records):
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, e2e_records):
     """The tiny model's kind of tokenizer (trained on the same E2E text) and config, without weights."""
-    from tests.tiny_model import build_tiny_tokenizer_folder
+    from tests.support.tiny_model import build_tiny_tokenizer_folder
 
     texts = [m["content"] for record in e2e_records[:200] for m in record["messages"]]
     return build_tiny_tokenizer_folder(tmp_path_factory.mktemp("tiny-tokenizer"), texts)
@@ -63,6 +63,13 @@ def empty_queues():
         for name in queues.QUEUE_NAMES:
             queues.get_queue(name).empty()
     yield
+
+
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    """The test client signed in as a new superuser, "root"."""
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from evaluation import ratings
 from evaluation.models import HumanRating, PairwiseJudgment
-from tests.factories import RaterFactory, two_eval_runs
+from tests.support.factories import RaterFactory, two_eval_runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from evaluation.models import PairwiseJudgment
-from tests.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
+from tests.support.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
 
 
 @pytest.mark.django_db(transaction=True)

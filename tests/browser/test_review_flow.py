@@ -5,7 +5,7 @@ example's history shows every step."""
 import pytest
 
 from curation.models import Example
-from tests.factories import AnnotatorFactory, DatasetFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, ReviewerFactory
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,7 +15,8 @@ from curation.workflow import (
     submit_example,
 )
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
@@ -191,3 +192,24 @@ def test_admin_assign_action_asks_for_the_annotator(client):
                       "assignee": ann.pk})
     example.refresh_from_db()
     assert example.assignee == ann
+
+
+def test_an_assignee_cannot_approve_and_only_annotators_are_assigned():
+    reviewer, example = ReviewerFactory(), ExampleFactory()
+    with pytest.raises(ServiceError, match="not an annotator"):
+        assign_example(example, to=reviewer, by=EngineerFactory())
+    annotator_reviewer = AnnotatorFactory()
+    annotator_reviewer.groups.add(*reviewer.groups.all())
+    assign_example(example, to=annotator_reviewer, by=EngineerFactory())
+    with pytest.raises(NotAllowed, match="wrote or are assigned"):
+        approve_example(example, by=annotator_reviewer)
+
+
+def test_edit_and_approve_by_an_assigned_reviewer_is_refused():
+    annotator_reviewer = AnnotatorFactory()
+    annotator_reviewer.groups.add(*ReviewerFactory().groups.all())
+    example = ExampleFactory()
+    assign_example(example, to=annotator_reviewer, by=EngineerFactory())
+    response = client_for(annotator_reviewer).post(f"/api/v1/examples/{example.pk}/edit-and-approve/", {
+        "messages": conversation("q", "mine"), "expected_version": example.version + 1}, format="json")
+    assert response.status_code == 403

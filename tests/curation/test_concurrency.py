@@ -8,8 +8,8 @@ from curation.models import Review, Snapshot
 from curation.snapshots import create_snapshot
 from curation.workflow import approve_example
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
-from tests.threads import in_threads
+from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
+from tests.support.threads import in_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -1,11 +1,13 @@
 """CSV/TSV imports with a column mapping."""
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from curation.formats import parse_column_mapping, read_delimited
 from curation.imports import import_examples
 from curation.models import Example
 from ftplatform.errors import ServiceError
-from tests.factories import AnnotatorFactory, DatasetFactory
+from tests.support.clients import client_for
+from tests.support.factories import AnnotatorFactory, DatasetFactory
 
 
 def test_csv_with_mapping_quoted_newlines_and_line_numbers():
@@ -65,3 +67,22 @@ def test_csv_import_is_all_or_nothing_and_records_the_mapping():
 def test_a_column_mapping_for_jsonl_is_refused():
     with pytest.raises(ServiceError, match="only applies to csv and tsv"):
         import_examples(DatasetFactory(), b"{}", "chat_jsonl", by=AnnotatorFactory(), column_mapping={"prompt": "p"})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mapping", ["[1, 2]", "5", "abc"])
+def test_a_column_mapping_that_is_not_an_object_is_400(mapping):
+    response = client_for(AnnotatorFactory()).post("/api/v1/imports/", {
+        "dataset": DatasetFactory().pk, "format": "csv", "column_mapping": mapping,
+        "file": SimpleUploadedFile("x.csv", b"prompt,completion\nq,a\n")}, format="multipart")
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_long_csv_fields_are_read_and_an_unreadable_rest_refuses_the_whole_file():
+    long_answer = "x" * 200_000
+    rows = list(read_delimited(f"prompt,completion\nq1,a1\nq2,{long_answer}\nq3,a3\n".encode(), "csv"))
+    assert [row.messages[-1]["content"] for row in rows] == ["a1", long_answer, "a3"]
+    too_long = "y" * 1_000_001  # over the one limit every format shares (curation.formats.MAX_LINE_BYTES)
+    with pytest.raises(ValueError, match="line 3: invalid CSV.*nothing is imported"):
+        list(read_delimited(f"prompt,completion\nq1,a1\nq2,{too_long}\nq3,a3\n".encode(), "csv"))

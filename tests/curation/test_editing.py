@@ -9,7 +9,7 @@ from curation.choices import ExampleStatus
 from curation.models import Review
 from curation.workflow import approve_example, edit_example
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory, conversation
+from tests.support.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory, conversation
 
 
 def test_editing_an_approved_example_voids_its_approval(db):

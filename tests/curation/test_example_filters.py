@@ -2,7 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
-from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, conversation
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def test_cursor_pages_walk_every_example_once(api):
 
 def test_cursor_pages_walk_back_with_their_reviews(api):
     from curation.workflow import approve_example
-    from tests.factories import ReviewerFactory
+    from tests.support.factories import ReviewerFactory
 
     made = [ExampleFactory() for _ in range(5)]
     approve_example(made[3], by=ReviewerFactory(username="rita"))

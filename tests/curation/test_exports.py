@@ -11,8 +11,13 @@ from curation.exports import start_snapshot_export
 from curation.formats import content_hash, with_system_prompt
 from curation.models import SnapshotExport
 from curation.snapshots import create_snapshot
-from tests.curation.test_import_jobs import as_if_another_database_reused
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
+from tests.support.factories import (
+    DatasetFactory,
+    EngineerFactory,
+    ExampleFactory,
+    as_if_another_database_reused,
+    conversation,
+)
 
 
 def snapshot_with(n):

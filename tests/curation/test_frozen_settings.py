@@ -7,8 +7,8 @@ from curation.models import FROZEN_DATASET_SETTINGS, Snapshot
 from curation.snapshots import create_snapshot
 from curation.splits import snapshot_hash
 from curation.workflow import edit_example
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from curation.formats import with_system_prompt
 from curation.imports import describe_batch, import_examples
 from curation.models import Example, SnapshotExport
 from curation.snapshots import create_snapshot
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
+from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 
 def chat_rows(n: int) -> list[dict]:

@@ -10,7 +10,7 @@ from curation.imports import import_examples
 from curation.models import Example
 from curation.snapshots import approve_snapshot, create_snapshot
 from curation.workflow import approve_example, reject_example, submit_example
-from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,17 @@ def test_admin_history_page_shows_the_decision(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
     page = client.get(reverse("admin:curation_example_history", args=[example.pk])).content.decode()
     assert "approved (1/1)" in page and "rita" in page
+
+
+def test_history_version_pages_never_save_a_revert(client):
+    dataset = DatasetFactory(description="before")
+    dataset.description = "after"
+    dataset.save()
+    first = dataset.history.earliest()
+    for user in (AnnotatorFactory(), ReviewerFactory(), EngineerFactory()):
+        client.force_login(user)
+        url = reverse("admin:curation_dataset_simple_history", args=[dataset.pk, first.history_id])
+        response = client.post(url, {"name": dataset.name, "description": "pwned", "approvals_required": 1})
+        assert response.status_code == 403
+    dataset.refresh_from_db()
+    assert dataset.description == "after"

@@ -16,7 +16,7 @@ from curation.choices import ImportStatus
 from curation.imports import import_examples, start_import
 from curation.models import Example, ImportBatch
 from ftplatform import queues
-from tests.factories import DatasetFactory, EngineerFactory
+from tests.support.factories import DatasetFactory, EngineerFactory, as_if_another_database_reused
 
 
 def chat(n: int) -> dict:
@@ -240,7 +240,7 @@ def test_a_utf16_csv_file_with_crlf_and_a_quoted_line_break_imports(tmp_path):
 
 @pytest.mark.django_db
 def test_examples_added_by_someone_else_meanwhile_fail_the_import_as_a_conflict(tmp_path, small_chunks):
-    from tests.factories import ExampleFactory
+    from tests.support.factories import ExampleFactory
 
     dataset = DatasetFactory()
     path = tmp_path / "examples.jsonl"
@@ -255,13 +255,6 @@ def test_examples_added_by_someone_else_meanwhile_fail_the_import_as_a_conflict(
     assert batch.status == ImportStatus.FAILED
     assert batch.error.startswith("another import or edit added some of these examples at the same moment")
     assert not Example.objects.filter(import_batch=batch).exists()
-
-
-def as_if_another_database_reused(model, row_id, monkeypatch):
-    """The next ``model.objects.create`` gets id ``row_id``: what a second database sharing this
-    artifacts root hands out for its own row."""
-    create = model.objects.create
-    monkeypatch.setattr(model.objects, "create", lambda **fields: create(id=row_id, **fields))
 
 
 @pytest.mark.django_db

@@ -1,11 +1,17 @@
+"""Imports of JSONL files, all or nothing: the service, the REST upload and the `import_examples`
+command."""
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from curation.choices import ExampleStatus, ImportStatus
 from curation.imports import import_examples
 from curation.models import Example
-from tests.factories import AnnotatorFactory, DatasetFactory
+from tests.support.clients import client_for
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +91,92 @@ def test_real_e2e_file_imports_completely(e2e_records):
     batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory())
     assert batch.status == ImportStatus.SUCCEEDED
     assert batch.created_count + batch.duplicate_count == len(e2e_records) == 1000
+
+
+def upload(client, dataset, content: bytes, **extra):
+    return client.post("/api/v1/imports/", {"dataset": dataset.pk, "format": "chat_jsonl",
+                                            "file": SimpleUploadedFile("data.jsonl", content), **extra},
+                       format="multipart")
+
+
+def test_import_with_bad_lines_answers_400_with_line_numbers_and_imports_nothing():
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), f"{good}\n{{oops\n".encode())
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["line"] == 2
+    assert Example.objects.count() == 0
+
+
+def test_import_succeeds_with_201():
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), good.encode())
+    assert response.status_code == 201 and response.json()["created_count"] == 1
+
+
+def test_csv_upload_with_a_column_mapping():
+    response = upload(client_for(AnnotatorFactory()), DatasetFactory(), b"question,answer\nHow many?,select 1\n",
+                      format="csv", column_mapping=json.dumps({"prompt": "question", "completion": "answer"}))
+    assert response.status_code == 201, response.json()
+    assert Example.objects.get().messages[-1]["content"] == "select 1"
+
+
+def test_import_command_lists_bad_lines_and_imports_nothing(tmp_path):
+    dataset, user = DatasetFactory(), AnnotatorFactory()
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+                    + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    with pytest.raises(CommandError, match="1 invalid line"):
+        call_command("import_examples", str(path), dataset=dataset.name, username=user.username)
+    assert Example.objects.count() == 0
+
+
+def test_import_command_with_skip_invalid(tmp_path, capsys):
+    dataset, user = DatasetFactory(), AnnotatorFactory()
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\nnot json\n")
+    call_command("import_examples", str(path), dataset=dataset.name, username=user.username,
+                 format="prompt_completion_jsonl", skip_invalid=True)
+    assert "line 2: invalid JSON" in capsys.readouterr().out
+    assert Example.objects.count() == 1
+
+
+def test_unknown_user_and_dataset_are_named(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text("")
+    with pytest.raises(CommandError, match="no active user named 'ghost'"):
+        call_command("import_examples", str(path), dataset="d", username="ghost")
+    with pytest.raises(CommandError, match="no dataset named 'nope'"):
+        call_command("import_examples", str(path), dataset="nope", username=AnnotatorFactory().username)
+
+
+def test_create_dataset_is_undone_when_its_first_import_is_refused(tmp_path):
+    from curation.models import Dataset
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("{oops\n")
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_examples", str(path), dataset="fresh", username=EngineerFactory().username,
+                     create_dataset=True)
+    assert not Dataset.objects.filter(name="fresh").exists()
+
+
+def test_create_dataset_refuses_a_name_that_does_not_fit(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    with pytest.raises(CommandError, match="name: Ensure this value has at most 200 characters"):
+        call_command("import_examples", str(path), dataset="x" * 300, username=EngineerFactory().username,
+                     format="prompt_completion_jsonl", create_dataset=True)
+
+
+def test_an_annotator_cannot_create_a_dataset_from_the_import_command(tmp_path):
+    """--as used to bypass the role table here: any user could create a dataset."""
+    from curation.models import Dataset
+
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    annotator = AnnotatorFactory()
+    with pytest.raises(CommandError, match=f"{annotator.username} may not create datasets "
+                                           r"\(needs the 'curation.add_dataset' permission\)"):
+        call_command("import_examples", str(path), dataset="fresh", username=annotator.username,
+                     format="prompt_completion_jsonl", create_dataset=True)
+    assert not Dataset.objects.exists() and not Example.objects.exists()

@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 
 from curation.selectors import dataset_progress
 from curation.workflow import approve_example, reject_example
-from tests.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from curation.quality import (
     token_counts,
 )
 from curation.splits import DEFAULT_FRACTIONS, assign_splits, input_groups
-from tests.factories import conversation
+from tests.support.factories import conversation
 
 SYSTEM = "Write one sentence about the restaurant."
 LONG_INPUT = ("name: The Eagle, eatType: coffee shop, food: French, priceRange: moderate, "

@@ -8,8 +8,13 @@ from curation.models import Dataset, FrozenError, Snapshot, SnapshotItem
 from curation.quality import TokenLimits
 from curation.snapshots import create_snapshot
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import (
+    DatasetFactory,
+    EngineerFactory,
+    approved_example,
+    approved_places,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,19 +29,10 @@ def tokenizer(tiny_tokenizer_dir):
     return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
 
 
-def approved(dataset, user, assistant):
-    return ExampleFactory(dataset=dataset, messages=conversation(user, assistant), status=ExampleStatus.APPROVED)
-
-
-def places(dataset, count):
-    return [approved(dataset, f"name: Place {i}, eatType: pub, area: riverside {i}", f"Place {i} is a pub.")
-            for i in range(count)]
-
-
 def test_zero_trainable_tokens_block_the_snapshot_and_nothing_is_written(tokenizer):
     dataset = DatasetFactory(system_prompt="")
-    places(dataset, 5)
-    too_long = approved(dataset, LONG_INPUT * 3, "The Eagle is a coffee shop.")
+    approved_places(dataset, 5)
+    too_long = approved_example(dataset, LONG_INPUT * 3, "The Eagle is a coffee shop.")
     with pytest.raises(ServiceError, match=rf"1 blocking finding\(s\): example {too_long.pk}: zero_trainable_tokens"):
         create_snapshot(dataset, by=EngineerFactory(), tokens=TokenLimits(tokenizer, max_seq_length=64))
     assert (Snapshot.objects.count(), SnapshotItem.objects.count()) == (0, 0)
@@ -45,7 +41,7 @@ def test_zero_trainable_tokens_block_the_snapshot_and_nothing_is_written(tokeniz
 def test_the_refusal_lists_twenty_findings_and_counts_the_rest(tokenizer):
     dataset = DatasetFactory(system_prompt="")
     for i in range(23):
-        approved(dataset, f"{i} {LONG_INPUT}", "The Eagle is a coffee shop.")
+        approved_example(dataset, f"{i} {LONG_INPUT}", "The Eagle is a coffee shop.")
     with pytest.raises(ServiceError) as refused:
         create_snapshot(dataset, by=EngineerFactory(), tokens=TokenLimits(tokenizer, max_seq_length=16))
     assert "23 blocking finding(s)" in str(refused.value) and str(refused.value).count("zero_trainable_tokens") == 20
@@ -54,8 +50,8 @@ def test_the_refusal_lists_twenty_findings_and_counts_the_rest(tokenizer):
 
 def test_an_example_edited_out_of_format_behind_the_workflow_blocks(tokenizer):
     dataset = DatasetFactory()
-    places(dataset, 3)
-    broken = approved(dataset, "name: Aromi", "Aromi is a pub.")
+    approved_places(dataset, 3)
+    broken = approved_example(dataset, "name: Aromi", "Aromi is a pub.")
     broken.messages = [{"role": "user", "content": "name: Aromi"}]
     broken.save()
     with pytest.raises(ServiceError, match=f"example {broken.pk}: invalid_format"):
@@ -64,10 +60,10 @@ def test_an_example_edited_out_of_format_behind_the_workflow_blocks(tokenizer):
 
 def test_warnings_and_summary_are_stored_with_the_snapshot_and_frozen():
     dataset = DatasetFactory()
-    places(dataset, 6)
-    first = approved(dataset, LONG_INPUT, "The Eagle is a French coffee shop.")
-    copy = approved(dataset, LONG_INPUT.lower(), "The Eagle is a French coffee-shop.")
-    leaky = approved(dataset, "name: Aromi, contact: jane.doe@acme.io", "Aromi is a pub.")
+    approved_places(dataset, 6)
+    first = approved_example(dataset, LONG_INPUT, "The Eagle is a French coffee shop.")
+    copy = approved_example(dataset, LONG_INPUT.lower(), "The Eagle is a French coffee-shop.")
+    leaky = approved_example(dataset, "name: Aromi, contact: jane.doe@acme.io", "Aromi is a pub.")
 
     snapshot, created = create_snapshot(dataset, by=EngineerFactory())
 
@@ -85,8 +81,8 @@ def test_warnings_and_summary_are_stored_with_the_snapshot_and_frozen():
 
 def test_near_duplicate_inputs_end_in_one_split_whatever_the_seed():
     dataset = DatasetFactory()
-    places(dataset, 12)
-    variants = [approved(dataset, text, f"Reference {i}.") for i, text in
+    approved_places(dataset, 12)
+    variants = [approved_example(dataset, text, f"Reference {i}.") for i, text in
                 enumerate([LONG_INPUT, LONG_INPUT.upper(), LONG_INPUT.replace(", ", " , "), LONG_INPUT + "."])]
     assert len({v.input_hash for v in variants}) == 4
     splits_seen = set()
@@ -103,9 +99,9 @@ def test_the_snapshot_hash_does_not_depend_on_row_order():
     texts += [(LONG_INPUT, "One."), (LONG_INPUT.upper(), "Two."), (LONG_INPUT + " !", "Three.")]
     first, second = DatasetFactory(), DatasetFactory()
     for user, assistant in texts:
-        approved(first, user, assistant)
+        approved_example(first, user, assistant)
     for user, assistant in reversed(texts):
-        approved(second, user, assistant)
+        approved_example(second, user, assistant)
     one, _ = create_snapshot(first, by=EngineerFactory(), seed=3)
     two, _ = create_snapshot(second, by=EngineerFactory(), seed=3)
     assert one.content_hash == two.content_hash
@@ -116,21 +112,21 @@ def test_the_snapshot_hash_does_not_depend_on_row_order():
 def test_the_default_tokenizer_loader_names_a_missing_model(settings):
     settings.SNAPSHOT_BASE_MODEL = {"name": "gone", "source_kind": "local_folder", "source": "/nonexistent/model"}
     dataset = DatasetFactory()
-    places(dataset, 3)
+    approved_places(dataset, 3)
     with pytest.raises(ServiceError, match="cannot load the tokenizer of base model 'gone'"):
         create_snapshot(dataset, by=EngineerFactory())
 
 
 def test_an_invalid_output_schema_is_a_service_error():
     dataset = DatasetFactory(output_json_schema={"type": "no-such-type"})
-    places(dataset, 3)
+    approved_places(dataset, 3)
     with pytest.raises(ServiceError, match="not a valid JSON Schema"):
         create_snapshot(dataset, by=EngineerFactory())
 
 
 def test_api_snapshot_includes_the_quality_report():
     dataset = DatasetFactory()
-    places(dataset, 4)
+    approved_places(dataset, 4)
     response = client_for(EngineerFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
     assert response.status_code == 201
     assert response.json()["quality_report"]["summary"]["examples"] == 4
@@ -138,8 +134,8 @@ def test_api_snapshot_includes_the_quality_report():
 
 def test_api_blocking_findings_are_400_naming_the_example():
     dataset = DatasetFactory()
-    places(dataset, 3)
-    broken = approved(dataset, "name: Aromi", "Aromi is a pub.")
+    approved_places(dataset, 3)
+    broken = approved_example(dataset, "name: Aromi", "Aromi is a pub.")
     broken.messages[-1]["content"] = "\u200b"
     broken.save()
     response = client_for(EngineerFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")

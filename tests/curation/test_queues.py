@@ -11,7 +11,7 @@ from curation.choices import ExampleStatus
 from curation.models import Example
 from curation.queues import next_example_to_annotate, next_example_to_review, release
 from curation.workflow import approve_example, reject_example
-from tests.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory
+from tests.support.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory
 
 
 @pytest.mark.django_db

@@ -6,8 +6,8 @@ from curation.formats import content_hash, input_hash
 from curation.models import Snapshot, SnapshotItem
 from curation.snapshot_diff import message_changes, previous_approved_snapshot, snapshot_diff
 from ftplatform.errors import ServiceError
-from tests.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,14 @@ from django.urls import reverse
 
 from curation.choices import SnapshotStatus
 from curation.snapshots import approve_snapshot, create_snapshot
-from tests.curation.test_quality_gate import approved, places
-from tests.factories import DatasetFactory, EngineerFactory, ReviewerFactory, UserFactory
+from tests.support.factories import (
+    DatasetFactory,
+    EngineerFactory,
+    ReviewerFactory,
+    UserFactory,
+    approved_example,
+    approved_places,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,11 +29,11 @@ def reviewer_client(client):
 @pytest.fixture
 def pending_snapshot():
     dataset = DatasetFactory()
-    places(dataset, 6)
-    approved(dataset, "name: Aromi, phone: +44 20 7946 0958", "Aromi is a pub.")
+    approved_places(dataset, 6)
+    approved_example(dataset, "name: Aromi, phone: +44 20 7946 0958", "Aromi is a pub.")
     previous, _ = create_snapshot(dataset, by=EngineerFactory())
     approve_snapshot(previous, by=ReviewerFactory())
-    approved(dataset, "name: Zizzi, eatType: pub", "Zizzi is a pub.")
+    approved_example(dataset, "name: Zizzi, eatType: pub", "Zizzi is a pub.")
     snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
     return snapshot
 

@@ -5,7 +5,8 @@ from curation.formats import content_hash, input_hash
 from curation.models import Example, Snapshot
 from curation.snapshots import approve_snapshot, create_snapshot, reject_snapshot
 from ftplatform.errors import NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
@@ -160,3 +161,37 @@ def test_deleting_an_example_keeps_its_frozen_copy(e2e_records):
     Example.objects.filter(dataset=dataset).first().delete()
     assert snapshot.items.count() == snapshot.example_count
     assert snapshot.items.filter(example__isnull=True).count() == 1
+
+
+def test_snapshot_create_then_approve_by_another_reviewer():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    creator = engineer_and_reviewer()
+    created = client_for(creator).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
+    assert created.status_code == 201
+    snapshot_id = created.json()["id"]
+    again = client_for(creator).post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json")
+    assert (again.status_code, again.json()["id"]) == (200, snapshot_id)
+    assert client_for(creator).post(f"/api/v1/snapshots/{snapshot_id}/approve/").status_code == 403
+    approved = client_for(ReviewerFactory()).post(f"/api/v1/snapshots/{snapshot_id}/approve/")
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+
+
+def test_out_of_range_seed_is_400_not_500():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    response = client_for(EngineerFactory()).post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 2**31},
+                                              format="json")
+    assert response.status_code == 400 and "seed" in response.json()
+
+
+def test_reviewers_see_only_snapshots_of_the_datasets_they_review():
+    theirs, others = DatasetFactory(), DatasetFactory()
+    insider, outsider = ReviewerFactory(), ReviewerFactory()
+    theirs.reviewers.add(insider)
+    others.reviewers.add(outsider)
+    ExampleFactory(dataset=theirs, status=ExampleStatus.APPROVED)
+    snapshot, _ = create_snapshot(theirs, by=EngineerFactory())
+    assert client_for(insider).get(f"/api/v1/snapshots/{snapshot.pk}/").status_code == 200
+    assert client_for(outsider).get(f"/api/v1/snapshots/{snapshot.pk}/diff/").status_code == 404
+    assert client_for(outsider).get("/api/v1/snapshots/").json()["count"] == 0

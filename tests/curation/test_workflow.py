@@ -3,7 +3,8 @@ import pytest
 from curation.choices import ExampleStatus, ReviewDecision
 from curation.workflow import approve_example, reject_example, submit_example
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory
+from tests.support.clients import client_for
+from tests.support.factories import AnnotatorFactory, ExampleFactory, ReviewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +88,36 @@ def test_only_the_author_can_submit():
 def test_a_non_reviewer_is_refused_before_the_comment_is_checked():
     with pytest.raises(NotAllowed):
         reject_example(ExampleFactory(), by=AnnotatorFactory(), comment="")
+
+
+def test_approving_own_example_is_403():
+    reviewer = ReviewerFactory()
+    example = ExampleFactory(author=reviewer)
+    response = client_for(reviewer).post(f"/api/v1/examples/{example.pk}/approve/",
+                                         {"expected_version": example.version}, format="json")
+    assert response.status_code == 403 and "an example they wrote" in response.json()["detail"]
+
+
+def test_stale_decision_is_409():
+    example = ExampleFactory()
+    client = client_for(ReviewerFactory())
+    response = client.post(f"/api/v1/examples/{example.pk}/approve/", {"expected_version": example.version + 5},
+                           format="json")
+    assert response.status_code == 409
+    example.refresh_from_db()
+    assert example.status == ExampleStatus.SUBMITTED
+
+
+def test_reject_without_comment_is_400():
+    example = ExampleFactory()
+    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{example.pk}/reject/",
+                                                  {"expected_version": example.version}, format="json")
+    assert response.status_code == 400 and "needs a comment" in response.json()["detail"]
+
+
+def test_a_decision_without_the_version_it_was_made_on_is_400():
+    example = ExampleFactory()
+    response = client_for(ReviewerFactory()).post(f"/api/v1/examples/{example.pk}/approve/", {}, format="json")
+    assert response.status_code == 400 and "expected_version" in response.json()
+    example.refresh_from_db()
+    assert example.status == ExampleStatus.SUBMITTED

@@ -1,4 +1,4 @@
-"""OpenAICompatibleBackend against a local fake OpenAI server (tests.fake_openai), never the network."""
+"""OpenAICompatibleBackend against a local fake OpenAI server (tests.support.fake_openai), never the network."""
 import socket
 
 import pytest

@@ -3,8 +3,7 @@ import pytest
 
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.training.test_runs import snapshot_of
+from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import RunStatus
 from training.services import prompted_model_version
 

@@ -2,8 +2,8 @@
 import pytest
 
 from evaluation.models import EvalRun, Prediction
-from tests.factories import EngineerFactory
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -1,13 +1,14 @@
-"""A dataset's evaluation settings (language, regex checks, output schema) reach the metrics."""
+"""A dataset's evaluation settings (language, regex checks, output schema) are checked where they are
+set (API, admin; a schema never fetches a reference) and reach the metrics."""
 import json
 
 import pytest
+from django.urls import reverse
 
 from curation.models import Dataset
 from evaluation.services import start_eval_run
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import RunStatus
 from training.services import prompted_model_version
 
@@ -52,3 +53,36 @@ def test_an_eval_scores_the_snapshot_regex_checks(e2e_records, tiny_model_dir, r
     assert "regex:any_text" in run.metrics["confidence_intervals"]
     assert all("regex:never" in p.scores for p in run.predictions.all())
     assert "regex:edited_later" not in run.metrics
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "nonsense"}, "not a valid JSON Schema"),
+    ({"a\u0000": "x"}, "NUL character"),
+])
+def test_dataset_output_schema_is_checked(schema, message):
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+                                              format="json")
+    assert response.status_code == 400 and message in str(response.json())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("schema, message", [
+    ({"$ref": "http://127.0.0.1:9/internal"}, "not followed"),
+    ({"$ref": "file:///etc/hostname"}, "not followed"),
+    ({"$ref": "#/definitions/nope"}, "does not resolve"),
+    (5, "is an object"),
+    ({"$schema": 5}, "must be a string"),
+])
+def test_dataset_schemas_never_fetch_and_bad_ones_are_400(schema, message):
+    response = client_for(EngineerFactory()).post("/api/v1/datasets/", {"name": "d", "output_json_schema": schema},
+                                           format="json")
+    assert response.status_code == 400 and message in json.dumps(response.json())
+
+
+@pytest.mark.django_db
+def test_admin_dataset_form_checks_the_schema(client):
+    client.force_login(EngineerFactory())
+    response = client.post(reverse("admin:curation_dataset_add"), {
+        "name": "d", "approvals_required": 1, "output_json_schema": json.dumps({"$ref": "file:///etc/passwd"})})
+    assert response.status_code == 200 and "not followed" in response.content.decode()

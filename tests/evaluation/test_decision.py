@@ -1,14 +1,20 @@
-"""The decision report and the human-rating summaries on hand-made eval runs."""
+"""The decision and model reports (API, admin, `manage.py report`) and the human-rating summaries on
+hand-made eval runs, including odd ones: one rater, non-finite confidences, no latency recorded."""
+import math
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from evaluation.decision import decision_report, format_decision_report, leaderboard, rating_summary
-from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, RatingCriterion
-from tests.factories import EngineerFactory, RaterFactory, answer_split
-from tests.test_api import client_for
+from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
+from evaluation.ratings import record_ratings
+from tests.support.clients import api_client, client_for, signed_in_client
+from tests.support.factories import EngineerFactory, RaterFactory, answer_split, snapshot_of, tiny_base_model
+from training.choices import RunStatus
 from training.models import ModelVersion, TrainingRun
+from training.services import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 
@@ -102,8 +108,7 @@ def test_the_report_command_refuses_a_metric_it_would_not_use(tuned_vs_prompted)
 def _exact_match_runs(examples: int, tuned_right: int):
     """The fine-tuned model right (exactly) on its first ``tuned_right`` inputs of the train split, the
     prompted model on none: ``(dataset, n_inputs)``."""
-    from evaluation.models import Prediction
-    from tests.factories import tuned_vs_prompted_runs
+    from tests.support.factories import tuned_vs_prompted_runs
 
     dataset, _, tuned = tuned_vs_prompted_runs(examples=examples)
     for index, prediction in enumerate(Prediction.objects.filter(eval_run=tuned).order_by("id")):
@@ -115,8 +120,6 @@ def _exact_match_runs(examples: int, tuned_right: int):
 def test_six_test_inputs_give_no_verdict_and_say_how_many_would():
     """The issue's case: right on 4 of 6 inputs more than the baseline, "+66.67" exact match, a paired
     bootstrap interval above 0 but McNemar's exact test p = 2 * 0.5^4 = 0.125; it said FINE-TUNE."""
-    from evaluation.models import Prediction
-
     dataset, n = _exact_match_runs(12, tuned_right=4)
     keep = list(Prediction.objects.filter(eval_run__snapshot__dataset=dataset,
                                           eval_run__model_version__kind="lora_adapter")
@@ -168,8 +171,6 @@ def test_the_routing_threshold_is_chosen_on_validation_and_scored_on_the_report_
     to the train split, where every confidence (-0.1 or -3) is below -0.05, it sends all 24 inputs to
     the baseline: quality 20. Chosen on the train split itself it would have been "confidence < -0.1"
     with quality (18 * 100 + 6 * 20) / 24 = 80, a figure fitted to the inputs it is reported on."""
-    from evaluation.models import Prediction
-
     dataset, _, tuned = decision_runs
     for prediction in Prediction.objects.filter(eval_run__model_version=tuned.model_version,
                                                 eval_run__split="validation"):
@@ -221,3 +222,61 @@ def test_a_model_evaluated_only_on_its_training_inputs_gets_no_verdict(tuned_vs_
         "dataset": dataset.name, "verdict": "not enough evidence",
         "reason": "the fine-tuned models were evaluated only on the inputs they were trained on (their snapshot's "
                   "train split); evaluate them on its test split"}
+
+
+def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e_records):
+    snapshot = snapshot_of(e2e_records[:20])
+    base = tiny_base_model(tiny_model_dir)
+    prompted, _ = prompted_model_version(base, "Describe it.", by=EngineerFactory())
+    tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
+    for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
+        EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
+                               metrics={"bleu": bleu, "chrf": 40.0, "n_inputs": 2})
+
+    response = client_for(EngineerFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")
+
+    assert response.status_code == 200
+    evaluation = response.json()["evaluations"][0]
+    assert evaluation["snapshot_hash"] == snapshot.content_hash
+    assert evaluation["baseline"]["model_version_id"] == prompted.pk
+    assert evaluation["difference"] == {"bleu": 25.5, "chrf": 0.0}
+    assert response.json()["lineage"]["base_model"]["name"] == base.name
+
+
+def test_reports_survive_the_first_rater(client, tuned_vs_prompted):
+    """krippendorff_alpha raises for fewer than two raters: as soon as one person had rated, the
+    decision report, the model report (API and admin) and `manage.py report` were 500s."""
+    dataset, prompted, tuned = tuned_vs_prompted
+    record_ratings(tuned.predictions.first(), {"correctness": 4, "fluency": 5}, by=RaterFactory())
+    engineer = EngineerFactory()
+    response = api_client(engineer).get(f"/api/v1/decision-reports/?dataset={dataset.pk}")
+    assert response.status_code == 200
+    alpha = response.json()["fine_tuned"]["human_ratings"]["correctness"]["krippendorff_alpha"]
+    assert alpha["alpha"] is None and "one rater" in alpha["reason"]
+    assert api_client(engineer).get(f"/api/v1/model-versions/{tuned.model_version_id}/report/").status_code == 200
+    signed_in_client(client, engineer)
+    assert client.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}").status_code == 200
+    assert client.get(reverse("admin:evaluation_evalrun_model_report",
+                              args=[tuned.model_version_id])).status_code == 200
+
+
+@pytest.mark.parametrize("confidence", [float("-inf"), float("nan")])
+def test_a_non_finite_confidence_is_unknown_not_a_500(tuned_vs_prompted, confidence):
+    """A mean log-probability of -inf or NaN (PostgreSQL stores both; SQLite turns NaN into NULL) became
+    a routing threshold; JSON has no such number, so the decision report API was a 500."""
+    dataset, _, tuned = tuned_vs_prompted
+    Prediction.objects.filter(pk=tuned.predictions.first().pk).update(mean_logprob=confidence)
+    response = api_client().get(f"/api/v1/decision-reports/?dataset={dataset.pk}")
+    assert response.status_code == 200
+    points = response.json()["baselines"][0]["routing"]["points"]
+    assert all(p["threshold"] is None or math.isfinite(p["threshold"]) for p in points)
+
+
+def test_the_decision_report_command_prints_runs_from_before_latency_was_recorded(tuned_vs_prompted):
+    """format_decision_report formatted None with :.0f: `manage.py report --decision` ended in a traceback."""
+    dataset, prompted, tuned = tuned_vs_prompted
+    for run in (prompted, tuned):
+        run.metrics = {"bleu": 10.0}
+        run.save()
+    lines = format_decision_report(decision_report(dataset, resamples=10))
+    assert any("latency p50 ? ms" in line for line in lines) and "Verdict" in lines[-1]

@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from evaluation.models import EvalRun
 from evaluation.services import reap_lost_eval_runs, start_eval_run
-from tests.factories import EngineerFactory, tiny_base_model
-from tests.training.test_runs import snapshot_of
+from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import RunStatus
 from training.services import prompted_model_version
 
@@ -114,7 +113,7 @@ def test_reading_eval_runs_changes_nothing_and_reap_jobs_fails_lost_ones(eval_se
     ``manage.py reap_jobs`` do."""
     from django.core.management import call_command
 
-    from tests.test_api import client_for
+    from tests.support.clients import client_for
 
     run = queued_eval_run(*eval_setup, django_capture_on_commit_callbacks)
     EvalRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=timezone.now())
@@ -141,7 +140,7 @@ def test_a_killed_eval_worker_is_detected_by_heartbeat_and_the_run_fails_as_work
     kernel's OOM killer would); the worker's reaper fails the run within heartbeat + margin.
     Generation is slow enough to be caught: some 25 inputs of 128 tokens each (the tiny random
     model never stops early), a few tenths of a second per input."""
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
 
     worker = start_worker(settings, artifacts_root, ["evaluation"], FTPLATFORM_HEARTBEAT_SECONDS="1",
                           FTPLATFORM_HEARTBEAT_MARGIN_SECONDS="2")

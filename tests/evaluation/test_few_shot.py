@@ -1,13 +1,16 @@
 """Few-shot prompted baselines: worked examples from the train split only, shown before every input."""
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from curation.formats import prompt_messages, with_system_prompt
+from curation.snapshots import approve_snapshot, create_snapshot
+from evaluation.models import EvalRun
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
-from tests.factories import EngineerFactory, unloadable_base_model
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of, unloadable_base_model
+from tests.support.threads import in_threads
 from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
 from training.services import few_shot_examples, prompted_model_version, remote_model_version
@@ -104,3 +107,60 @@ def test_an_eval_run_sends_the_examples_before_every_input(e2e_records, fake_ope
 def test_the_evaluate_command_takes_few_shot_only_with_the_prompted_base():
     with pytest.raises(CommandError, match="--few-shot goes with --prompted-base"):
         call_command("evaluate", "--model-version", "1", "--snapshot", "1", "--few-shot", "3", "--as", "nobody")
+
+
+@pytest.mark.django_db
+def test_a_few_shot_version_is_not_evaluated_on_inputs_it_is_shown_as_examples(e2e_records):
+    """Examples come from one snapshot's train split, but start_eval_run never looked: evaluating the
+    version on that train split, or on a snapshot (other seed) whose test split holds an example's
+    input, scored the model on answers it had been handed in its prompt."""
+    snapshot = snapshot_of(e2e_records[:60])
+    version, _ = prompted_model_version(unloadable_base_model(), "Describe.", few_shot_examples(snapshot, 3, seed=1),
+                                        by=EngineerFactory())
+    engineer = EngineerFactory()
+    with pytest.raises(ServiceError, match="worked examples whose inputs are in snapshot"):
+        start_eval_run(version, snapshot, by=engineer, split="train")
+    shown = [item.input_hash for item in snapshot.items.filter(split="train") if item.messages in version.few_shot]
+    other = next(s for seed in range(1, 200)
+                 if (s := create_snapshot(snapshot.dataset, by=engineer, seed=seed)[0]).items.filter(
+                     split="test", input_hash__in=shown).exists())
+    other = approve_snapshot(other, by=ReviewerFactory())
+    with pytest.raises(ServiceError, match="worked examples whose inputs are in snapshot"):
+        start_eval_run(version, other, by=engineer, split="test")
+    assert not EvalRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_evaluate_few_shot_on_the_train_split_is_refused(e2e_records, monkeypatch):
+    def started(run, write):  # in a test transaction the job is never enqueued: waiting would never end
+        raise AssertionError(f"eval run {run.pk} was started")
+
+    monkeypatch.setattr("evaluation.management.commands.evaluate.wait_for_evaluation", started)
+    snapshot = snapshot_of(e2e_records[:60])
+    unloadable_base_model()
+    with pytest.raises(CommandError, match="worked examples whose inputs are in snapshot"):
+        call_command("evaluate", "--prompted-base", "--base-model", "tiny", "--few-shot", "3", "--snapshot",
+                     str(snapshot.pk), "--split", "train", "--as", EngineerFactory().username)
+    assert not EvalRun.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field, value", [("few_shot_k", 2.5), ("few_shot_k", True), ("few_shot_k", None),
+                                          ("few_shot_k", 10**30), ("few_shot_seed", "abc"), ("few_shot_seed", 1e300),
+                                          ("few_shot_snapshot", 999999)])
+def test_bad_few_shot_parameters_are_a_400_creating_nothing(e2e_records, field, value):
+    snapshot = snapshot_of(e2e_records[:40])
+    body = {"system_prompt": "", "base_model": unloadable_base_model().pk, "few_shot_snapshot": snapshot.pk,
+            field: value}
+    response = client_for(EngineerFactory()).post("/api/v1/model-versions/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
+def test_the_same_few_shot_version_created_at_once_is_one_row(e2e_records):
+    snapshot, base = snapshot_of(e2e_records[:40]), unloadable_base_model()
+    shots, engineer = few_shot_examples(snapshot, 3, seed=7), EngineerFactory()
+    ids = in_threads(6, lambda _: prompted_model_version(base, "Describe.", shots, by=engineer)[0].pk)
+    assert len(set(ids)) == 1 and ModelVersion.objects.count() == 1

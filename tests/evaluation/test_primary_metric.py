@@ -6,14 +6,14 @@ from evaluation.comparisons import compare_eval_runs
 from evaluation.decision import decision_report
 from evaluation.models import EvalRun, Prediction
 from evaluation.services import start_eval_run
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
     DatasetFactory,
     EngineerFactory,
     approved_snapshot,
     tuned_vs_prompted_runs,
     unloadable_base_model,
 )
-from tests.test_api import client_for
 from training.choices import RunStatus
 from training.models import ModelVersion
 from training.services import remote_model_version

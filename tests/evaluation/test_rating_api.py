@@ -3,8 +3,8 @@ import pytest
 
 from evaluation.decision import leaderboard
 from evaluation.models import HumanRating, PairAssignment, PairwiseJudgment
-from tests.factories import RaterFactory
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import RaterFactory, two_eval_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_an_unknown_prediction_or_dataset_is_named(two_runs):
 def test_a_rater_never_learns_the_name_of_a_dataset_without_criteria(two_runs, client):
     """Such a dataset used to answer 400 "dataset 'NAME' has no rating criteria" (API) and the admin
     page's title named it: a rater, who may not view datasets, could list every name by id."""
-    from tests.factories import DatasetFactory
+    from tests.support.factories import DatasetFactory
 
     hidden = DatasetFactory(name="secret-acquisition-target")
     rater = RaterFactory(is_staff=True)
@@ -115,3 +115,21 @@ def test_forged_tokens_bad_choices_and_uncomparable_runs_are_refused(two_runs):
     same = client.get(f"/api/v1/judgments/next/?a={prompted.pk}&b={prompted.pk}")
     assert same.status_code == 400
     assert not PairwiseJudgment.objects.exists()
+
+
+def test_a_rater_judges_a_pair_once_whichever_run_is_named_first():
+    """judgments/next/?a=B&b=A handed out every pair the rater had judged as ?a=A&b=B, and the second
+    judgment was stored: one rater's view of one pair counted twice in the Bradley-Terry leaderboard."""
+    _, (run_a, run_b) = two_eval_runs()
+    client = client_for(RaterFactory())
+    token = client.get(f"/api/v1/judgments/next/?a={run_a.pk}&b={run_b.pk}").json()["token"]
+    assert client.post("/api/v1/judgments/", {"token": token, "choice": "left"}, format="json").status_code == 201
+    first = PairwiseJudgment.objects.get().prediction_a
+    for _ in range(run_a.predictions.count()):
+        shown = client.get(f"/api/v1/judgments/next/?a={run_b.pk}&b={run_a.pk}").json()
+        if shown["token"] is None:
+            break
+        assert shown["input_messages"] != first.input_messages
+        assert client.post("/api/v1/judgments/", {"token": shown["token"], "choice": "tie"},
+                           format="json").status_code == 201
+    assert PairwiseJudgment.objects.filter(prediction_a__input_hash=first.input_hash).count() == 1

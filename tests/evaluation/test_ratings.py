@@ -7,12 +7,14 @@ from django.urls import reverse
 from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
 from evaluation.ratings import next_pair_to_judge, next_prediction_to_rate, record_judgment, record_ratings
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.clients import client_for, signed_in_client
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
     RaterFactory,
     ReviewerFactory,
+    two_eval_runs,
 )
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +152,64 @@ def test_a_pair_token_reveals_nothing_and_keeps_the_shown_order(two_runs):
     assert next_pair_to_judge(run_a, run_b, by=rater) == (left, right, token)  # asked again: same pair, same order
     judgment = record_judgment(token, "left", by=rater)
     assert (judgment.prediction_a if judgment.left == "a" else judgment.prediction_b) == left
+
+
+def test_rating_pages_answer_ids_and_scores_in_non_ascii_digits_without_a_500(client, two_runs):
+    """str.isdigit() accepts "²" and "١"; int("²") raises: every id and score of the rating pages was a 500."""
+    dataset, (run_a, run_b) = two_runs
+    signed_in_client(client, RaterFactory())
+    rate, pairwise = reverse("admin:evaluation_evalrun_rate"), reverse("admin:evaluation_evalrun_pairwise")
+    assert client.get(f"{rate}?dataset=²").status_code == 200
+    assert client.get(f"{pairwise}?a=²&b={run_b.pk}").status_code == 200
+    prediction = run_a.predictions.first()
+    for form in ({"prediction": "²"}, {"prediction": prediction.pk, "score_correctness": "²", "score_fluency": "3"}):
+        response = client.post(f"{rate}?dataset={dataset.pk}", form)
+        assert response.status_code == 200, form
+    assert "orrectness: the score must be an integer from 1 to 5, got &#x27;²&#x27;" in response.content.decode()
+    assert not HumanRating.objects.exists()
+
+
+def test_a_rating_comment_with_a_nul_is_refused_naming_the_comment(two_runs):
+    """PostgreSQL text columns refuse NUL: the rate page's POST was a 500 there (stored on SQLite)."""
+    _, (run, _) = two_runs
+    with pytest.raises(ServiceError, match="comment: contains a NUL character"):
+        record_ratings(run.predictions.first(), {"correctness": 3, "fluency": 3}, by=RaterFactory(), comment="a\x00b")
+    assert not HumanRating.objects.exists()
+
+
+def test_a_pair_token_records_a_judgment_only_for_the_rater_it_was_shown_to(two_runs):
+    """The token was not bound to a rater: another rater posting it recorded a judgment of a pair (and
+    a left/right order) never shown to them."""
+    _, (run_a, run_b) = two_runs
+    shown_to, other = RaterFactory(), RaterFactory()
+    _, _, token = next_pair_to_judge(run_a, run_b, by=shown_to)
+    with pytest.raises(ServiceError, match="handed out to another rater"):
+        record_judgment(token, "left", by=other)
+    assert not PairwiseJudgment.objects.exists()
+    record_judgment(token, "left", by=shown_to)
+    assert PairwiseJudgment.objects.get().rater == shown_to
+
+
+def test_judging_a_pair_whose_predictions_are_gone_is_an_error_not_a_broken_foreign_key(two_runs):
+    """An eval run deleted while a rater looked at its pair: the judgment was inserted with dangling
+    prediction ids and the commit failed (IntegrityError, 500)."""
+    _, (run_a, run_b) = two_runs
+    rater = RaterFactory()
+    left, right, token = next_pair_to_judge(run_a, run_b, by=rater)
+    Prediction.objects.filter(pk__in=[left.pk, right.pk]).delete()
+    with pytest.raises(ServiceError, match="no longer exist"):
+        record_judgment(token, "tie", by=rater)
+    assert not PairwiseJudgment.objects.exists()
+
+
+def test_a_token_for_the_reversed_pair_is_a_conflict():
+    _, (run_a, run_b) = two_eval_runs()
+    rater = RaterFactory()
+    token = next_pair_to_judge(run_a, run_b, by=rater)[2]
+    # The same two outputs from a page naming the runs the other way round, opened before the first was posted.
+    reversed_token = next_pair_to_judge(run_b, run_a, by=rater)[2]
+    record_judgment(token, "left", by=rater)
+    with pytest.raises(Conflict):
+        record_judgment(reversed_token, "right", by=rater)
+    response = client_for(rater).post("/api/v1/judgments/", {"token": reversed_token, "choice": "left"}, format="json")
+    assert response.status_code == 409 and PairwiseJudgment.objects.count() == 1

@@ -1,14 +1,13 @@
 """A model version behind an OpenAI-compatible endpoint, created over the API and evaluated against a
-local fake server (tests.fake_openai): never the network."""
+local fake server (tests.support.fake_openai): never the network."""
 import pytest
 
 from evaluation.models import EvalRun
 from evaluation.services import start_eval_run
-from tests.factories import EngineerFactory, ReviewerFactory
-from tests.test_api import client_for
-from tests.training.test_runs import snapshot_of
+from tests.support.clients import client_for, post_remote_version
+from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of
 from training.choices import RunStatus
-from training.models import ModelVersion
+from training.models import BaseModel, ModelVersion
 
 
 @pytest.mark.django_db(transaction=True)
@@ -95,3 +94,54 @@ def test_an_eval_of_a_reasoning_model_records_that_decoding_was_the_servers_defa
     assert run.environment["request"] == {"tokens_parameter": "max_completion_tokens",
                                           "temperature": "server default", "logprobs": False}
     assert all(p.mean_logprob is None for p in run.predictions.all())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("base_url", ["http://a b/v1", "http://[::1/v1", "http://h:99999/v1", "http://h:port/v1",
+                                      "http://?x", "http://user:sk-secret@h/v1", "http://h/v1?api-key=sk-secret"])
+def test_bad_base_urls_are_400s_naming_the_field_and_write_nothing(base_url):
+    """All these were stored (201): spaces, a broken IPv6 host, ports that are not ports, no host, and
+    a key inside the URL, which the API then served back to every engineer."""
+    response = post_remote_version(base_url=base_url)
+    assert response.status_code == 400 and "base_url" in response.json()["detail"]
+    assert not ModelVersion.objects.exists() and not BaseModel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_long_remote_model_name_makes_a_version_not_a_500_and_keeps_endpoints_apart():
+    """The default name "<remote_model> (API)" passed the 200-character column (PostgreSQL: DataError,
+    500, with its BaseModel already written); the base model's name was cut at 200 characters, so two
+    endpoints serving one long model name shared a base model whose source was the first URL."""
+    long_name = "m" * 200
+    first = post_remote_version(remote_model=long_name, base_url="http://one:8000/v1")
+    second = post_remote_version(remote_model=long_name, base_url="http://two:8000/v1")
+    assert (first.status_code, second.status_code) == (201, 201), first.content
+    assert len(first.json()["name"]) <= 200
+    assert BaseModel.objects.get(pk=second.json()["base_model"]).source == "http://two:8000/v1"
+
+
+@pytest.mark.django_db
+def test_a_boolean_price_is_refused():
+    """DRF's FloatField reads true as 1.0: a version was priced at 1 per GPU-hour by a JSON boolean."""
+    response = post_remote_version(price_per_gpu_hour=True)
+    assert response.status_code == 400 and "price_per_gpu_hour" in response.json()
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("reply", ["Pub\ud800", "Pub\x00"])
+def test_an_output_no_text_column_holds_is_stored_replaced_not_left_running(e2e_records, fake_openai, run_jobs,
+                                                                            reply):
+    """A reply with an unpaired surrogate (any database) or a NUL (PostgreSQL) failed the predictions'
+    insert, after the job's try block: the eval run stayed "running" forever with no error."""
+    fake_openai.reply = lambda messages: reply
+    engineer = EngineerFactory()
+    version = ModelVersion.objects.get(pk=post_remote_version(base_url=fake_openai.base_url,
+                                                              remote_model="fake-model").json()["id"])
+    run = start_eval_run(version, snapshot_of(e2e_records[:60]), by=engineer)
+    try:
+        run_jobs()
+    finally:
+        run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert set(run.predictions.values_list("output", flat=True)) == {"Pub\ufffd"}

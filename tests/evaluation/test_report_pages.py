@@ -10,9 +10,9 @@ from django.urls import reverse
 from evaluation.admin_reports import routing_chart, routing_rows
 from evaluation.decision import decision_report, format_p_value, overall_verdict, score_distribution
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
-from ftplatform.charts import bar_chart_svg
-from tests.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs
-from tests.test_api import client_for
+from ftplatform.charts import bar_chart_svg, nice_ticks
+from tests.support.clients import client_for, signed_in_client
+from tests.support.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs, two_eval_runs
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -243,8 +243,6 @@ def test_the_eval_run_page_draws_its_score_distribution_and_links_the_reports(en
 
 
 def test_count_charts_put_every_tick_on_a_whole_number():
-    from ftplatform.charts import nice_ticks
-
     root = ET.fromstring(bar_chart_svg(["a", "b"], [("g", [3, 10])], title="t", x_label="x", y_label="y",
                                        y_format="{:g}".format))
     ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
@@ -259,8 +257,6 @@ def test_count_charts_put_every_tick_on_a_whole_number():
     (5, 5, [5, 10]),  # never a single tick
 ])
 def test_nice_ticks_cover_the_range_at_round_steps(low, high, expected):
-    from ftplatform.charts import nice_ticks
-
     ticks = nice_ticks(low, high)
     assert ticks == pytest.approx(expected) and ticks[0] <= low and ticks[-1] >= high
 
@@ -299,3 +295,31 @@ def test_a_tiny_mcnemar_p_value_is_not_shown_as_zero(engineer, decision_runs):
 ])
 def test_p_values_are_shown_as_measured_or_as_the_bootstrap_floor(result, shown):
     assert format_p_value(result) == shown
+
+
+def test_the_decision_page_shows_a_baseline_sharing_no_input_as_an_error(client, tuned_vs_prompted):
+    """compare_eval_runs' ServiceError ("share no input") escaped the admin view: a 500 (the API said 400)."""
+    dataset, prompted, _ = tuned_vs_prompted
+    prompted.predictions.all().delete()
+    response = signed_in_client(client, EngineerFactory()).get(
+        reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.pk}")
+    assert response.status_code == 200 and "share no input" in response.content.decode()
+
+
+@pytest.mark.parametrize("metrics", [
+    {"bleu": 12.0, "confidence_intervals": "none"},
+    {"bleu": 12.0, "confidence_intervals": {"bleu": [1, 2]}},
+    {"bleu": 12.0, "confidence_intervals": {"bleu": {"ci_low": "a", "ci_high": None}}},
+    {"bleu": "high", "chrf": {"x": 1}, "rouge_l": [1]},
+    ["not", "a", "dict"],
+])
+def test_the_eval_run_pages_show_odd_metrics_json_without_a_500(client, metrics):
+    """The metrics table called .get on a string or list and formatted a string with :.2f (the admin
+    shows such a read-only field as "-", hiding the error), and the list's BLEU column did the same:
+    a 500 on the eval run list for metrics that are a list or hold a string score."""
+    _, (run, _) = two_eval_runs()
+    EvalRun.objects.filter(pk=run.pk).update(metrics=metrics)
+    client.force_login(EngineerFactory())
+    client.raise_request_exception = False
+    assert client.get(reverse("admin:evaluation_evalrun_change", args=[run.pk])).status_code == 200
+    assert client.get(reverse("admin:evaluation_evalrun_changelist")).status_code == 200

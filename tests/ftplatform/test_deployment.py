@@ -17,8 +17,8 @@ import yaml
 
 from curation.imports import start_import
 from curation.models import ImportBatch
-from tests.factories import DatasetFactory, EngineerFactory, conversation
-from tests.workers import start_worker, stop_worker
+from tests.support.factories import DatasetFactory, EngineerFactory, conversation
+from tests.support.workers import start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"

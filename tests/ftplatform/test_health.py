@@ -5,8 +5,8 @@ import pytest
 from django.test import override_settings
 
 from ftplatform import queues
-from tests.factories import AnnotatorFactory, EngineerFactory
-from tests.workers import start_worker, stop_worker
+from tests.support.factories import AnnotatorFactory, EngineerFactory
+from tests.support.workers import start_worker, stop_worker
 
 pytestmark = pytest.mark.django_db
 

@@ -54,6 +54,12 @@ def test_yes_no_values_are_read_as_words_not_as_any_non_empty_string():
     assert show("DEBUG", **KEY) == "False"
 
 
+def test_a_production_start_without_a_secret_key_says_so_without_a_traceback():
+    done = manage("check")
+    assert done.returncode == 1
+    assert "set FTPLATFORM_SECRET_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_production_defaults_are_safe_and_a_local_try_out_turns_on_what_it_needs():
     production = show("DEBUG", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", **KEY)
     assert production == "False True True True"
@@ -81,6 +87,12 @@ def test_database_url_reads_postgresql_and_sqlite_urls():
     assert show("DATABASES['default']['ENGINE']", "DATABASES['default']['NAME']", "DATABASES['default']['PORT']",
                 **KEY, DATABASE_URL="postgres://ft:pw@db:5433/ftplatform") == (
         "django.db.backends.postgresql ftplatform 5433")
+
+
+def test_check_deploy_with_the_default_https_leaves_only_the_hsts_advice():
+    done = manage("check", "--deploy", FTPLATFORM_SECRET_KEY=secrets.token_urlsafe(50))
+    warnings = sorted(set(re.findall(r"security\.W\d+", done.stdout + done.stderr)))
+    assert warnings == ["security.W004"]  # HSTS stays the operator's choice (FTPLATFORM_HSTS_SECONDS)
 
 
 def test_check_deploy_is_clean_with_production_settings():

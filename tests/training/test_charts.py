@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import Snapshot
-from tests.factories import DatasetFactory, EngineerFactory, unloadable_base_model
+from tests.support.factories import DatasetFactory, EngineerFactory, unloadable_base_model
 from training.charts import loss_chart_svg, loss_points
 from training.choices import EventKind, RunStatus
 from training.models import TrainingEvent, TrainingRun

@@ -2,8 +2,8 @@
 import pytest
 
 from curation.choices import Split
-from tests.factories import DatasetFactory, EngineerFactory, approved_snapshot, tiny_base_model
-from tests.tiny_model import CHATML_TEMPLATE
+from tests.support.factories import DatasetFactory, EngineerFactory, approved_snapshot, tiny_base_model
+from tests.support.tiny_model import CHATML_TEMPLATE
 from training.services import preflight_training_run, snapshot_conversations, start_training_run
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""A run's life: pre-flight at creation, timeout, heartbeat and worker loss, checkpoints, resume."""
+"""A run's life: pre-flight at creation (hostile hyperparameters and chat templates are 400s naming
+them), timeout, heartbeat and worker loss, checkpoints, resume, and the train command's options for them."""
 import io
 import os
 import signal
@@ -6,14 +7,22 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
-from tests.training.test_runs import TINY_HYPERPARAMETERS, snapshot_of
-from training.choices import FailureReason, RunStatus
-from training.models import TrainingRun
-from training.services import reap_lost_runs, resume_training_run, start_training_run
+from tests.support.clients import client_for
+from tests.support.factories import (
+    TINY_HYPERPARAMETERS,
+    AnnotatorFactory,
+    EngineerFactory,
+    snapshot_of,
+    tiny_base_model,
+)
+from training.choices import EventKind, FailureReason, RunStatus
+from training.models import Checkpoint, ModelVersion, TrainingRun
+from training.services import preflight_training_run, reap_lost_runs, resume_training_run, start_training_run
 
 
 @pytest.mark.django_db
@@ -73,17 +82,12 @@ def test_runs_without_a_recent_heartbeat_are_failed_as_worker_lost(e2e_records, 
     assert reap_lost_runs() == []
 
 
-
 @pytest.mark.django_db
 def test_reading_training_runs_changes_nothing_and_reap_jobs_fails_lost_ones(e2e_records, tiny_model_dir,
                                                                              admin_client,
                                                                              django_capture_on_commit_callbacks):
     """GET requests and admin pages used to fail lost runs as a side effect; now the workers and
     ``manage.py reap_jobs`` do."""
-    from django.core.management import call_command
-
-    from tests.test_api import client_for
-
     with django_capture_on_commit_callbacks(execute=False):
         run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
                                  by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
@@ -154,7 +158,7 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
     from safetensors.torch import load_file
 
     from curation.choices import Split
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
     from training.engine.config import LoraConfig
     from training.engine.train import train_lora
     from training.services import snapshot_conversations
@@ -205,8 +209,6 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
 
 @pytest.mark.django_db
 def test_the_api_gives_a_preflight_report_and_refuses_blocked_runs_with_400(e2e_records, tiny_model_dir):
-    from tests.test_api import client_for
-
     snapshot, base_model = snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir)
     client = client_for(EngineerFactory())
     body = {"snapshot": snapshot.pk, "base_model": base_model.pk, "hyperparameters": {"batch_size": "auto"}}
@@ -228,8 +230,6 @@ def test_the_api_gives_a_preflight_report_and_refuses_blocked_runs_with_400(e2e_
 @pytest.mark.django_db
 def test_the_api_resumes_only_failed_or_cancelled_runs(e2e_records, tiny_model_dir,
                                                        django_capture_on_commit_callbacks):
-    from tests.test_api import client_for
-
     creator = EngineerFactory()
     with django_capture_on_commit_callbacks(execute=False):
         run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=creator,
@@ -273,3 +273,176 @@ def test_a_run_recorded_before_loraplus_resumes_as_plain_lora(e2e_records, tiny_
     run_training(old.pk)
     run_training(new.pk)
     assert seen == [1, 4]
+
+
+def _queued_run(e2e_records, tiny_model_dir, monkeypatch, **hyperparameters):
+    """A queued run whose job is not enqueued (the test calls run_training itself)."""
+    monkeypatch.setattr("ftplatform.queues.enqueue_after_commit", lambda *args, **kwargs: None)
+    return start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
+                              hyperparameters={**TINY_HYPERPARAMETERS, **hyperparameters})
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_non_finite_grad_norm_is_recorded_without_crashing_the_run(e2e_records, tiny_model_dir, monkeypatch):
+    """fp16 training (GPUs without bf16: training.engine.train.precision) logs grad_norm inf/nan on
+    the steps GradScaler skips while the loss stays finite. on_metrics stores the log dict as a
+    TrainingEvent payload; JSON columns refuse NaN/Infinity (SQLite: CHECK JSON_VALID,
+    PostgreSQL: invalid json token), so the job dies with IntegrityError/DataError."""
+    import training.engine.train as engine
+    from training.jobs import run_training
+
+    numbers = engine._numbers
+    monkeypatch.setattr(engine, "_numbers",
+                        lambda logs: {**numbers(logs), **({"grad_norm": float("nan")} if "loss" in logs else {})})
+    run = _queued_run(e2e_records, tiny_model_dir, monkeypatch)
+    try:
+        run_training(run.pk)
+    finally:
+        run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.events.filter(kind=EventKind.METRIC, payload__has_key="loss").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_run_the_reaper_failed_while_it_still_trained_does_not_end_succeeded(e2e_records, tiny_model_dir,
+                                                                               monkeypatch, settings):
+    """A work-horse that stops beating but is alive (SIGSTOP, VM pause, swap storm, the heartbeat
+    thread's one DB error ending its loop, clock skew between a worker and the API host) is failed
+    as worker_lost; the user may then resume it, and a second worker trains the same run into the
+    same folders. The first job never looks at its row again: it trains on and jobrows.finish
+    overwrites FAILED with SUCCEEDED (and creates the ModelVersion)."""
+    import training.jobs as jobs
+
+    settings.TRAINING_HEARTBEAT_SECONDS, settings.TRAINING_HEARTBEAT_MARGIN_SECONDS = 10, 20
+    run = _queued_run(e2e_records, tiny_model_dir, monkeypatch)
+    log_event, reaped = jobs.log_event, []
+
+    def log_event_and_lose_the_heartbeat(row, kind, *args, **kwargs):
+        if kind == EventKind.METRIC and not reaped:  # mid-training: the heartbeat is 1 h old
+            TrainingRun.objects.filter(pk=row.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+            reaped.extend(reap_lost_runs())
+        return log_event(row, kind, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "log_event", log_event_and_lose_the_heartbeat)
+    jobs.run_training(run.pk)
+    run.refresh_from_db()
+    assert reaped == [run.pk]
+    assert (run.status, run.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
+    assert not ModelVersion.objects.filter(training_run=run).exists()
+
+
+@pytest.mark.django_db
+def test_resume_says_when_its_checkpoint_folder_is_gone(e2e_records, tiny_model_dir, monkeypatch, tmp_path):
+    """resume_training_run announces "from checkpoint at step 50" for a folder deleted from disk;
+    the job then silently starts over (training.jobs checks os.path.isdir)."""
+    run = _queued_run(e2e_records, tiny_model_dir, monkeypatch)
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
+    Checkpoint.objects.create(run=run, step=50, path=str(tmp_path / "deleted" / "checkpoint-50"))
+    resume_training_run(run, by=run.created_by)
+    message = run.events.filter(message__startswith="resume requested").get().message
+    assert "checkpoint at step 50" not in message or "missing" in message, message
+
+
+@pytest.fixture
+def api(e2e_records, tiny_model_dir):
+    snapshot, base_model = snapshot_of(e2e_records[:20]), tiny_base_model(tiny_model_dir)
+
+    def post(path, hyperparameters, **extra):
+        return client_for(EngineerFactory()).post(
+            f"/api/v1/training-runs/{path}",
+            {"snapshot": snapshot.pk, "base_model": base_model.pk, "hyperparameters": hyperparameters, **extra},
+            format="json")
+
+    return post
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["learning_rate", "epochs", "lora_dropout", "warmup_ratio"])
+def test_a_huge_integer_for_a_float_hyperparameter_is_a_400_naming_it(api, name):
+    # LoraConfig.from_dict: float(10**400) raises OverflowError, which nobody catches -> 500.
+    for path in ("preflight/", ""):
+        response = api(path, {name: 10 ** 400})
+        assert response.status_code == 400, (path, response.status_code)
+        assert name in response.json()["detail"]
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("template", [
+    "{% if %}",                                           # TemplateSyntaxError
+    "{{ raise_exception('no system role') }}",            # TemplateError (transformers' raise_exception)
+    "{{ messages[0].nope.deeper }}",                      # UndefinedError
+    "{% for m in messages %}{{ m.content | nofilter }}{% endfor %}",  # TemplateAssertionError
+    # Renders, but never the answer: blamed on max_seq_length 256 ("raise max_seq_length").
+    "{% for m in messages %}{{ m.role }}{% endfor %}",
+])
+def test_a_chat_template_that_does_not_compile_or_render_is_a_400_naming_it(api, template):
+    # jinja2 errors are not ValueErrors: tokenize_split / preflight_training_run let them through -> 500.
+    for path in ("preflight/", ""):
+        response = api(path, {"chat_template": template})
+        assert response.status_code in (200, 400), (path, response.status_code)
+        text = str(response.json())
+        assert "chat_template" in text or "chat template" in text, text
+        if response.status_code == 200:
+            assert response.json()["blocking"]
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("module", ["norm", "self_attn", "0", "lm_head"])
+def test_target_modules_that_lora_cannot_wrap_block_the_preflight(api, module):
+    # Pre-flight only checks that some module has that last name; peft then refuses a non-Linear
+    # module ("Target module LlamaRMSNorm ... is not supported") and TRL refuses lm_head with its
+    # default chunked_nll loss -- in the worker, after the run was accepted.
+    response = api("preflight/", {"target_modules": [module]})
+    assert response.status_code == 200
+    assert any(module in problem for problem in response.json()["blocking"]), response.json()["blocking"]
+
+
+@pytest.mark.django_db
+def test_preflight_estimates_the_max_train_examples_subset_that_trains(e2e_records, tiny_model_dir):
+    # The engine samples max_train_examples first and resolves "auto" on that subset; pre-flight
+    # resolves and counts on the whole train split, so the run records a batch size chosen for
+    # ~60 examples and total_steps for all of them.
+    snapshot = snapshot_of(e2e_records[:80])
+    assert snapshot.split_counts["train"] >= 40
+    report = preflight_training_run(snapshot, tiny_base_model(tiny_model_dir),
+                                    {"max_train_examples": 5, "batch_size": "auto", "epochs": 1},
+                                    by=EngineerFactory())
+    assert report["train_examples"] == 5
+    assert report["hyperparameters"]["batch_size"] == 1  # resolve_auto(5), as train_lora does
+    assert report["estimated_steps"] == 5
+
+
+@pytest.mark.django_db
+def test_train_resume_with_dry_run_changes_nothing(e2e_records, tiny_model_dir, django_capture_on_commit_callbacks):
+    # `train --resume RUN --dry-run` ignores --dry-run and really queues the run again.
+    user = EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:20]), tiny_base_model(tiny_model_dir), by=user,
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, failure_reason=FailureReason.ERROR,
+                                                 error="boom")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        try:
+            call_command("train", "--resume", str(run.pk), "--dry-run", "--no-wait", "--as", user.username)
+        except CommandError:
+            pass  # refusing the combination is fine too
+    run.refresh_from_db()
+    assert (run.status, run.error) == (RunStatus.FAILED, "boom") and callbacks == []
+
+
+@pytest.mark.django_db
+def test_train_timeout_minutes_zero_is_refused_not_replaced_by_the_default(e2e_records, tiny_model_dir,
+                                                                             django_capture_on_commit_callbacks):
+    # `timeout_minutes * 60 if timeout_minutes else None`: 0 silently becomes the 24 h default
+    # (the API refuses 0 with 400; a negative value is refused by the command too).
+    snapshot, user = snapshot_of(e2e_records[:20]), EngineerFactory()
+    tiny_base_model(tiny_model_dir)
+    with django_capture_on_commit_callbacks(execute=False), pytest.raises(CommandError, match="timeout"):
+        call_command("train", "--snapshot", str(snapshot.pk), "--base-model", f"tiny-{tiny_model_dir.name}",
+                     "--timeout-minutes", "0", "--hyperparameters", '{"max_steps": 1}', "--no-wait",
+                     "--as", user.username)
+    assert not TrainingRun.objects.exists()

@@ -3,9 +3,10 @@ nothing that answered an evaluation changes."""
 import pytest
 from django.urls import reverse
 
-from tests.factories import EngineerFactory, ReviewerFactory, unloadable_base_model
-from tests.test_api import client_for
+from tests.support.clients import client_for
+from tests.support.factories import EngineerFactory, ReviewerFactory, tiny_base_model, unloadable_base_model
 from training.models import ModelVersion
+from training.services import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +69,36 @@ def test_the_admin_form_sets_prices_through_the_same_rule(client, version):
     assert version.price_per_gpu_hour == 2.5
     page = client.get(url).content.decode()
     assert 'name="system_prompt"' not in page and 'name="base_url"' not in page  # read-only
+
+
+def test_model_versions_cannot_be_added_or_their_prompt_changed(superuser_client, tiny_model_dir):
+    version, _ = prompted_model_version(tiny_base_model(tiny_model_dir), "Be brief.", by=EngineerFactory())
+    assert superuser_client.get(reverse("admin:training_modelversion_add")).status_code == 403
+    superuser_client.post(reverse("admin:training_modelversion_change", args=[version.pk]),
+                          {"name": "renamed", "system_prompt": "Answer in French."})
+    version.refresh_from_db()
+    assert (version.name, version.system_prompt) == ("renamed", "Be brief.")
+
+
+@pytest.mark.parametrize("raw", ['{"price_per_gpu_hour": NaN}', '{"price_per_gpu_hour": "Infinity"}',
+                                 '{"price_per_gpu_hour": "NaN"}', '{"price_per_gpu_hour": 1e999}',
+                                 '{"name": "a\\u0000b"}', '{"name": "a\\ud800b"}'])
+def test_non_finite_prices_and_unstorable_names_are_a_400(raw):
+    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=unloadable_base_model())
+    response = client_for(EngineerFactory()).generic("PATCH", f"/api/v1/model-versions/{version.pk}/", raw,
+                                                     content_type="application/json")
+    assert response.status_code == 400
+    version.refresh_from_db()
+    assert (version.name, version.price_per_gpu_hour) == ("v", None)
+
+
+def test_a_patch_never_changes_what_answered():
+    version = ModelVersion.objects.create(name="v", kind="prompted_base", base_model=unloadable_base_model(),
+                                          system_prompt="p")
+    response = client_for(EngineerFactory()).patch(
+        f"/api/v1/model-versions/{version.pk}/", {"system_prompt": "x", "kind": "lora_adapter", "few_shot": [[1]],
+                                                  "adapter_path": "/x", "base_url": "http://e/v1"}, format="json")
+    assert response.status_code == 200
+    version.refresh_from_db()
+    assert (version.system_prompt, version.kind, version.few_shot, version.adapter_path, version.base_url) == (
+        "p", "prompted_base", [], "", "")

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from safetensors import SafetensorError
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
+from tests.support.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
 from training.choices import ModelVersionKind
 from training.engine.export import export_merged, max_logit_difference
 from training.engine.model_card import render_model_card, sha256_file, write_model_card
@@ -286,3 +286,32 @@ def test_the_card_shows_what_the_template_rendered_before_the_users_text():
     prefix = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM<|im_end|>\n<|im_start|>user\n"
     card = render_model_card(card_info(system_prompt="", prompt_prefix=prefix))
     assert f"```text\n{prefix.rstrip()}\n```" in card and "default system prompt of the template" in card
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_export_merged_works_for_an_adapter_trained_with_an_added_pad_token(e2e_records, tiny_model_dir, tmp_path):
+    """A base tokenizer with no pad and no unknown token other than EOS (the Llama 3 family) gets
+    <|pad|> added and its embeddings resized (training.engine.train.load_tokenizer); peft then saves
+    embed_tokens and lm_head at the new size. Evaluation resizes the base before loading
+    (training.engine.inference.load_for_inference); export's _load_with_adapter does not:
+    "size mismatch for base_model.model.model.embed_tokens.weight: [401, 32] ... [400, 32]"."""
+    from training.engine.config import LoraConfig
+    from training.engine.train import train_lora
+    from training.models import BaseModel
+
+    base = tmp_path / "no-unk-model"
+    shutil.copytree(tiny_model_dir, base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config["unk_token"] = None  # pad == EOS and no unk: training adds <|pad|>
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    result = train_lora(base, [r["messages"] for r in e2e_records[:8]], [],
+                        LoraConfig.from_dict({"max_steps": 1, "batch_size": 2, "max_eval_examples": 0}),
+                        tmp_path / "run", show_progress_bar=False)
+    version = ModelVersion.objects.create(
+        name="v", kind=ModelVersionKind.LORA_ADAPTER, adapter_path=str(result.adapter_dir),
+        base_model=BaseModel.objects.create(name="no-unk", source_kind="local_folder", source=str(base)))
+    user = EngineerFactory()
+    call_command("export_merged", "--model-version", str(version.pk), "--as", user.username,
+                 "--output", str(tmp_path / "merged"))
+    assert (tmp_path / "merged" / "model.safetensors").is_file()

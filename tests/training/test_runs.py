@@ -2,38 +2,20 @@
 import pytest
 
 from curation.choices import ExampleStatus, SnapshotStatus
-from curation.snapshots import approve_snapshot, create_snapshot
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
-from tests.factories import (
+from tests.support.clients import client_for
+from tests.support.factories import (
+    TINY_HYPERPARAMETERS,
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
     ExampleFactory,
-    ReviewerFactory,
+    snapshot_of,
     tiny_base_model,
 )
 from training.choices import ModelVersionKind, RunStatus
 from training.models import TrainingRun
 from training.services import cancel_training_run, start_training_run
-
-TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "max_eval_examples": 4}
-
-
-def snapshot_of(records, approve=True, **dataset_fields):
-    """A snapshot of ``records`` (E2E chat records) in a new dataset whose system prompt is the first
-    record's system message, with ``dataset_fields`` (language, regex_checks, ...) set before freezing."""
-    dataset = DatasetFactory(**{"system_prompt": records[0]["messages"][0]["content"], **dataset_fields})
-    author = AnnotatorFactory()
-    seen = set()
-    for record in records:
-        key = str(record["messages"])
-        if key not in seen:
-            seen.add(key)
-            ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
-    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
-    if approve:
-        snapshot = approve_snapshot(snapshot, by=ReviewerFactory())
-    return snapshot
 
 
 @pytest.mark.django_db
@@ -109,3 +91,37 @@ def test_a_run_whose_base_model_is_missing_is_refused_before_it_is_queued(e2e_re
         start_training_run(snapshot_of(e2e_records[:30]), missing, by=EngineerFactory(),
                            hyperparameters=TINY_HYPERPARAMETERS)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_training_run_on_pending_snapshot_is_400():
+    dataset = DatasetFactory()
+    ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED)
+    client = client_for(EngineerFactory())
+    snapshot_id = client.post("/api/v1/snapshots/", {"dataset": dataset.pk}, format="json").json()["id"]
+    response = client.post("/api/v1/training-runs/", {"snapshot": snapshot_id}, format="json")
+    assert response.status_code == 400 and "approve" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_events_after_a_cursor(tiny_model_dir, e2e_records):
+    from training.services import log_event
+
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    first, second = log_event(run, "log", "one"), log_event(run, "log", "two")
+    client = client_for(EngineerFactory())
+
+    response = client.get(f"/api/v1/training-runs/{run.pk}/events/?after={first.pk}")
+    assert [e["id"] for e in response.json()] == [second.pk]
+    assert [e["id"] for e in client.get(f"/api/v1/training-runs/{run.pk}/").json()["events"]] == [first.pk, second.pk]
+    assert "events" not in client.get("/api/v1/training-runs/").json()["results"][0]
+    assert client.get(f"/api/v1/training-runs/{run.pk}/events/?after=x").status_code == 400
+    assert client.get("/api/v1/training-runs/999999/events/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
+    run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
+                                     hyperparameters={})
+    assert client_for(EngineerFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400

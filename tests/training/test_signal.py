@@ -84,7 +84,7 @@ def test_a_pad_token_distinct_from_eos_is_chosen_or_added(tiny_model_dir, tmp_pa
 
 
 def test_no_chat_template_is_refused_unless_the_run_names_one(tiny_model_dir, tmp_path):
-    from tests.tiny_model import CHATML_TEMPLATE
+    from tests.support.tiny_model import CHATML_TEMPLATE
     from training.engine.train import TrainingFailed
 
     bare = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -6,7 +6,7 @@ from curation.choices import ExampleStatus, SnapshotStatus
 from curation.models import Example, Review, Snapshot
 from evaluation.models import EvalRun
 from evaluation.reports import model_version_report
-from tests.factories import tiny_base_model
+from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import RunStatus
 from training.models import TrainingRun
 
@@ -50,7 +50,7 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
 def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifacts_root):
     """REDIS_URL and PostgreSQL: the demo enqueues, a separate `manage.py worker` process (forking
     work-horses, as in production) runs training and evaluation, the demo polls the rows."""
-    from tests.workers import start_worker, stop_worker
+    from tests.support.workers import start_worker, stop_worker
 
     base_model = tiny_base_model(tiny_model_dir)
     worker = start_worker(settings, artifacts_root)
@@ -66,3 +66,30 @@ def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifac
     assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 6
     assert "training.jobs.run_training" in worker_log
     assert "Verdict" in out and "[run" in out
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_train_evaluate_and_report_commands_compare_with_the_prompted_base(tiny_model_dir, e2e_records, capsys,
+                                                                          run_jobs, settings):
+    from training.models import ModelVersion
+
+    if settings.REDIS_URL:
+        pytest.skip("the commands wait for a worker; covered with a worker process in test_pipeline")
+    snapshot = snapshot_of(e2e_records[:40])
+    base = tiny_base_model(tiny_model_dir)
+    user = EngineerFactory()
+    call_command("train", snapshot=snapshot.pk, base_model=base.name, username=user.username,
+                 hyperparameters={"max_steps": 2, "batch_size": 4})
+    tuned = ModelVersion.objects.get(kind="lora_adapter")
+    call_command("evaluate", model_version=tuned.pk, snapshot=snapshot.pk, username=user.username,
+                 generation={"max_new_tokens": 8})
+    call_command("report", tuned.pk)
+    assert "evaluate --prompted-base" in capsys.readouterr().out
+
+    call_command("evaluate", prompted_base=True, base_model=base.name, snapshot=snapshot.pk, username=user.username,
+                 generation={"max_new_tokens": 8})
+    call_command("report", tuned.pk)
+    out = capsys.readouterr().out
+    # E2E outputs are free text: the snapshot's proposed primary metric is chrF.
+    assert "chrF difference from the prompted base model" in out and snapshot.content_hash in out

@@ -74,6 +74,17 @@ class ExampleFactory(factory.django.DjangoModelFactory):
     author = factory.SubFactory(AnnotatorFactory)
 
 
+def approved_example(dataset, user: str, assistant: str) -> Example:
+    """An approved example of ``dataset`` asking ``user`` and answering ``assistant``."""
+    return ExampleFactory(dataset=dataset, messages=conversation(user, assistant), status=ExampleStatus.APPROVED)
+
+
+def approved_places(dataset, count: int) -> list[Example]:
+    """``count`` approved examples "name: Place <i>, eatType: pub, area: riverside <i>" -> "Place <i> is a pub."."""
+    return [approved_example(dataset, f"name: Place {i}, eatType: pub, area: riverside {i}", f"Place {i} is a pub.")
+            for i in range(count)]
+
+
 def approved_snapshot(dataset, pairs, *, approve: bool = True):
     """A snapshot of ``dataset`` with one approved example per (user text, answer) in ``pairs`` (no
     system message of their own), created by an engineer and, with ``approve``, approved by a reviewer."""
@@ -81,6 +92,27 @@ def approved_snapshot(dataset, pairs, *, approve: bool = True):
         ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=conversation(prompt, answer))
     snapshot = create_snapshot(dataset, by=EngineerFactory())[0]
     return approve_snapshot(snapshot, by=ReviewerFactory()) if approve else snapshot
+
+
+def snapshot_of(records, approve=True, **dataset_fields):
+    """A snapshot of ``records`` (E2E chat records) in a new dataset whose system prompt is the first
+    record's system message, with ``dataset_fields`` (language, regex_checks, ...) set before freezing."""
+    dataset = DatasetFactory(**{"system_prompt": records[0]["messages"][0]["content"], **dataset_fields})
+    author = AnnotatorFactory()
+    seen = set()
+    for record in records:
+        key = str(record["messages"])
+        if key not in seen:
+            seen.add(key)
+            ExampleFactory(dataset=dataset, messages=record["messages"], status=ExampleStatus.APPROVED, author=author)
+    snapshot, _ = create_snapshot(dataset, by=EngineerFactory())
+    if approve:
+        snapshot = approve_snapshot(snapshot, by=ReviewerFactory())
+    return snapshot
+
+
+# Hyperparameters that train the tiny model in a few seconds: three steps, a loss logged at each.
+TINY_HYPERPARAMETERS = {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "max_eval_examples": 4}
 
 
 def tiny_base_model(folder) -> BaseModel:
@@ -166,3 +198,10 @@ def tuned_vs_prompted_runs(examples: int = 12, validation: bool = False, **setti
                            "mean_output_tokens": 20, "bleu": 0.0}
             run.save()
     return dataset, prompted, tuned
+
+
+def as_if_another_database_reused(model, row_id, monkeypatch):
+    """The next ``model.objects.create`` gets id ``row_id``: what a second database sharing this
+    artifacts root hands out for its own row."""
+    create = model.objects.create
+    monkeypatch.setattr(model.objects, "create", lambda **fields: create(id=row_id, **fields))

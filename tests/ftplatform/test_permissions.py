@@ -20,7 +20,7 @@ from curation.models import ImportBatch, SnapshotExport
 from curation.snapshots import create_snapshot
 from evaluation.models import EvalRun
 from ftplatform.api import router
-from tests.factories import (
+from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
     EngineerFactory,
