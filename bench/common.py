@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from ftplatform.jobrows import JobStatus
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_FILE = ROOT / "examples" / "e2e_nlg.chat.jsonl"  # the same bytes as /work/shared/data/e2e_nlg.chat.jsonl
 DEFAULT_BASE_MODELS = Path(os.environ.get("FTPLATFORM_ARTIFACTS", ROOT / "var" / "artifacts")) / "base_models"
@@ -79,17 +81,17 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
+    from config.management.commands.demo import demo_users, first_system_prompt
+    from curation.choices import ExampleStatus, ImportFormat, SnapshotStatus
     from curation.datasets import create_dataset
     from curation.imports import import_examples
     from curation.models import Example
     from curation.snapshots import approve_snapshot, create_snapshot
     from curation.workflow import approve_examples
-    from ftplatform.management.commands.demo import demo_users, first_system_prompt
     from training.services import (
-        base_model_folder,
         base_model_token_limits,
         default_base_model,
+        materialized_base_model_folder,
         record_base_model_info,
     )
 
@@ -98,12 +100,12 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
     dataset = create_dataset(by=users["demo-engineer"], name=dataset_name, system_prompt=first_system_prompt(raw_lines))
     batch = import_examples(dataset, b"\n".join(raw_lines), ImportFormat.CHAT_JSONL, by=users["demo-annotator"],
                             filename=Path(data).name)
-    assert batch.status == ImportStatus.SUCCEEDED, (batch.error, batch.errors[:3])
+    assert batch.status == JobStatus.SUCCEEDED, (batch.error, batch.errors[:3])
     pending = Example.objects.filter(dataset=dataset, status=ExampleStatus.SUBMITTED)
     approve_examples(pending.iterator(), by=users["demo-reviewer"], comment=comment)
 
     base_model = default_base_model()
-    folder = base_model_folder(base_model)  # dequantized once into the base model cache
+    folder = materialized_base_model_folder(base_model)  # dequantized once into the base model cache
     record_base_model_info(base_model, folder)  # the first-use description, outside the measured run
     tokens = base_model_token_limits(base_model, max_seq_length)
     snapshot, _ = create_snapshot(dataset, by=users["demo-engineer"], seed=0, tokens=tokens)

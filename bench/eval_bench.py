@@ -5,9 +5,9 @@
 
 One process, one model load, the variants one after the other on the same inputs:
 
-  naive         training.engine.inference.generate_greedy: one model.generate per input (batch
+  naive         ftml.inference.generate_greedy: one model.generate per input (batch
                 size 1), what the evaluation job runs today.
-  batched B     training.engine.inference.generate_batched(batch_size=B): inputs sorted by prompt
+  batched B     ftml.inference.generate_batched(batch_size=B): inputs sorted by prompt
                 length, left-padded batches of B, one model.generate per batch (KV cache).
 
 Both are greedy with the same max_new_tokens, EOS = the tokenizer's, and both record each
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
-    from training.engine.inference import generate_batched, generate_greedy, load_for_inference
+    from ftml.inference import generate_batched, generate_greedy, load_for_inference
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

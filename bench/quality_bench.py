@@ -26,7 +26,7 @@ side only (e.g. '{"learning_rate": "auto"}' to check what "auto" resolves to).
 What it prints: BLEU on the test split per seed and side; the mean over seeds of the difference
 (ftplatform - plain) with a 95 % paired-bootstrap interval over the test inputs (Koehn 2004: the
 same resampled inputs for every seed and both sides, corpus BLEU recomputed from sacrebleu's
-sufficient statistics, evaluation.stats.paired_bootstrap); the training loop's tokens/s
+sufficient statistics, ftml.stats.paired_bootstrap); the training loop's tokens/s
 (non-padding input tokens / seconds from the first to the last optimiser step) and wall seconds of
 both. Seeds vary the LoRA initialisation, the batch order and dropout; on 21 test inputs one
 seed's BLEU moves by several points, so a difference means little below three seeds.
@@ -215,12 +215,12 @@ CHILDREN = {"prepare": child_prepare, "plain": child_plain, "platform": child_pl
 def seed_averaged_difference(evaluations: list[dict]) -> dict:
     """Mean over seeds of corpus BLEU (ftplatform - plain), with a 95 % paired-bootstrap interval
     over the test inputs: every resample draws the same inputs for all seeds and both sides, and
-    each seed's corpus BLEU is recomputed from its sufficient statistics (evaluation.metrics.
+    each seed's corpus BLEU is recomputed from its sufficient statistics (ftml.metrics.
     corpus_statistics), so the interval carries the input sampling noise of the seed-averaged score."""
     import numpy as np
 
-    from evaluation.metrics import corpus_statistics
-    from evaluation.stats import paired_bootstrap
+    from ftml.metrics import corpus_statistics
+    from ftml.stats import paired_bootstrap
 
     stats, width, corpus_fn = {"plain": [], "ftplatform": []}, None, None
     for evaluation in evaluations:

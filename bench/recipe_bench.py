@@ -5,7 +5,7 @@
 
 One command, one snapshot (the demo's, prepared as bench/quality_bench.py prepares it), and for every
 recipe, in a fresh child process: ftplatform's training job (training.services.start_training_run
-with the demo's hyperparameters, ftplatform/management/commands/demo.py DEMO_HYPERPARAMETERS,
+with the demo's hyperparameters, config.management.commands.demo.py DEMO_HYPERPARAMETERS,
 overridden by the recipe's), then ftplatform's eval job on the validation split and on the test split
 (greedy, 64 new tokens, multi-reference BLEU and chrF as the platform computes them).
 
@@ -52,7 +52,7 @@ def child_train(args) -> dict:
     import django
 
     django.setup()
-    from ftplatform.management.commands.demo import DEMO_HYPERPARAMETERS
+    from config.management.commands.demo import DEMO_HYPERPARAMETERS
 
     prepared = json.loads((args.scratch / "prepare.json").read_text())
     hyperparameters = {**DEMO_HYPERPARAMETERS, "checkpoint_steps": 0, **json.loads(args.hyperparameters)}

@@ -19,7 +19,7 @@ prompt added). Then it trains, each in a fresh child process, one after the othe
                       saved, run row finished, ModelVersion created), as the demo runs it.
   reference (pad to max_length)
                       reference_train() below, a plain script as the transformers/peft docs write
-                      it: the same train rows tokenized with training.engine.data.tokenize_for_training
+                      it: the same train rows tokenized with ftml.data.tokenize_for_training
                       (the same completion-only labels), padded to max_seq_length at tokenization
                       (pad id, label -100, attention 0), default_data_collator, get_peft_model,
                       Trainer, adapter saved.
@@ -28,7 +28,7 @@ prompt added). Then it trains, each in a fresh child process, one after the othe
                       each batch padded to its longest row.
 
 Every side gets the same hyperparameters (HYPERPARAMETERS; the reference reads them through
-training.engine.config.LoraConfig, so learning rate 2e-4, warmup 5 % of the steps, linear
+ftml.config.LoraConfig, so learning rate 2e-4, warmup 5 % of the steps, linear
 schedule, LoRA dropout 0.05 on q/k/v/o_proj come from one place), the same seed, batch size 8,
 max_seq_length 256, torch threads = settings.TORCH_THREADS, no validation.
 
@@ -90,7 +90,7 @@ REFERENCE_VARIANTS = {"max_length": "reference (pad to max_length)",
 
 
 def hyperparameters(steps: int) -> dict:
-    """The run's hyperparameters; every key is a training.engine.config.LoraConfig field."""
+    """The run's hyperparameters; every key is a ftml.config.LoraConfig field."""
     return {
         "max_steps": steps,
         "batch_size": 8,
@@ -132,7 +132,7 @@ def reference_train(base_model_dir: Path, train_file: Path, output_dir: Path, *,
         set_seed,
     )
 
-    from training.engine.data import IGNORE_INDEX, tokenize_for_training
+    from ftml.data import IGNORE_INDEX, tokenize_for_training
 
     torch.set_num_threads(threads)
     set_seed(seed)
@@ -212,8 +212,8 @@ def child_prepare(args) -> dict:
     from django.conf import settings
 
     from curation.choices import Split
-    from training.engine.config import LoraConfig
-    from training.engine.data import tokenize_for_training
+    from ftml.config import LoraConfig
+    from ftml.data import tokenize_for_training
     from training.services import snapshot_conversations
 
     config = LoraConfig.from_dict(hyperparameters(args.steps))
@@ -262,7 +262,7 @@ def child_ftplatform(args) -> dict:
 
 def child_reference(args) -> dict:
     """reference_train() with the run's hyperparameters, on the exported train split."""
-    from training.engine.config import LoraConfig
+    from ftml.config import LoraConfig
 
     prepared = json.loads((args.scratch / "prepare.json").read_text())
     config = LoraConfig.from_dict(hyperparameters(args.steps))

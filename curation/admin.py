@@ -22,11 +22,12 @@ from ftplatform.admin_tools import (
     comment_action,
 )
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import JobStatus
 from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus
+from .choices import ExampleStatus, ImportFormat, SnapshotStatus
 from .formats import parse_column_mapping
 from .imports import describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
@@ -302,11 +303,11 @@ class ImportBatchAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 messages.error(request, str(exc))
             else:
-                if batch.status in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+                if batch.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                     messages.info(request, f"Import {batch.pk} is {batch.status}: a worker imports the file; "
                                            "this page follows its progress.")
                 else:
-                    level = messages.SUCCESS if batch.status == ImportStatus.SUCCEEDED else messages.ERROR
+                    level = messages.SUCCESS if batch.status == JobStatus.SUCCEEDED else messages.ERROR
                     messages.add_message(request, level, " ".join(describe_batch(batch, limit=5)))
                 return redirect(reverse("admin:curation_importbatch_change", args=[batch.pk]))
         return TemplateResponse(request, "admin/curation/import_upload.html",

@@ -1,6 +1,6 @@
 """The admin pages people work in all day: the structured conversation editor (write, fix,
 edit-and-approve) and the keyboard-driven review page. Thin: every decision is a call to
-curation.workflow or curation.queues, and the rules are those of curation.access."""
+curation.workflow or curation.work_queues, and the rules are those of curation.access."""
 
 from django import forms
 from django.contrib import messages
@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from ftplatform.errors import ServiceError
 
-from . import access, queues, workflow
+from . import access, work_queues, workflow
 from .formats import ROLES
 from .models import Dataset, Example
 
@@ -171,7 +171,7 @@ def review_next_view(model_admin, request):
     dataset = Dataset.objects.filter(pk=request.GET["dataset"]).first() if request.GET.get(
         "dataset", "").isdigit() else None
     after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else None
-    example = queues.next_example_to_review(request.user, dataset, after=after)
+    example = work_queues.next_example_to_review(request.user, dataset, after=after)
     if example is None:
         return TemplateResponse(request, "admin/curation/review.html", {
             "example": None, "title": "Review queue", **model_admin.admin_site.each_context(request)})
@@ -195,7 +195,7 @@ def review_view(model_admin, request, object_id):
                 workflow.reject_example(example, by=request.user, comment=comment,
                                         expected_version=_posted_version(request))
             elif decision == "skip":
-                queues.release(example, request.user)
+                work_queues.release(example, request.user)
                 return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}")
             else:
                 raise ServiceError(f"unknown decision {decision!r}; use approve, reject or skip")

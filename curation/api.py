@@ -9,10 +9,11 @@ from rest_framework.response import Response
 
 from ftplatform.errors import ServiceError
 from ftplatform.history import HistoryMixin
+from ftplatform.jobrows import JobStatus
 from ftplatform.rest import IdCursorPagination
 
-from . import access, queues, workflow
-from .choices import ImportStatus, Split
+from . import access, work_queues, workflow
+from .choices import Split
 from .datasets import create_dataset
 from .exports import export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
@@ -125,19 +126,19 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     @action(detail=False, methods=["post"], url_path="next-to-review")
     def next_to_review(self, request):
         """Reserve the next submitted example for this reviewer (204 when the queue is empty)."""
-        return self._next(request, queues.next_example_to_review)
+        return self._next(request, work_queues.next_example_to_review)
 
     @extend_schema(request=QueueRequestSerializer, responses={200: ExampleSerializer, 204: None})
     @action(detail=False, methods=["post"], url_path="next-to-annotate")
     def next_to_annotate(self, request):
         """Reserve the next draft or rejected example this annotator wrote or is assigned (204 when none)."""
-        return self._next(request, queues.next_example_to_annotate)
+        return self._next(request, work_queues.next_example_to_annotate)
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         """Give a reserved example back to its queue."""
-        queues.release(self.get_object(), request.user)
+        work_queues.release(self.get_object(), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=SubmitSerializer, responses=ExampleSerializer)
@@ -212,8 +213,8 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
             column_mapping=params.validated_data["column_mapping"],
         )
-        code = {ImportStatus.SUCCEEDED: status.HTTP_201_CREATED,
-                ImportStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
+        code = {JobStatus.SUCCEEDED: status.HTTP_201_CREATED,
+                JobStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
         return Response(ImportBatchSerializer(batch).data, status=code)
 
 

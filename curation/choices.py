@@ -26,15 +26,6 @@ class ImportFormat(models.TextChoices):
     HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk), from the command line"
 
 
-class ImportStatus(models.TextChoices):
-    """An import job's state; the values are training.choices.RunStatus's, so ftplatform.jobrows applies."""
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
 class SnapshotStatus(models.TextChoices):
     PENDING_REVIEW = "pending_review", "Pending review"
     APPROVED = "approved", "Approved"

@@ -19,9 +19,8 @@ from django.db import transaction
 
 from ftplatform import jobrows, queues
 from ftplatform.errors import ServiceError
-from ftplatform.jobrows import unique_folder
+from ftplatform.jobrows import JobStatus, unique_folder
 from ftplatform.roles import require_permission
-from training.choices import RunStatus
 
 from .choices import Split
 from .formats import with_system_prompt
@@ -106,7 +105,7 @@ def run_snapshot_export(export_id: int) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         jobrows.fail(export, exc)
         raise
-    jobrows.finish(export, RunStatus.SUCCEEDED, path=str(target), counts=counts)
+    jobrows.finish(export, JobStatus.SUCCEEDED, path=str(target), counts=counts)
 
 
 def export_file(export: SnapshotExport, split: str) -> Path:
@@ -124,7 +123,7 @@ def export_hf_archive(export: SnapshotExport) -> Path:
 
 
 def _finished_file(export: SnapshotExport, name: str) -> Path:
-    if export.status != RunStatus.SUCCEEDED:
+    if export.status != JobStatus.SUCCEEDED:
         raise ServiceError(f"export {export.pk} is {export.status}; download it once it has succeeded")
     path = Path(export.path, name)
     if not path.is_file():  # its folder was cleaned up, or it predates the file: a 400, never a 500 from open()

@@ -35,10 +35,10 @@ from simple_history.utils import bulk_create_with_history
 
 from ftplatform import jobrows, queues
 from ftplatform.errors import Conflict, ServiceError, without_server_paths
-from ftplatform.jobrows import unique_folder
+from ftplatform.jobrows import JobStatus, unique_folder
 from ftplatform.roles import require_permission
 
-from .choices import ExampleSource, ExampleStatus, ImportFormat, ImportStatus
+from .choices import ExampleSource, ExampleStatus, ImportFormat
 from .formats import (
     DELIMITERS,
     check_column_mapping,
@@ -162,7 +162,7 @@ def run_import(batch_id: int, on_progress=None) -> None:
     try:
         _ImportJob(batch, on_progress).run()
     except ServiceError as exc:  # a reader's message may name the stored upload's server path
-        jobrows.finish(batch, ImportStatus.FAILED, error=without_server_paths(str(exc)))
+        jobrows.finish(batch, JobStatus.FAILED, error=without_server_paths(str(exc)))
     except Exception as exc:
         logger.exception("import %s failed", batch.pk)
         jobrows.fail(batch, exc)
@@ -177,7 +177,7 @@ def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:
     """Human-readable lines for a batch's state or outcome (used by the command and the admin)."""
     unit = "row" if batch.format == ImportFormat.HF_DATASET else "line"
     name = batch.filename or "upload"
-    if batch.status in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+    if batch.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         total = f"{batch.rows_total:,}" if batch.rows_total is not None else "?"
         return [f"{name}: {batch.status}; {batch.rows_done:,} of {total} records read"]
     lines = [
@@ -186,7 +186,7 @@ def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:
     ]
     if batch.error:
         lines.append(f"Nothing was imported: {batch.error}")
-    elif batch.status == ImportStatus.FAILED:
+    elif batch.status == JobStatus.FAILED:
         lines.append(f"Nothing was imported: fix these {unit}s or import with skip-invalid to leave them out.")
     elif batch.error_count:
         lines.append(f"Skipped invalid {unit}s:")
@@ -301,9 +301,9 @@ class _ImportJob:
                     if not self.accepting:
                         raise _Refused
                     self.duplicates.sort(key=lambda d: d["line"])
-                    jobrows.finish(batch, ImportStatus.SUCCEEDED, **self._counts())
+                    jobrows.finish(batch, JobStatus.SUCCEEDED, **self._counts())
             except _Refused:
-                jobrows.finish(batch, ImportStatus.FAILED, **{**self._counts(), "created_count": 0,
+                jobrows.finish(batch, JobStatus.FAILED, **{**self._counts(), "created_count": 0,
                                                                "duplicate_count": 0, "duplicates": []})
             except IntegrityError as exc:
                 raise Conflict(

@@ -11,7 +11,6 @@ from .choices import (
     ExampleSource,
     ExampleStatus,
     ImportFormat,
-    ImportStatus,
     ReviewDecision,
     SnapshotStatus,
     Split,
@@ -36,7 +35,7 @@ class Dataset(models.Model):
         max_length=100, blank=True,
         help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, "
                   "json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is "
-                  "made (evaluation.metrics.propose_primary_metric).",
+                  "made (ftml.metrics.propose_primary_metric).",
     )
     approvals_required = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
@@ -148,7 +147,6 @@ class ImportBatch(JobRow):
     (listed in ``errors``), or ``error`` says why the file could not be read or the job stopped.
     """
 
-    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True)
     dataset = models.ForeignKey(Dataset, related_name="import_batches", on_delete=models.CASCADE)
     format = models.CharField(max_length=32, choices=ImportFormat.choices)
     filename = models.CharField(max_length=255, blank=True)

@@ -29,7 +29,7 @@ Checks, in the order they run on each example:
 - ``near_duplicate_input`` (warning): the same test over distinct inputs; such inputs are kept
   in one split (curation.splits.assign_splits).
 
-Token counts use training's own label building (training.engine.data.tokenize_for_training,
+Token counts use training's own label building (ftml.data.tokenize_for_training,
 plain Python), on the conversation as training sees it (the dataset's system prompt prepended).
 """
 import functools
@@ -45,7 +45,7 @@ from typing import Any
 import numpy
 from jsonschema.exceptions import best_match
 
-from training.engine.data import IGNORE_INDEX, tokenize_for_training
+from ftml.data import IGNORE_INDEX, tokenize_for_training
 
 from .formats import FormatError, content_hash, validate_messages, with_system_prompt
 from .schemas import output_schema_validator, schema_errors
@@ -139,7 +139,7 @@ class TokenLimits:
     """The tokenizer to count with and the limits to check against.
 
     tokenizer: a transformers tokenizer with a chat template (the base model's).
-    max_seq_length: tokens per training sequence (training.engine.config.LoraConfig).
+    max_seq_length: tokens per training sequence (ftml.config.LoraConfig).
     context_length: the base model's context window in tokens, or None when unknown.
     name: what the report calls the tokenizer (e.g. the base model's name).
     """
@@ -377,7 +377,7 @@ def _schema_finding(example: QualityExample, validator) -> dict | None:
 def token_counts(tokens: TokenLimits, messages: list[dict]) -> tuple[int, int, int]:
     """(prompt tokens, target tokens, trainable target tokens at ``tokens.max_seq_length``).
 
-    Uses training.engine.data.tokenize_for_training, so the counts are those of training: the
+    Uses ftml.data.tokenize_for_training, so the counts are those of training: the
     target includes the end-of-turn token. Raises ValueError from it for unusable chat templates.
     """
     cut = tokenize_for_training(tokens.tokenizer, messages, tokens.max_seq_length)

@@ -76,16 +76,16 @@ LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 def check_evaluation_settings(language: str, regex_checks, primary_metric: str = "",
                               output_json_schema=None) -> None:
     """A dataset's evaluation settings: an ISO 639 language code (e.g. "en", "zh", "pt-BR"), regex
-    checks {name: pattern} (compiled by evaluation.metrics.compile_regex_checks, the same function
+    checks {name: pattern} (compiled by ftml.metrics.compile_regex_checks, the same function
     evaluation scores them with) and a primary metric: blank (proposed at snapshot time) or one
-    its evaluations score (evaluation.metrics.scored_metrics of these settings, json_valid always
+    its evaluations score (ftml.metrics.scored_metrics of these settings, json_valid always
     allowed: choosing it turns JSON scoring on).
 
     Raises:
         ValueError: naming the setting and, for a check, its name and the compile error (or the NUL
             or unpaired surrogate no JSON column stores).
     """
-    from evaluation.metrics import compile_regex_checks, scored_metrics
+    from ftml.metrics import compile_regex_checks, scored_metrics
 
     if not isinstance(language, str) or not LANGUAGE_CODE.match(language):
         raise ValueError(f"language must be an ISO 639 code such as en, zh or pt-BR, got {language!r}")

@@ -44,12 +44,12 @@ def default_token_limits() -> TokenLimits:
 def settings_to_freeze(dataset: Dataset, outputs: list[str]) -> dict:
     """The dataset settings a snapshot freezes ({name: value} of FROZEN_DATASET_SETTINGS), with the
     primary metric resolved: the dataset's, or when blank the one proposed from the shape of
-    ``outputs`` (the approved examples' final assistant turns; evaluation.metrics.propose_primary_metric).
+    ``outputs`` (the approved examples' final assistant turns; ftml.metrics.propose_primary_metric).
 
     Raises:
         ValueError: a setting is invalid (curation.schemas.check_evaluation_settings names it).
     """
-    from evaluation.metrics import propose_primary_metric  # the ML package; heavy to import
+    from ftml.metrics import propose_primary_metric  # the ML package; heavy to import
 
     frozen = {name: getattr(dataset, name) for name in FROZEN_DATASET_SETTINGS}
     frozen["regex_checks"] = frozen["regex_checks"] or {}

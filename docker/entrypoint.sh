@@ -16,7 +16,7 @@ case "$command" in
   web)
     python manage.py migrate --no-input -v 1
     # Threads per worker: requests mostly wait on the database; jobs never run here (REDIS_URL is set).
-    exec gunicorn ftplatform.wsgi --bind "0.0.0.0:${PORT:-8000}" --workers "${WEB_CONCURRENCY:-2}" \
+    exec gunicorn config.wsgi --bind "0.0.0.0:${PORT:-8000}" --workers "${WEB_CONCURRENCY:-2}" \
       --threads 4 --timeout 120 --access-logfile - --forwarded-allow-ips '*'
     ;;
   worker)

@@ -3,11 +3,11 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from ftml.metrics import metric_spec
 from ftplatform.admin_tools import ReadOnlyInline, admin_page
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
-from .metrics import metric_spec
 from .models import EvalRun, Prediction, RatingCriterion
 from .scoring import metric_labels, primary_metric, snapshot_metrics
 

@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from curation.models import Dataset
+from ftml.metrics import ALWAYS_SCORED, MCNEMAR_SUFFIX, metric_spec
 from ftplatform.charts import PALETTE, Series, bar_chart_svg, line_chart_svg
 from ftplatform.errors import ServiceError
 from ftplatform.rest import id_param
@@ -24,7 +25,6 @@ from .decision import (
     routing_summary,
     score_distribution,
 )
-from .metrics import ALWAYS_SCORED, MCNEMAR_SUFFIX, metric_spec
 from .models import EvalRun
 from .reports import model_version_report
 from .scoring import metric_labels, primary_metric

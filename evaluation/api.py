@@ -1,16 +1,18 @@
 """Thin DRF views over the evaluation services."""
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from ftml.metrics import ALWAYS_SCORED
 from ftplatform.rest import id_param
+from training.models import ModelVersion
 
 from . import ratings
 from .choices import Verdict
 from .comparisons import compare_eval_runs
-from .metrics import ALWAYS_SCORED
 from .models import EvalRun, HumanRating, PairwiseJudgment
 from .serializers import (
     BlindPredictionSerializer,
@@ -102,6 +104,21 @@ class DecisionReportViewSet(viewsets.ViewSet):
             return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
         return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id),
                                         metric=request.query_params.get("metric") or None))
+
+
+class ModelVersionReportViewSet(viewsets.GenericViewSet):
+    """``GET /api/v1/model-versions/{id}/report/``: a model version's lineage and metrics per evaluated
+    snapshot split, beside the prompted base model's (evaluation.reports.model_version_report). Lives in
+    evaluation, which knows what was measured; training's model-version endpoints know nothing of it."""
+
+    queryset = ModelVersion.objects.all()  # the permission: view model versions
+    lookup_url_kwarg = "id"
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def list(self, request, id=None):
+        from .reports import model_version_report
+
+        return Response(model_version_report(get_object_or_404(self.get_queryset(), pk=id)))
 
 
 class RatingViewSet(viewsets.GenericViewSet):

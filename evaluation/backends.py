@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import openai
 from openai import OpenAI
 
-from training.engine.inference import Generation
+from ftml.inference import Generation
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 NO_KEY = "not-needed"  # sent when no key is configured (local vLLM/Ollama ignore it; the client requires one)

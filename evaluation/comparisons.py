@@ -1,8 +1,8 @@
 """Comparing two eval runs of the same snapshot split: paired bootstrap and McNemar's test."""
+from ftml.metrics import compare_systems
 from ftplatform.errors import ServiceError
-from training.choices import RunStatus
+from ftplatform.jobrows import JobStatus
 
-from .metrics import compare_systems
 from .models import EvalRun
 from .scoring import primary_metric, scoring_options
 
@@ -17,7 +17,7 @@ def check_comparable(a: EvalRun, b: EvalRun) -> None:
     if a.pk == b.pk:
         raise ServiceError("compare two different eval runs")
     for run in (a, b):
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise ServiceError(f"eval run {run.pk} is {run.status}; only succeeded runs can be compared")
     if (a.snapshot_id, a.split) != (b.snapshot_id, b.split):
         raise ServiceError(f"eval runs {a.pk} and {b.pk} are on different snapshots or splits "
@@ -30,7 +30,7 @@ def compare_eval_runs(a: EvalRun, b: EvalRun, *, resamples: int = 1000, seed: in
     inputs both answered, scored as their eval runs were (the snapshot's scoring_options: its
     language, output schema and checks): per metric the two corpus scores, the difference b - a
     with its 95 % paired-bootstrap interval and p-value (Koehn 2004;
-    evaluation.metrics.compare_systems), and McNemar's exact test for each binary metric, with the
+    ftml.metrics.compare_systems), and McNemar's exact test for each binary metric, with the
     snapshot's primary metric, the number of inputs, resamples and seed.
 
     Raises:

@@ -12,16 +12,8 @@ import numpy as np
 
 from curation.choices import Split
 from curation.models import Dataset
-from training.choices import ModelVersionKind, RunStatus
-
-from .choices import Verdict
-from .comparisons import compare_eval_runs
-from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
-from .metrics import MCNEMAR_SUFFIX, metric_spec
-from .models import EvalRun, HumanRating, PairwiseJudgment
-from .routing import known_confidence, route_at, routing_curve, suggest_threshold
-from .scoring import prediction_scores, primary_metric, report_metric, snapshot_metrics
-from .stats import (
+from ftml.metrics import MCNEMAR_SUFFIX, metric_spec
+from ftml.stats import (
     bradley_terry,
     cohen_kappa,
     inputs_needed,
@@ -29,6 +21,15 @@ from .stats import (
     mcnemar_inputs_needed,
     minimum_detectable_effect,
 )
+from ftplatform.jobrows import JobStatus
+from training.choices import ModelVersionKind
+
+from .choices import Verdict
+from .comparisons import compare_eval_runs
+from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
+from .models import EvalRun, HumanRating, PairwiseJudgment
+from .routing import known_confidence, route_at, routing_curve, suggest_threshold
+from .scoring import prediction_scores, primary_metric, report_metric, snapshot_metrics
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
 
@@ -68,7 +69,7 @@ def rating_summary(eval_run: EvalRun) -> dict:
 
 def leaderboard(dataset: Dataset, *, resamples: int = 200, seed: int = 0) -> dict:
     """Bradley–Terry ratings of the model versions judged pairwise on ``dataset`` (ties as half
-    wins; evaluation.stats.bradley_terry), best first, with bootstrap intervals."""
+    wins; ftml.stats.bradley_terry), best first, with bootstrap intervals."""
     rows = list(PairwiseJudgment.objects.filter(prediction_a__eval_run__snapshot__dataset=dataset)
                 .values_list("prediction_a__eval_run__model_version_id", "prediction_b__eval_run__model_version_id",
                              "outcome"))
@@ -255,7 +256,7 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     Raises:
         ServiceError: ``metric`` is not scored on the snapshot, or a baseline shares no input.
     """
-    evaluated = (EvalRun.objects.filter(snapshot__dataset=dataset, status=RunStatus.SUCCEEDED,
+    evaluated = (EvalRun.objects.filter(snapshot__dataset=dataset, status=JobStatus.SUCCEEDED,
                                         model_version__kind=ModelVersionKind.LORA_ADAPTER)
                  .select_related("model_version__training_run", "snapshot").order_by("-finished_at", "-id"))
     held_out = [run for run in evaluated if not _trained_on(run)]
@@ -266,7 +267,7 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
                 "train split); evaluate them on its test split"}
     tuned = min(held_out, key=lambda run: VERDICT_SPLITS.index(run.split))  # the newest on the first split
     newest = {}
-    for run in (EvalRun.objects.filter(snapshot=tuned.snapshot, split=tuned.split, status=RunStatus.SUCCEEDED,
+    for run in (EvalRun.objects.filter(snapshot=tuned.snapshot, split=tuned.split, status=JobStatus.SUCCEEDED,
                                        model_version__kind__in=BASELINE_KINDS)
                 .select_related("model_version").order_by("-finished_at", "-id")):
         newest.setdefault(run.model_version_id, run)
@@ -358,7 +359,7 @@ def _routing_rows(tuned: EvalRun, baseline: EvalRun, metric: str) -> list[tuple]
 
 def _newest_eval(version_id: int, snapshot_id: int, split: str) -> EvalRun | None:
     return (EvalRun.objects.filter(model_version_id=version_id, snapshot_id=snapshot_id, split=split,
-                                   status=RunStatus.SUCCEEDED).order_by("-finished_at", "-id").first())
+                                   status=JobStatus.SUCCEEDED).order_by("-finished_at", "-id").first())
 
 
 def _mean(values) -> float:

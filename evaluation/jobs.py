@@ -7,12 +7,13 @@ from django.db import transaction
 from tqdm import tqdm
 
 from curation.formats import input_messages, prompt_messages
+from ftml.metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from ftplatform import jobrows, liveness
-from training.choices import ModelVersionKind, RunStatus
+from ftplatform.jobrows import JobStatus
+from training.choices import ModelVersionKind
 from training.jobs import prepare_torch
-from training.services import base_model_folder, record_base_model_info
+from training.services import materialized_base_model_folder, record_base_model_info
 
-from .metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from .models import EvalRun, Prediction
 from .scoring import scoring_options
 
@@ -48,10 +49,10 @@ def _generator(version, max_new_tokens: int, batch_size: int = 1):
         return generate_remote, environment
     import torch
 
-    from training.engine.inference import generate_batched, generate_greedy, load_for_inference
+    from ftml.inference import generate_batched, generate_greedy, load_for_inference
 
     prepare_torch()
-    folder = base_model_folder(version.base_model)
+    folder = materialized_base_model_folder(version.base_model)
     record_base_model_info(version.base_model, folder)
     model, tokenizer = load_for_inference(folder, Path(version.adapter_path) if version.adapter_path else None)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -95,7 +96,7 @@ def run_evaluation(eval_run_id: int) -> None:
     if run is None:
         return
     heartbeat = liveness.start_heartbeat(run)
-    mine = {"status": RunStatus.RUNNING}  # what another process (the reaper) decided meanwhile stands
+    mine = {"status": JobStatus.RUNNING}  # what another process (the reaper) decided meanwhile stands
     try:
         version = run.model_version
         inputs = split_inputs(run.snapshot, run.split)
@@ -143,7 +144,7 @@ def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, outpu
     }
     with transaction.atomic():
         ended = jobrows.finish(
-            run, RunStatus.SUCCEEDED, where=where, metrics=metrics, environment=environment,
+            run, JobStatus.SUCCEEDED, where=where, metrics=metrics, environment=environment,
             signatures={name: value["signature"] for name, value in scores.corpus.items()
                         if metric_spec(name).aggregation == "corpus"},
         )

@@ -14,8 +14,8 @@ from django.db.models import Count, Q
 from curation.formats import check_json_value
 from curation.models import Dataset
 from ftplatform.errors import Conflict, ServiceError
+from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
-from training.choices import RunStatus
 
 from .comparisons import check_comparable
 from .models import EvalRun, HumanRating, PairAssignment, PairwiseJudgment, Prediction, RatingCriterion
@@ -37,7 +37,7 @@ def judgeable_eval_runs():
 
 def rateable_predictions(dataset: Dataset):
     """Predictions of succeeded eval runs on snapshots of ``dataset``."""
-    return Prediction.objects.filter(eval_run__snapshot__dataset=dataset, eval_run__status=RunStatus.SUCCEEDED)
+    return Prediction.objects.filter(eval_run__snapshot__dataset=dataset, eval_run__status=JobStatus.SUCCEEDED)
 
 
 def next_prediction_to_rate(dataset: Dataset, *, by) -> Prediction | None:

@@ -1,10 +1,11 @@
 """The model report: lineage plus metrics side by side with the prompted base model."""
-from training.choices import ModelVersionKind, RunStatus
+from ftml.metrics import metric_spec
+from ftplatform.jobrows import JobStatus
+from training.choices import ModelVersionKind
 from training.models import ModelVersion
 
 from .costs import UNKNOWN_COST, training_cost
 from .decision import eval_run_cost_per_1k, leaderboard, pricing_of, rating_summary
-from .metrics import metric_spec
 from .models import EvalRun
 from .scoring import primary_metric, snapshot_metrics
 
@@ -46,7 +47,7 @@ def _latest_baseline_eval(version: ModelVersion, eval_run: EvalRun):
             model_version__base_model=version.base_model,
             snapshot=eval_run.snapshot,
             split=eval_run.split,
-            status=RunStatus.SUCCEEDED,
+            status=JobStatus.SUCCEEDED,
         )
         .exclude(model_version=version)
         .order_by("-finished_at", "-id")
@@ -71,7 +72,7 @@ def model_version_report(version: ModelVersion) -> dict:
     Only the newest succeeded eval per snapshot split counts.
     """
     evaluations, seen = [], set()
-    runs = (EvalRun.objects.filter(model_version=version, status=RunStatus.SUCCEEDED)
+    runs = (EvalRun.objects.filter(model_version=version, status=JobStatus.SUCCEEDED)
             .select_related("snapshot").order_by("-finished_at", "-id"))
     for eval_run in runs:
         key = (eval_run.snapshot_id, eval_run.split)

@@ -1,13 +1,12 @@
 """How a snapshot's outputs are scored, and which metric its reports and verdicts lead with: the one
 place eval runs, comparisons, reports, admin pages and commands take both from."""
 from curation.models import Snapshot
+from ftml.metrics import FREE_TEXT_METRIC, metric_spec, per_example_scores, scored_metrics
 from ftplatform.errors import ServiceError
-
-from .metrics import FREE_TEXT_METRIC, metric_spec, per_example_scores, scored_metrics
 
 
 def scoring_options(snapshot: Snapshot) -> dict:
-    """The scoring keywords of evaluation.metrics.score_corpus and compare_systems for ``snapshot``,
+    """The scoring keywords of ftml.metrics.score_corpus and compare_systems for ``snapshot``,
     from its frozen settings: ``language``, ``output_schema``, ``regex_checks`` and ``json_output``
     (JSON validity is scored when the output schema or the primary metric asks for it)."""
     return {"language": snapshot.language or "en", "output_schema": snapshot.output_json_schema,
@@ -58,5 +57,5 @@ def report_metric(snapshot: Snapshot, requested: str | None = None) -> str:
 
 
 def metric_labels(names) -> dict[str, str]:
-    """{name: label} of metric ``names`` (evaluation.metrics.METRICS), in the given order."""
+    """{name: label} of metric ``names`` (ftml.metrics.METRICS), in the given order."""
     return {name: metric_spec(name).label for name in names}

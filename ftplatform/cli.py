@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from ftplatform import queues
-from training.choices import FINISHED_STATUSES
+from ftplatform.jobrows import FINISHED_STATUSES
 
 
 def user_named(username: str):

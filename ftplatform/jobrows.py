@@ -11,13 +11,24 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from training.choices import RunStatus
-
 from .errors import without_server_paths
 
 
+class JobStatus(models.TextChoices):
+    """Every job's state (training and eval runs, imports, exports): one enum, one lifecycle."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
 class JobRow(models.Model):
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     rq_job_id = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -34,9 +45,9 @@ def claim(model: type[JobRow], pk: int, select_related=()) -> JobRow | None:
     """Mark a queued row running and return it; None when it is no longer queued (e.g. cancelled)."""
     with transaction.atomic():
         row = model.objects.select_for_update().select_related(*select_related).get(pk=pk)
-        if row.status != RunStatus.QUEUED:
+        if row.status != JobStatus.QUEUED:
             return None
-        row.status = RunStatus.RUNNING
+        row.status = JobStatus.RUNNING
         row.started_at = timezone.now()
         row.save(update_fields=["status", "started_at"])
     return row
@@ -54,7 +65,7 @@ def finish(row: JobRow, status: str, *, where: dict | None = None, **fields) -> 
 def fail(row: JobRow, exc: BaseException, *, where: dict | None = None, **fields) -> bool:
     """End a row as failed with the exception's type and message, server paths cut
     (errors.without_server_paths), as the readable error (see finish)."""
-    return finish(row, RunStatus.FAILED, where=where, error=f"{type(exc).__name__}: {without_server_paths(str(exc))}",
+    return finish(row, JobStatus.FAILED, where=where, error=f"{type(exc).__name__}: {without_server_paths(str(exc))}",
                   **fields)
 
 

@@ -5,7 +5,8 @@ that claimed its row calls ``start_heartbeat``: the row records the worker (host
 work-horse) and a thread stamps ``heartbeat_at`` every settings.TRAINING_HEARTBEAT_SECONDS (the
 setting is older than evaluation's liveness; it serves every job row). ``reap_lost`` fails running
 rows silent for longer than that plus settings.TRAINING_HEARTBEAT_MARGIN_SECONDS (worker SIGKILLed,
-out of memory, machine gone). ``reap_all`` runs every kind's reaper (LOST_JOB_REAPERS): every worker
+out of memory, machine gone). ``reap_all`` runs every kind's reaper (each app registers its own with
+``register_reaper`` when it loads, so this shared layer names none): every worker
 process calls it each heartbeat interval, so a lost row ends within about one interval plus the
 margin, and ``manage.py reap_jobs`` calls it once (from cron, or after a crash of a process that ran
 jobs in-process: without REDIS_URL no worker runs). Reads (API, admin pages) change nothing; the
@@ -26,19 +27,20 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
-from django.utils.module_loading import import_string
 
-from training.choices import RunStatus
+from ftplatform.jobrows import JobStatus
 
 from .jobrows import JobRow, finish
 
 logger = logging.getLogger(__name__)
 
-# Every kind of job row with a heartbeat, and its reaper: dotted paths, so this shared layer imports no app.
-LOST_JOB_REAPERS = {
-    "training run": "training.services.reap_lost_runs",
-    "eval run": "evaluation.services.reap_lost_eval_runs",
-}
+# Every kind of job row with a heartbeat, and its reaper (a function failing its lost rows, returning their ids).
+LOST_JOB_REAPERS: dict[str, Callable[[], list[int]]] = {}
+
+
+def register_reaper(kind: str, reaper: Callable[[], list[int]]) -> None:
+    """Have ``reap_all`` run ``reaper`` for ``kind`` ("training run"); an app calls it in its AppConfig.ready."""
+    LOST_JOB_REAPERS[kind] = reaper
 
 
 class LiveJobRow(JobRow):
@@ -66,7 +68,7 @@ class Heartbeat(threading.Thread):
     def run(self):
         while not self.stopped.is_set():
             try:  # the database's clock, which the reaper compares with: worker clocks may differ
-                self.model.objects.filter(pk=self.row_id, status=RunStatus.RUNNING).update(heartbeat_at=Now())
+                self.model.objects.filter(pk=self.row_id, status=JobStatus.RUNNING).update(heartbeat_at=Now())
             except Exception:  # keep beating once the database is back; never crash the job's thread
                 logger.exception("heartbeat of %s %s failed; retrying", self.model._meta.verbose_name, self.row_id)
                 connection.close()
@@ -110,13 +112,13 @@ def reap_lost(model: type[LiveJobRow], advice: str, *, on_lost: Callable[[LiveJo
                                    ).values_list("limit", flat=True).first()
     if limit is None:
         return []  # no rows at all
-    stale = model.objects.filter(status=RunStatus.RUNNING).filter(
+    stale = model.objects.filter(status=JobStatus.RUNNING).filter(
         Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
     lost = []
     for row_id in stale.values_list("pk", flat=True):
         with transaction.atomic():
             row = model.objects.select_for_update(skip_locked=True).filter(pk=row_id).first()
-            if row is None or row.status != RunStatus.RUNNING:
+            if row is None or row.status != JobStatus.RUNNING:
                 continue
             beat = row.heartbeat_at or row.started_at
             if beat is None or beat >= limit:
@@ -124,7 +126,7 @@ def reap_lost(model: type[LiveJobRow], advice: str, *, on_lost: Callable[[LiveJo
             seconds = (limit + silence - beat).total_seconds()
             where = f" on {row.worker}" if row.worker else ""
             error = f"worker lost{where}: no heartbeat for {seconds:.0f} s (killed, or likely out of memory); {advice}"
-            finish(row, RunStatus.FAILED, where={"status": RunStatus.RUNNING}, error=error, **fields)
+            finish(row, JobStatus.FAILED, where={"status": JobStatus.RUNNING}, error=error, **fields)
             if on_lost is not None:
                 on_lost(row, error)
             lost.append(row.pk)
@@ -133,4 +135,4 @@ def reap_lost(model: type[LiveJobRow], advice: str, *, on_lost: Callable[[LiveJo
 
 def reap_all() -> dict[str, list[int]]:
     """Run every reaper of LOST_JOB_REAPERS once: ``{kind: [ids failed as worker lost]}``."""
-    return {kind: import_string(path)() for kind, path in LOST_JOB_REAPERS.items()}
+    return {kind: reaper() for kind, reaper in LOST_JOB_REAPERS.items()}

@@ -1,6 +1,6 @@
 """DRF plumbing loaded from settings: the exception handler and the JSON parser.
 
-Kept apart from ftplatform/api.py (the router), which imports views: settings-loaded
+Kept apart from config/api.py (the router), which imports views: settings-loaded
 classes must not import DRF's views, or DRF's settings import themselves in a circle.
 """
 from rest_framework.exceptions import NotFound, ParseError

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "curation",
     "training",
     "evaluation",
+    "config",
 ]
 
 MIDDLEWARE = [
@@ -112,8 +113,8 @@ MIDDLEWARE = [
 # History is a record; going back goes through the workflow, never through the history page.
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
-ROOT_URLCONF = "ftplatform.urls"
-WSGI_APPLICATION = "ftplatform.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -186,7 +187,7 @@ TRAINING_ESTIMATE_TOKENS_PER_SECOND = env_setting("float", "FTPLATFORM_ESTIMATE_
 GPU_HOUR_PRICE = env_setting("float", "FTPLATFORM_GPU_HOUR_PRICE", None)
 
 JOB_TIMEOUTS = {"default": 3600, "training": 24 * 3600, "evaluation": 6 * 3600}
-# django-rq's operator pages (/admin/rq/, mounted only with REDIS_URL, engineers only: ftplatform.urls)
+# django-rq's operator pages (/admin/rq/, mounted only with REDIS_URL, engineers only: config.urls)
 # read the same queues. Its own admin entry is off: that one admits every staff user, annotators included.
 RQ_SHOW_ADMIN_LINK = False
 RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": timeout}
@@ -224,9 +225,8 @@ SPECTACULAR_SETTINGS = {
                              "ftplatform.schema.add_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ExampleStatusEnum": "curation.choices.ExampleStatus",
-        "ImportStatusEnum": "curation.choices.ImportStatus",
         "SnapshotStatusEnum": "curation.choices.SnapshotStatus",
-        "RunStatusEnum": "training.choices.RunStatus",
+        "JobStatusEnum": "ftplatform.jobrows.JobStatus",
         "VerdictEnum": "evaluation.choices.Verdict",
     },
 }

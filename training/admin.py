@@ -7,9 +7,9 @@ from django.utils.safestring import mark_safe
 
 from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import FINISHED_STATUSES
 
 from .charts import loss_chart_svg, loss_points
-from .choices import FINISHED_STATUSES
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 from .progress import format_preflight, run_progress_fields
 from .services import (

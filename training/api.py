@@ -1,11 +1,8 @@
 """Thin DRF views over the training services."""
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-
-from evaluation.reports import model_version_report
 
 from .models import BaseModel, ModelVersion, TrainingRun
 from .serializers import (
@@ -144,9 +141,3 @@ class ModelVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
         data = dict(params.validated_data)
         version = update_model_version(self.get_object(), by=request.user, name=data.pop("name", None), prices=data)
         return Response(ModelVersionSerializer(version).data)
-
-    @extend_schema(responses=OpenApiTypes.OBJECT)
-    @action(detail=True, methods=["get"])
-    def report(self, request, pk=None):
-        """Lineage and metrics per evaluated snapshot split, beside the prompted base model's."""
-        return Response(model_version_report(self.get_object()))

@@ -1,17 +1,6 @@
 from django.db import models
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
 class BaseModelSource(models.TextChoices):
     LOCAL_FOLDER = "local_folder", "Local Hugging Face folder"
     GGUF_FILE = "gguf_file", "GGUF file (dequantized once into a cached folder)"

@@ -11,7 +11,7 @@ from ftplatform.roles import require_permission
 
 from .choices import ModelVersionKind
 from .models import ModelVersion
-from .services import base_model_folder
+from .services import materialized_base_model_folder
 
 # A faithful merge differs from base + adapter by float32 rounding only (about 1e-6 on the tiny
 # test model); 1e-3 leaves room for larger models' longer sums while catching a wrong merge.
@@ -26,7 +26,7 @@ EXPORT_RECORD_FILE = "ftplatform_export.json"
 def export_merged_model(version: ModelVersion, *, by, output_dir: Path | None = None) -> Path:
     """Merge a LoRA model version's adapter into its base model and save a standalone model folder.
 
-    The folder (``training.engine.export.export_merged``: config, float32 model.safetensors,
+    The folder (``ftml.export.export_merged``: config, float32 model.safetensors,
     tokenizer) is verified before it is handed back: base + adapter (unmerged, peft) and the
     merged model run on ``VERIFY_TEXTS``, and the largest absolute logit difference must stay
     within ``MAX_LOGIT_DIFFERENCE``. The measurement, with the version, base model and adapter
@@ -55,12 +55,12 @@ def export_merged_model(version: ModelVersion, *, by, output_dir: Path | None = 
         raise ServiceError(f"model version {version.pk} has no adapter folder recorded")
     from safetensors import SafetensorError
 
-    from .engine.export import export_merged, max_logit_difference
+    from ftml.export import export_merged, max_logit_difference
 
     output_dir = Path(output_dir) if output_dir else settings.ARTIFACTS_ROOT / "merged" / f"model-version-{version.pk}"
     adapter_dir = Path(version.adapter_path)
     try:
-        base_dir = base_model_folder(version.base_model)
+        base_dir = materialized_base_model_folder(version.base_model)
         export_merged(base_dir, adapter_dir, output_dir)
     except FileExistsError as exc:
         raise Conflict(str(exc)) from exc

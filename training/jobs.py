@@ -16,14 +16,15 @@ from django.db import transaction
 from curation.choices import Split
 from ftplatform import jobrows, liveness
 from ftplatform.errors import without_server_paths
+from ftplatform.jobrows import JobStatus
 
-from .choices import EventKind, FailureReason, ModelVersionKind, RunStatus
+from .choices import EventKind, FailureReason, ModelVersionKind
 from .models import ModelVersion, TrainingRun
 from .services import (
-    base_model_folder,
     base_model_identity,
     latest_checkpoint,
     log_event,
+    materialized_base_model_folder,
     record_base_model_info,
     record_checkpoint,
     snapshot_conversations,
@@ -61,19 +62,19 @@ def run_training(run_id: int) -> None:
     The run row records the outcome: succeeded, failed (with the error and a failure reason:
     error or timeout; worker_lost comes from reap_lost_runs) or cancelled.
     """
-    from .engine.config import LoraConfig
-    from .engine.train import TrainingCancelled, train_lora
+    from ftml.config import LoraConfig
+    from ftml.train import TrainingCancelled, train_lora
 
     run = jobrows.claim(TrainingRun, run_id, select_related=("snapshot__dataset", "base_model"))
     if run is None:
         return  # cancelled before it started, or already picked up
     attempt = run.attempts + 1
     heartbeat = liveness.start_heartbeat(run, attempts=attempt)
-    mine = {"status": RunStatus.RUNNING, "attempts": attempt}  # only this job's run may be ended by it
+    mine = {"status": JobStatus.RUNNING, "attempts": attempt}  # only this job's run may be ended by it
     deadline = time.monotonic() + run.timeout_seconds
     try:
         prepare_torch()
-        folder = base_model_folder(run.base_model)
+        folder = materialized_base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
         identity = base_model_identity(run.base_model, folder)
         train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
@@ -121,11 +122,11 @@ def run_training(run_id: int) -> None:
             on_warning=lambda message: log_event(run, EventKind.WARNING, message),
         )
     except TrainingCancelled:
-        if jobrows.finish(run, RunStatus.CANCELLED, where=mine):
+        if jobrows.finish(run, JobStatus.CANCELLED, where=mine):
             log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
         return
     except RunTimedOut as exc:
-        if jobrows.finish(run, RunStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.TIMEOUT):
+        if jobrows.finish(run, JobStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.TIMEOUT):
             log_event(run, EventKind.LOG, f"failed: {exc}")
         return
     except RunTakenAway:
@@ -149,7 +150,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
     """Record a finished engine result on the run, write the adapter's model card (README.md) and
     create the run's ModelVersion (one transaction), if the row still matches ``where`` (the
     job's own attempt, still running)."""
-    from .engine.model_card import write_model_card
+    from ftml.model_card import write_model_card
 
     environment = {**result.environment, "base_model": identity, "snapshot_sha256": run.snapshot.content_hash,
                    "seed": run.seed}
@@ -172,12 +173,12 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
         "system_prompt": run.snapshot.system_prompt or None, "prompt_prefix": run.prompt_prefix or None,
         "training_run_id": run.pk,
-        "base_model_path": str(base_model_folder(run.base_model)),
+        "base_model_path": str(materialized_base_model_folder(run.base_model)),
     })
     with transaction.atomic():
         ended = jobrows.finish(
             run,
-            RunStatus.SUCCEEDED,
+            JobStatus.SUCCEEDED,
             where=where,
             metrics=metrics,
             environment=environment,

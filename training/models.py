@@ -34,7 +34,7 @@ class TrainingRun(LiveJobRow):
 
     snapshot = models.ForeignKey(Snapshot, related_name="training_runs", on_delete=models.PROTECT)
     base_model = models.ForeignKey(BaseModel, related_name="training_runs", on_delete=models.PROTECT)
-    hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (training.engine.config).")
+    hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (ftml.config).")
     seed = models.IntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     failure_reason = models.CharField(max_length=16, choices=FailureReason.choices, blank=True)
@@ -49,7 +49,7 @@ class TrainingRun(LiveJobRow):
     prompt_prefix = models.TextField(
         blank=True,
         help_text="What the chat template renders before the user's text of such an example, default system "
-                  "prompt included (training.engine.data.prompt_prefix); blank for runs from before it was recorded.")
+                  "prompt included (ftml.data.prompt_prefix); blank for runs from before it was recorded.")
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started the run (resumes add one).")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from django.utils import timezone
 from tqdm import tqdm
 
-from .choices import EventKind, RunStatus
+from ftplatform.jobrows import JobStatus
+
+from .choices import EventKind
 from .models import TrainingRun
 
 
@@ -51,10 +53,10 @@ def run_progress_fields(run: TrainingRun, now=None) -> dict[str, str]:
     if elapsed is not None:
         fields["elapsed"] = format_duration(elapsed)
     eta = getattr(run, "eta_seconds", None)
-    if eta is not None and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+    if eta is not None and run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         fields["ETA"] = format_duration(eta)
     heartbeat_at = getattr(run, "heartbeat_at", None)
-    if heartbeat_at is not None and run.status == RunStatus.RUNNING:
+    if heartbeat_at is not None and run.status == JobStatus.RUNNING:
         fields["heartbeat"] = f"{format_duration(((now or timezone.now()) - heartbeat_at).total_seconds())} ago"
     return fields
 
@@ -126,7 +128,7 @@ class TrainingProgressBar:
 
 
 def format_preflight(report: dict) -> list[str]:
-    """A pre-flight report (training.engine.preflight.PreflightReport.to_dict()) as readable lines."""
+    """A pre-flight report (ftml.preflight.PreflightReport.to_dict()) as readable lines."""
     hp = report["hyperparameters"]
     lines = [
         f"train examples {report['train_examples']}, validation examples {report['validation_examples']}",

@@ -10,12 +10,13 @@ from curation.choices import SnapshotStatus, Split
 from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
+from ftml.config import DEFAULT_CONFIG, LoraConfig
 from ftplatform import liveness, queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError, without_server_paths
+from ftplatform.jobrows import FINISHED_STATUSES, JobStatus
 from ftplatform.roles import require_permission
 
-from .choices import FINISHED_STATUSES, BaseModelSource, EventKind, FailureReason, ModelVersionKind, RunStatus
-from .engine.config import DEFAULT_CONFIG, LoraConfig
+from .choices import BaseModelSource, EventKind, FailureReason, ModelVersionKind
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -28,9 +29,9 @@ def default_base_model() -> BaseModel:
     return model
 
 
-def base_model_folder(base_model: BaseModel):
+def materialized_base_model_folder(base_model: BaseModel):
     """Local HF folder for a base model (dequantizing a GGUF source once into the artifacts cache)."""
-    from .engine.base_models import materialize
+    from ftml.base_models import materialize
 
     return materialize(
         base_model.source_kind,
@@ -53,16 +54,16 @@ def base_model_token_limits(base_model: BaseModel, max_seq_length: int | None = 
     """The quality gate's view of a base model: its tokenizer, its context length (the config's
     max_position_embeddings) and ``max_seq_length`` (default: training's, LoraConfig).
 
-    The model folder comes from base_model_folder (a GGUF source is dequantized once, about
+    The model folder comes from materialized_base_model_folder (a GGUF source is dequantized once, about
     20 s for SmolLM2-135M; training needs that folder anyway); tokenizers are cached per process.
 
     Raises:
         ServiceError: the model cannot be found or loaded (the message names it).
     """
-    from .engine.base_models import BaseModelError
+    from ftml.base_models import BaseModelError
 
     try:
-        tokenizer, context = _tokenizer_and_context(str(base_model_folder(base_model)))
+        tokenizer, context = _tokenizer_and_context(str(materialized_base_model_folder(base_model)))
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"cannot load the tokenizer of base model {base_model.name!r} for the quality gate: "
                            f"{without_server_paths(str(exc))}") from exc
@@ -77,7 +78,7 @@ def snapshot_token_limits() -> TokenLimits:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime: float) -> str:
-    from .engine.model_card import sha256_file
+    from ftml.model_card import sha256_file
 
     return sha256_file(Path(path))
 
@@ -85,7 +86,7 @@ def _file_sha256(path: str, size: int, mtime: float) -> str:
 def base_model_identity(base_model: BaseModel, folder) -> dict:
     """What a run records about its base model: name, source, the weights file and its SHA-256
     (the GGUF file for GGUF sources, else the folder's safetensors), cached per file version."""
-    from .engine.base_models import gguf_path
+    from ftml.base_models import gguf_path
 
     if base_model.source_kind == "local_folder":
         files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
@@ -104,7 +105,7 @@ def record_base_model_info(base_model: BaseModel, folder) -> None:
     """Fill chat template, context length and parameter count the first time a model is loaded."""
     if base_model.parameter_count:
         return
-    from .engine.base_models import describe
+    from ftml.base_models import describe
 
     info = describe(folder)
     BaseModel.objects.filter(pk=base_model.pk).update(
@@ -126,7 +127,7 @@ def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[l
 def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
     """Throughput for pre-flight estimates: the latest succeeded run of ``base_model`` that measured
     it, else settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND. Returns (tokens/s, where it came from)."""
-    run = (TrainingRun.objects.filter(base_model=base_model, status=RunStatus.SUCCEEDED, tokens_per_second__gt=0)
+    run = (TrainingRun.objects.filter(base_model=base_model, status=JobStatus.SUCCEEDED, tokens_per_second__gt=0)
            .order_by("-finished_at").first())
     if run is not None:
         return run.tokens_per_second, f"training run {run.pk}"
@@ -135,7 +136,7 @@ def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
 
 def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,
                            *, by) -> dict:
-    """The pre-flight report of a run that is not created (training.engine.preflight), as a dict.
+    """The pre-flight report of a run that is not created (ftml.preflight), as a dict.
 
     Raises:
         NotAllowed: ``by`` lacks 'training.add_trainingrun'.
@@ -154,14 +155,14 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
         config = LoraConfig.from_dict(hyperparameters)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"hyperparameters: {exc}") from exc
-    from .engine.base_models import BaseModelError
-    from .engine.preflight import preflight
+    from ftml.base_models import BaseModelError
+    from ftml.preflight import preflight
 
     ids, train = snapshot_conversations(snapshot, Split.TRAIN)
     validation = snapshot_conversations(snapshot, Split.VALIDATION)[1]
     speed, source = measured_tokens_per_second(base_model)
     try:
-        report = preflight(base_model_folder(base_model), train, validation, config, example_ids=ids,
+        report = preflight(materialized_base_model_folder(base_model), train, validation, config, example_ids=ids,
                            tokens_per_second=speed, tokens_per_second_source=source,
                            price_per_gpu_hour=settings.GPU_HOUR_PRICE, system_prompt=snapshot.system_prompt)
     except (BaseModelError, OSError, ValueError) as exc:
@@ -215,10 +216,10 @@ def resume_training_run(run: TrainingRun, *, by) -> TrainingRun:
     run = TrainingRun.objects.select_for_update().get(pk=run.pk)
     if not (by.pk == run.created_by_id or by.has_perm("training.change_trainingrun")):
         raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can resume it")
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if run.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise Conflict(f"training run {run.pk} is {run.status}; only failed or cancelled runs can resume")
     checkpoint = latest_checkpoint(run)
-    run.status, run.error, run.failure_reason = RunStatus.QUEUED, "", ""
+    run.status, run.error, run.failure_reason = JobStatus.QUEUED, "", ""
     run.cancel_requested, run.finished_at, run.heartbeat_at, run.eta_seconds = False, None, None, None
     run.save(update_fields=["status", "error", "failure_reason", "cancel_requested", "finished_at",
                             "heartbeat_at", "eta_seconds"])
@@ -274,8 +275,8 @@ def cancel_training_run(run: TrainingRun, *, by) -> TrainingRun:
         raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can cancel it")
     if run.status in FINISHED_STATUSES:
         raise Conflict(f"training run {run.pk} has already {run.status}")
-    if run.status == RunStatus.QUEUED:
-        run.status = RunStatus.CANCELLED
+    if run.status == JobStatus.QUEUED:
+        run.status = JobStatus.CANCELLED
         run.finished_at = timezone.now()
     run.cancel_requested = True
     run.save(update_fields=["status", "finished_at", "cancel_requested"])

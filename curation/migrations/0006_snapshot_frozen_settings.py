@@ -7,10 +7,10 @@ def freeze_current_settings(apps, schema_editor):
     """Snapshots made before this migration froze no dataset setting: training and evaluation read the
     dataset's current ones. Each gets its dataset's *current* settings (system prompt, language, output
     schema, regex checks) frozen in, as at the time of this migration, not as they were when the snapshot
-    was made, and a primary metric proposed from its items' outputs (evaluation.metrics.propose_primary_metric;
+    was made, and a primary metric proposed from its items' outputs (ftml.metrics.propose_primary_metric;
     datasets had none). Their content hash is left as it was, marked hash_version 1: it covers the items,
     seed and fractions only, not these settings (curation.splits.snapshot_hash with settings=None)."""
-    from evaluation.metrics import propose_primary_metric
+    from ftml.metrics import propose_primary_metric
 
     Snapshot = apps.get_model("curation", "Snapshot")
     SnapshotItem = apps.get_model("curation", "SnapshotItem")
@@ -36,12 +36,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='dataset',
             name='primary_metric',
-            field=models.CharField(blank=True, help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is made (evaluation.metrics.propose_primary_metric).", max_length=100),
+            field=models.CharField(blank=True, help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is made (ftml.metrics.propose_primary_metric).", max_length=100),
         ),
         migrations.AddField(
             model_name='historicaldataset',
             name='primary_metric',
-            field=models.CharField(blank=True, help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is made (evaluation.metrics.propose_primary_metric).", max_length=100),
+            field=models.CharField(blank=True, help_text="The metric verdicts and reports are decided on: exact_match, bleu, chrf, rouge_l, json_valid, json_schema_valid or regex:<check>. Blank: proposed from the outputs' shape when a snapshot is made (ftml.metrics.propose_primary_metric).", max_length=100),
         ),
         migrations.AddField(
             model_name='historicalsnapshot',

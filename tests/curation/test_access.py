@@ -5,7 +5,7 @@ from django.urls import reverse
 from curation import access
 from curation.choices import ExampleStatus, ReviewDecision
 from curation.models import Example
-from curation.queues import next_example_to_review
+from curation.work_queues import next_example_to_review
 from curation.workflow import (
     approve_example,
     assign_example,

@@ -96,7 +96,8 @@ def test_structured_editor_shows_the_error_on_the_message_and_refuses_stale_vers
                                       "form-1-role": "assistant", "form-1-content": "   "}).content.decode()
     assert "message 2 (assistant) has empty content" in bad
     # on the second message's row, under its content, not at the top of the page
-    assert bad.index('name="form-1-content"') < bad.index('<p class="errornote">example 1: message 2 (assistant) has')
+    error = f'<p class="errornote">example {example.pk}: message 2 (assistant) has empty content</p>'
+    assert bad.index('name="form-1-content"') < bad.index(error)
     stale = superuser_client.post(url, {**management(2, 2), "expected_version": example.version - 1 or 99,
                                         "form-0-role": "user", "form-0-content": "q",
                                         "form-1-role": "assistant", "form-1-content": "fine"}, follow=True)

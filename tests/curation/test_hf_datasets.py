@@ -8,11 +8,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
-from curation.choices import ExampleStatus, ImportStatus
+from curation.choices import ExampleStatus
 from curation.formats import with_system_prompt
 from curation.imports import describe_batch, import_examples
 from curation.models import Example, SnapshotExport
 from curation.snapshots import create_snapshot
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import DatasetFactory, EngineerFactory, ExampleFactory, conversation
 
 
@@ -35,7 +36,7 @@ def saved(tmp_path, rows=None, **splits):
 @pytest.mark.django_db
 def test_chat_folder_imports_every_row_with_the_other_columns_as_metadata(tmp_path):
     batch = import_examples(DatasetFactory(), saved(tmp_path, chat_rows(5)), "hf_dataset", by=EngineerFactory())
-    assert (batch.status, batch.created_count, batch.rows_total) == (ImportStatus.SUCCEEDED, 5, 5)
+    assert (batch.status, batch.created_count, batch.rows_total) == (JobStatus.SUCCEEDED, 5, 5)
     example = Example.objects.get(metadata__import_line=3)
     assert example.messages == conversation("name: Place 2", "Place 2 is a pub.")
     assert example.metadata == {"source": "row-2", "import_line": 3}
@@ -46,7 +47,7 @@ def test_a_bad_row_is_named_by_its_row_number_and_nothing_is_imported(tmp_path):
     rows = chat_rows(4)
     rows[2]["messages"] = [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]
     batch = import_examples(DatasetFactory(), saved(tmp_path, rows), "hf_dataset", by=EngineerFactory())
-    assert batch.status == ImportStatus.FAILED and Example.objects.count() == 0
+    assert batch.status == JobStatus.FAILED and Example.objects.count() == 0
     assert batch.errors == [{"line": 3, "reason": "message 2 has role 'bot'; expected one of system, user, "
                                                   "assistant, tool"}]
     assert "  row 3: message 2 has role 'bot'" in "\n".join(describe_batch(batch))
@@ -77,7 +78,7 @@ def test_a_dataset_dict_needs_a_split_when_it_has_several(tmp_path):
     folder = saved(tmp_path, train=chat_rows(3), test=chat_rows(2))
     dataset, user = DatasetFactory(), EngineerFactory()
     refused = import_examples(dataset, folder, "hf_dataset", by=user)
-    assert refused.status == ImportStatus.FAILED
+    assert refused.status == JobStatus.FAILED
     assert "DatasetDict with splits train, test; say which split to import" in refused.error
 
     batch = import_examples(dataset, folder, "hf_dataset", by=user, hf_split="test")

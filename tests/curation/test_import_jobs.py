@@ -12,10 +12,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from curation import imports
-from curation.choices import ImportStatus
 from curation.imports import import_examples, start_import
 from curation.models import Example, ImportBatch
 from ftplatform import queues
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import DatasetFactory, EngineerFactory, as_if_another_database_reused
 
 
@@ -85,7 +85,7 @@ def test_a_bad_line_near_the_end_imports_nothing(tmp_path, small_chunks):
     records[997] = {"messages": [{"role": "user", "content": "only a question"}]}
     write_jsonl(path, records)
     batch = import_examples(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory())
-    assert batch.status == ImportStatus.FAILED
+    assert batch.status == JobStatus.FAILED
     assert batch.errors == [{"line": 998, "reason": "the conversation has no assistant turn (nothing to learn)"}]
     assert (batch.created_count, batch.total_lines, batch.rows_done) == (0, 1000, 1000)
     assert not Example.objects.exists() and not Example.history.exists()
@@ -99,7 +99,7 @@ def test_skip_invalid_lists_every_skipped_line_across_chunks(tmp_path, small_chu
         records[line - 1] = "{not json"
     write_jsonl(path, records)
     batch = import_examples(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory(), skip_invalid=True)
-    assert batch.status == ImportStatus.SUCCEEDED
+    assert batch.status == JobStatus.SUCCEEDED
     assert [e["line"] for e in batch.errors] == [3, 101, 250, 350]
     assert (batch.created_count, batch.error_count) == (346, 4)
     assert Example.objects.count() == 346
@@ -152,7 +152,7 @@ def test_a_mid_file_encoding_error_fails_the_import_with_the_line(tmp_path):
     path = tmp_path / "examples.jsonl"
     path.write_bytes("\n".join(json.dumps(chat(n)) for n in range(3)).encode("utf-16") + b"\x00\xd8")
     batch = import_examples(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory())
-    assert batch.status == ImportStatus.FAILED and batch.error.startswith("line 3: the file starts with a UTF-16")
+    assert batch.status == JobStatus.FAILED and batch.error.startswith("line 3: the file starts with a UTF-16")
     assert not Example.objects.exists()
 
 
@@ -252,7 +252,7 @@ def test_examples_added_by_someone_else_meanwhile_fail_the_import_as_a_conflict(
 
     batch = import_examples(dataset, path, "chat_jsonl", by=EngineerFactory(),
                             on_progress=add_the_same_example_meanwhile)
-    assert batch.status == ImportStatus.FAILED
+    assert batch.status == JobStatus.FAILED
     assert batch.error.startswith("another import or edit added some of these examples at the same moment")
     assert not Example.objects.filter(import_batch=batch).exists()
 

@@ -7,9 +7,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.choices import ExampleStatus, ImportStatus
+from curation.choices import ExampleStatus
 from curation.imports import import_examples
 from curation.models import Example
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory
 
@@ -34,7 +35,7 @@ def test_file_with_broken_line_unknown_role_and_no_assistant_turn_imports_nothin
     )
     batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory(), filename="bad.jsonl")
 
-    assert batch.status == ImportStatus.FAILED
+    assert batch.status == JobStatus.FAILED
     assert [e["line"] for e in batch.errors] == [2, 3, 4]
     assert "invalid JSON" in batch.errors[0]["reason"]
     assert "role 'robot'" in batch.errors[1]["reason"]
@@ -46,7 +47,7 @@ def test_skip_invalid_imports_the_valid_lines_and_lists_every_skipped_one():
     data = jsonl(chat("a", "b"), "not json", chat("c", "d"), {"messages": []})
     batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory(), skip_invalid=True)
 
-    assert batch.status == ImportStatus.SUCCEEDED
+    assert batch.status == JobStatus.SUCCEEDED
     assert (batch.created_count, batch.error_count) == (2, 2)
     assert [e["line"] for e in batch.errors] == [2, 4]
     assert set(Example.objects.values_list("status", flat=True)) == {ExampleStatus.SUBMITTED}
@@ -82,14 +83,14 @@ def test_prompt_completion_file_imports():
 
 def test_empty_file_is_refused_with_a_clear_error():
     batch = import_examples(DatasetFactory(), b"\n\n", "chat_jsonl", by=AnnotatorFactory(), filename="empty.jsonl")
-    assert batch.status == ImportStatus.FAILED
+    assert batch.status == JobStatus.FAILED
     assert "empty.jsonl has no records" in batch.error
 
 
 def test_real_e2e_file_imports_completely(e2e_records):
     data = "\n".join(json.dumps(r) for r in e2e_records).encode()
     batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory())
-    assert batch.status == ImportStatus.SUCCEEDED
+    assert batch.status == JobStatus.SUCCEEDED
     assert batch.created_count + batch.duplicate_count == len(e2e_records) == 1000
 
 

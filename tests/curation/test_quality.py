@@ -147,7 +147,7 @@ def test_invalid_format_blocks_and_names_the_message():
 
 
 def test_token_counts_are_trainings_own_labels(tokenizer):
-    from training.engine.data import IGNORE_INDEX, tokenize_for_training
+    from ftml.data import IGNORE_INDEX, tokenize_for_training
 
     messages = conversation(LONG_INPUT, "The Eagle is a coffee shop by the river.", SYSTEM)
     tokenized = tokenize_for_training(tokenizer, messages, 10_000)
@@ -158,8 +158,8 @@ def test_token_counts_are_trainings_own_labels(tokenizer):
 
 
 def test_zero_trainable_tokens_block_exactly_when_training_would_skip_the_example(tokenizer):
-    from training.engine.config import LoraConfig
-    from training.engine.train import tokenize_split
+    from ftml.config import LoraConfig
+    from ftml.train import tokenize_split
 
     messages = conversation(LONG_INPUT, "The Eagle is a coffee shop by the river.", SYSTEM)
     prompt, target, _ = token_counts(TokenLimits(tokenizer, 10_000), messages)

@@ -146,8 +146,8 @@ def test_the_demo_data_gives_the_documented_snapshot(e2e_records):
     """The README quotes this hash and these splits (near-duplicate inputs grouped at Jaccard 0.85),
     of the dataset as the demo makes it: the first record's system message as its system prompt, the
     other settings at their defaults (frozen into the hash: the primary metric proposed, chrF)."""
+    from config.management.commands.demo import first_system_prompt
     from curation.imports import import_examples
-    from ftplatform.management.commands.demo import first_system_prompt
 
     data = "\n".join(json.dumps(record) for record in e2e_records).encode()
     dataset = Dataset.objects.create(name="e2e", system_prompt=first_system_prompt(data.split(b"\n")))

@@ -6,8 +6,8 @@ from curation.choices import ExampleStatus, SnapshotStatus
 from curation.models import Example, Review, Snapshot
 from evaluation.models import EvalRun
 from evaluation.reports import model_version_report
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.choices import RunStatus
 from training.models import TrainingRun
 
 
@@ -28,9 +28,9 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
     snapshot = Snapshot.objects.get()
     assert snapshot.status == SnapshotStatus.APPROVED and snapshot.reviewed_by.username == "demo-reviewer"
     run = TrainingRun.objects.get()
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == JobStatus.SUCCEEDED
     evals = EvalRun.objects.all()
-    assert {e.status for e in evals} == {RunStatus.SUCCEEDED}
+    assert {e.status for e in evals} == {JobStatus.SUCCEEDED}
     # zero-shot, 3-shot and tuned, each on the validation split (routing thresholds) and the test split
     assert sorted(evals.values_list("split", flat=True)) == ["test"] * 3 + ["validation"] * 3
     report = model_version_report(run.model_version)
@@ -62,8 +62,8 @@ def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifac
     out = capsys.readouterr().out
 
     run = TrainingRun.objects.get()
-    assert run.status == RunStatus.SUCCEEDED, worker_log[-3000:]
-    assert [e.status for e in EvalRun.objects.all()] == [RunStatus.SUCCEEDED] * 6
+    assert run.status == JobStatus.SUCCEEDED, worker_log[-3000:]
+    assert [e.status for e in EvalRun.objects.all()] == [JobStatus.SUCCEEDED] * 6
     assert "training.jobs.run_training" in worker_log
     assert "Verdict" in out and "[run" in out
 

@@ -3,8 +3,8 @@ import pytest
 
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.choices import RunStatus
 from training.services import prompted_model_version
 
 
@@ -20,7 +20,7 @@ def test_batched_and_one_at_a_time_evaluations_give_the_same_answers(e2e_records
     outputs = []
     for run in runs:
         run.refresh_from_db()
-        assert run.status == RunStatus.SUCCEEDED, run.error
+        assert run.status == JobStatus.SUCCEEDED, run.error
         outputs.append(dict(run.predictions.values_list("input_hash", "output")))
     assert outputs[0] == outputs[1] and outputs[0]
     assert runs[1].environment["batch_size"] == 4 and runs[0].environment["batch_size"] == 1

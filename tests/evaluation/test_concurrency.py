@@ -8,11 +8,11 @@ from django.db import connection
 from evaluation.models import EvalRun, PairwiseJudgment
 from evaluation.ratings import next_pair_to_judge
 from evaluation.services import start_eval_run
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for, post_remote_version
 from tests.support.factories import EngineerFactory, RaterFactory, snapshot_of, two_eval_runs
 from tests.support.threads import in_threads
 from tests.support.workers import start_worker, stop_worker
-from training.choices import RunStatus
 from training.models import ModelVersion
 
 
@@ -39,7 +39,7 @@ def test_two_eval_runs_of_one_version_in_two_workers_at_once_keep_their_results_
         logs = [stop_worker(worker) for worker in workers]
     for run in runs:
         run.refresh_from_db()
-        assert run.status == RunStatus.SUCCEEDED, (run.error, logs)
+        assert run.status == JobStatus.SUCCEEDED, (run.error, logs)
         expected = {item.input_hash: "echo: " + item.messages[-2]["content"]
                     for item in snapshot.items.filter(split=run.split)}
         assert dict(run.predictions.values_list("input_hash", "output")) == expected

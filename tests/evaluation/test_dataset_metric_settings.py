@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from curation.models import Dataset
 from evaluation.services import start_eval_run
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.choices import RunStatus
 from training.services import prompted_model_version
 
 
@@ -48,7 +48,7 @@ def test_an_eval_scores_the_snapshot_regex_checks(e2e_records, tiny_model_dir, r
     run = start_eval_run(version, snapshot, by=EngineerFactory(), generation={"max_new_tokens": 4})
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.metrics["regex:never"] == 0.0
     assert "regex:any_text" in run.metrics["confidence_intervals"]
     assert all("regex:never" in p.scores for p in run.predictions.all())

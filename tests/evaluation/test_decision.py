@@ -10,9 +10,9 @@ from django.utils import timezone
 from evaluation.decision import decision_report, format_decision_report, leaderboard, rating_summary
 from evaluation.models import EvalRun, HumanRating, PairwiseJudgment, Prediction, RatingCriterion
 from evaluation.ratings import record_ratings
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import api_client, client_for, signed_in_client
 from tests.support.factories import EngineerFactory, RaterFactory, answer_split, snapshot_of, tiny_base_model
-from training.choices import RunStatus
 from training.models import ModelVersion, TrainingRun
 from training.services import prompted_model_version
 
@@ -230,7 +230,7 @@ def test_report_shows_metrics_beside_the_prompted_base_model(tiny_model_dir, e2e
     prompted, _ = prompted_model_version(base, "Describe it.", by=EngineerFactory())
     tuned = ModelVersion.objects.create(name="tuned", kind="lora_adapter", base_model=base)
     for version, bleu in ((prompted, 10.0), (tuned, 35.5)):
-        EvalRun.objects.create(model_version=version, snapshot=snapshot, status=RunStatus.SUCCEEDED,
+        EvalRun.objects.create(model_version=version, snapshot=snapshot, status=JobStatus.SUCCEEDED,
                                metrics={"bleu": bleu, "chrf": 40.0, "n_inputs": 2})
 
     response = client_for(EngineerFactory()).get(f"/api/v1/model-versions/{tuned.pk}/report/")

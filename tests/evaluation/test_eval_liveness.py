@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from evaluation.models import EvalRun
 from evaluation.services import reap_lost_eval_runs, start_eval_run
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.choices import RunStatus
 from training.services import prompted_model_version
 
 ADVICE = "(killed, or likely out of memory); start the evaluation again"
@@ -42,17 +42,17 @@ def test_eval_runs_without_a_recent_heartbeat_are_failed_as_worker_lost(eval_set
                                                                         django_capture_on_commit_callbacks):
     runs = [queued_eval_run(*eval_setup, django_capture_on_commit_callbacks) for _ in range(3)]
     now = timezone.now()
-    EvalRun.objects.filter(pk=runs[0].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+    EvalRun.objects.filter(pk=runs[0].pk).update(status=JobStatus.RUNNING, started_at=now - timedelta(hours=1),
                                                  heartbeat_at=now - timedelta(seconds=31), worker="gpu-7:4242")
-    EvalRun.objects.filter(pk=runs[1].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+    EvalRun.objects.filter(pk=runs[1].pk).update(status=JobStatus.RUNNING, started_at=now - timedelta(hours=1),
                                                  heartbeat_at=now - timedelta(seconds=20))
     # runs[2] stays queued: a queued run has no worker yet
 
     assert reap_lost_eval_runs() == [runs[0].pk]
     lost, alive, queued = (EvalRun.objects.get(pk=r.pk) for r in runs)
-    assert lost.status == RunStatus.FAILED and lost.finished_at is not None
+    assert lost.status == JobStatus.FAILED and lost.finished_at is not None
     assert lost.error.startswith("worker lost on gpu-7:4242: no heartbeat for 3") and lost.error.endswith(ADVICE)
-    assert (alive.status, queued.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
+    assert (alive.status, queued.status) == (JobStatus.RUNNING, JobStatus.QUEUED)
     assert reap_lost_eval_runs() == []
 
 
@@ -76,7 +76,7 @@ def test_a_reaped_eval_run_is_not_overwritten_when_its_job_finishes(eval_setup, 
     jobs.run_evaluation(run.pk)
     run.refresh_from_db()
     assert reaped == [run.pk]
-    assert run.status == RunStatus.FAILED and run.error.endswith(ADVICE), run.error
+    assert run.status == JobStatus.FAILED and run.error.endswith(ADVICE), run.error
     assert run.metrics == {} and not run.predictions.exists()
 
 
@@ -102,7 +102,7 @@ def test_a_reaped_eval_run_stops_generating(eval_setup, monkeypatch, django_capt
     monkeypatch.setattr(jobs, "_generator", reaped_after_the_first_answer)
     jobs.run_evaluation(run.pk)
     run.refresh_from_db()
-    assert (run.status, run.done) == (RunStatus.FAILED, 1) and run.total > 2, run.error
+    assert (run.status, run.done) == (JobStatus.FAILED, 1) and run.total > 2, run.error
     assert run.error.endswith(ADVICE) and not run.predictions.exists()
 
 
@@ -116,7 +116,7 @@ def test_reading_eval_runs_changes_nothing_and_reap_jobs_fails_lost_ones(eval_se
     from tests.support.clients import client_for
 
     run = queued_eval_run(*eval_setup, django_capture_on_commit_callbacks)
-    EvalRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=timezone.now())
+    EvalRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
     lose_heartbeat(run)
     client = client_for(EngineerFactory())
     assert client.get(f"/api/v1/eval-runs/{run.pk}/").json()["status"] == "running"
@@ -124,11 +124,11 @@ def test_reading_eval_runs_changes_nothing_and_reap_jobs_fails_lost_ones(eval_se
     for page in ("/admin/evaluation/evalrun/", f"/admin/evaluation/evalrun/{run.pk}/change/"):
         assert admin_client.get(page).status_code == 200
     run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING
+    assert run.status == JobStatus.RUNNING
     out = io.StringIO()
     call_command("reap_jobs", stdout=out)
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and run.error.endswith(ADVICE)
+    assert run.status == JobStatus.FAILED and run.error.endswith(ADVICE)
     assert f"eval run {run.pk}: worker lost, marked failed" in out.getvalue()
 
 
@@ -153,18 +153,18 @@ def test_a_killed_eval_worker_is_detected_by_heartbeat_and_the_run_fails_as_work
         deadline = time.monotonic() + 120
         while run.done < 1:
             assert time.monotonic() < deadline, "no input generated within 120 s"
-            assert run.status in (RunStatus.QUEUED, RunStatus.RUNNING), run.error
+            assert run.status in (JobStatus.QUEUED, JobStatus.RUNNING), run.error
             time.sleep(0.05)
             run.refresh_from_db()
         assert run.done < run.total, "the run generated everything before it could be killed"
         os.kill(int(run.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the work-horse, not the worker
         killed = time.monotonic()
-        while run.status == RunStatus.RUNNING:
+        while run.status == JobStatus.RUNNING:
             assert time.monotonic() - killed < 1 + 2 + 1 + 6, "the lost run was not failed in time"
             time.sleep(0.2)
             run.refresh_from_db()
     finally:
         log = stop_worker(worker)
-    assert run.status == RunStatus.FAILED, run.error + log[-3000:]
+    assert run.status == JobStatus.FAILED, run.error + log[-3000:]
     assert run.error.startswith(f"worker lost on {run.worker}: no heartbeat for ") and run.error.endswith(ADVICE)
     assert run.done < run.total and not run.predictions.exists()

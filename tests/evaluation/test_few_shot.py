@@ -8,10 +8,10 @@ from curation.snapshots import approve_snapshot, create_snapshot
 from evaluation.models import EvalRun
 from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of, unloadable_base_model
 from tests.support.threads import in_threads
-from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
 from training.services import few_shot_examples, prompted_model_version, remote_model_version
 
@@ -96,7 +96,7 @@ def test_an_eval_run_sends_the_examples_before_every_input(e2e_records, fake_ope
     run = start_eval_run(version, snapshot, by=engineer)
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     sent = [r["body"]["messages"] for r in fake_openai.completion_requests][1:]  # after the key check
     turns = [m for shot in shots for m in shot if m["role"] != "system"]
     assert sent and all(messages[1:1 + len(turns)] == turns for messages in sent)

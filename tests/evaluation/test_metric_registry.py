@@ -1,7 +1,7 @@
 """The metric registry and the primary-metric proposal: plain Python, no database."""
 import pytest
 
-from evaluation.metrics import (
+from ftml.metrics import (
     METRICS,
     compare_systems,
     metric_spec,

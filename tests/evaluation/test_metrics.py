@@ -1,7 +1,7 @@
 import pytest
 import sacrebleu
 
-from evaluation.metrics import exact_match, latency_percentiles, normalize, score_corpus
+from ftml.metrics import exact_match, latency_percentiles, normalize, score_corpus
 
 
 def test_a_prediction_equal_to_any_reference_scores_full_marks():

@@ -7,7 +7,7 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from evaluation.metrics import (
+from ftml.metrics import (
     RougeTokenizer,
     bleu_tokenizer,
     compare_systems,

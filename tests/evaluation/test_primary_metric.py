@@ -6,6 +6,7 @@ from evaluation.comparisons import compare_eval_runs
 from evaluation.decision import decision_report
 from evaluation.models import EvalRun, Prediction
 from evaluation.services import start_eval_run
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import (
     DatasetFactory,
@@ -14,7 +15,6 @@ from tests.support.factories import (
     tuned_vs_prompted_runs,
     unloadable_base_model,
 )
-from training.choices import RunStatus
 from training.models import ModelVersion
 from training.services import remote_model_version
 
@@ -35,7 +35,7 @@ def test_a_chinese_pair_scores_the_same_in_its_eval_runs_and_their_comparison(fa
     run_jobs()
     for run in runs:
         run.refresh_from_db()
-        assert run.status == RunStatus.SUCCEEDED, run.error
+        assert run.status == JobStatus.SUCCEEDED, run.error
     comparison = compare_eval_runs(*runs, resamples=100)
     assert runs[0].metrics["bleu"] > 10  # scored with the Chinese tokenizer, not as one long English word
     for side, run in zip(("a", "b"), runs, strict=True):

@@ -4,9 +4,9 @@ import pytest
 
 from evaluation.models import EvalRun
 from evaluation.services import start_eval_run
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for, post_remote_version
 from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of
-from training.choices import RunStatus
 from training.models import BaseModel, ModelVersion
 
 
@@ -31,7 +31,7 @@ def test_a_remote_version_answers_every_test_input_and_is_scored(e2e_records, fa
     run = start_eval_run(ModelVersion.objects.get(pk=body["id"]), snapshot, by=engineer)
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.environment == {"backend": "openai_compatible", "base_url": fake_openai.base_url,
                                "model": "fake-model", "request": {"tokens_parameter": "max_tokens",
                                                                   "temperature": "as asked", "logprobs": True}}
@@ -56,7 +56,7 @@ def test_an_unset_key_fails_the_eval_before_generating_with_a_readable_error(e2e
     run = start_eval_run(ModelVersion.objects.get(pk=version["id"]), snapshot_of(e2e_records[:60]), by=engineer)
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "MISSING_KEY" in run.error
+    assert run.status == JobStatus.FAILED and "MISSING_KEY" in run.error
     assert not EvalRun.objects.get(pk=run.pk).predictions.exists() and fake_openai.completion_requests == []
 
 
@@ -90,7 +90,7 @@ def test_an_eval_of_a_reasoning_model_records_that_decoding_was_the_servers_defa
     run = start_eval_run(version, snapshot_of(e2e_records[:30]), by=engineer)
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.environment["request"] == {"tokens_parameter": "max_completion_tokens",
                                           "temperature": "server default", "logprobs": False}
     assert all(p.mean_logprob is None for p in run.predictions.all())
@@ -143,5 +143,5 @@ def test_an_output_no_text_column_holds_is_stored_replaced_not_left_running(e2e_
         run_jobs()
     finally:
         run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert set(run.predictions.values_list("output", flat=True)) == {"Pub\ufffd"}

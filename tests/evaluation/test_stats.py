@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import binomtest, bootstrap
 
-from evaluation.stats import (
+from ftml.stats import (
     ELO_SCALE,
     bootstrap_ci,
     bradley_terry,

@@ -15,11 +15,11 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from config.api import router
 from curation.choices import ExampleStatus
 from curation.models import ImportBatch, SnapshotExport
 from curation.snapshots import create_snapshot
 from evaluation.models import EvalRun
-from ftplatform.api import router
 from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
@@ -128,7 +128,7 @@ API = {
     ("post", "modelversion-list", None): ("401", "403", "403", "ok"),
     ("get", "modelversion-detail", "version"): ("401", "403", "403", "ok"),
     ("patch", "modelversion-detail", "version"): ("401", "403", "403", "ok"),  # name and prices
-    ("get", "modelversion-report", "version"): ("401", "403", "403", "ok"),
+    ("get", "modelversion-report-list", "version"): ("401", "403", "403", "ok"),
     ("get", "evalrun-list", None): ("401", "403", "403", "ok"),
     ("post", "evalrun-list", None): ("401", "403", "403", "ok"),
     ("get", "evalrun-detail", "eval"): ("401", "403", "403", "ok"),

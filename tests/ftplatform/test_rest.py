@@ -1,4 +1,4 @@
-"""The REST layer every app shares (ftplatform.api, ftplatform.rest): authentication, and errors
+"""The REST layer every app shares (config.api, ftplatform.rest): authentication, and errors
 answered as JSON: bad bodies, missing routes and methods, tampered cursors."""
 import base64
 from urllib.parse import urlencode

@@ -16,8 +16,8 @@ SHOW = "from django.conf import settings as s; print({names})"
 def manage(*args, env_file: Path | None = None, **env):
     """manage.py in a fresh process with only the given FTPLATFORM_* variables (and DATABASE_URL / REDIS_URL
     when given), reading ``env_file`` as its .env (a missing file by default: the checkout's own is not read)."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith("FTPLATFORM_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    base = {k: v for k, v in os.environ.items()  # the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE fails check --deploy
+            if not k.startswith("FTPLATFORM_") and k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     base["FTPLATFORM_ENV_FILE"] = str(env_file or ROOT / "var" / "no-such.env")
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=120)

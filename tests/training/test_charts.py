@@ -9,9 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.models import Snapshot
+from ftplatform.jobrows import JobStatus
 from tests.support.factories import DatasetFactory, EngineerFactory, unloadable_base_model
 from training.charts import loss_chart_svg, loss_points
-from training.choices import EventKind, RunStatus
+from training.choices import EventKind
 from training.models import TrainingEvent, TrainingRun
 from training.progress import TrainingProgressBar, format_duration, run_progress_fields
 
@@ -100,7 +101,7 @@ def test_format_duration(seconds, text):
 
 
 def test_progress_fields_read_the_run_timing_when_recorded():
-    run = TrainingRun(step=40, total_steps=80, status=RunStatus.RUNNING)
+    run = TrainingRun(step=40, total_steps=80, status=JobStatus.RUNNING)
     now = timezone.now()
     run.epoch, run.tokens_per_second, run.elapsed_seconds, run.eta_seconds = 0.4, 1234.5, 200.0, 200.0
     run.heartbeat_at = now - timedelta(seconds=12)
@@ -109,7 +110,7 @@ def test_progress_fields_read_the_run_timing_when_recorded():
 
 
 def test_a_finished_run_shows_no_eta_or_heartbeat():
-    run = TrainingRun(step=80, total_steps=80, status=RunStatus.SUCCEEDED)
+    run = TrainingRun(step=80, total_steps=80, status=JobStatus.SUCCEEDED)
     run.eta_seconds, run.heartbeat_at = 0.0, timezone.now()
     assert set(run_progress_fields(run)) <= {"step", "epoch", "tokens/s", "elapsed"}
 
@@ -127,7 +128,7 @@ def test_loss_points_reads_train_and_validation_losses_in_one_query(django_asser
 
 @pytest.mark.django_db
 def test_admin_run_page_shows_the_loss_chart_and_progress_first(client):
-    run = make_run(status=RunStatus.RUNNING, step=20, total_steps=80)
+    run = make_run(status=JobStatus.RUNNING, step=20, total_steps=80)
     metric(run, 10, loss=2.0)
     metric(run, 20, loss=1.5)
     metric(run, 20, eval_loss=1.7)
@@ -150,7 +151,7 @@ def test_admin_run_page_without_losses_says_so(client):
 
 @pytest.mark.django_db
 def test_terminal_bar_follows_the_row_and_writes_events_above_it():
-    run = make_run(status=RunStatus.RUNNING, step=20, total_steps=80)
+    run = make_run(status=JobStatus.RUNNING, step=20, total_steps=80)
     TrainingEvent.objects.create(run=run, kind=EventKind.WARNING, message="3 examples truncated")
     metric(run, 10, loss=2.0)
     metric(run, 20, loss=1.5)
@@ -169,7 +170,7 @@ def test_terminal_bar_follows_the_row_and_writes_events_above_it():
 
 @pytest.mark.django_db
 def test_without_a_terminal_every_event_is_a_line():
-    run = make_run(status=RunStatus.RUNNING, step=20, total_steps=80)
+    run = make_run(status=JobStatus.RUNNING, step=20, total_steps=80)
     metric(run, 10, loss=2.0)
     metric(run, 20, loss=1.5)
     with TrainingProgressBar(lambda line: None, file=StringIO(), disable=True) as bar:
@@ -182,7 +183,7 @@ def test_waiting_on_a_worker_draws_the_bar_and_writes_events_through_the_command
     from ftplatform import cli
 
     monkeypatch.setattr(cli.queues, "is_async", lambda: True)  # as with REDIS_URL: a worker elsewhere trained
-    run = make_run(status=RunStatus.SUCCEEDED, step=80, total_steps=80)
+    run = make_run(status=JobStatus.SUCCEEDED, step=80, total_steps=80)
     TrainingEvent.objects.create(run=run, kind=EventKind.LOG, message="training on 40 examples")
     metric(run, 80, loss=1.25)
     lines, terminal = [], StringIO()
@@ -197,7 +198,7 @@ def test_synchronous_jobs_draw_no_second_bar(monkeypatch):
     from ftplatform import cli
 
     monkeypatch.setattr(cli.queues, "is_async", lambda: False)  # the job ran in this process and drew its own
-    run = make_run(status=RunStatus.SUCCEEDED, step=80, total_steps=80)
+    run = make_run(status=JobStatus.SUCCEEDED, step=80, total_steps=80)
     metric(run, 80, loss=1.25)
     lines, terminal = [], StringIO()
     with TrainingProgressBar(lines.append, file=terminal, disable=False) as bar:

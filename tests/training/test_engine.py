@@ -2,9 +2,9 @@
 import pytest
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, TrainerCallback
 
-from training.engine.config import LoraConfig
-from training.engine.data import IGNORE_INDEX, tokenize_for_training
-from training.engine.train import TrainingCancelled, train_lora
+from ftml.config import LoraConfig
+from ftml.data import IGNORE_INDEX, tokenize_for_training
+from ftml.train import TrainingCancelled, train_lora
 
 
 @pytest.fixture(scope="module")

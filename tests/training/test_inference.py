@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from training.engine.data import render_prompt
-from training.engine.inference import generate_batched, generate_greedy
+from ftml.data import render_prompt
+from ftml.inference import generate_batched, generate_greedy
 
 pytestmark = pytest.mark.slow
 

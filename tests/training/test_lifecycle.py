@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import (
     TINY_HYPERPARAMETERS,
@@ -20,7 +21,7 @@ from tests.support.factories import (
     snapshot_of,
     tiny_base_model,
 )
-from training.choices import EventKind, FailureReason, RunStatus
+from training.choices import EventKind, FailureReason
 from training.models import Checkpoint, ModelVersion, TrainingRun
 from training.services import preflight_training_run, reap_lost_runs, resume_training_run, start_training_run
 
@@ -67,18 +68,18 @@ def test_runs_without_a_recent_heartbeat_are_failed_as_worker_lost(e2e_records, 
         runs = [start_training_run(snapshot, base_model, by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
                 for _ in range(3)]
     now = timezone.now()
-    TrainingRun.objects.filter(pk=runs[0].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+    TrainingRun.objects.filter(pk=runs[0].pk).update(status=JobStatus.RUNNING, started_at=now - timedelta(hours=1),
                                                      heartbeat_at=now - timedelta(seconds=31), worker="gpu-7:4242")
-    TrainingRun.objects.filter(pk=runs[1].pk).update(status=RunStatus.RUNNING, started_at=now - timedelta(hours=1),
+    TrainingRun.objects.filter(pk=runs[1].pk).update(status=JobStatus.RUNNING, started_at=now - timedelta(hours=1),
                                                      heartbeat_at=now - timedelta(seconds=20))
     # runs[2] stays queued: a queued run has no worker yet
 
     assert reap_lost_runs() == [runs[0].pk]
     lost, alive, queued = (TrainingRun.objects.get(pk=r.pk) for r in runs)
-    assert lost.status == RunStatus.FAILED and lost.failure_reason == FailureReason.WORKER_LOST
+    assert lost.status == JobStatus.FAILED and lost.failure_reason == FailureReason.WORKER_LOST
     assert lost.error.startswith("worker lost on gpu-7:4242: no heartbeat for 3")
     assert "likely out of memory" in lost.error and lost.finished_at is not None
-    assert (alive.status, queued.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
+    assert (alive.status, queued.status) == (JobStatus.RUNNING, JobStatus.QUEUED)
     assert reap_lost_runs() == []
 
 
@@ -91,17 +92,17 @@ def test_reading_training_runs_changes_nothing_and_reap_jobs_fails_lost_ones(e2e
     with django_capture_on_commit_callbacks(execute=False):
         run = start_training_run(snapshot_of(e2e_records[:30]), tiny_base_model(tiny_model_dir),
                                  by=EngineerFactory(), hyperparameters=TINY_HYPERPARAMETERS)
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=timezone.now(),
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING, started_at=timezone.now(),
                                                  heartbeat_at=timezone.now() - timedelta(hours=1))
     client = client_for(EngineerFactory())
     for url in (f"/api/v1/training-runs/{run.pk}/", "/api/v1/training-runs/", f"/api/v1/training-runs/{run.pk}/events/",
                 "/admin/training/trainingrun/", f"/admin/training/trainingrun/{run.pk}/change/"):
         assert (admin_client if url.startswith("/admin/") else client).get(url).status_code == 200
     run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING
+    assert run.status == JobStatus.RUNNING
     call_command("reap_jobs", stdout=io.StringIO())
     run.refresh_from_db()
-    assert (run.status, run.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
+    assert (run.status, run.failure_reason) == (JobStatus.FAILED, FailureReason.WORKER_LOST)
 
 @pytest.mark.slow
 @pytest.mark.django_db
@@ -115,7 +116,7 @@ def test_a_run_past_its_timeout_fails_with_timeout_as_its_reason(e2e_records, ti
     TrainingRun.objects.filter(pk=run.pk).update(timeout_seconds=0)  # already past it at the first step
     run_training(run.pk)
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.TIMEOUT
+    assert run.status == JobStatus.FAILED and run.failure_reason == FailureReason.TIMEOUT
     assert run.error == "timed out after 0 s (the run's timeout)"
     assert not hasattr(run, "model_version") or run.model_version is None
 
@@ -137,7 +138,7 @@ def test_a_cancelled_run_resumes_and_only_the_creator_or_an_engineer_may(e2e_rec
         resume_training_run(run, by=creator)
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.attempts == 1 and run.rq_job_id == f"trainingrun-{run.pk}-attempt-1"
     assert run.events.filter(message__contains="from the start (no checkpoint was saved)").exists()
     assert not run.checkpoints.exists() and not run.checkpoint_dir.exists()  # removed after success
@@ -158,9 +159,9 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
     from safetensors.torch import load_file
 
     from curation.choices import Split
+    from ftml.config import LoraConfig
+    from ftml.train import train_lora
     from tests.support.workers import start_worker, stop_worker
-    from training.engine.config import LoraConfig
-    from training.engine.train import train_lora
     from training.services import snapshot_conversations
 
     hyperparameters = {"max_steps": 300, "batch_size": 2, "logging_steps": 5, "checkpoint_steps": 5,
@@ -178,23 +179,23 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
         run.refresh_from_db()
         os.kill(int(run.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the work-horse, not the worker
         killed = time.monotonic()
-        while run.status == RunStatus.RUNNING:
+        while run.status == JobStatus.RUNNING:
             assert time.monotonic() - killed < 1 + 2 + 1 + 6, "the lost run was not failed in time"
             time.sleep(0.2)
             run.refresh_from_db()
-        assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.WORKER_LOST, run.error
+        assert run.status == JobStatus.FAILED and run.failure_reason == FailureReason.WORKER_LOST, run.error
         checkpoint = run.checkpoints.order_by("-step").first()
         assert 0 < checkpoint.step < 300
 
         run = resume_training_run(run, by=creator)
         deadline = time.monotonic() + 300
-        while run.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        while run.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             assert time.monotonic() < deadline, "the resumed run did not finish within 300 s"
             time.sleep(0.5)
             run.refresh_from_db()
     finally:
         log = stop_worker(worker)
-    assert run.status == RunStatus.SUCCEEDED, run.error + log[-3000:]
+    assert run.status == JobStatus.SUCCEEDED, run.error + log[-3000:]
     assert run.metrics["resumed_from_step"] >= checkpoint.step and run.attempts == 2
 
     train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
@@ -237,7 +238,7 @@ def test_the_api_resumes_only_failed_or_cancelled_runs(e2e_records, tiny_model_d
     client = client_for(creator)
     response = client.post(f"/api/v1/training-runs/{run.pk}/resume/")
     assert response.status_code == 409 and "is queued" in response.json()["detail"]
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, failure_reason=FailureReason.WORKER_LOST,
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, failure_reason=FailureReason.WORKER_LOST,
                                                  error="worker lost")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(f"/api/v1/training-runs/{run.pk}/resume/")
@@ -253,7 +254,7 @@ def test_a_run_recorded_before_loraplus_resumes_as_plain_lora(e2e_records, tiny_
                                                                django_capture_on_commit_callbacks):
     """Runs recorded before loraplus_lr_ratio existed trained with one learning rate; the new default
     (4) must not change what their resume trains, nor break loading their optimizer state."""
-    from training.engine import train as engine
+    from ftml import train as engine
     from training.jobs import run_training
 
     with django_capture_on_commit_callbacks(execute=False):
@@ -285,11 +286,11 @@ def _queued_run(e2e_records, tiny_model_dir, monkeypatch, **hyperparameters):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_non_finite_grad_norm_is_recorded_without_crashing_the_run(e2e_records, tiny_model_dir, monkeypatch):
-    """fp16 training (GPUs without bf16: training.engine.train.precision) logs grad_norm inf/nan on
+    """fp16 training (GPUs without bf16: ftml.train.precision) logs grad_norm inf/nan on
     the steps GradScaler skips while the loss stays finite. on_metrics stores the log dict as a
     TrainingEvent payload; JSON columns refuse NaN/Infinity (SQLite: CHECK JSON_VALID,
     PostgreSQL: invalid json token), so the job dies with IntegrityError/DataError."""
-    import training.engine.train as engine
+    import ftml.train as engine
     from training.jobs import run_training
 
     numbers = engine._numbers
@@ -300,7 +301,7 @@ def test_a_non_finite_grad_norm_is_recorded_without_crashing_the_run(e2e_records
         run_training(run.pk)
     finally:
         run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.events.filter(kind=EventKind.METRIC, payload__has_key="loss").exists()
 
 
@@ -329,7 +330,7 @@ def test_a_run_the_reaper_failed_while_it_still_trained_does_not_end_succeeded(e
     jobs.run_training(run.pk)
     run.refresh_from_db()
     assert reaped == [run.pk]
-    assert (run.status, run.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
+    assert (run.status, run.failure_reason) == (JobStatus.FAILED, FailureReason.WORKER_LOST)
     assert not ModelVersion.objects.filter(training_run=run).exists()
 
 
@@ -338,7 +339,7 @@ def test_resume_says_when_its_checkpoint_folder_is_gone(e2e_records, tiny_model_
     """resume_training_run announces "from checkpoint at step 50" for a folder deleted from disk;
     the job then silently starts over (training.jobs checks os.path.isdir)."""
     run = _queued_run(e2e_records, tiny_model_dir, monkeypatch)
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.CANCELLED)
     Checkpoint.objects.create(run=run, step=50, path=str(tmp_path / "deleted" / "checkpoint-50"))
     resume_training_run(run, by=run.created_by)
     message = run.events.filter(message__startswith="resume requested").get().message
@@ -423,7 +424,7 @@ def test_train_resume_with_dry_run_changes_nothing(e2e_records, tiny_model_dir, 
     with django_capture_on_commit_callbacks(execute=False):
         run = start_training_run(snapshot_of(e2e_records[:20]), tiny_base_model(tiny_model_dir), by=user,
                                  hyperparameters=TINY_HYPERPARAMETERS)
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, failure_reason=FailureReason.ERROR,
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, failure_reason=FailureReason.ERROR,
                                                  error="boom")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         try:
@@ -431,7 +432,7 @@ def test_train_resume_with_dry_run_changes_nothing(e2e_records, tiny_model_dir, 
         except CommandError:
             pass  # refusing the combination is fine too
     run.refresh_from_db()
-    assert (run.status, run.error) == (RunStatus.FAILED, "boom") and callbacks == []
+    assert (run.status, run.error) == (JobStatus.FAILED, "boom") and callbacks == []
 
 
 @pytest.mark.django_db

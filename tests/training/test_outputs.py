@@ -11,11 +11,11 @@ from django.core.management.base import CommandError
 from huggingface_hub import ModelCard
 from safetensors import SafetensorError
 
+from ftml.export import export_merged, max_logit_difference
+from ftml.model_card import render_model_card, sha256_file, write_model_card
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.support.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
 from training.choices import ModelVersionKind
-from training.engine.export import export_merged, max_logit_difference
-from training.engine.model_card import render_model_card, sha256_file, write_model_card
 from training.exports import EXPORT_RECORD_FILE, export_merged_model
 from training.models import ModelVersion
 
@@ -246,7 +246,7 @@ def test_prompted_base_version_cannot_be_merged(tiny_model_dir):
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_export_whose_logits_differ_is_removed(tiny_model_dir, adapter_dir, artifacts_root, monkeypatch):
-    monkeypatch.setattr("training.engine.export.max_logit_difference", lambda *args: 0.5)
+    monkeypatch.setattr("ftml.export.max_logit_difference", lambda *args: 0.5)
     version = lora_version(tiny_model_dir, adapter_dir)
     with pytest.raises(ServiceError, match="differs from base \\+ adapter by up to 0.5"):
         export_merged_model(version, by=EngineerFactory())
@@ -292,12 +292,12 @@ def test_the_card_shows_what_the_template_rendered_before_the_users_text():
 @pytest.mark.django_db
 def test_export_merged_works_for_an_adapter_trained_with_an_added_pad_token(e2e_records, tiny_model_dir, tmp_path):
     """A base tokenizer with no pad and no unknown token other than EOS (the Llama 3 family) gets
-    <|pad|> added and its embeddings resized (training.engine.train.load_tokenizer); peft then saves
+    <|pad|> added and its embeddings resized (ftml.train.load_tokenizer); peft then saves
     embed_tokens and lm_head at the new size. Evaluation resizes the base before loading
-    (training.engine.inference.load_for_inference); export's _load_with_adapter does not:
+    (ftml.inference.load_for_inference); export's _load_with_adapter does not:
     "size mismatch for base_model.model.model.embed_tokens.weight: [401, 32] ... [400, 32]"."""
-    from training.engine.config import LoraConfig
-    from training.engine.train import train_lora
+    from ftml.config import LoraConfig
+    from ftml.train import train_lora
     from training.models import BaseModel
 
     base = tmp_path / "no-unk-model"

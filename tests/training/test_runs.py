@@ -3,6 +3,7 @@ import pytest
 
 from curation.choices import ExampleStatus, SnapshotStatus
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
+from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import (
     TINY_HYPERPARAMETERS,
@@ -13,7 +14,7 @@ from tests.support.factories import (
     snapshot_of,
     tiny_base_model,
 )
-from training.choices import ModelVersionKind, RunStatus
+from training.choices import ModelVersionKind
 from training.models import TrainingRun
 from training.services import cancel_training_run, start_training_run
 
@@ -46,7 +47,7 @@ def test_cancelled_queued_run_never_starts(e2e_records, tiny_model_dir, django_c
         callback()
     run_jobs()
     run.refresh_from_db()
-    assert run.status == RunStatus.CANCELLED and run.started_at is None
+    assert run.status == JobStatus.CANCELLED and run.started_at is None
     with pytest.raises(Conflict):
         cancel_training_run(run, by=creator)
 
@@ -59,7 +60,7 @@ def test_only_the_creator_or_an_engineer_can_cancel(e2e_records, tiny_model_dir,
     with pytest.raises(NotAllowed, match="only its creator"):
         cancel_training_run(run, by=AnnotatorFactory())
     run.refresh_from_db()
-    assert run.status == RunStatus.QUEUED and not run.cancel_requested
+    assert run.status == JobStatus.QUEUED and not run.cancel_requested
 
 
 @pytest.mark.slow
@@ -70,7 +71,7 @@ def test_run_trains_records_events_and_creates_a_model_version(e2e_records, tiny
     run_jobs()
     run.refresh_from_db()
 
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.status == JobStatus.SUCCEEDED, run.error
     assert (run.step, run.total_steps) == (3, 3)
     assert run.metrics["train_loss"] > 0 and run.trained_tokens > 0
     assert run.environment["torch"].startswith("2.13")

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, TrainerCallback
 
-from training.engine.config import LoraConfig
-from training.engine.data import IGNORE_INDEX, tokenize_for_training
-from training.engine.preflight import preflight
-from training.engine.train import TrainingCancelled, load_tokenizer, precision, tokenize_split, train_lora
+from ftml.config import LoraConfig
+from ftml.data import IGNORE_INDEX, tokenize_for_training
+from ftml.preflight import preflight
+from ftml.train import TrainingCancelled, load_tokenizer, precision, tokenize_split, train_lora
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +84,8 @@ def test_a_pad_token_distinct_from_eos_is_chosen_or_added(tiny_model_dir, tmp_pa
 
 
 def test_no_chat_template_is_refused_unless_the_run_names_one(tiny_model_dir, tmp_path):
+    from ftml.train import TrainingFailed
     from tests.support.tiny_model import CHATML_TEMPLATE
-    from training.engine.train import TrainingFailed
 
     bare = AutoTokenizer.from_pretrained(tiny_model_dir)
     bare.chat_template = None
@@ -214,7 +214,7 @@ def test_a_run_resumed_in_its_second_epoch_ends_with_the_adapter_of_an_uninterru
 
 
 def test_the_epoch_seeded_sampler_gives_a_resumed_epoch_the_order_of_an_uninterrupted_one():
-    from training.engine.sampling import EpochSeededSampler
+    from ftml.sampling import EpochSeededSampler
 
     for lengths in (None, [5, 9, 2, 7, 3, 8, 1, 6] * 4):
         running = EpochSeededSampler(32, seed=3, lengths=lengths, batch_size=4)
@@ -230,7 +230,7 @@ def test_the_epoch_seeded_sampler_gives_a_resumed_epoch_the_order_of_an_uninterr
 
 @pytest.mark.slow
 def test_the_adapter_reloads_onto_a_fresh_base_with_its_pad_token(tiny_model_dir, tmp_path, e2e_records):
-    from training.engine.inference import generate_greedy, load_for_inference
+    from ftml.inference import generate_greedy, load_for_inference
 
     conversations = [r["messages"] for r in e2e_records[:8]]
     result = train_lora(tiny_model_dir, conversations, [], LoraConfig.from_dict({"max_steps": 2, "batch_size": 4}),
@@ -279,7 +279,7 @@ def test_preflight_estimates_steps_tokens_time_and_cost(tiny_model_dir, e2e_reco
 
 
 def test_the_launch_script_names_a_bad_line(tmp_path):
-    from training.engine.launch import main
+    from ftml.launch import main
 
     data = tmp_path / "train.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n\n{"prompt": "x"}\n')
@@ -292,7 +292,7 @@ def test_the_launch_script_names_a_bad_line(tmp_path):
 
 @pytest.mark.slow
 def test_the_launch_script_trains_an_adapter(tiny_model_dir, tmp_path, e2e_records):
-    from training.engine.launch import main
+    from ftml.launch import main
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in e2e_records[:8]))
@@ -307,7 +307,7 @@ def test_a_non_finite_loss_stops_the_run_with_a_clear_error(tiny_model_dir, tmp_
 
     from safetensors.torch import load_file, save_file
 
-    from training.engine.train import TrainingFailed
+    from ftml.train import TrainingFailed
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
@@ -324,7 +324,7 @@ def test_a_non_finite_loss_stops_the_run_with_a_clear_error(tiny_model_dir, tmp_
 
 
 def test_preflight_sees_the_sample_that_max_train_examples_trains_on(tiny_model_dir, e2e_records):
-    from training.engine.train import train_subset
+    from ftml.train import train_subset
 
     conversations = [r["messages"] for r in e2e_records[:20]]
     ids = [f"ex{i}" for i in range(20)]

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('hyperparameters', models.JSONField(help_text='Resolved LoRA and optimiser settings (training.engine.config).')),
+                ('hyperparameters', models.JSONField(help_text='Resolved LoRA and optimiser settings (ftml.config).')),
                 ('seed', models.IntegerField(default=0)),
                 ('cancel_requested', models.BooleanField(default=False)),
                 ('step', models.PositiveIntegerField(default=0)),

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='trainingrun',
             name='prompt_prefix',
-            field=models.TextField(blank=True, help_text="What the chat template renders before the user's text of such an example, default system prompt included (training.engine.data.prompt_prefix); blank for runs from before it was recorded."),
+            field=models.TextField(blank=True, help_text="What the chat template renders before the user's text of such an example, default system prompt included (ftml.data.prompt_prefix); blank for runs from before it was recorded."),
         ),
         migrations.AddField(
             model_name='trainingrun',

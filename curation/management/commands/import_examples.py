@@ -5,13 +5,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.choices import ImportFormat, ImportStatus
+from curation.choices import ImportFormat
 from curation.datasets import create_dataset
 from curation.formats import parse_column_mapping
 from curation.imports import describe_batch, import_examples, start_import
 from curation.models import Dataset
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import JobStatus
 
 POLL_SECONDS = 2.0
 
@@ -60,16 +61,16 @@ class Command(BaseCommand):
             try:
                 batch = self._queued(target, file, format, options)
             finally:
-                if created and (batch is None or batch.status != ImportStatus.SUCCEEDED):
+                if created and (batch is None or batch.status != JobStatus.SUCCEEDED):
                     target.delete()
         else:
             with transaction.atomic():
                 if created:
                     target = self._create_dataset(dataset, system_prompt, user)
                 batch = self._here(target, file, format, options)
-                if batch.status == ImportStatus.FAILED and created:
+                if batch.status == JobStatus.FAILED and created:
                     transaction.set_rollback(True)
-        if batch.status == ImportStatus.FAILED:
+        if batch.status == JobStatus.FAILED:
             reason = batch.error or f"{batch.error_count} invalid line(s)"
             raise CommandError(f"import refused: {reason}; nothing was imported")
 
@@ -110,7 +111,7 @@ class Command(BaseCommand):
         shown = None
         while True:
             batch.refresh_from_db()
-            if batch.status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED):
+            if batch.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
                 break
             state = (batch.status, batch.rows_done, batch.rows_total)
             if state != shown:

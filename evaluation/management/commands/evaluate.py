@@ -7,7 +7,7 @@ from evaluation.progress import wait_for_evaluation
 from evaluation.services import start_eval_run
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
-from training.choices import RunStatus
+from ftplatform.jobrows import JobStatus
 from training.models import BaseModel, ModelVersion
 from training.services import default_base_model, few_shot_examples, prompted_model_version
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run = wait_for_evaluation(run, self.stdout.write)
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise CommandError(f"eval run {run.pk} {run.status}: {run.error}")
         self.stdout.write(f"{version.name} (model version {version.pk}) on snapshot {target.pk} [{split}]:")
         self.stdout.write(json.dumps(run.metrics, indent=2))

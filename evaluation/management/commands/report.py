@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Dataset
 from evaluation.decision import decision_report, format_decision_report
-from evaluation.metrics import ALWAYS_SCORED
 from evaluation.reports import format_report, model_version_report
+from ftml.metrics import ALWAYS_SCORED
 from ftplatform.errors import ServiceError
 from training.models import ModelVersion
 

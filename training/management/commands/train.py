@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.models import Snapshot
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
-from training.choices import RunStatus
+from ftplatform.jobrows import JobStatus
 from training.models import BaseModel, TrainingRun
 from training.progress import format_preflight, wait_for_training
 from training.services import (
@@ -65,7 +65,7 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         run.refresh_from_db()  # without REDIS_URL the job already ran in this process
-        if no_wait or run.status != RunStatus.SUCCEEDED:
+        if no_wait or run.status != JobStatus.SUCCEEDED:
             self.stdout.write(f"training run {run.pk} {run.status}; follow it at /api/v1/training-runs/{run.pk}/ "
                               f"or /admin/training/trainingrun/{run.pk}/change/")
         if no_wait:
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         # With REDIS_URL a worker trains: a bar follows the run's row. Without it the job already
         # ran and drew its own bar, and nothing is replayed.
         run = wait_for_training(run, self.stdout.write)
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         validation = run.metrics.get("eval_loss")
         self.stdout.write(f"training run {run.pk} succeeded: model version {run.model_version.pk}, "

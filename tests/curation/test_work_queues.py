@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
 from curation.models import Example
-from curation.queues import next_example_to_annotate, next_example_to_review, release
+from curation.work_queues import next_example_to_annotate, next_example_to_review, release
 from curation.workflow import approve_example, reject_example
 from tests.support.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory
 

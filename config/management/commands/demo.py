@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from curation.choices import ExampleStatus, ImportFormat, ImportStatus, SnapshotStatus, Split
+from curation.choices import ExampleStatus, ImportFormat, SnapshotStatus, Split
 from curation.datasets import create_dataset
 from curation.imports import describe_batch, import_examples
 from curation.models import Dataset, Example
@@ -19,11 +19,11 @@ from evaluation.decision import decision_report, format_decision_report
 from evaluation.progress import wait_for_evaluation
 from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
+from ftml.config import LoraConfig
 from ftplatform import queues
 from ftplatform.errors import ServiceError
+from ftplatform.jobrows import JobStatus
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
-from training.choices import RunStatus
-from training.engine.config import LoraConfig
 from training.models import BaseModel, ModelVersion
 from training.progress import wait_for_training
 from training.services import (
@@ -121,7 +121,7 @@ class Command(BaseCommand):
                                 filename=str(data).rsplit("/", 1)[-1])
         for line in describe_batch(batch):
             self.stdout.write(line)
-        if batch.status != ImportStatus.SUCCEEDED:
+        if batch.status != JobStatus.SUCCEEDED:
             raise CommandError("the demo data did not import")
 
         self.step("2/6 Review examples")
@@ -162,7 +162,7 @@ class Command(BaseCommand):
         self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
         run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=run_hyperparameters)
         run = wait_for_training(run, self.stdout.write)
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise CommandError(f"training run {run.pk} {run.status}: {run.error}")
         tuned = run.model_version
         self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
@@ -179,7 +179,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"evaluating {version.name} [{split}]")
                 eval_run = wait_for_evaluation(start_eval_run(version, snapshot, by=engineer, split=split),
                                                self.stdout.write)
-                if eval_run.status != RunStatus.SUCCEEDED:
+                if eval_run.status != JobStatus.SUCCEEDED:
                     raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 
         self.step("6/6 Report")

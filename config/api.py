@@ -2,7 +2,14 @@
 from rest_framework.routers import DefaultRouter
 
 from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
-from evaluation.api import ComparisonViewSet, DecisionReportViewSet, EvalRunViewSet, JudgmentViewSet, RatingViewSet
+from evaluation.api import (
+    ComparisonViewSet,
+    DecisionReportViewSet,
+    EvalRunViewSet,
+    JudgmentViewSet,
+    ModelVersionReportViewSet,
+    RatingViewSet,
+)
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
 router = DefaultRouter()
@@ -14,6 +21,8 @@ router.register("snapshot-exports", SnapshotExportViewSet)
 router.register("base-models", BaseModelViewSet)
 router.register("training-runs", TrainingRunViewSet)
 router.register("model-versions", ModelVersionViewSet)
+# Evaluation's report on a model version, at the model version's own address (ids are whole numbers).
+router.register(r"model-versions/(?P<id>\d+)/report", ModelVersionReportViewSet, basename="modelversion-report")
 router.register("eval-runs", EvalRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("decision-reports", DecisionReportViewSet, basename="decision-report")

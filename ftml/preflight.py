@@ -2,7 +2,7 @@
 
 Everything here is cheap next to training: the tokenizer, the model's config (the module
 names come from a model built on the meta device, without weights) and one tokenization
-pass over the data, the same one training does (training.engine.train.tokenize_split).
+pass over the data, the same one training does (ftml.train.tokenize_split).
 """
 import math
 from collections import Counter
@@ -27,7 +27,7 @@ class PreflightReport:
     Seconds are wall-clock estimates of the training loop at the measured (or configured) tokens/s;
     cost is in the currency of the configured price per GPU-hour. ``prompt_prefix`` is what the chat
     template renders before the user's text of an example without its own system message, with
-    ``system_prompt`` or any default system prompt of the template (training.engine.data.prompt_prefix).
+    ``system_prompt`` or any default system prompt of the template (ftml.data.prompt_prefix).
     """
 
     hyperparameters: dict

@@ -1,6 +1,6 @@
 """LoRA fine-tuning with TRL's SFTTrainer and peft: completion-only loss, checkpoints, resume.
 
-The rows handed to SFTTrainer are already tokenized by training.engine.data (prompt and
+The rows handed to SFTTrainer are already tokenized by ftml.data (prompt and
 target tokenized apart, so the label boundary is exact and the final EOS is a label);
 SFTTrainer then does what it is best at: batching (length-grouped, or padding-free
 packing), token-weighted loss across gradient accumulation, checkpoints and resume.
@@ -143,7 +143,7 @@ def load_tokenizer(base_model_dir: Path, chat_template: str = ""):
 
 
 def tokenize_split(tokenizer, conversations, config: LoraConfig) -> TokenizedSplit:
-    """Tokenize every conversation (training.engine.data.tokenize_for_training).
+    """Tokenize every conversation (ftml.data.tokenize_for_training).
 
     Raises:
         ExampleError: a conversation does not render; it names its index.
@@ -200,7 +200,7 @@ def train_lora(
     """Fine-tune a LoRA adapter on chat conversations (the last message of each is the target).
 
     Args:
-        base_model_dir: a Hugging Face folder (training.engine.base_models).
+        base_model_dir: a Hugging Face folder (ftml.base_models).
         train_conversations / validation_conversations: lists of OpenAI-style message lists.
         config: validated hyperparameters ("auto" values are resolved here from the train
             split's size). The seed is set before the LoRA weights are created.

@@ -31,7 +31,7 @@ class Generation:
 def load_with_adapter(base_model_dir: Path, adapter_dir: Path):
     """(PeftModel of base (float32, CPU) + adapter, not merged; the adapter's tokenizer).
 
-    When training added a pad token (training.engine.train.load_tokenizer), the adapter holds
+    When training added a pad token (ftml.train.load_tokenizer), the adapter holds
     embeddings one row longer than the base model's: the base is resized first, as in training."""
     import torch
     from peft import PeftModel

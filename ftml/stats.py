@@ -111,7 +111,7 @@ def paired_bootstrap(a_scores, b_scores, corpus_fn: Callable[[np.ndarray], float
     Args:
         a_scores, b_scores: per-example values of equal length n, shape (n,) (scores averaged into
             the corpus score, e.g. exact match 0/100) or (n, k) (sufficient statistics, e.g. from
-            evaluation.metrics.corpus_statistics; pass its ``corpus_fn``).
+            ftml.metrics.corpus_statistics; pass its ``corpus_fn``).
         corpus_fn: maps resampled rows to the corpus score; default the mean (1-D input only).
         resamples: B, default 1,000.
         seed: numpy default_rng seed.

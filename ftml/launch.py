@@ -1,6 +1,6 @@
 """Train one LoRA adapter from the command line, e.g. on several GPUs under Accelerate:
 
-    accelerate launch --num_processes 4 -m training.engine.launch \\
+    accelerate launch --num_processes 4 -m ftml.launch \\
         --base-model var/artifacts/base_models/SmolLM2-135M-Instruct --data train.jsonl \\
         [--validation validation.jsonl] --hyperparameters '{"epochs": 2}' --output var/artifacts/runs/multi-gpu
 
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--base-model", type=Path, required=True, help="A Hugging Face model folder.")
     parser.add_argument("--data", type=Path, required=True, help="Train split, chat JSONL.")
     parser.add_argument("--validation", type=Path, help="Validation split, chat JSONL.")
-    parser.add_argument("--hyperparameters", type=json.loads, default={}, help="JSON (training.engine.config).")
+    parser.add_argument("--hyperparameters", type=json.loads, default={}, help="JSON (ftml.config).")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     try:

@@ -95,7 +95,7 @@ def max_logit_difference(base_model_dir: Path, adapter_dir: Path, merged_dir: Pa
 
 
 def _load_with_adapter(base_model_dir: Path, adapter_dir: Path):
-    """PeftModel of base (float32, CPU) + adapter, not merged (training.engine.inference.load_with_adapter)."""
+    """PeftModel of base (float32, CPU) + adapter, not merged (ftml.inference.load_with_adapter)."""
     from .inference import load_with_adapter
 
     return load_with_adapter(base_model_dir, adapter_dir)[0]

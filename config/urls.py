@@ -8,8 +8,9 @@ from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ftplatform.roles import ENGINEER, has_role
+
 from .api import router
-from .roles import ENGINEER, has_role
 
 
 def engineers_only(view):
