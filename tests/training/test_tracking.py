@@ -139,7 +139,8 @@ def test_loading_the_jobs_does_not_import_mlflow(mlflow_environment):
             "print(sorted(name for name in sys.modules if name.split('.')[0] == 'mlflow'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[2],
-                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "ftplatform.settings"})
+                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "ftplatform.settings",
+                                 "FTPLATFORM_ENV_FILE": os.devnull})
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
 
 
