@@ -8,10 +8,10 @@ from tqdm import tqdm
 
 from curation.formats import input_messages, prompt_messages
 from ftml.metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
-from ftplatform import jobrows, liveness
+from ftplatform import jobrows, liveness, tracking
 from ftplatform.jobrows import JobStatus
 from training.choices import ModelVersionKind
-from training.jobs import prepare_torch
+from training.jobs import MLFLOW_RUN_ID, prepare_torch
 from training.services import materialized_base_model_folder, record_base_model_info
 
 from .models import EvalRun, Prediction
@@ -159,3 +159,27 @@ def finish_evaluation(run: EvalRun, inputs: list[dict], generations: list, outpu
                        scores=example_scores)
             for entry, g, text, example_scores in zip(inputs, generations, outputs, scores.per_example, strict=True)
         ])
+    track_evaluation(run, metrics, environment)
+
+
+def track_evaluation(run: EvalRun, metrics: dict, environment: dict) -> None:
+    """Log a succeeded evaluation's metrics into the MLflow run of the training run that made its
+    model version (when MLFLOW_TRACKING_URI is set and that run was tracked), named by split:
+    ``test_bleu``, ``test_chrf``, ``test_bleu_ci_low``, ``test_latency_p95_ms``, ... at the training
+    run's last step, with the tag ``ftplatform.<split>_eval_run_id``. The training run's own MLflow run,
+    not a child run: its test scores then sit in one row with its hyperparameters, where MLflow
+    compares runs. The run's environment records the MLflow run id, or the warning when MLflow
+    failed; tracking never fails the evaluation."""
+    training_run = run.model_version.training_run
+    mlflow_run_id = training_run.environment.get(MLFLOW_RUN_ID) if training_run else None
+    if not (mlflow_run_id and tracking.is_enabled()):
+        return
+    warnings = []
+    tracked = tracking.open_run(mlflow_run_id, on_warning=warnings.append)
+    values = {f"{run.split}_{name}": value for name, value in metrics.items()}
+    values.update({f"{run.split}_{name}_{bound}": value
+                   for name, interval in metrics["confidence_intervals"].items() for bound, value in interval.items()})
+    tracked.log_metrics(values, step=training_run.step)
+    tracked.set_tags({f"ftplatform.{run.split}_eval_run_id": run.pk})
+    outcome = {"mlflow_warning": warnings[0]} if warnings else {MLFLOW_RUN_ID: mlflow_run_id}
+    EvalRun.objects.filter(pk=run.pk).update(environment={**environment, **outcome})

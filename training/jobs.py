@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.choices import Split
-from ftplatform import jobrows, liveness
+from ftplatform import jobrows, liveness, tracking
 from ftplatform.errors import without_server_paths
 from ftplatform.jobrows import JobStatus
 
@@ -72,7 +72,9 @@ def run_training(run_id: int) -> None:
     heartbeat = liveness.start_heartbeat(run, attempts=attempt)
     mine = {"status": JobStatus.RUNNING, "attempts": attempt}  # only this job's run may be ended by it
     deadline = time.monotonic() + run.timeout_seconds
+    tracked = tracking.TrackedRun.off()
     try:
+        tracked = start_tracking(run, mine)
         prepare_torch()
         folder = materialized_base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
@@ -99,6 +101,7 @@ def run_training(run_id: int) -> None:
         def on_metrics(step, logs):
             log_event(run, EventKind.METRIC, step=step, payload=logs,
                       message=", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k in METRIC_KEYS and v is not None))
+            tracked.log_metrics(logs, step=step)
 
         last_cancel_check = [0.0]
 
@@ -124,36 +127,62 @@ def run_training(run_id: int) -> None:
     except TrainingCancelled:
         if jobrows.finish(run, JobStatus.CANCELLED, where=mine):
             log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
+            tracked.end("KILLED")
         return
     except RunTimedOut as exc:
         if jobrows.finish(run, JobStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.TIMEOUT):
             log_event(run, EventKind.LOG, f"failed: {exc}")
+            tracked.end("FAILED")
         return
-    except RunTakenAway:
+    except RunTakenAway:  # the MLflow run is left as it is: a resumed attempt carries it on
         logger.warning("training run %s: stopped, its row was ended or resumed by another process", run.pk)
         return
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
         if jobrows.fail(run, exc, where=mine, failure_reason=FailureReason.ERROR):
             log_event(run, EventKind.LOG, f"failed: {without_server_paths(str(exc))}")
+            tracked.end("FAILED")
         raise
     finally:
         if heartbeat is not None:
             heartbeat.stop()
-    finish_run(run, result, output_dir, identity, mine)
+    finish_run(run, result, output_dir, identity, mine, tracked)
+
+
+def start_tracking(run: TrainingRun, where: dict) -> tracking.TrackedRun:
+    """Start (or, for a resumed run, reopen) the run's MLflow run when MLFLOW_TRACKING_URI is set
+    (ftplatform.tracking), log what the run trains with as its params, and record the MLflow run id
+    in the run's environment now, so a failed attempt's resume and the run's evaluations find it.
+    MLflow errors become warning events; tracking never fails the run."""
+    if not tracking.is_enabled():
+        return tracking.TrackedRun.off()
+    params = {**run.hyperparameters, "snapshot_sha256": run.snapshot.content_hash, "snapshot_id": run.snapshot.pk,
+              "dataset": run.snapshot.dataset.name, "base_model": run.base_model.name, "seed": run.seed}
+    tracked = tracking.start_run(
+        f"training-run-{run.pk}", params=params, tags={"ftplatform.training_run_id": run.pk},
+        resume_run_id=run.environment.get(MLFLOW_RUN_ID, ""),
+        on_warning=lambda message: log_event(run, EventKind.WARNING, message))
+    if tracked.run_id:
+        TrainingRun.objects.filter(pk=run.pk, **where).update(
+            environment={**run.environment, MLFLOW_RUN_ID: tracked.run_id})
+    return tracked
 
 
 METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
+MLFLOW_RUN_ID = "mlflow_run_id"  # the key of TrainingRun.environment that holds it
 
 
-def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict) -> None:
+def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict,
+               tracked: tracking.TrackedRun | None = None) -> None:
     """Record a finished engine result on the run, write the adapter's model card (README.md) and
     create the run's ModelVersion (one transaction), if the row still matches ``where`` (the
-    job's own attempt, still running)."""
+    job's own attempt, still running); then log the final metrics and the adapter folder to
+    ``tracked``, the run's MLflow run (after the commit: an upload must not hold the row's lock)."""
     from ftml.model_card import write_model_card
 
+    tracked = tracked or tracking.TrackedRun.off()
     environment = {**result.environment, "base_model": identity, "snapshot_sha256": run.snapshot.content_hash,
-                   "seed": run.seed}
+                   "seed": run.seed, **({MLFLOW_RUN_ID: tracked.run_id} if tracked.run_id else {})}
     metrics = {"train_loss": result.train_loss, "eval_loss": result.eval_loss,
                "train_examples": result.train_examples, "truncated_examples": result.truncated_examples,
                "skipped_examples": result.skipped_examples, "wall_seconds": round(result.wall_seconds, 1),
@@ -203,3 +232,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         )
         run.checkpoints.all().delete()
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a succeeded run never resumes
+    # eval_loss came at the last step with the losses (on_metrics); logged again it would be a second point.
+    tracked.log_metrics({k: v for k, v in metrics.items() if k != "eval_loss"}, step=result.steps)
+    tracked.log_artifacts(result.adapter_dir, "adapter")
+    tracked.end("FINISHED")
