@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from ftplatform.admin_tools import (
+    JobAttemptInline,
     ReadOnlyAdmin,
     ReadOnlyInline,
     VisibleHistoryAdmin,
@@ -29,7 +30,7 @@ from . import access, admin_views, workflow
 from .admin_views import render_messages
 from .choices import ExampleStatus, ImportFormat, SnapshotStatus
 from .formats import parse_column_mapping
-from .imports import describe_batch, submit_import
+from .imports import cancel_import, describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
@@ -271,6 +272,13 @@ class ImportBatchAdmin(admin.ModelAdmin):
     readonly_fields = ["progress_bar", "outcome"] + [f.name for f in ImportBatch._meta.fields]
     # Refreshes itself while the import is queued or running.
     change_form_template = "admin/curation/importbatch/change_form.html"
+    inlines = [JobAttemptInline]
+    actions = ["cancel_selected"]
+
+    @admin.action(description="Cancel the selected imports (nothing of them is imported)")
+    def cancel_selected(self, request, queryset):
+        apply_to_each(request, queryset, lambda batch: cancel_import(batch, by=request.user),
+                      "Cancel requested for {count} import(s).")
 
     @admin.display(description="progress")
     def progress_bar(self, obj):
@@ -449,6 +457,7 @@ class SnapshotExportAdmin(ReadOnlyAdmin):
 
     list_display = ["id", "snapshot", "status", "counts", "path", "created_by", "created_at"]
     list_filter = ["status"]
+    inlines = [JobAttemptInline]
 
     def get_queryset(self, request):
         return access.visible_snapshots(request.user, super().get_queryset(request), "snapshot__dataset")

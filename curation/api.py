@@ -15,9 +15,9 @@ from ftplatform.rest import IdCursorPagination
 from . import access, work_queues, workflow
 from .choices import Split
 from .datasets import create_dataset
-from .exports import export_file, export_hf_archive, start_snapshot_export
+from .exports import cancel_snapshot_export, export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
-from .imports import submit_import
+from .imports import cancel_import, submit_import
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
 from .selectors import dataset_progress
 from .serializers import (
@@ -201,6 +201,13 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
 
     parser_classes = [MultiPartParser, FormParser]
     filterset_fields = ["dataset", "status"]
+    action_permissions = {"cancel": ["curation.view_importbatch"]}  # the creator or an engineer: the service checks
+
+    @extend_schema(request=None, responses=ImportBatchSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued import at once, or stop a running one at its next chunk: nothing is imported."""
+        return Response(ImportBatchSerializer(cancel_import(self.get_object(), by=request.user)).data)
 
     @extend_schema(request=ImportUploadSerializer,
                    responses={201: ImportBatchSerializer, 202: ImportBatchSerializer, 400: ImportBatchSerializer})
@@ -308,6 +315,13 @@ class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
         return access.visible_snapshots(self.request.user, super().get_queryset(), "snapshot__dataset")
 
     filterset_fields = ["snapshot", "status"]
+    action_permissions = {"cancel": ["curation.view_snapshotexport"]}  # the creator or an engineer: the service checks
+
+    @extend_schema(request=None, responses=SnapshotExportSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued export at once, or stop a running one between its files: none is kept."""
+        return Response(SnapshotExportSerializer(cancel_snapshot_export(self.get_object(), by=request.user)).data)
 
     @extend_schema(parameters=[OpenApiParameter("split", str, enum=Split.values, required=True)],
                    responses={(200, "application/jsonl"): bytes})

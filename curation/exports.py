@@ -84,6 +84,12 @@ def write_hf_dataset(folder: Path, message_keys: set) -> dict:
     return counts
 
 
+def cancel_snapshot_export(export: SnapshotExport, *, by) -> SnapshotExport:
+    """Cancel a queued export at once, or have a running one stop between its files, leaving none
+    (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
+    return jobrows.request_cancel(export, by=by, noun=f"export {export.pk}")
+
+
 def run_snapshot_export(export_id: int) -> None:
     """RQ job: write the JSONL files and the HF dataset into a staging folder, then move it into place."""
     export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot",))
@@ -92,17 +98,23 @@ def run_snapshot_export(export_id: int) -> None:
     # A new folder of its own (databases sharing one artifacts root have exports with the same ids),
     # filled under another name and renamed onto it once complete.
     target = staging = None
+    check_cancel = jobrows.CancelCheck(export, interval=0)
     try:
         target = unique_folder(Path(settings.ARTIFACTS_ROOT) / "exports", f"export-{export.pk}-")
         staging = target.with_name(target.name + ".partial")
         keys = set()
         counts = write_chat_jsonl(export.snapshot, staging, keys)
+        check_cancel()
         write_hf_dataset(staging, keys)
+        check_cancel()
         staging.replace(target)  # onto the empty folder reserved above
     except Exception as exc:
         for folder in (staging, target):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, jobrows.JobCancelled):
+            jobrows.finish(export, JobStatus.CANCELLED, error="cancelled; no files were kept")
+            return
         jobrows.fail(export, exc)
         raise
     jobrows.finish(export, JobStatus.SUCCEEDED, path=str(target), counts=counts)

@@ -149,6 +149,12 @@ def submit_import(dataset: Dataset, upload, fmt: str, *, by, **options) -> Impor
     return batch
 
 
+def cancel_import(batch: ImportBatch, *, by) -> ImportBatch:
+    """Cancel a queued import at once, or have a running one stop at its next chunk, importing nothing
+    (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
+    return jobrows.request_cancel(batch, by=by, noun=f"import {batch.pk}")
+
+
 def run_import(batch_id: int, on_progress=None) -> None:
     """RQ job: import ImportBatch ``batch_id`` from its stored upload (see the module docstring).
 
@@ -161,6 +167,8 @@ def run_import(batch_id: int, on_progress=None) -> None:
         return
     try:
         _ImportJob(batch, on_progress).run()
+    except jobrows.JobCancelled:  # raised between chunks: the import's transaction was rolled back
+        jobrows.finish(batch, JobStatus.CANCELLED, error="cancelled; nothing was imported")
     except ServiceError as exc:  # a reader's message may name the stored upload's server path
         jobrows.finish(batch, JobStatus.FAILED, error=without_server_paths(str(exc)))
     except Exception as exc:
@@ -273,6 +281,7 @@ class _Row:
 class _ImportJob:
     def __init__(self, batch: ImportBatch, on_progress=None):
         self.batch = batch
+        self.check_cancel = jobrows.CancelCheck(batch)
         self.by = batch.created_by
         self.on_progress = on_progress
         self.errors: list[dict] = []
@@ -345,6 +354,7 @@ class _ImportJob:
             if compare and self.accepting and chunk:
                 chunk = self._without_dataset_duplicates(chunk, inserter)
             progress.write(rows_done=self.read)  # between chunks: never while a COPY is open
+            self.check_cancel()
             if self.accepting and chunk:
                 self.created += len(chunk)
                 # Parse the next chunk while the database ingests this one.
@@ -423,6 +433,7 @@ class _Progress:
 
     def __init__(self, batch: ImportBatch, on_progress=None):
         self.batch = batch
+        self.check_cancel = jobrows.CancelCheck(batch)
         self.on_progress = on_progress
         self.total = None
         self.side = None

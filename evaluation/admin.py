@@ -4,12 +4,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from ftml.metrics import metric_spec
-from ftplatform.admin_tools import ReadOnlyInline, admin_page
+from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
 from .models import EvalRun, Prediction, RatingCriterion
 from .scoring import metric_labels, primary_metric, snapshot_metrics
+from .services import cancel_eval_run
 
 
 class PredictionInline(ReadOnlyInline):
@@ -52,8 +53,13 @@ class EvalRunAdmin(admin.ModelAdmin):
                             "started_at", "finished_at"]}),
         ("Raw metrics (JSON)", {"classes": ["collapse"], "fields": ["metrics"]}),
     ]
-    inlines = [PredictionInline]
-    actions = ["compare_selected"]
+    inlines = [JobAttemptInline, PredictionInline]
+    actions = ["compare_selected", "cancel_selected"]
+
+    @admin.action(description="Cancel the selected eval runs")
+    def cancel_selected(self, request, queryset):
+        apply_to_each(request, queryset, lambda run: cancel_eval_run(run, by=request.user),
+                      "Cancel requested for {count} eval run(s).")
 
 
     def has_add_permission(self, request):

@@ -23,7 +23,7 @@ from .serializers import (
     RatingCreateSerializer,
     RatingCriterionSerializer,
 )
-from .services import start_eval_run
+from .services import cancel_eval_run, start_eval_run
 
 
 class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -33,6 +33,13 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = EvalRun.objects.select_related("snapshot")
     serializer_class = EvalRunSerializer
     filterset_fields = ["model_version", "snapshot", "split", "status"]
+    action_permissions = {"cancel": ["evaluation.view_evalrun"]}  # the creator or an engineer: the service checks
+
+    @extend_schema(request=None, responses=EvalRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued evaluation at once, or stop a running one before its next input: no predictions."""
+        return Response(EvalRunSerializer(cancel_eval_run(self.get_object(), by=request.user)).data)
 
     @extend_schema(request=EvalRunCreateSerializer, responses=EvalRunSerializer)
     def create(self, request, *args, **kwargs):

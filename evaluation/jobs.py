@@ -107,8 +107,10 @@ def run_evaluation(eval_run_id: int) -> None:
                                            run.generation.get("batch_size", 1))
         EvalRun.objects.filter(pk=run.pk).update(environment=environment)
         generations = []
+        check_cancel = jobrows.CancelCheck(run)
         progress = tqdm(generate(prompts), total=len(prompts), desc=f"eval {run.pk}: generating", unit="input")
         for done, generation in enumerate(progress, start=1):
+            check_cancel()
             generations.append(generation)
             if not EvalRun.objects.filter(pk=run.pk, **mine).update(done=done):
                 logger.warning("eval run %s: stopped, its row was ended by another process", run.pk)
@@ -116,6 +118,8 @@ def run_evaluation(eval_run_id: int) -> None:
         outputs = [storable_text(g.text) for g in generations]
         scores = score_corpus(outputs, [entry["references"] for entry in inputs], **scoring_options(run.snapshot))
         finish_evaluation(run, inputs, generations, outputs, scores, mine, environment)
+    except jobrows.JobCancelled:
+        jobrows.finish(run, JobStatus.CANCELLED, where=mine, error="cancelled; no predictions were kept")
     except Exception as exc:
         logger.exception("eval run %s failed", run.pk)
         jobrows.fail(run, exc, where=mine)

@@ -3,7 +3,7 @@ from django.db import transaction
 
 from curation.choices import SnapshotStatus, Split
 from curation.models import Snapshot
-from ftplatform import liveness, queues
+from ftplatform import jobrows, liveness, queues
 from ftplatform.errors import ServiceError
 from ftplatform.roles import require_permission
 from training.models import ModelVersion
@@ -83,3 +83,9 @@ def reap_lost_eval_runs() -> list[int]:
     from .models import EvalRun
 
     return liveness.reap_lost(EvalRun, "start the evaluation again")
+
+
+def cancel_eval_run(run, *, by):
+    """Cancel EvalRun ``run``: a queued one at once, a running one before its next input, keeping no
+    predictions (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
+    return jobrows.request_cancel(run, by=by, noun=f"eval run {run.pk}")

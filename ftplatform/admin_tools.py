@@ -2,12 +2,14 @@
 comment first, and read-only admins for append-only or frozen rows."""
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.admin import GenericTabularInline
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import ServiceError
+from .jobrows import JobAttempt
 
 
 def apply_to_each(request, objects, apply, success: str) -> int:
@@ -99,3 +101,19 @@ def admin_page(model_admin, function):
     admin's own pages (``admin_site.admin_view``). Used by the custom pages' ``get_urls``."""
     return model_admin.admin_site.admin_view(
         lambda request, *args, **kwargs: function(model_admin, request, *args, **kwargs))
+
+
+class JobAttemptInline(GenericTabularInline):
+    """A job row's tries (ftplatform.jobrows.JobAttempt): worker, start, end, outcome. Read-only."""
+
+    model = JobAttempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["number", "status", "worker", "started_at", "finished_at", "error"]
+    verbose_name_plural = "attempts"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -17,8 +17,6 @@ A job must end its row conditionally (``jobrows.finish(..., where={"status": "ru
 reaped while its work-horse was only paused is never overwritten as succeeded.
 """
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,7 +28,7 @@ from django.db.models.functions import Now
 
 from ftplatform.jobrows import JobStatus
 
-from .jobrows import JobRow, finish
+from .jobrows import JobRow, finish, worker_identity
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +49,6 @@ class LiveJobRow(JobRow):
 
     class Meta:
         abstract = True
-
-
-def worker_identity() -> str:
-    """``host:pid`` of this process (under a worker: the forked work-horse that runs the job)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat(threading.Thread):

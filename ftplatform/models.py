@@ -1,2 +1,5 @@
-"""ftplatform holds no models of its own; this module exists so that Django sends it post_migrate
-(which it skips for apps without a models module), where the roles are synced (see apps.py)."""
+"""ftplatform's one model, JobAttempt, lives with the job framework (ftplatform.jobrows); Django finds it here.
+This module also makes Django send ftplatform post_migrate, where the roles are synced (see apps.py)."""
+from .jobrows import JobAttempt
+
+__all__ = ["JobAttempt"]

@@ -17,6 +17,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     ANNOTATOR: {
         "curation": ["view_dataset", "view_example", "add_example", "change_example", "view_review",
                      "view_importbatch", "add_importbatch"],
+        "ftplatform": ["view_jobattempt"],
     },
     # Decide on examples in the datasets they review (edit-and-approve included) and sign off snapshots.
     REVIEWER: {
@@ -25,6 +26,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
                      "view_snapshotexport"],
         # Reviewers judge quality already: they rate predictions too (blind, as raters do).
         "evaluation": ["view_ratingcriterion", "add_humanrating", "add_pairwisejudgment"],
+        "ftplatform": ["view_jobattempt"],
     },
     # Manage datasets, snapshots, training runs and evaluations; read every example.
     ENGINEER: {
@@ -38,6 +40,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "evaluation": ["view_evalrun", "add_evalrun", "view_prediction", "view_ratingcriterion",
                        "add_ratingcriterion", "change_ratingcriterion", "view_humanrating",
                        "view_pairwisejudgment"],
+        "ftplatform": ["view_jobattempt"],
     },
     # Score predictions on a dataset's criteria and judge blind pairs (never seeing other raters'
     # scores or which model wrote what: the rating pages show only the input and the outputs).
@@ -51,11 +54,13 @@ def sync_roles(apps) -> None:
     """Create the groups and set each one's permissions to exactly the table above.
 
     ``apps`` is a migration's app registry (or ``django.apps.apps``). Permissions that do not
-    exist yet (a fresh database, before post_migrate) are created first.
+    exist yet (a fresh database, before post_migrate) are created first. In a migration's registry,
+    permissions of models a later migration adds are left for later (post_migrate syncs again).
 
     Raises:
         LookupError: a permission in the table names no model permission (a typo or a removed model).
     """
+    from django.apps import apps as global_apps
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
@@ -69,6 +74,8 @@ def sync_roles(apps) -> None:
     for role, by_app in ROLE_PERMISSIONS.items():
         wanted = []
         for app_label, codenames in by_app.items():
+            # A migration's state lacks the models later migrations add: their permissions wait for post_migrate.
+            codenames = [c for c in codenames if not _added_later(apps, global_apps, app_label, c)]
             found = list(permission_model.objects.filter(content_type__app_label=app_label, codename__in=codenames))
             missing = sorted(set(codenames) - {p.codename for p in found})
             if missing:
@@ -76,6 +83,21 @@ def sync_roles(apps) -> None:
             wanted += found
         group, _ = group_model.objects.get_or_create(name=role)
         group.permissions.set(wanted)
+
+
+def _has_model(apps, app_label: str, model_name: str) -> bool:
+    try:
+        apps.get_model(app_label, model_name)
+    except LookupError:
+        return False
+    return True
+
+
+def _added_later(apps, global_apps, app_label: str, codename: str) -> bool:
+    """Whether ``codename`` is a model permission of a model the code has but ``apps`` (a migration's
+    state) does not yet. Custom permissions ("view_all_examples") are never skipped."""
+    model_name = codename.partition("_")[2]
+    return _has_model(global_apps, app_label, model_name) and not _has_model(apps, app_label, model_name)
 
 
 def require_permission(user, perm: str, doing: str) -> None:

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ftplatform.admin_tools import ReadOnlyInline, apply_to_each
+from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, apply_to_each
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import FINISHED_STATUSES
 
@@ -49,7 +49,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         ("Pre-flight", {"fields": ["preflight_report"]}),
         ("Run", {"fields": [f.name for f in TrainingRun._meta.fields if f.name not in ("status", "preflight")]}),
     ]
-    inlines = [CheckpointInline, TrainingEventInline]
+    inlines = [JobAttemptInline, CheckpointInline, TrainingEventInline]
 
 
     @admin.display(description="pre-flight report")

@@ -36,7 +36,6 @@ class TrainingRun(LiveJobRow):
     base_model = models.ForeignKey(BaseModel, related_name="training_runs", on_delete=models.PROTECT)
     hyperparameters = models.JSONField(help_text="Resolved LoRA and optimiser settings (ftml.config).")
     seed = models.IntegerField(default=0)
-    cancel_requested = models.BooleanField(default=False)
     failure_reason = models.CharField(max_length=16, choices=FailureReason.choices, blank=True)
     timeout_seconds = models.PositiveIntegerField(
         default=24 * 3600, help_text="A run still going after this long fails as timed out.")

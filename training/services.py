@@ -4,16 +4,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from curation.choices import SnapshotStatus, Split
 from curation.formats import check_json_value, with_system_prompt
 from curation.models import Snapshot
 from curation.quality import TokenLimits
 from ftml.config import DEFAULT_CONFIG, LoraConfig
-from ftplatform import liveness, queues
+from ftplatform import jobrows, liveness, queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError, without_server_paths
-from ftplatform.jobrows import FINISHED_STATUSES, JobStatus
+from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
 
 from .choices import BaseModelSource, EventKind, FailureReason, ModelVersionKind
@@ -264,23 +263,16 @@ def reap_lost_runs() -> list[int]:
         on_lost=lambda run, error: log_event(run, EventKind.LOG, f"failed: {error}"))
 
 
-@transaction.atomic
 def cancel_training_run(run: TrainingRun, *, by) -> TrainingRun:
-    """Cancel a queued run at once, or ask a running one to stop at its next step.
+    """Cancel a queued run at once, or ask a running one to stop at its next step
+    (ftplatform.jobrows.request_cancel); its checkpoints allow a resume.
 
     Raises NotAllowed (neither the creator nor holding 'training.change_trainingrun') or Conflict.
     """
-    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if not (by.pk == run.created_by_id or by.has_perm("training.change_trainingrun")):
-        raise NotAllowed(f"training run {run.pk}: only its creator or an engineer can cancel it")
-    if run.status in FINISHED_STATUSES:
-        raise Conflict(f"training run {run.pk} has already {run.status}")
-    if run.status == JobStatus.QUEUED:
-        run.status = JobStatus.CANCELLED
-        run.finished_at = timezone.now()
-    run.cancel_requested = True
-    run.save(update_fields=["status", "finished_at", "cancel_requested"])
-    log_event(run, EventKind.LOG, f"cancel requested by {by}")
+    with transaction.atomic():
+        run = jobrows.request_cancel(run, by=by, noun=f"training run {run.pk}", may_cancel=(
+            by.pk == run.created_by_id or by.has_perm("training.change_trainingrun")))
+        log_event(run, EventKind.LOG, f"cancel requested by {by}")
     return run
 
 
