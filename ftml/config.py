@@ -30,8 +30,10 @@ class LoraConfig:
     """LoRA (Hu et al. 2021, arXiv:2106.09685) and optimiser settings.
 
     lora_rank (r) and lora_alpha scale the update by alpha / r; target_modules name the
-    linear layers that get adapters. Batch size counts sequences per optimiser micro-step;
-    the effective batch is batch_size * gradient_accumulation_steps. max_seq_length is in
+    linear layers that get adapters. Batch size counts sequences per optimiser micro-step,
+    over all processes of a data-parallel run (split_batch): the effective (global) batch of
+    an optimiser step is batch_size * gradient_accumulation_steps on any number of
+    processes, so the same hyperparameters train the same thing on one or several. max_seq_length is in
     tokens. max_steps > 0 stops early (overrides epochs). max_train_examples > 0 trains on
     a seeded subset of the train split (quick runs).
 
@@ -190,5 +192,29 @@ class LoraConfig:
         return values
 
 
+def split_batch(batch_size: int, accumulation: int, processes: int) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation per process) that give ``processes`` data-parallel
+    processes the global batch of one process: batch_size * accumulation sequences per optimiser step
+    (per-device batch * processes * accumulation).
+
+    The batch splits over the processes when it can (accumulation unchanged); else the accumulation
+    does (per-device batch = batch_size). Either way one optimiser step sees the same examples as a
+    single process would: accelerate deals each process whole per-device batches, in turn, from one
+    seeded order (ftml.sampling).
+
+    Raises:
+        ValueError: neither batch_size nor accumulation is a multiple of ``processes``.
+    """
+    if processes < 1:
+        raise ValueError(f"training processes must be at least 1, got {processes}")
+    if batch_size % processes == 0:
+        return batch_size // processes, accumulation
+    if accumulation % processes == 0:
+        return batch_size, accumulation // processes
+    raise ValueError(f"batch_size {batch_size} x gradient_accumulation_steps {accumulation} does not split over "
+                     f"{processes} training processes; make batch_size or gradient_accumulation_steps a multiple "
+                     f"of {processes}")
+
+
 DEFAULT_CONFIG = LoraConfig()
-__all__ = ["LoraConfig", "DEFAULT_CONFIG"]
+__all__ = ["LoraConfig", "DEFAULT_CONFIG", "split_batch"]

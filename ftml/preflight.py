@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from .config import LoraConfig
+from .config import LoraConfig, split_batch
 from .data import prompt_prefix
 from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split, train_subset
 
@@ -96,6 +96,7 @@ def preflight(
     tokens_per_second_source: str = "",
     price_per_gpu_hour: float | None = None,
     system_prompt: str = "",
+    processes: int = 1,
 ) -> PreflightReport:
     """Check a run before it is queued and estimate what it will cost.
 
@@ -107,10 +108,12 @@ def preflight(
         price_per_gpu_hour: with it, estimated_cost = hours * price.
         system_prompt: the system prompt the conversations were given where they had none (recorded
             with the prefix it renders to).
+        processes: the data-parallel processes the run will train on (the worker's setting).
 
     Blocking problems: no chat template; a conversation that does not render; target modules
     missing from the model; train examples whose whole target is cut by max_seq_length
-    (unless ``drop_truncated``); no train example left.
+    (unless ``drop_truncated``); no train example left; a batch that does not split over
+    ``processes`` (config.split_batch).
     """
     ids = list(example_ids) if example_ids is not None else list(range(len(train_conversations)))
     subset = train_subset(len(train_conversations), config)  # max_train_examples: the same sample as training
@@ -124,6 +127,10 @@ def preflight(
         blocking.append(f"target_modules {', '.join(missing)} not found among the base model's layers that "
                         f"LoRA can wrap (the output head excluded); those are: {', '.join(candidates[:12]) or 'none'}")
     resolved = config.resolve_auto(len(train_conversations))
+    try:
+        split_batch(resolved.batch_size, resolved.gradient_accumulation_steps, processes)
+    except ValueError as exc:
+        blocking.append(f"{exc} (FTPLATFORM_TRAINING_PROCESSES)")
     report = PreflightReport(
         hyperparameters=resolved.to_dict(), auto_resolved=config.unresolved, chat_template_source="",
         target_modules_found=found, train_examples=len(train_conversations),

@@ -14,6 +14,15 @@ Two things made a run resumed after its first epoch train differently from an un
 EpochSeededSampler makes each epoch's order a pure function of (seed, epoch), as accelerate's
 SeedableRandomSampler already does for random order (same rule, seed + epoch, so random order is
 unchanged); ExactResumeSFTTrainer uses it for both strategies and evaluates on a forked RNG.
+
+Data-parallel runs (accelerate launch): every process builds the same sampler (same seed, same
+epoch), and accelerate's BatchSamplerShard hands process p the per-device batches p, p + N, p + 2N,
+... of that one order. The N per-device batches of one micro-step are therefore consecutive in it:
+together they are the batch a single process with N times the per-device batch would take.
+A third thing broke a data-parallel resume in mid-epoch: the Trainer skips the trained batches by
+wrapping the BatchSamplerShard in accelerate's SkipBatchSampler, through which neither accelerate
+nor the Trainer reaches the sampler's set_epoch, so the rest of that epoch came in epoch 0's order.
+ExactResumeSFTTrainer sets the epoch on its sampler itself before every epoch.
 """
 import torch
 from torch.utils.data import RandomSampler, Sampler
@@ -56,14 +65,26 @@ class ExactResumeSFTTrainer(SFTTrainer):
     evaluations leave the torch RNG as they found it (evaluation is read-only; its draws must not
     shift the dropout masks of the steps after it, which a resumed run could not replay)."""
 
+    epoch_sampler: EpochSeededSampler | None = None
+
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         if isinstance(sampler, LengthGroupedSampler):
-            return EpochSeededSampler(len(sampler.lengths), seed, list(sampler.lengths), sampler.batch_size)
-        if isinstance(sampler, RandomSampler):
-            return EpochSeededSampler(len(sampler.data_source), seed)
-        return sampler  # sequential or batch-rebalanced order: no randomness to pin
+            # Grouped by the global batch (the Trainer's is per device): the order a single process would use,
+            # which accelerate then deals out to the data-parallel processes a per-device batch at a time.
+            self.epoch_sampler = EpochSeededSampler(len(sampler.lengths), seed, list(sampler.lengths),
+                                                    sampler.batch_size * self.args.world_size)
+        elif isinstance(sampler, RandomSampler):
+            self.epoch_sampler = EpochSeededSampler(len(sampler.data_source), seed)
+        else:
+            return sampler  # sequential or batch-rebalanced order: no randomness to pin
+        return self.epoch_sampler
+
+    def _run_epoch(self, *args, epoch, **kwargs):
+        if self.epoch_sampler is not None:  # also when the Trainer's own set_epoch cannot reach it (module docstring)
+            self.epoch_sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, epoch=epoch, **kwargs)
 
     def evaluate(self, *args, **kwargs):
         with torch.random.fork_rng():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import LoraConfig
+from .config import LoraConfig, split_batch
 from .data import IGNORE_INDEX, tokenize_for_training
 
 RUN_CONFIG_FILE = "ftplatform_run.json"
@@ -88,7 +88,8 @@ def precision(cuda_available: bool, bf16_supported: bool) -> dict:
 
 
 def environment() -> dict:
-    """Library versions and device, recorded with every run."""
+    """Library versions, device and data-parallel processes (with their backend: gloo on CPU, NCCL on
+    GPU), recorded with every run."""
     import platform
 
     import peft
@@ -97,6 +98,7 @@ def environment() -> dict:
     import trl
 
     cuda = torch.cuda.is_available()
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -108,6 +110,8 @@ def environment() -> dict:
         "precision": next((k for k, v in precision(cuda, cuda and torch.cuda.is_bf16_supported()).items()
                            if v and k != "use_cpu"), "fp32"),
         "torch_threads": torch.get_num_threads(),
+        "processes": torch.distributed.get_world_size() if distributed else 1,
+        "distributed_backend": torch.distributed.get_backend() if distributed else None,
     }
 
 
@@ -216,10 +220,19 @@ def train_lora(
             (non-padding input tokens per second of this session) and eta_seconds.
         on_metrics(step, logs): each logging step (loss, learning_rate, grad_norm, epoch, ...)
             and each evaluation (eval_loss, after every epoch and at the end).
-        on_checkpoint(step, path, info): after a checkpoint folder is completely written.
+        on_checkpoint(step, path, info): after a checkpoint folder is completely written (by
+            every process of a data-parallel run).
         should_stop(): polled after every optimiser step; True cancels the run. It may also
             raise (e.g. a timeout); the exception propagates.
+
         extra_callbacks: more transformers TrainerCallbacks (tests inspect gradients with one).
+
+    Under ``accelerate launch`` / torchrun (WORLD_SIZE > 1) every process calls this: the Trainer
+    takes the data-parallel setup (DDP; gloo on CPU, NCCL on GPU) from the environment, each
+    process trains on batch_size / processes sequences per micro-step (config.split_batch), and only
+    the main process (RANK 0) writes the output. Callbacks that report may be given to the main
+    process alone; should_stop must be given to all or none (a process that stops alone leaves the
+    others waiting in a collective): ftml.launch stops the whole group from outside.
 
     Returns:
         TrainingResult: losses are mean token cross-entropy in nats (train_loss: mean of the
@@ -275,7 +288,13 @@ def train_lora(
     ))
 
     staging = Path(output_dir).with_name(Path(output_dir).name + ".partial")
-    main_process = int(os.environ.get("RANK", "0")) == 0  # accelerate launch / torchrun set RANK
+    main_process = int(os.environ.get("RANK", "0")) == 0  # accelerate launch / torchrun set RANK and WORLD_SIZE
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        per_device_batch, accumulation = split_batch(config.batch_size, config.gradient_accumulation_steps,
+                                                     processes)
+    except ValueError as exc:
+        raise TrainingFailed(str(exc)) from None
     if main_process:
         shutil.rmtree(staging, ignore_errors=True)
     clock = {"bookkeeping": 0.0, "loop_started": None, "loop_seconds": 0.0, "tokens_at_start": 0}
@@ -331,6 +350,10 @@ def train_lora(
 
         def on_save(self, args, state, control, **kwargs):
             tick = time.monotonic()
+            if processes > 1:  # each process writes its own RNG state into the folder: wait for all of them
+                from accelerate import PartialState
+
+                PartialState().wait_for_everyone()
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if on_checkpoint and path.is_dir():
                 on_checkpoint(state.global_step, path, {"epoch": round(state.epoch or 0.0, 4)})
@@ -353,9 +376,9 @@ def train_lora(
     checkpoints = bool(checkpoint_dir and config.checkpoint_steps)
     args = SFTConfig(
         output_dir=str(checkpoint_dir if checkpoints else staging / "trainer"),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        per_device_train_batch_size=per_device_batch,
+        per_device_eval_batch_size=per_device_batch,
+        gradient_accumulation_steps=accumulation,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         learning_rate=config.learning_rate,
@@ -381,6 +404,9 @@ def train_lora(
         packing_strategy="bfd",
         padding_free=config.packing,
         train_sampling_strategy="group_by_length" if config.group_by_length and not config.packing else "random",
+        # Data-parallel runs only: gloo on CPU (accelerate would take MPI where torch has it), NCCL on GPU.
+        ddp_backend="gloo" if processes > 1 and not cuda else None,
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step: skip DDP's graph search
         **mixed,
     )
     optimizer = None  # the Trainer's AdamW with one learning rate

@@ -5,7 +5,14 @@ settings.TRAINING_HEARTBEAT_SECONDS (ftplatform.liveness); training.services.rea
 runs whose heartbeat stopped (worker killed, out of memory). The training thread itself writes
 progress (throttled), metric and checkpoint events, and checks cancel and timeout after
 every optimiser step.
+
+With settings.TRAINING_PROCESSES > 1 the run trains on that many data-parallel processes started by
+``accelerate launch`` (ftml.launch.train_lora_in_processes): the same callbacks run here,
+in the job's thread, as the main training process reports through its event file, so the rows are
+written as in-process; the heartbeat stays this job's; cancel, timeout or a lost row stop the whole
+process tree, and checkpoints already recorded allow a resume as before.
 """
+import functools
 import logging
 import shutil
 import time
@@ -63,7 +70,7 @@ def run_training(run_id: int) -> None:
     error or timeout; worker_lost comes from reap_lost_runs) or cancelled.
     """
     from ftml.config import LoraConfig
-    from ftml.train import TrainingCancelled, train_lora
+    from ftml.train import TrainingCancelled
 
     run = jobrows.claim(TrainingRun, run_id, select_related=("snapshot__dataset", "base_model"))
     if run is None:
@@ -116,7 +123,7 @@ def run_training(run_id: int) -> None:
                 raise RunTakenAway()
             return cancel
 
-        result = train_lora(
+        result = training_function(run, attempt)(
             folder, train, validation, config, output_dir,
             checkpoint_dir=run.checkpoint_dir, resume_from=resume_from,
             on_progress=on_progress, on_metrics=on_metrics,
@@ -170,6 +177,26 @@ def start_tracking(run: TrainingRun, where: dict) -> tracking.TrackedRun:
 
 METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
 MLFLOW_RUN_ID = "mlflow_run_id"  # the key of TrainingRun.environment that holds it
+
+
+def launch_folder(run: TrainingRun, attempt: int):
+    """Where a multi-process attempt keeps its event file and the processes' log (launch.log): next
+    to the run's output, one per attempt; removed when the run succeeds."""
+    return run.output_dir.with_name(f"{run.output_dir.name}.launch-{attempt}")
+
+
+def training_function(run: TrainingRun, attempt: int):
+    """train_lora, or with settings.TRAINING_PROCESSES > 1 the same training on that many processes
+    (accelerate launch), each with its share of the machine's torch threads."""
+    from ftml.launch import train_lora_in_processes
+    from ftml.train import train_lora
+
+    processes = settings.TRAINING_PROCESSES
+    if processes == 1:
+        return train_lora
+    return functools.partial(train_lora_in_processes, processes=processes, work_dir=launch_folder(run, attempt),
+                             accelerate_config=settings.TRAINING_ACCELERATE_CONFIG or None,
+                             threads_per_process=max(1, settings.TORCH_THREADS // processes))
 
 
 def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict,
@@ -232,6 +259,8 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         )
         run.checkpoints.all().delete()
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a succeeded run never resumes
+    for folder in run.output_dir.parent.glob(f"{run.output_dir.name}.launch-*"):
+        shutil.rmtree(folder, ignore_errors=True)
     # eval_loss came at the last step with the losses (on_metrics); logged again it would be a second point.
     tracked.log_metrics({k: v for k, v in metrics.items() if k != "eval_loss"}, step=result.steps)
     tracked.log_artifacts(result.adapter_dir, "adapter")

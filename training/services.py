@@ -163,7 +163,8 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
     try:
         report = preflight(materialized_base_model_folder(base_model), train, validation, config, example_ids=ids,
                            tokens_per_second=speed, tokens_per_second_source=source,
-                           price_per_gpu_hour=settings.GPU_HOUR_PRICE, system_prompt=snapshot.system_prompt)
+                           price_per_gpu_hour=settings.GPU_HOUR_PRICE, system_prompt=snapshot.system_prompt,
+                           processes=settings.TRAINING_PROCESSES)
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"base model {base_model.name!r} cannot be loaded: "
                            f"{without_server_paths(str(exc))}") from exc
