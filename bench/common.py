@@ -88,7 +88,7 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
     from curation.models import Example
     from curation.snapshots import approve_snapshot, create_snapshot
     from curation.workflow import approve_examples
-    from training.services import (
+    from training.base_models import (
         base_model_token_limits,
         default_base_model,
         materialized_base_model_folder,
@@ -116,7 +116,7 @@ def prepare_demo_snapshot(data: Path, dataset_name: str, max_seq_length: int, co
 
 
 def train_on_prepared(prepared: dict, hyperparameters: dict):
-    """Inside a child: ftplatform's training job, end to end (training.services.start_training_run
+    """Inside a child: ftplatform's training job, end to end (training.runs.start_training_run
     with in-process jobs), on the snapshot and base model ``prepared`` names, as demo-engineer.
 
     Returns:
@@ -131,7 +131,7 @@ def train_on_prepared(prepared: dict, hyperparameters: dict):
 
     from curation.models import Snapshot
     from training.models import BaseModel
-    from training.services import start_training_run
+    from training.runs import start_training_run
 
     snapshot = Snapshot.objects.get(pk=prepared["snapshot_id"])
     base_model = BaseModel.objects.get(pk=prepared["base_model_id"])

@@ -12,7 +12,7 @@ snapshotted with seed 0 in a throwaway SQLite database, in-process jobs), one ba
                answer and its final end-of-turn token labelled), random batches of shuffled rows
                padded to their longest row, torch.optim.AdamW at a constant learning rate, no
                scheduler, no gradient clipping, no weight decay.
-  ftplatform   training.services.start_training_run() on the snapshot: the whole job as the demo
+  ftplatform   training.runs.start_training_run() on the snapshot: the whole job as the demo
                runs it, with ftplatform's defaults for everything the shared settings leave open
                (learning-rate schedule, warmup, sampling, clipping, LoRA+ ratio).
   evaluation   both adapters registered as model versions and scored by ftplatform's own eval job
@@ -142,7 +142,7 @@ def child_prepare(args) -> dict:
     from django.conf import settings
 
     from curation.choices import Split
-    from training.services import snapshot_conversations
+    from training.runs import snapshot_conversations
 
     snapshot, base_model, folder, _, _ = prepare_demo_snapshot(args.data, "quality-bench", SHARED["max_seq_length"],
                                                                "quality bench")

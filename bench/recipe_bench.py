@@ -4,7 +4,7 @@
     .venv/bin/python bench/recipe_bench.py --recipe 'demo={}' --recipe 'r32={"lora_rank": 32, "lora_alpha": 64}'
 
 One command, one snapshot (the demo's, prepared as bench/quality_bench.py prepares it), and for every
-recipe, in a fresh child process: ftplatform's training job (training.services.start_training_run
+recipe, in a fresh child process: ftplatform's training job (training.runs.start_training_run
 with the demo's hyperparameters, config.management.commands.demo.py DEMO_HYPERPARAMETERS,
 overridden by the recipe's), then ftplatform's eval job on the validation split and on the test split
 (greedy, 64 new tokens, multi-reference BLEU and chrF as the platform computes them).

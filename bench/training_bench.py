@@ -214,7 +214,7 @@ def child_prepare(args) -> dict:
     from curation.choices import Split
     from ftml.config import LoraConfig
     from ftml.data import tokenize_for_training
-    from training.services import snapshot_conversations
+    from training.runs import snapshot_conversations
 
     config = LoraConfig.from_dict(hyperparameters(args.steps))
     snapshot, base_model, folder, _, tokens = prepare_demo_snapshot(

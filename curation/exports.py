@@ -10,16 +10,14 @@ An export's folder (``SnapshotExport.path``)::
     hf_dataset.tar                                the same folder, served by the API
 """
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 
 from ftplatform import jobrows, queues
 from ftplatform.errors import ServiceError
-from ftplatform.jobrows import JobStatus, unique_folder
+from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
 
 from .choices import Split
@@ -39,14 +37,14 @@ def start_snapshot_export(snapshot: Snapshot, *, by) -> SnapshotExport:
     """
     require_permission(by, "curation.add_snapshotexport", "export snapshots")
     export = SnapshotExport.objects.create(snapshot=snapshot, created_by=by)
-    queues.enqueue_job_row(export, "default", "curation.exports.run_snapshot_export")
+    queues.enqueue_job_row(export, "default", "curation.jobs.run_snapshot_export")
     return export
 
 
 def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None = None) -> dict:
     """Write ``<split>.jsonl`` files (``{"messages": [...]}`` per line) into ``folder``: each item's
     frozen messages with the snapshot's frozen system prompt first where it has no system message,
-    the conversations training trains on (training.services.snapshot_conversations).
+    the conversations training trains on (training.runs.snapshot_conversations).
 
     Rows are streamed from the database in chunks, so memory stays flat for any size.
     Returns examples written per split; ``message_keys``, when given, receives every key
@@ -88,36 +86,6 @@ def cancel_snapshot_export(export: SnapshotExport, *, by) -> SnapshotExport:
     """Cancel a queued export at once, or have a running one stop between its files, leaving none
     (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
     return jobrows.request_cancel(export, by=by, noun=f"export {export.pk}")
-
-
-def run_snapshot_export(export_id: int) -> None:
-    """RQ job: write the JSONL files and the HF dataset into a staging folder, then move it into place."""
-    export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot",))
-    if export is None:
-        return
-    # A new folder of its own (databases sharing one artifacts root have exports with the same ids),
-    # filled under another name and renamed onto it once complete.
-    target = staging = None
-    check_cancel = jobrows.CancelCheck(export, interval=0)
-    try:
-        target = unique_folder(Path(settings.ARTIFACTS_ROOT) / "exports", f"export-{export.pk}-")
-        staging = target.with_name(target.name + ".partial")
-        keys = set()
-        counts = write_chat_jsonl(export.snapshot, staging, keys)
-        check_cancel()
-        write_hf_dataset(staging, keys)
-        check_cancel()
-        staging.replace(target)  # onto the empty folder reserved above
-    except Exception as exc:
-        for folder in (staging, target):
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(exc, jobrows.JobCancelled):
-            jobrows.finish(export, JobStatus.CANCELLED, error="cancelled; no files were kept")
-            return
-        jobrows.fail(export, exc)
-        raise
-    jobrows.finish(export, JobStatus.SUCCEEDED, path=str(target), counts=counts)
 
 
 def export_file(export: SnapshotExport, split: str) -> Path:

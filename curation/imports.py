@@ -1,7 +1,7 @@
 """Importing example files into a dataset: a job that streams the file, all or nothing.
 
 ``create_import_batch`` stores the upload under ``ARTIFACTS_ROOT/uploads/`` and saves a queued
-ImportBatch; ``start_import`` also enqueues ``run_import`` for a worker, ``import_examples``
+ImportBatch; ``start_import`` also enqueues ``curation.jobs.run_import`` for a worker, ``import_examples``
 runs it in this process, and ``submit_import`` (the admin's and the API's entry) picks one of
 the two by the upload's size. The job itself:
 
@@ -99,7 +99,7 @@ def create_import_batch(
 
 
 def start_import(dataset: Dataset, source, fmt: str, *, by, **options) -> ImportBatch:
-    """create_import_batch, then enqueue run_import on the ``default`` queue after commit.
+    """create_import_batch, then enqueue curation.jobs.run_import on the ``default`` queue after commit.
 
     With ``REDIS_URL`` set a worker runs it (poll the batch's status and ``rows_done``);
     without it the job runs in this process when the transaction commits. Raises ServiceError
@@ -107,7 +107,7 @@ def start_import(dataset: Dataset, source, fmt: str, *, by, **options) -> Import
     """
     with transaction.atomic():
         batch = create_import_batch(dataset, source, fmt, by=by, **options)
-        queues.enqueue_job_row(batch, "default", "curation.imports.run_import")
+        queues.enqueue_job_row(batch, "default", "curation.jobs.run_import")
     return batch
 
 
@@ -124,6 +124,8 @@ def import_examples(dataset: Dataset, source, fmt: str, *, by, on_progress=None,
         ServiceError: see create_import_batch.
     """
     batch = create_import_batch(dataset, source, fmt, by=by, **options)
+    from .jobs import run_import  # jobs imports this module
+
     run_import(batch.pk, on_progress=on_progress)
     batch.refresh_from_db()
     return batch
@@ -153,32 +155,6 @@ def cancel_import(batch: ImportBatch, *, by) -> ImportBatch:
     """Cancel a queued import at once, or have a running one stop at its next chunk, importing nothing
     (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
     return jobrows.request_cancel(batch, by=by, noun=f"import {batch.pk}")
-
-
-def run_import(batch_id: int, on_progress=None) -> None:
-    """RQ job: import ImportBatch ``batch_id`` from its stored upload (see the module docstring).
-
-    The batch ends ``succeeded`` or ``failed`` (errors, or ``error`` for a file that cannot be
-    read or a concurrent import of the same examples), and its stored upload is removed.
-    Unexpected exceptions also mark it failed, and are re-raised for RQ to record.
-    """
-    batch = jobrows.claim(ImportBatch, batch_id, select_related=("dataset",))
-    if batch is None:
-        return
-    try:
-        _ImportJob(batch, on_progress).run()
-    except jobrows.JobCancelled:  # raised between chunks: the import's transaction was rolled back
-        jobrows.finish(batch, JobStatus.CANCELLED, error="cancelled; nothing was imported")
-    except ServiceError as exc:  # a reader's message may name the stored upload's server path
-        jobrows.finish(batch, JobStatus.FAILED, error=without_server_paths(str(exc)))
-    except Exception as exc:
-        logger.exception("import %s failed", batch.pk)
-        jobrows.fail(batch, exc)
-        raise
-    finally:
-        if batch.upload_path:
-            shutil.rmtree(Path(batch.upload_path).parent, ignore_errors=True)
-            ImportBatch.objects.filter(pk=batch.pk).update(upload_path="")
 
 
 def describe_batch(batch: ImportBatch, limit: int | None = 20) -> list[str]:
@@ -278,7 +254,7 @@ class _Row:
     input_hash: str
 
 
-class _ImportJob:
+class ImportJob:
     def __init__(self, batch: ImportBatch, on_progress=None):
         self.batch = batch
         self.check_cancel = jobrows.CancelCheck(batch)

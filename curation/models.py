@@ -141,7 +141,7 @@ class Review(models.Model):
 class ImportBatch(JobRow):
     """One uploaded file and its import job: what it held, what was created, what was skipped and why.
 
-    The job (curation.imports.run_import) reads the stored upload and moves ``status`` from
+    The job (curation.jobs.run_import) reads the stored upload and moves ``status`` from
     queued to running to succeeded or failed, with ``rows_done`` of ``rows_total`` as progress.
     Failed means nothing was imported: either the file was refused for its invalid records
     (listed in ``errors``), or ``error`` says why the file could not be read or the job stopped.

@@ -17,14 +17,8 @@ from .models import (
     Snapshot,
     SnapshotItem,
 )
-from .quality import (
-    QualityExample,
-    TokenLimits,
-    blocking_findings,
-    describe_findings,
-    near_duplicate_inputs,
-    quality_report,
-)
+from .near_duplicates import near_duplicate_inputs
+from .quality import QualityExample, TokenLimits, blocking_findings, describe_findings, quality_report
 from .schemas import check_evaluation_settings
 from .splits import DEFAULT_FRACTIONS, MAX_SEED, assign_splits, snapshot_hash, validate_fractions
 
@@ -34,7 +28,7 @@ def default_token_limits() -> TokenLimits:
 
     curation sits below training (training imports curation's models), so it never imports
     training: it calls the loader named by ``settings.SNAPSHOT_TOKENIZER_LOADER`` (default
-    ``training.services.snapshot_token_limits``: the tokenizer of ``settings.SNAPSHOT_BASE_MODEL``,
+    ``training.base_models.snapshot_token_limits``: the tokenizer of ``settings.SNAPSHOT_BASE_MODEL``,
     the default base model unless set, at training's default max_seq_length). The loader may
     raise ServiceError when the model cannot be loaded.
     """
@@ -70,7 +64,7 @@ def create_snapshot(
     evaluation read (settings_to_freeze: system prompt, language, output schema, regex checks,
     primary metric), so later edits to examples or to the dataset never change a snapshot; the
     content hash (curation.splits.snapshot_hash, version 2) covers both. The
-    split is by distinct input, near-duplicate inputs (curation.quality.near_duplicate_inputs)
+    split is by distinct input, near-duplicate inputs (curation.near_duplicates.near_duplicate_inputs)
     kept together (curation.splits.assign_splits). Before anything is written the quality
     report (curation.quality.quality_report) runs over the approved examples with ``tokens``:
     blocking findings refuse the snapshot; its settings, summary and warnings are stored in

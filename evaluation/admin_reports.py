@@ -17,17 +17,11 @@ from training.models import ModelVersion
 
 from .choices import Verdict
 from .comparisons import compare_eval_runs
-from .decision import (
-    SCORE_BINS,
-    decision_report,
-    format_p_value,
-    p_value_text,
-    routing_summary,
-    score_distribution,
-)
+from .decision import SCORE_BINS, decision_report, routing_summary, score_distribution
 from .models import EvalRun
 from .reports import model_version_report
 from .scoring import metric_labels, primary_metric
+from .verdicts import format_p_value, p_value_text
 
 ROUTING_ROWS = 11  # the routing table shows about one threshold per 10 % of traffic, and the suggested one
 

@@ -10,9 +10,9 @@ from curation.formats import input_messages, prompt_messages
 from ftml.metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from ftplatform import jobrows, liveness, tracking
 from ftplatform.jobrows import JobStatus
+from training.base_models import materialized_base_model_folder, record_base_model_info
 from training.choices import ModelVersionKind
 from training.jobs import MLFLOW_RUN_ID, prepare_torch
-from training.services import materialized_base_model_folder, record_base_model_info
 
 from .models import EvalRun, Prediction
 from .scoring import scoring_options

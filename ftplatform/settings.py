@@ -262,5 +262,5 @@ DEFAULT_BASE_MODEL = {
 }
 # The snapshot quality gate counts tokens with this model's tokenizer. curation calls the loader by
 # this dotted path, so it never imports training (see curation.snapshots.default_token_limits).
-SNAPSHOT_TOKENIZER_LOADER = "training.services.snapshot_token_limits"
+SNAPSHOT_TOKENIZER_LOADER = "training.base_models.snapshot_token_limits"
 SNAPSHOT_BASE_MODEL = DEFAULT_BASE_MODEL

@@ -43,7 +43,7 @@ def tiny_tokenizer_dir(tmp_path_factory, e2e_records):
 @pytest.fixture(autouse=True)
 def snapshot_tokenizer(settings, tiny_tokenizer_dir):
     """Snapshots count tokens with a tiny tokenizer, through the real default loader
-    (training.services.snapshot_token_limits): tests never need SmolLM2."""
+    (training.base_models.snapshot_token_limits): tests never need SmolLM2."""
     settings.SNAPSHOT_BASE_MODEL = {"name": "tiny-tokenizer", "source_kind": "local_folder",
                                     "source": str(tiny_tokenizer_dir)}
     return tiny_tokenizer_dir

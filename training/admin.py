@@ -10,15 +10,10 @@ from ftplatform.errors import ServiceError
 from ftplatform.jobrows import FINISHED_STATUSES
 
 from .charts import loss_chart_svg, loss_points
+from .model_versions import PRICE_FIELDS, checked_prices, update_model_version
 from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
 from .progress import format_preflight, run_progress_fields
-from .services import (
-    PRICE_FIELDS,
-    cancel_training_run,
-    checked_prices,
-    resume_training_run,
-    update_model_version,
-)
+from .runs import cancel_training_run, resume_training_run
 
 
 @admin.register(BaseModel)
@@ -98,7 +93,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 class ModelVersionForm(forms.ModelForm):
-    """The display name and prices, checked by the services' own rule (training.services.checked_prices)."""
+    """The display name and prices, checked by the services' own rule (training.model_versions.checked_prices)."""
 
     class Meta:
         model = ModelVersion

@@ -4,7 +4,16 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from .base_models import default_base_model
+from .model_versions import (
+    PRICE_FIELDS,
+    few_shot_examples,
+    prompted_model_version,
+    remote_model_version,
+    update_model_version,
+)
 from .models import BaseModel, ModelVersion, TrainingRun
+from .runs import cancel_training_run, preflight_training_run, resume_training_run, start_training_run
 from .serializers import (
     BaseModelSerializer,
     ModelVersionSerializer,
@@ -14,18 +23,6 @@ from .serializers import (
     TrainingRunCreateSerializer,
     TrainingRunDetailSerializer,
     TrainingRunSerializer,
-)
-from .services import (
-    PRICE_FIELDS,
-    cancel_training_run,
-    default_base_model,
-    few_shot_examples,
-    preflight_training_run,
-    prompted_model_version,
-    remote_model_version,
-    resume_training_run,
-    start_training_run,
-    update_model_version,
 )
 
 

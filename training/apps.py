@@ -8,6 +8,6 @@ class TrainingConfig(AppConfig):
     def ready(self):
         from ftplatform.liveness import register_reaper
 
-        from .services import reap_lost_runs
+        from .runs import reap_lost_runs
 
         register_reaper("training run", reap_lost_runs)

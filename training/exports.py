@@ -9,9 +9,9 @@ from django.conf import settings
 from ftplatform.errors import Conflict, ServiceError
 from ftplatform.roles import require_permission
 
+from .base_models import materialized_base_model_folder
 from .choices import ModelVersionKind
 from .models import ModelVersion
-from .services import materialized_base_model_folder
 
 # A faithful merge differs from base + adapter by float32 rounding only (about 1e-6 on the tiny
 # test model); 1e-3 leaves room for larger models' longer sums while catching a wrong merge.

@@ -1,7 +1,7 @@
 """RQ entry point for training: load rows, call the engine, write results.
 
 Liveness: while a run trains, a heartbeat thread stamps ``heartbeat_at`` every
-settings.TRAINING_HEARTBEAT_SECONDS (ftplatform.liveness); training.services.reap_lost_runs fails
+settings.TRAINING_HEARTBEAT_SECONDS (ftplatform.liveness); training.runs.reap_lost_runs fails
 runs whose heartbeat stopped (worker killed, out of memory). The training thread itself writes
 progress (throttled), metric and checkpoint events, and checks cancel and timeout after
 every optimiser step.
@@ -25,17 +25,10 @@ from ftplatform import jobrows, liveness, tracking
 from ftplatform.errors import without_server_paths
 from ftplatform.jobrows import JobStatus
 
+from .base_models import base_model_identity, materialized_base_model_folder, record_base_model_info
 from .choices import EventKind, FailureReason, ModelVersionKind
 from .models import ModelVersion, TrainingRun
-from .services import (
-    base_model_identity,
-    latest_checkpoint,
-    log_event,
-    materialized_base_model_folder,
-    record_base_model_info,
-    record_checkpoint,
-    snapshot_conversations,
-)
+from .runs import latest_checkpoint, log_event, record_checkpoint, snapshot_conversations
 
 logger = logging.getLogger(__name__)
 

@@ -160,7 +160,7 @@ def wait_for_training(run: TrainingRun, write: Callable[[str], object]) -> Train
     it). Used by the train and demo commands. Returns the refreshed row."""
     from ftplatform.cli import wait_for_run
 
-    from .services import reap_lost_runs
+    from .runs import reap_lost_runs
 
     with TrainingProgressBar(write) as bar:  # the bar on stderr, as the job draws it
 

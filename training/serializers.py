@@ -76,7 +76,7 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
 class PriceField(serializers.FloatField):
     """A price: a number, never true/false (DRF's FloatField reads them as 1.0 and 0.0); the service
-    (training.services.remote_model_version) checks the range."""
+    (training.model_versions.remote_model_version) checks the range."""
 
     def to_internal_value(self, data):
         if isinstance(data, bool):

@@ -84,7 +84,8 @@ def test_export_command(capsys, settings):
 def test_exports_with_the_same_id_never_share_a_folder(monkeypatch, django_capture_on_commit_callbacks):
     """Export folders were named by the export id alone: a second database's export with the same
     id could not move its files into place (and cleared this one's staging folder first)."""
-    from curation.exports import run_snapshot_export, start_snapshot_export
+    from curation.exports import start_snapshot_export
+    from curation.jobs import run_snapshot_export
 
     snapshot, engineer = snapshot_with(3), EngineerFactory()
     with django_capture_on_commit_callbacks(execute=False):

@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from curation import imports
+from curation import imports, jobs
 from curation.imports import import_examples, start_import
 from curation.models import Example, ImportBatch
 from ftplatform import queues
@@ -286,6 +286,6 @@ def test_an_import_whose_file_is_gone_fails_without_showing_server_paths(root, t
         batch = start_import(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory())
     Path(batch.upload_path).unlink()
     with pytest.raises(FileNotFoundError):
-        imports.run_import(batch.pk)
+        jobs.run_import(batch.pk)
     batch.refresh_from_db()
     assert (batch.status, batch.error) == ("failed", "FileNotFoundError: [Errno 2] No such file or directory: 'upload'")

@@ -4,17 +4,8 @@ import random
 import pytest
 
 from curation.formats import content_hash, input_hash
-from curation.quality import (
-    NEAR_DUPLICATE_THRESHOLD,
-    QualityExample,
-    TokenLimits,
-    near_duplicate_inputs,
-    near_duplicates,
-    pii_matches,
-    quality_report,
-    shingles,
-    token_counts,
-)
+from curation.near_duplicates import NEAR_DUPLICATE_THRESHOLD, near_duplicate_inputs, near_duplicates, shingles
+from curation.quality import QualityExample, TokenLimits, pii_matches, quality_report, token_counts
 from curation.splits import DEFAULT_FRACTIONS, assign_splits, input_groups
 from tests.support.factories import conversation
 

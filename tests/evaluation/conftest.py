@@ -32,6 +32,6 @@ def tuned_vs_prompted():
 @pytest.fixture
 def decision_runs():
     """tests.support.factories.tuned_vs_prompted_runs with enough inputs for a verdict (24 on the train split,
-    evaluation.decision.MIN_TEST_INPUTS 20) and both versions evaluated on the validation split too
+    evaluation.verdicts.MIN_TEST_INPUTS 20) and both versions evaluated on the validation split too
     (3 inputs), where routing thresholds are chosen: ``(dataset, prompted_run, tuned_run)``."""
     return tuned_vs_prompted_runs(examples=30, validation=True)

@@ -5,7 +5,7 @@ from evaluation.services import start_eval_run
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.services import prompted_model_version
+from training.model_versions import prompted_model_version
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from evaluation.services import start_eval_run
 from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.services import prompted_model_version
+from training.model_versions import prompted_model_version
 
 
 @pytest.mark.django_db

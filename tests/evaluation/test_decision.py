@@ -13,8 +13,8 @@ from evaluation.ratings import record_ratings
 from ftplatform.jobrows import JobStatus
 from tests.support.clients import api_client, client_for, signed_in_client
 from tests.support.factories import EngineerFactory, RaterFactory, answer_split, snapshot_of, tiny_base_model
+from training.model_versions import prompted_model_version
 from training.models import ModelVersion, TrainingRun
-from training.services import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 

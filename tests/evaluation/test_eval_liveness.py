@@ -12,7 +12,7 @@ from evaluation.models import EvalRun
 from evaluation.services import reap_lost_eval_runs, start_eval_run
 from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
-from training.services import prompted_model_version
+from training.model_versions import prompted_model_version
 
 ADVICE = "(killed, or likely out of memory); start the evaluation again"
 

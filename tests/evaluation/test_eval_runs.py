@@ -15,7 +15,7 @@ from tests.support.factories import (
     tiny_base_model,
     unloadable_base_model,
 )
-from training.services import prompted_model_version
+from training.model_versions import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 

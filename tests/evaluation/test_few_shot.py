@@ -12,8 +12,8 @@ from ftplatform.jobrows import JobStatus
 from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, ReviewerFactory, snapshot_of, unloadable_base_model
 from tests.support.threads import in_threads
+from training.model_versions import few_shot_examples, prompted_model_version, remote_model_version
 from training.models import BaseModel, ModelVersion
-from training.services import few_shot_examples, prompted_model_version, remote_model_version
 
 SHOT = [{"role": "system", "content": "Own system."}, {"role": "user", "content": "name[A]"},
         {"role": "assistant", "content": "A is a pub."}]

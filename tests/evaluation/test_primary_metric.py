@@ -15,8 +15,8 @@ from tests.support.factories import (
     tuned_vs_prompted_runs,
     unloadable_base_model,
 )
+from training.model_versions import remote_model_version
 from training.models import ModelVersion
-from training.services import remote_model_version
 
 
 @pytest.mark.django_db(transaction=True)

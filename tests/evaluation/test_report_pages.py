@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 
 from evaluation.admin_reports import routing_chart, routing_rows
-from evaluation.decision import decision_report, format_p_value, overall_verdict, score_distribution
+from evaluation.decision import decision_report, score_distribution
 from evaluation.models import EvalRun, PairwiseJudgment, Prediction
+from evaluation.verdicts import format_p_value, overall_verdict
 from ftplatform.charts import bar_chart_svg, nice_ticks
 from tests.support.clients import client_for, signed_in_client
 from tests.support.factories import EngineerFactory, RaterFactory, tuned_vs_prompted_runs, two_eval_runs

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from curation.exports import run_snapshot_export, start_snapshot_export
-from curation.imports import cancel_import, create_import_batch, run_import
+from curation.exports import start_snapshot_export
+from curation.imports import cancel_import, create_import_batch
+from curation.jobs import run_import, run_snapshot_export
 from curation.models import Example, ImportBatch, SnapshotExport
 from evaluation.models import EvalRun
 from evaluation.services import cancel_eval_run, start_eval_run
@@ -23,7 +24,7 @@ from tests.support.factories import (
     snapshot_of,
     tiny_base_model,
 )
-from training.services import prompted_model_version
+from training.model_versions import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 from curation.choices import Split
 from tests.support.factories import DatasetFactory, EngineerFactory, approved_snapshot, tiny_base_model
 from tests.support.tiny_model import CHATML_TEMPLATE
-from training.services import preflight_training_run, snapshot_conversations, start_training_run
+from training.runs import preflight_training_run, snapshot_conversations, start_training_run
 
 pytestmark = pytest.mark.django_db
 # SmolLM2's kind of template: a default system prompt when the conversation brings none.

@@ -23,7 +23,7 @@ from tests.support.factories import (
 )
 from training.choices import EventKind, FailureReason
 from training.models import Checkpoint, ModelVersion, TrainingRun
-from training.services import preflight_training_run, reap_lost_runs, resume_training_run, start_training_run
+from training.runs import preflight_training_run, reap_lost_runs, resume_training_run, start_training_run
 
 
 @pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_a_run_past_its_timeout_fails_with_timeout_as_its_reason(e2e_records, ti
 @pytest.mark.django_db
 def test_a_cancelled_run_resumes_and_only_the_creator_or_an_engineer_may(e2e_records, tiny_model_dir, run_jobs,
                                                                           django_capture_on_commit_callbacks):
-    from training.services import cancel_training_run
+    from training.runs import cancel_training_run
 
     creator = EngineerFactory()
     with django_capture_on_commit_callbacks(execute=False):
@@ -162,7 +162,7 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_the_run_resumes_to_the_sam
     from ftml.config import LoraConfig
     from ftml.train import train_lora
     from tests.support.workers import start_worker, stop_worker
-    from training.services import snapshot_conversations
+    from training.runs import snapshot_conversations
 
     hyperparameters = {"max_steps": 300, "batch_size": 2, "logging_steps": 5, "checkpoint_steps": 5,
                        "max_eval_examples": 2}

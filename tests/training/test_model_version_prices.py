@@ -5,8 +5,8 @@ from django.urls import reverse
 
 from tests.support.clients import client_for
 from tests.support.factories import EngineerFactory, ReviewerFactory, tiny_base_model, unloadable_base_model
+from training.model_versions import prompted_model_version
 from training.models import ModelVersion
-from training.services import prompted_model_version
 
 pytestmark = pytest.mark.django_db
 

@@ -31,7 +31,7 @@ from ftplatform.jobrows import JobStatus
 from tests.support.factories import EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import EventKind
 from training.models import TrainingRun
-from training.services import cancel_training_run, resume_training_run, snapshot_conversations, start_training_run
+from training.runs import cancel_training_run, resume_training_run, snapshot_conversations, start_training_run
 
 LOSS_RELATIVE_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-5

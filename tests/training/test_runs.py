@@ -16,7 +16,7 @@ from tests.support.factories import (
 )
 from training.choices import ModelVersionKind
 from training.models import TrainingRun
-from training.services import cancel_training_run, start_training_run
+from training.runs import cancel_training_run, start_training_run
 
 
 @pytest.mark.django_db
@@ -106,7 +106,7 @@ def test_training_run_on_pending_snapshot_is_400():
 
 @pytest.mark.django_db
 def test_events_after_a_cursor(tiny_model_dir, e2e_records):
-    from training.services import log_event
+    from training.runs import log_event
 
     run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
                                      hyperparameters={})

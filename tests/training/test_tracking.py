@@ -15,7 +15,7 @@ from ftplatform.jobrows import JobStatus
 from ftplatform.tracking import FILE_STORE_OPT_IN, MLFLOW_DEFAULTS
 from tests.support.factories import TINY_HYPERPARAMETERS, EngineerFactory, snapshot_of, tiny_base_model
 from training.choices import EventKind
-from training.services import start_training_run
+from training.runs import start_training_run
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 

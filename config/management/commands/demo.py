@@ -24,16 +24,11 @@ from ftplatform import queues
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
+from training.base_models import base_model_token_limits, default_base_model
+from training.model_versions import few_shot_examples, prompted_model_version, update_model_version
 from training.models import BaseModel, ModelVersion
 from training.progress import wait_for_training
-from training.services import (
-    base_model_token_limits,
-    default_base_model,
-    few_shot_examples,
-    prompted_model_version,
-    start_training_run,
-    update_model_version,
-)
+from training.runs import start_training_run
 
 DATA_FILE = settings.BASE_DIR / "examples" / "e2e_nlg.chat.jsonl"
 DATASET_NAME = "e2e-nlg-demo"

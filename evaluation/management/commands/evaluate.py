@@ -8,8 +8,9 @@ from evaluation.services import start_eval_run
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
+from training.base_models import default_base_model
+from training.model_versions import few_shot_examples, prompted_model_version
 from training.models import BaseModel, ModelVersion
-from training.services import default_base_model, few_shot_examples, prompted_model_version
 
 
 class Command(BaseCommand):

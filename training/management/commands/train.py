@@ -6,14 +6,10 @@ from curation.models import Snapshot
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
+from training.base_models import default_base_model
 from training.models import BaseModel, TrainingRun
 from training.progress import format_preflight, wait_for_training
-from training.services import (
-    default_base_model,
-    preflight_training_run,
-    resume_training_run,
-    start_training_run,
-)
+from training.runs import preflight_training_run, resume_training_run, start_training_run
 
 
 class Command(BaseCommand):
