@@ -1,7 +1,14 @@
 """The API router: every app's viewsets under /api/v1/."""
 from rest_framework.routers import DefaultRouter
 
-from curation.api import DatasetViewSet, ExampleViewSet, ImportBatchViewSet, SnapshotExportViewSet, SnapshotViewSet
+from curation.api import (
+    DatasetViewSet,
+    ExampleViewSet,
+    ImportBatchViewSet,
+    SnapshotExportViewSet,
+    SnapshotJobViewSet,
+    SnapshotViewSet,
+)
 from evaluation.api import (
     ComparisonViewSet,
     DecisionReportViewSet,
@@ -17,6 +24,7 @@ router.register("datasets", DatasetViewSet)
 router.register("examples", ExampleViewSet)
 router.register("imports", ImportBatchViewSet)
 router.register("snapshots", SnapshotViewSet)
+router.register("snapshot-jobs", SnapshotJobViewSet)
 router.register("snapshot-exports", SnapshotExportViewSet)
 router.register("base-models", BaseModelViewSet)
 router.register("training-runs", TrainingRunViewSet)

@@ -31,12 +31,12 @@ from .admin_views import render_messages
 from .choices import ExampleStatus, ImportFormat, SnapshotStatus
 from .formats import parse_column_mapping
 from .imports import cancel_import, describe_batch, submit_import
-from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem
+from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
 from .selectors import dataset_progress
 from .snapshot_diff import snapshot_diff
-from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
+from .snapshots import approve_snapshot, reject_snapshot, submit_snapshot
 
 
 def _table(columns: list[str], rows: list[dict]) -> str:
@@ -106,7 +106,11 @@ class DatasetAdmin(VisibleHistoryAdmin):
     @admin.action(description="Create a snapshot of the approved examples (seed 0)", permissions=["add_snapshot"])
     def snapshot_approved_examples(self, request, queryset):
         def snapshot(dataset):
-            snapshot, created = create_snapshot(dataset, by=request.user)
+            snapshot, created, job = submit_snapshot(dataset, by=request.user)
+            if job is not None:
+                messages.info(request, f"{dataset} is large: snapshot job {job.pk} makes it on a worker "
+                                       "(Snapshot jobs shows its progress).")
+                return
             verb = "Created" if created else "Already exists:"
             messages.info(request, f"{verb} snapshot {snapshot.pk} ({snapshot.content_hash[:12]}) of {dataset}, "
                                    f"splits {snapshot.split_counts}, status {snapshot.status}.")
@@ -461,3 +465,12 @@ class SnapshotExportAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return access.visible_snapshots(request.user, super().get_queryset(request), "snapshot__dataset")
+
+
+@admin.register(SnapshotJob)
+class SnapshotJobAdmin(ReadOnlyAdmin):
+    """Snapshots made by a worker (large datasets); started from the Dataset action or the API."""
+
+    list_display = ["id", "dataset", "status", "stage", "done", "total", "snapshot", "created_by", "created_at"]
+    list_filter = ["status"]
+    inlines = [JobAttemptInline]

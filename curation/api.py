@@ -18,7 +18,7 @@ from .datasets import create_dataset
 from .exports import cancel_snapshot_export, export_file, export_hf_archive, start_snapshot_export
 from .filters import ExampleFilter
 from .imports import cancel_import, submit_import
-from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport
+from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport, SnapshotJob
 from .selectors import dataset_progress
 from .serializers import (
     AssignSerializer,
@@ -37,12 +37,13 @@ from .serializers import (
     SnapshotExportSerializer,
     SnapshotItemQuerySerializer,
     SnapshotItemSerializer,
+    SnapshotJobSerializer,
     SnapshotReviewSerializer,
     SnapshotSerializer,
     SubmitSerializer,
 )
 from .snapshot_diff import snapshot_diff
-from .snapshots import approve_snapshot, create_snapshot, reject_snapshot
+from .snapshots import approve_snapshot, cancel_snapshot_job, reject_snapshot, submit_snapshot
 
 
 class DatasetViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -240,14 +241,21 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
     def get_queryset(self):
         return access.visible_snapshots(self.request.user, super().get_queryset())
 
-    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer, 200: SnapshotSerializer})
+    @extend_schema(request=SnapshotCreateSerializer,
+                   responses={201: SnapshotSerializer, 200: SnapshotSerializer, 202: SnapshotJobSerializer})
     def create(self, request, *args, **kwargs):
+        """201 with the new snapshot; 200 with the identical one that exists; 202 with a queued snapshot job
+        when the dataset has more approved examples than SNAPSHOT_INLINE_MAX_EXAMPLES (poll
+        ``snapshot-jobs/{id}/`` for its stage and progress, and its ``snapshot`` once it has succeeded)."""
         params = SnapshotCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        snapshot, created = create_snapshot(
+        snapshot, created, job = submit_snapshot(
             params.validated_data["dataset"], by=request.user, seed=params.validated_data["seed"],
             fractions=params.validated_data.get("split_fractions"),
         )
+        if job is not None:
+            job.refresh_from_db()  # without REDIS_URL the job already ran during this request
+            return Response(SnapshotJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         return Response(SnapshotSerializer(snapshot).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -305,6 +313,21 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
         export = start_snapshot_export(self.get_object(), by=request.user)
         export.refresh_from_db()  # without REDIS_URL the job already ran
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Snapshots being made by a worker (POST snapshots/ answers 202 with one for a large dataset)."""
+
+    queryset = SnapshotJob.objects.select_related("created_by")
+    serializer_class = SnapshotJobSerializer
+    filterset_fields = ["dataset", "status"]
+    action_permissions = {"cancel": ["curation.view_snapshotjob"]}  # the creator or an engineer: the service checks
+
+    @extend_schema(request=None, responses=SnapshotJobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued snapshot job at once, or stop a running one at its next stage: nothing is written."""
+        return Response(SnapshotJobSerializer(cancel_snapshot_job(self.get_object(), by=request.user)).data)
 
 
 class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):

@@ -2,6 +2,7 @@
 work through the module that owns it (imports, exports) and ends the row succeeded, failed or cancelled."""
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -12,7 +13,8 @@ from ftplatform.jobrows import JobStatus, unique_folder
 
 from .exports import write_chat_jsonl, write_hf_dataset
 from .imports import ImportJob
-from .models import ImportBatch, SnapshotExport
+from .models import ImportBatch, SnapshotExport, SnapshotJob
+from .snapshots import create_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +73,34 @@ def run_snapshot_export(export_id: int) -> None:
         jobrows.fail(export, exc)
         raise
     jobrows.finish(export, JobStatus.SUCCEEDED, path=str(target), counts=counts)
+
+
+def run_snapshot_job(job_id: int) -> None:
+    """RQ job: make SnapshotJob ``job_id``'s snapshot (curation.snapshots.create_snapshot), recording the stage
+    and its progress on the row, and stopping at the next stage or chunk once cancelled (nothing is written).
+    A refused snapshot (blocking quality findings, a rejected identical one) ends the job failed with why."""
+    job = jobrows.claim(SnapshotJob, job_id, select_related=("dataset", "created_by"))
+    if job is None:
+        return
+    check_cancel = jobrows.CancelCheck(job)
+    last = [None, 0.0]
+
+    def on_progress(stage, done, total):
+        check_cancel()
+        if stage != last[0] or time.monotonic() - last[1] >= 1.0 or done == total:  # at most a write a second
+            last[:] = [stage, time.monotonic()]
+            SnapshotJob.objects.filter(pk=job.pk).update(stage=stage, done=done, total=total)
+
+    try:
+        snapshot, created = create_snapshot(job.dataset, by=job.created_by, seed=job.seed,
+                                            fractions=job.split_fractions, on_progress=on_progress)
+    except jobrows.JobCancelled:
+        jobrows.finish(job, JobStatus.CANCELLED, error="cancelled; no snapshot was written")
+    except ServiceError as exc:
+        jobrows.finish(job, JobStatus.FAILED, error=str(exc))
+    except Exception as exc:
+        logger.exception("snapshot job %s failed", job.pk)
+        jobrows.fail(job, exc)
+        raise
+    else:
+        jobrows.finish(job, JobStatus.SUCCEEDED, snapshot=snapshot, created=created, stage="done")

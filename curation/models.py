@@ -338,3 +338,25 @@ class SnapshotExport(JobRow):
 
     def __str__(self):
         return f"Export {self.pk} of snapshot {self.snapshot_id} ({self.status})"
+
+
+class SnapshotJob(JobRow):
+    """A snapshot made by a worker (curation.snapshots.submit_snapshot: datasets with more approved examples
+    than SNAPSHOT_INLINE_MAX_EXAMPLES): the request, its progress by stage, and the snapshot it made. Failed
+    with ``error`` when the snapshot was refused (blocking quality findings, a rejected identical one)."""
+
+    dataset = models.ForeignKey(Dataset, related_name="snapshot_jobs", on_delete=models.CASCADE)
+    seed = models.PositiveIntegerField(default=0)
+    split_fractions = models.JSONField(null=True, blank=True, help_text="Null: the default 80/10/10.")
+    stage = models.CharField(max_length=40, blank=True, help_text="What the job is doing now.")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    created = models.BooleanField(null=True, blank=True,
+                                  help_text="False: an identical snapshot existed and is the result.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Snapshot job {self.pk} for {self.dataset} ({self.status})"

@@ -294,6 +294,7 @@ def quality_report(
     output_json_schema: dict | None = None,
     system_prompt: str = "",
     input_pairs: list[NearDuplicate] | None = None,
+    on_example=None,
 ) -> dict:
     """Run every check over ``examples`` and return the report.
 
@@ -303,6 +304,7 @@ def quality_report(
         output_json_schema: the dataset's JSON Schema for outputs, or None.
         system_prompt: the dataset's system prompt, prepended for token counting as in training.
         input_pairs: near_duplicate_inputs(examples), when the caller already has them.
+        on_example: called before each example's checks (a job's progress and cancel point).
     Returns:
         {"version", "settings", "summary", "findings"}: ``summary`` has ``examples``, ``blocking``,
         ``warnings``, ``by_check`` (all findings counted), ``findings_left_out`` (per check, beyond
@@ -317,6 +319,8 @@ def quality_report(
         raise ValueError(f"the tokenizer {tokens.name or ''} has no chat template; token checks need one")
     findings, counts, valid = [], [], []
     for example in examples:
+        if on_example is not None:
+            on_example()
         if _empty_output(example.messages):
             findings.append(finding("empty_output", example.id, "the output (last assistant message) has no "
                                                                 "visible character"))

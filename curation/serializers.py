@@ -12,6 +12,7 @@ from .models import (
     Snapshot,
     SnapshotExport,
     SnapshotItem,
+    SnapshotJob,
 )
 from .schemas import check_evaluation_settings, output_schema_validator
 from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
@@ -165,6 +166,16 @@ class SnapshotCreateSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SEED)
     split_fractions = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class SnapshotJobSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+
+    class Meta:
+        model = SnapshotJob
+        fields = ["id", "dataset", "seed", "split_fractions", "status", "stage", "done", "total", "snapshot",
+                  "created", "cancel_requested", "error", "created_by", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
 
 
 class SnapshotDiffQuerySerializer(serializers.Serializer):

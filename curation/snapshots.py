@@ -4,6 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from ftplatform import jobrows, queues
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from ftplatform.roles import require_permission
 
@@ -16,6 +17,7 @@ from .models import (
     Example,
     Snapshot,
     SnapshotItem,
+    SnapshotJob,
 )
 from .near_duplicates import near_duplicate_inputs
 from .quality import QualityExample, TokenLimits, blocking_findings, describe_findings, quality_report
@@ -56,7 +58,8 @@ def settings_to_freeze(dataset: Dataset, outputs: list[str]) -> dict:
 
 @transaction.atomic
 def create_snapshot(
-    dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None, tokens: TokenLimits | None = None
+    dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None, tokens: TokenLimits | None = None,
+    on_progress=None,
 ) -> tuple[Snapshot, bool]:
     """Freeze the dataset's approved examples into a snapshot pending review, behind the quality gate.
 
@@ -74,6 +77,9 @@ def create_snapshot(
         tokens: the tokenizer and limits to check against; None loads default_token_limits()
             (the demo passes the base model it will train, tests a tiny tokenizer). Not loaded
             at all when an identical snapshot already exists.
+        on_progress: ``on_progress(stage, done, total)`` at each stage ("reading examples", "near-duplicate
+            inputs", "quality gate" per example, "writing items" per thousand); a job's cancel check may
+            raise from it (nothing is written before "writing items", which is one transaction).
     Returns:
         (snapshot, created). When a snapshot with the same content hash exists for the
         dataset, that one is returned with ``created=False``.
@@ -84,13 +90,9 @@ def create_snapshot(
             (listed by example id, the first 20 of them, with the total), an invalid output
             schema, or a tokenizer that cannot be loaded.
     """
-    require_permission(by, "curation.add_snapshot", "create snapshots")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ServiceError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    try:
-        fractions = validate_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
-    except ValueError as exc:
-        raise ServiceError(str(exc)) from exc
+    fractions = _checked_request(by, seed, fractions)
+    progress = on_progress or (lambda stage, done, total: None)
+    progress("reading examples", 0, None)
     rows = list(
         Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED)
         .order_by("content_hash")
@@ -103,6 +105,7 @@ def create_snapshot(
     except ValueError as exc:
         raise ServiceError(f"dataset '{dataset}': {exc}") from exc
     examples = [QualityExample(r["id"], r["messages"], r["input_hash"]) for r in rows]
+    progress("near-duplicate inputs", 0, len(rows))
     input_pairs = near_duplicate_inputs(examples)
     assignment = assign_splits([r["input_hash"] for r in rows], seed, fractions,
                                [(p.first, p.second) for p in input_pairs])
@@ -116,10 +119,12 @@ def create_snapshot(
         )
     if existing:
         return existing, False
+    checked = iter(range(1, len(rows) + 1))
     try:
         report = quality_report(examples, tokens=tokens or default_token_limits(),
                                 output_json_schema=frozen["output_json_schema"],
-                                system_prompt=frozen["system_prompt"], input_pairs=input_pairs)
+                                system_prompt=frozen["system_prompt"], input_pairs=input_pairs,
+                                on_example=lambda: progress("quality gate", next(checked), len(rows)))
     except ValueError as exc:
         raise ServiceError(f"dataset '{dataset}': {exc}") from exc
     if report["summary"]["blocking"]:
@@ -132,39 +137,89 @@ def create_snapshot(
     for r in rows:
         split_counts[assignment[r["input_hash"]]] += 1
     try:
-        with transaction.atomic():  # a savepoint: a concurrent identical snapshot wins the unique constraint
-            snapshot = Snapshot(
-                dataset=dataset,
-                content_hash=digest,
-                hash_version=SNAPSHOT_HASH_VERSION,
-                seed=seed,
-                split_fractions=fractions,
-                split_counts=split_counts,
-                example_count=len(rows),
-                quality_report=report,
-                created_by=by,
-                **frozen,
-            )
-            snapshot._history_user = by
-            snapshot._change_reason = "created"
-            snapshot.save()
-    except IntegrityError:
+        with transaction.atomic():  # the snapshot and all its items, or nothing (a cancel between chunks included)
+            try:
+                with transaction.atomic():  # a savepoint: a concurrent identical snapshot wins the unique constraint
+                    snapshot = Snapshot(
+                        dataset=dataset,
+                        content_hash=digest,
+                        hash_version=SNAPSHOT_HASH_VERSION,
+                        seed=seed,
+                        split_fractions=fractions,
+                        split_counts=split_counts,
+                        example_count=len(rows),
+                        quality_report=report,
+                        created_by=by,
+                        **frozen,
+                    )
+                    snapshot._history_user = by
+                    snapshot._change_reason = "created"
+                    snapshot.save()
+            except IntegrityError:
+                raise _SameSnapshotExists from None
+            for start in range(0, len(rows), ITEMS_PER_CHUNK):
+                progress("writing items", start, len(rows))
+                SnapshotItem.objects.bulk_create([
+                    SnapshotItem(
+                        snapshot=snapshot,
+                        example_id=r["id"],
+                        example_content_hash=r["content_hash"],
+                        input_hash=r["input_hash"],
+                        messages=r["messages"],
+                        split=assignment[r["input_hash"]],
+                    )
+                    for r in rows[start:start + ITEMS_PER_CHUNK]
+                ])
+    except _SameSnapshotExists:
         return Snapshot.objects.get(dataset=dataset, content_hash=digest), False
-    SnapshotItem.objects.bulk_create(
-        [
-            SnapshotItem(
-                snapshot=snapshot,
-                example_id=r["id"],
-                example_content_hash=r["content_hash"],
-                input_hash=r["input_hash"],
-                messages=r["messages"],
-                split=assignment[r["input_hash"]],
-            )
-            for r in rows
-        ],
-        batch_size=1000,
-    )
+    progress("writing items", len(rows), len(rows))
     return snapshot, True
+
+
+ITEMS_PER_CHUNK = 1000
+
+
+class _SameSnapshotExists(Exception):
+    """A concurrent request created the identical snapshot first."""
+
+
+def _checked_request(by, seed, fractions) -> dict:
+    """The permission, the seed and the split fractions of a snapshot request; returns the fractions.
+    Raises NotAllowed or ServiceError."""
+    require_permission(by, "curation.add_snapshot", "create snapshots")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ServiceError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}", field="seed")
+    try:
+        return validate_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
+    except ValueError as exc:
+        raise ServiceError(str(exc), field="split_fractions") from exc
+
+
+def submit_snapshot(dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None):
+    """Make a snapshot now (create_snapshot) when the dataset has at most settings.SNAPSHOT_INLINE_MAX_EXAMPLES
+    approved examples; else queue a SnapshotJob for a worker (start_snapshot_job). Returns
+    ``(snapshot, created, None)`` or ``(None, None, job)``. Raises like create_snapshot."""
+    approved = Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED).count()
+    if approved <= settings.SNAPSHOT_INLINE_MAX_EXAMPLES:
+        snapshot, created = create_snapshot(dataset, by=by, seed=seed, fractions=fractions)
+        return snapshot, created, None
+    return None, None, start_snapshot_job(dataset, by=by, seed=seed, fractions=fractions)
+
+
+def start_snapshot_job(dataset: Dataset, *, by, seed: int = 0, fractions: dict | None = None) -> SnapshotJob:
+    """Check the request (as create_snapshot does), save a queued SnapshotJob and enqueue
+    curation.jobs.run_snapshot_job after commit. Raises NotAllowed or ServiceError."""
+    _checked_request(by, seed, fractions)
+    with transaction.atomic():
+        job = SnapshotJob.objects.create(dataset=dataset, seed=seed, split_fractions=fractions, created_by=by)
+        queues.enqueue_job_row(job, "default", "curation.jobs.run_snapshot_job")
+    return job
+
+
+def cancel_snapshot_job(job: SnapshotJob, *, by) -> SnapshotJob:
+    """Cancel a queued snapshot job at once, or have a running one stop at its next stage or chunk, writing
+    nothing (ftplatform.jobrows.request_cancel: its creator or an engineer). Raises NotAllowed or Conflict."""
+    return jobrows.request_cancel(job, by=by, noun=f"snapshot job {job.pk}")
 
 
 def _require_snapshot_reviewer(by, snapshot: Snapshot) -> None:

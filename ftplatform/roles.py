@@ -33,7 +33,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "curation": ["view_dataset", "add_dataset", "change_dataset", "view_example", "view_all_examples",
                      "view_review",
                      "view_importbatch", "add_importbatch", "view_snapshot", "add_snapshot", "view_snapshotitem",
-                     "view_snapshotexport", "add_snapshotexport"],
+                     "view_snapshotexport", "add_snapshotexport", "view_snapshotjob"],
         "training": ["view_basemodel", "view_trainingrun", "add_trainingrun", "change_trainingrun",
                      "view_trainingevent", "view_checkpoint", "view_modelversion", "add_modelversion",
                      "change_modelversion"],

@@ -170,6 +170,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Imports from the admin and the API up to this size run in the request (the answer has the
 # outcome); larger ones are queued as a job and answered 202 (curation.imports.submit_import).
 IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024)
+# Snapshots of datasets with up to this many approved examples are made in the request (a few seconds);
+# larger ones by a worker, as a SnapshotJob with progress (curation.snapshots.submit_snapshot).
+SNAPSHOT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_SNAPSHOT_INLINE_EXAMPLES", 5000)
 
 REDIS_URL = env_setting("str", "REDIS_URL", None)
 ARTIFACTS_ROOT = Path(env_setting("str", "FTPLATFORM_ARTIFACTS", str(VAR_DIR / "artifacts")))

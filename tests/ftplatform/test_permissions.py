@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from config.api import router
 from curation.choices import ExampleStatus
-from curation.models import ImportBatch, SnapshotExport
+from curation.models import ImportBatch, SnapshotExport, SnapshotJob
 from curation.snapshots import create_snapshot
 from evaluation.models import EvalRun
 from tests.support.factories import (
@@ -55,6 +55,8 @@ def world(db):
                                                 status="succeeded")
     objs["snapshot"] = snapshot = create_snapshot(open_ds, by=engineer)[0]
     objs["export"] = SnapshotExport.objects.create(snapshot=snapshot, created_by=engineer)
+    objs["snapshot_job"] = SnapshotJob.objects.create(dataset=open_ds, created_by=engineer, status="succeeded",
+                                                      snapshot=snapshot)
     base = unloadable_base_model()
     objs["base_model"] = base
     objs["run"] = run = TrainingRun.objects.create(snapshot=snapshot, base_model=base, hyperparameters={},
@@ -109,6 +111,9 @@ API = {
     ("post", "snapshot-approve", "snapshot"): ("401", "403", "ok", "403"),
     ("post", "snapshot-reject", "snapshot"): ("401", "403", "ok", "403"),
     ("post", "snapshot-export", "snapshot"): ("401", "403", "403", "ok"),
+    ("get", "snapshotjob-list", None): ("401", "403", "403", "ok"),
+    ("get", "snapshotjob-detail", "snapshot_job"): ("401", "403", "403", "ok"),
+    ("post", "snapshotjob-cancel", "snapshot_job"): ("401", "403", "403", "ok"),  # engineer: 409, it has ended
     ("get", "snapshotexport-list", None): ("401", "403", "ok", "ok"),
     ("get", "snapshotexport-detail", "export"): ("401", "403", "ok", "ok"),
     ("get", "snapshotexport-download", "export"): ("401", "403", "ok", "ok"),
@@ -180,6 +185,7 @@ ADMIN = {
     ("curation_importbatch_history", "import"): ("login", "ok", "ok", "ok"),
     ("curation_importbatch_delete", "import"): ("login", "403", "403", "403"),
     ("curation_snapshot_changelist", None): ("login", "403", "ok", "ok"),
+    ("curation_snapshotjob_changelist", None): ("login", "403", "403", "ok"),
     ("curation_snapshot_add", None): ("login", "403", "403", "403"),
     ("curation_snapshot_change", "snapshot"): ("login", "403", "ok", "ok"),
     ("curation_snapshot_history", "snapshot"): ("login", "403", "ok", "ok"),
