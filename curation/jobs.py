@@ -12,7 +12,7 @@ from ftplatform.errors import ServiceError, without_server_paths
 from ftplatform.jobrows import JobStatus, unique_folder
 
 from .exports import write_chat_jsonl, write_hf_dataset
-from .imports import ImportJob
+from .import_job import ImportJob
 from .models import ImportBatch, SnapshotExport, SnapshotJob
 from .snapshots import create_snapshot
 

@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from curation import imports, jobs
+from curation import import_job, jobs
 from curation.imports import import_examples, start_import
 from curation.models import Example, ImportBatch
 from ftplatform import queues
@@ -34,7 +34,7 @@ def write_jsonl(path, records) -> None:
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 100 records, so a few hundred lines span several inserts and progress updates."""
-    monkeypatch.setattr(imports, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(import_job, "CHUNK_ROWS", 100)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,7 +132,7 @@ def test_every_imported_example_has_its_creation_in_the_history(path, tmp_path, 
     if path == "copy" and connection.vendor != "postgresql":
         pytest.skip("COPY is the PostgreSQL path")
     if path == "bulk_create":
-        monkeypatch.setattr(imports, "_CopyInserter", imports._OrmInserter)  # the portable path, on any database
+        monkeypatch.setattr(import_job, "_CopyInserter", import_job._OrmInserter)  # the portable path, on any database
     user = EngineerFactory(username="annie")
     file = tmp_path / "examples.jsonl"
     write_jsonl(file, [chat(n) for n in range(250)])
