@@ -173,6 +173,9 @@ IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1
 # Snapshots of datasets with up to this many approved examples are made in the request (a few seconds);
 # larger ones by a worker, as a SnapshotJob with progress (curation.snapshots.submit_snapshot).
 SNAPSHOT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_SNAPSHOT_INLINE_EXAMPLES", 5000)
+# A run on a train split of up to this many examples gets its pre-flight in the request (a 400 when it is
+# blocked); a larger split's pre-flight is the training job's first stage (training.jobs.run_preflight).
+PREFLIGHT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_PREFLIGHT_INLINE_EXAMPLES", 5000)
 
 REDIS_URL = env_setting("str", "REDIS_URL", None)
 ARTIFACTS_ROOT = Path(env_setting("str", "FTPLATFORM_ARTIFACTS", str(VAR_DIR / "artifacts")))

@@ -28,13 +28,42 @@ from ftplatform.jobrows import JobStatus
 from .base_models import base_model_identity, materialized_base_model_folder, record_base_model_info
 from .choices import EventKind, FailureReason, ModelVersionKind
 from .models import ModelVersion, TrainingRun
-from .runs import latest_checkpoint, log_event, record_checkpoint, snapshot_conversations
+from .runs import (
+    latest_checkpoint,
+    log_event,
+    preflight_fields,
+    preflight_training_run,
+    record_checkpoint,
+    snapshot_conversations,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class RunTimedOut(Exception):
     """The run went past its timeout_seconds."""
+
+
+class PreflightRefused(Exception):
+    """The pre-flight the job ran found blocking problems (its message lists them)."""
+
+
+def run_preflight(run: TrainingRun, where: dict) -> TrainingRun:
+    """Run the pre-flight of a run created without one (a train split over PREFLIGHT_INLINE_MAX_EXAMPLES), as
+    its creator would have in the request, and record what it settles on the row (preflight_fields). Returns the
+    refreshed run. Raises PreflightRefused for blocking problems, ServiceError as preflight_training_run."""
+    log_event(run, EventKind.LOG, f"pre-flight: checking {run.snapshot.split_counts.get('train', 0)} train examples")
+    report = preflight_training_run(run.snapshot, run.base_model, run.hyperparameters, by=run.created_by)
+    if report["blocking"]:
+        TrainingRun.objects.filter(pk=run.pk, **where).update(preflight=report)
+        raise PreflightRefused("pre-flight: " + "; ".join(report["blocking"]))
+    if not TrainingRun.objects.filter(pk=run.pk, **where).update(**preflight_fields(report)):
+        raise RunTakenAway()
+    for warning in report["warnings"]:
+        log_event(run, EventKind.WARNING, f"pre-flight: {warning}")
+    log_event(run, EventKind.LOG, f"pre-flight passed: about {report['estimated_steps']} steps")
+    run.refresh_from_db()
+    return run
 
 
 class RunTakenAway(Exception):
@@ -74,8 +103,10 @@ def run_training(run_id: int) -> None:
     deadline = time.monotonic() + run.timeout_seconds
     tracked = tracking.TrackedRun.off()
     try:
-        tracked = start_tracking(run, mine)
         prepare_torch()
+        if not run.preflight:  # a big train split: the pre-flight is this job's first stage
+            run = run_preflight(run, mine)
+        tracked = start_tracking(run, mine)
         folder = materialized_base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
         identity = base_model_identity(run.base_model, folder)
@@ -128,6 +159,10 @@ def run_training(run_id: int) -> None:
         if jobrows.finish(run, JobStatus.CANCELLED, where=mine):
             log_event(run, EventKind.LOG, "cancelled; the adapter was not saved (checkpoints, if any, allow a resume)")
             tracked.end("KILLED")
+        return
+    except PreflightRefused as exc:
+        if jobrows.finish(run, JobStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.ERROR):
+            log_event(run, EventKind.LOG, f"failed: {exc}")
         return
     except RunTimedOut as exc:
         if jobrows.finish(run, JobStatus.FAILED, where=mine, error=str(exc), failure_reason=FailureReason.TIMEOUT):

@@ -41,15 +41,9 @@ def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
     return settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND, "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND (no run measured yet)"
 
 
-def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,
-                           *, by) -> dict:
-    """The pre-flight report of a run that is not created (ftml.preflight), as a dict.
-
-    Raises:
-        NotAllowed: ``by`` lacks 'training.add_trainingrun'.
-        ServiceError: the snapshot is not approved or has no train examples, a hyperparameter
-            is invalid, or the base model cannot be loaded (the message names it).
-    """
+def checked_preflight_request(snapshot: Snapshot, hyperparameters: dict | None, *, by):
+    """The checks of a run request that need no tokenizer: the permission, an approved snapshot with train
+    examples, valid hyperparameters. Returns the LoraConfig. Raises NotAllowed or ServiceError."""
     require_permission(by, "training.add_trainingrun", "start training runs")
     if snapshot.status != SnapshotStatus.APPROVED:
         raise ServiceError(
@@ -61,7 +55,28 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
         check_json_value(hyperparameters)
         config = LoraConfig.from_dict(hyperparameters)
     except (TypeError, ValueError) as exc:
-        raise ServiceError(f"hyperparameters: {exc}") from exc
+        raise ServiceError(f"hyperparameters: {exc}", field="hyperparameters") from exc
+    return config
+
+
+def preflight_fields(report: dict) -> dict:
+    """The TrainingRun fields a pre-flight report settles: the report, the resolved hyperparameters ("auto"
+    replaced), the seed, the estimated steps and the chat template's prompt prefix."""
+    resolved = report["hyperparameters"]
+    return {"preflight": report, "hyperparameters": resolved, "seed": resolved["seed"],
+            "total_steps": report["estimated_steps"], "prompt_prefix": report["prompt_prefix"]}
+
+
+def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,
+                           *, by) -> dict:
+    """The pre-flight report of a run that is not created (ftml.preflight), as a dict.
+
+    Raises:
+        NotAllowed: ``by`` lacks 'training.add_trainingrun'.
+        ServiceError: the snapshot is not approved or has no train examples, a hyperparameter
+            is invalid, or the base model cannot be loaded (the message names it).
+    """
+    config = checked_preflight_request(snapshot, hyperparameters, by=by)
     from ftml.base_models import BaseModelError
     from ftml.preflight import preflight
 
@@ -97,17 +112,24 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     timeout = settings.TRAINING_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
     if not (isinstance(timeout, int) and 60 <= timeout <= MAX_TIMEOUT_SECONDS):
         raise ServiceError(f"timeout must be between 1 minute and 30 days, got {timeout_seconds!r} seconds")
-    report = preflight_training_run(snapshot, base_model, hyperparameters, by=by)
-    if report["blocking"]:
-        raise ServiceError("pre-flight: " + "; ".join(report["blocking"]))
-    run = TrainingRun.objects.create(
-        snapshot=snapshot, base_model=base_model, hyperparameters=report["hyperparameters"],
-        seed=report["hyperparameters"]["seed"], created_by=by, preflight=report, timeout_seconds=timeout,
-        total_steps=report["estimated_steps"], system_prompt=snapshot.system_prompt,
-        prompt_prefix=report["prompt_prefix"],
-    )
-    for warning in report["warnings"]:
-        log_event(run, EventKind.WARNING, f"pre-flight: {warning}")
+    if snapshot.split_counts.get("train", 0) > settings.PREFLIGHT_INLINE_MAX_EXAMPLES:
+        # A big train split: the pre-flight tokenizes every example, which is the job's first stage
+        # (run_preflight, with the job's progress, heartbeat and cancel), not this request's.
+        config = checked_preflight_request(snapshot, hyperparameters, by=by)
+        run = TrainingRun.objects.create(
+            snapshot=snapshot, base_model=base_model, hyperparameters=hyperparameters or {}, seed=config.seed,
+            created_by=by, timeout_seconds=timeout, system_prompt=snapshot.system_prompt)
+        log_event(run, EventKind.LOG, f"pre-flight of {snapshot.split_counts['train']} train examples queued: "
+                                      "it runs first in the job")
+    else:
+        report = preflight_training_run(snapshot, base_model, hyperparameters, by=by)
+        if report["blocking"]:
+            raise ServiceError("pre-flight: " + "; ".join(report["blocking"]))
+        run = TrainingRun.objects.create(
+            snapshot=snapshot, base_model=base_model, created_by=by, timeout_seconds=timeout,
+            system_prompt=snapshot.system_prompt, **preflight_fields(report))
+        for warning in report["warnings"]:
+            log_event(run, EventKind.WARNING, f"pre-flight: {warning}")
     queues.enqueue_job_row(run, "training", "training.jobs.run_training", timeout=timeout + 600)
     return run
 

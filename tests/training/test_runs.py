@@ -15,7 +15,7 @@ from tests.support.factories import (
     tiny_base_model,
 )
 from training.choices import ModelVersionKind
-from training.models import TrainingRun
+from training.models import ModelVersion, TrainingRun
 from training.runs import cancel_training_run, start_training_run
 
 
@@ -126,3 +126,43 @@ def test_unicode_digits_are_not_an_event_cursor(tiny_model_dir, e2e_records):
     run = TrainingRun.objects.create(snapshot=snapshot_of(e2e_records[:20]), base_model=tiny_base_model(tiny_model_dir),
                                      hyperparameters={})
     assert client_for(EngineerFactory()).get(f"/api/v1/training-runs/{run.pk}/events/?after=²").status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_big_train_splits_preflight_is_the_jobs_first_stage(e2e_records, tiny_model_dir, settings,
+                                                                django_capture_on_commit_callbacks):
+    from training.jobs import run_training
+
+    settings.PREFLIGHT_INLINE_MAX_EXAMPLES = 10  # the 40-example snapshot's train split is "big"
+    snapshot = snapshot_of(e2e_records[:40])
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot, tiny_base_model(tiny_model_dir), by=EngineerFactory(),
+                                 hyperparameters=TINY_HYPERPARAMETERS)
+    assert (run.status, run.preflight, run.hyperparameters) == (JobStatus.QUEUED, {}, TINY_HYPERPARAMETERS)
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.preflight["estimated_steps"] == run.total_steps == 3
+    assert run.hyperparameters == run.preflight["hyperparameters"]
+    assert run.hyperparameters["loraplus_lr_ratio"] == 4  # the default, resolved as in a request's pre-flight
+    logs = list(run.events.filter(kind="log").values_list("message", flat=True))
+    train = snapshot.split_counts["train"]
+    assert logs[:3] == [f"pre-flight of {train} train examples queued: it runs first in the job",
+                        f"pre-flight: checking {train} train examples", "pre-flight passed: about 3 steps"]
+
+
+@pytest.mark.django_db
+def test_a_blocked_preflight_in_the_job_fails_the_run_before_training(e2e_records, tiny_model_dir, settings,
+                                                                       django_capture_on_commit_callbacks):
+    from training.jobs import run_training
+
+    settings.PREFLIGHT_INLINE_MAX_EXAMPLES = 10
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training_run(snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir), by=EngineerFactory(),
+                                 hyperparameters={**TINY_HYPERPARAMETERS, "max_seq_length": 16})
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.failure_reason, run.step) == (JobStatus.FAILED, "error", 0)
+    assert run.error.startswith("pre-flight: ") and "would have no target token left at max_seq_length 16" in run.error
+    assert "; ".join(run.preflight["blocking"]) == run.error.removeprefix("pre-flight: ")
+    assert not ModelVersion.objects.filter(training_run=run).exists()
