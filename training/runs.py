@@ -14,7 +14,7 @@ from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
 
 from .base_models import materialized_base_model_folder
-from .choices import EventKind, FailureReason
+from .choices import BaseModelSource, EventKind, FailureReason
 from .models import BaseModel, Checkpoint, TrainingEvent, TrainingRun
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -41,10 +41,14 @@ def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
     return settings.TRAINING_ESTIMATE_TOKENS_PER_SECOND, "FTPLATFORM_ESTIMATE_TOKENS_PER_SECOND (no run measured yet)"
 
 
-def checked_preflight_request(snapshot: Snapshot, hyperparameters: dict | None, *, by):
+def checked_preflight_request(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None, *, by):
     """The checks of a run request that need no tokenizer: the permission, an approved snapshot with train
-    examples, valid hyperparameters. Returns the LoraConfig. Raises NotAllowed or ServiceError."""
+    examples, a base model with weights here, valid hyperparameters. Returns the LoraConfig. Raises
+    NotAllowed or ServiceError."""
     require_permission(by, "training.add_trainingrun", "start training runs")
+    if base_model.source_kind == BaseModelSource.REMOTE:
+        raise ServiceError(f"base model {base_model.name!r} is a remote model (it answers over an API); only a "
+                           "base model with local weights can be fine-tuned", field="base_model")
     if snapshot.status != SnapshotStatus.APPROVED:
         raise ServiceError(
             f"snapshot {snapshot.pk} is {snapshot.status}; a reviewer must approve it before training"
@@ -76,7 +80,7 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
         ServiceError: the snapshot is not approved or has no train examples, a hyperparameter
             is invalid, or the base model cannot be loaded (the message names it).
     """
-    config = checked_preflight_request(snapshot, hyperparameters, by=by)
+    config = checked_preflight_request(snapshot, base_model, hyperparameters, by=by)
     from ftml.base_models import BaseModelError
     from ftml.preflight import preflight
 
@@ -115,7 +119,7 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     if snapshot.split_counts.get("train", 0) > settings.PREFLIGHT_INLINE_MAX_EXAMPLES:
         # A big train split: the pre-flight tokenizes every example, which is the job's first stage
         # (run_preflight, with the job's progress, heartbeat and cancel), not this request's.
-        config = checked_preflight_request(snapshot, hyperparameters, by=by)
+        config = checked_preflight_request(snapshot, base_model, hyperparameters, by=by)
         run = TrainingRun.objects.create(
             snapshot=snapshot, base_model=base_model, hyperparameters=hyperparameters or {}, seed=config.seed,
             created_by=by, timeout_seconds=timeout, system_prompt=snapshot.system_prompt)

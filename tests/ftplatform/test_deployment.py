@@ -78,7 +78,7 @@ def test_the_web_command_migrates_then_serves_the_admin_health_and_static_files_
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PORT": str(port), "WEB_CONCURRENCY": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
            "FTPLATFORM_VAR": str(tmp_path / "var"), "FTPLATFORM_SECRET_KEY": "k" * 50, "FTPLATFORM_HTTPS": "false",
-           "FTPLATFORM_ENV_FILE": str(tmp_path / "no.env")}
+           "FTPLATFORM_ENV_FILE": ""}
     web = subprocess.Popen([str(ENTRYPOINT), "web"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -78,3 +78,10 @@ def test_the_queue_pages_are_for_engineers_only(client):
     assert page.status_code == 200
     assert all(name in page.content.decode() for name in queues.QUEUE_NAMES)
     assert 'href="/admin/rq/"' in client.get("/admin/").content.decode()  # the admin home links it
+
+
+def test_a_probe_without_the_trailing_slash_gets_the_same_answer(client, settings):
+    settings.REDIS_URL = None
+    response = client.get("/health")
+    assert (response.status_code, response["X-Content-Type-Options"], response.json()["status"]) == (
+        200, "nosniff", "ok")

@@ -120,3 +120,17 @@ def test_the_api_cancels_for_the_creator_and_refuses_others_with_a_reason(tmp_pa
     assert (done.status_code, done.json()["status"]) == (200, "cancelled")
     again = creator.post(f"/api/v1/imports/{batch.pk}/cancel/")
     assert (again.status_code, again.json()) == (409, {"detail": f"import {batch.pk} has already cancelled"})
+
+
+def test_a_job_redis_refuses_ends_failed_instead_of_staying_queued(tmp_path, settings,
+                                                                   django_capture_on_commit_callbacks):
+    from curation.imports import start_import
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    path = tmp_path / "examples.jsonl"
+    path.write_text(json.dumps({"messages": conversation("q", "a")}) + "\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = start_import(DatasetFactory(), path, "chat_jsonl", by=AnnotatorFactory())
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == (
+        JobStatus.FAILED, "the job could not be queued: Redis is unavailable (ConnectionError); start it again")

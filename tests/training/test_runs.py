@@ -166,3 +166,13 @@ def test_a_blocked_preflight_in_the_job_fails_the_run_before_training(e2e_record
     assert run.error.startswith("pre-flight: ") and "would have no target token left at max_seq_length 16" in run.error
     assert "; ".join(run.preflight["blocking"]) == run.error.removeprefix("pre-flight: ")
     assert not ModelVersion.objects.filter(training_run=run).exists()
+
+
+@pytest.mark.django_db
+def test_a_remote_base_model_is_refused_for_training_naming_why(e2e_records):
+    from training.models import BaseModel
+
+    remote = BaseModel.objects.create(name="big-remote", source_kind="remote", source="http://127.0.0.1:9/v1")
+    with pytest.raises(ServiceError, match="base model 'big-remote' is a remote model") as raised:
+        start_training_run(snapshot_of(e2e_records[:40]), remote, by=EngineerFactory())
+    assert raised.value.field == "base_model" and not TrainingRun.objects.exists()
