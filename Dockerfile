@@ -1,5 +1,5 @@
 # ftplatform: one image for the web app and the workers (compose.yaml picks the command).
-# CPU torch; on a GPU host, build FROM a CUDA base and drop the CPU index (docs: operations).
+# CPU torch; on a GPU host, build FROM a CUDA base and drop the CPU index (docs: training/multi-process.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -61,7 +61,7 @@ def setting(kind: str, name: str, default, *, minimum: float | None = None):
             return True
         if value.lower() in FALSE_WORDS:
             return False
-        stop(f"{name}={raw!r} is not a yes/no value; use one of true, false, 1, 0, on, off")
+        stop(f"{name}={raw!r} is not a yes/no value; use true or false (also 1/0, on/off, yes/no)")
     try:
         number = int(value) if kind == "int" else float(value)
     except ValueError:

@@ -7,6 +7,5 @@ scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # A local quick start: debug on (and its development key) unless the caller set FTPLATFORM_DEBUG.
 export FTPLATFORM_DEBUG=${FTPLATFORM_DEBUG:-1}
-mkdir -p var
 .venv/bin/python manage.py migrate --no-input -v 0
 exec .venv/bin/python manage.py demo "$@"

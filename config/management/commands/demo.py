@@ -192,7 +192,9 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(f"\nmodel version {tuned.pk}; REST: GET /api/v1/model-versions/{tuned.pk}/report/, "
                           f"GET /api/v1/decision-reports/?dataset={dataset.pk}")
-        self.stdout.write(f"admin (manage.py runserver, sign in as an engineer): "
-                          f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}, "
-                          f"{reverse('admin:evaluation_evalrun_model_report', args=[tuned.pk])}")
+        self.stdout.write(f"admin: {reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}, "
+                          f"{reverse('admin:evaluation_evalrun_model_report', args=[tuned.pk])} (to look: "
+                          "FTPLATFORM_DEBUG=1 .venv/bin/python manage.py assign_role demo-engineer engineer "
+                          "--password <choose one>, then FTPLATFORM_DEBUG=1 .venv/bin/python manage.py runserver "
+                          "and sign in as demo-engineer)")
         self.stdout.write(f"demo finished in {time.monotonic() - started:.0f}s")
