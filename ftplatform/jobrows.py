@@ -87,7 +87,8 @@ def claim(model: type[JobRow], pk: int, select_related=()) -> JobRow | None:
     """Mark a queued row running, open its next JobAttempt, and return it; None when it is no longer
     queued (e.g. cancelled)."""
     with transaction.atomic():
-        row = model.objects.select_for_update().select_related(*select_related).get(pk=pk)
+        # of=self: lock the job's row only (PostgreSQL refuses FOR UPDATE on a nullable joined row).
+        row = model.objects.select_for_update(of=("self",)).select_related(*select_related).get(pk=pk)
         if row.status != JobStatus.QUEUED:
             return None
         row.status = JobStatus.RUNNING

@@ -22,7 +22,7 @@ def approved_dataset(n: int):
 
 @pytest.mark.django_db
 def test_a_dataset_over_the_inline_limit_is_snapshotted_by_a_job_the_api_answers_202_for(
-        settings, django_capture_on_commit_callbacks):
+        settings, django_capture_on_commit_callbacks, run_jobs):
     settings.SNAPSHOT_INLINE_MAX_EXAMPLES = 5
     dataset, engineer = approved_dataset(12), EngineerFactory()
     client = APIClient()
@@ -30,6 +30,7 @@ def test_a_dataset_over_the_inline_limit_is_snapshotted_by_a_job_the_api_answers
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/api/v1/snapshots/", {"dataset": dataset.pk, "seed": 3}, format="json")
     assert response.status_code == 202
+    run_jobs()  # with REDIS_URL, a worker; without, it already ran after the commit
     job = client.get(f"/api/v1/snapshot-jobs/{response.json()['id']}/").json()
     assert (job["status"], job["stage"], job["done"], job["total"], job["created"]) == (
         "succeeded", "done", 12, 12, True)
