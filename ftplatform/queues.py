@@ -54,18 +54,32 @@ def get_queue(name: str):
     )
 
 
-def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str, timeout: int | None = None) -> None:
+def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str, timeout: int | None = None,
+                         row=None) -> None:
     """Enqueue ``func_path(*args)`` on ``queue_name`` once the current transaction commits.
 
     ``job_id`` is deterministic (e.g. ``training-run-12``) so the row can name its job.
     Outside a transaction the job is enqueued at once (Django's on_commit semantics). Without
-    ``REDIS_URL`` the function is called then instead (run_in_process).
+    ``REDIS_URL`` the function is called then instead (run_in_process). When Redis refuses the job
+    (down, or a bad REDIS_URL), the job's ``row``, if given, ends failed saying so, instead of staying
+    queued with nothing to run it; the request that started it answers as usual.
     """
-    if is_async():
-        transaction.on_commit(
-            lambda: get_queue(queue_name).enqueue(func_path, *args, job_id=job_id, job_timeout=timeout))
-    else:
+    if not is_async():
         transaction.on_commit(lambda: run_in_process(func_path, *args, job_id=job_id))
+        return
+
+    def enqueue():
+        try:
+            get_queue(queue_name).enqueue(func_path, *args, job_id=job_id, job_timeout=timeout)
+        except Exception as exc:
+            logger.exception("job %s could not be queued", job_id)
+            if row is not None:
+                from .jobrows import JobStatus, finish
+
+                finish(row, JobStatus.FAILED, where={"status": JobStatus.QUEUED}, error=(
+                    f"the job could not be queued: Redis is unavailable ({type(exc).__name__}); start it again"))
+
+    transaction.on_commit(enqueue)
 
 
 def run_in_process(func_path: str, *args, job_id: str) -> None:
@@ -79,25 +93,8 @@ def run_in_process(func_path: str, *args, job_id: str) -> None:
 
 def enqueue_job_row(row, queue_name: str, func_path: str, *, timeout: int | None = None, suffix: str = "") -> None:
     """Name the row's job (``<model>-<pk>[-<suffix>]``, stored in ``row.rq_job_id``) and enqueue
-    ``func_path(row.pk)`` after commit. ``row`` is a saved ftplatform.jobrows.JobRow; ``timeout``
-    (seconds) overrides the queue's default job timeout; ``suffix`` names a later attempt.
-
-    When Redis refuses the job (down, or a bad REDIS_URL), the row ends failed saying so, instead of
-    staying queued with nothing to run it; the request that started it answers as usual."""
+    ``func_path(row.pk)`` after commit (enqueue_after_commit). ``row`` is a saved ftplatform.jobrows.JobRow;
+    ``timeout`` (seconds) overrides the queue's default job timeout; ``suffix`` names a later attempt."""
     row.rq_job_id = f"{row._meta.model_name}-{row.pk}" + (f"-{suffix}" if suffix else "")
     row.save(update_fields=["rq_job_id"])
-    if not is_async():
-        transaction.on_commit(lambda: run_in_process(func_path, row.pk, job_id=row.rq_job_id))
-        return
-
-    def enqueue():
-        try:
-            get_queue(queue_name).enqueue(func_path, row.pk, job_id=row.rq_job_id, job_timeout=timeout)
-        except Exception as exc:
-            from .jobrows import JobStatus, finish
-
-            logger.exception("job %s could not be queued", row.rq_job_id)
-            finish(row, JobStatus.FAILED, where={"status": JobStatus.QUEUED},
-                   error=f"the job could not be queued: Redis is unavailable ({type(exc).__name__}); start it again")
-
-    transaction.on_commit(enqueue)
+    enqueue_after_commit(queue_name, func_path, row.pk, job_id=row.rq_job_id, timeout=timeout, row=row)
