@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_import(batch_id: int, on_progress=None) -> None:
-    """RQ job: import ImportBatch ``batch_id`` from its stored upload (see the module docstring).
+    """RQ job: import ImportBatch ``batch_id`` from its stored upload (curation.import_job.ImportJob).
 
     The batch ends ``succeeded`` or ``failed`` (errors, or ``error`` for a file that cannot be
     read or a concurrent import of the same examples), and its stored upload is removed.

@@ -178,9 +178,7 @@ GPU_HOUR_PRICE = env_setting("float", "FTPLATFORM_GPU_HOUR_PRICE", None, minimum
 # process. N > 1: the job starts the run on N processes with `accelerate launch` (one per GPU; gloo
 # processes on CPU), with FTPLATFORM_ACCELERATE_CONFIG (an accelerate config file: FSDP, DeepSpeed,
 # GPU ids) when set. A run's batch_size is the global batch either way; it must split over N.
-TRAINING_PROCESSES = env_setting("int", "FTPLATFORM_TRAINING_PROCESSES", 1)
-if TRAINING_PROCESSES < 1:
-    raise SystemExit(f"ftplatform: FTPLATFORM_TRAINING_PROCESSES must be at least 1, got {TRAINING_PROCESSES}")
+TRAINING_PROCESSES = env_setting("int", "FTPLATFORM_TRAINING_PROCESSES", 1, minimum=1)
 TRAINING_ACCELERATE_CONFIG = env_setting("str", "FTPLATFORM_ACCELERATE_CONFIG", "")
 
 JOB_TIMEOUTS = {"default": 3600, "training": 24 * 3600, "evaluation": 6 * 3600}

@@ -43,6 +43,7 @@ KEY = {"FTPLATFORM_SECRET_KEY": "k" * 50}
     ("FTPLATFORM_HEARTBEAT_MARGIN_SECONDS", "-100", "FTPLATFORM_HEARTBEAT_MARGIN_SECONDS='-100' must be at least 0"),
     ("FTPLATFORM_HSTS_SECONDS", "-5", "FTPLATFORM_HSTS_SECONDS='-5' must be at least 0"),
     ("FTPLATFORM_TRAINING_TIMEOUT_SECONDS", "0", "FTPLATFORM_TRAINING_TIMEOUT_SECONDS='0' must be at least 60"),
+    ("FTPLATFORM_TRAINING_PROCESSES", "0", "FTPLATFORM_TRAINING_PROCESSES='0' must be at least 1"),
     ("FTPLATFORM_DEBUG", "treu", "FTPLATFORM_DEBUG='treu' is not a yes/no value"),
     ("FTPLATFORM_HTTPS", "enabled", "FTPLATFORM_HTTPS='enabled' is not a yes/no value"),
     ("DATABASE_URL", "mysqll://db/ftplatform", "DATABASE_URL: unknown database scheme 'mysqll'"),
