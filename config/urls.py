@@ -4,11 +4,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ftplatform.roles import ENGINEER, has_role
+from serving import openai_api
 
 from .api import router
 
@@ -42,6 +43,11 @@ def operator_urls():
 
 urlpatterns = [
     *operator_urls(),
+    # The OpenAI-compatible endpoint (serving.openai_api): base URL http(s)://<host>/v1 for the openai client.
+    path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
+    path("v1/models", openai_api.models_view, name="openai-models"),
+    path("v1/models/<path:name>", openai_api.model_view, name="openai-model"),
+    re_path(r"^v1/(?P<rest>.*)$", openai_api.not_found),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

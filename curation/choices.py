@@ -16,6 +16,7 @@ class ReviewDecision(models.TextChoices):
 class ExampleSource(models.TextChoices):
     IMPORT = "import", "Import"
     MANUAL = "manual", "Manual"
+    TRAFFIC = "traffic", "Production traffic (a logged request)"
 
 
 class ImportFormat(models.TextChoices):

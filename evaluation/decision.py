@@ -24,11 +24,20 @@ from .choices import Verdict
 from .comparisons import compare_eval_runs
 from .costs import UNKNOWN_COST, Pricing, break_even, cost_per_1k_requests, training_cost
 from .models import EvalRun, HumanRating, PairwiseJudgment
-from .routing import known_confidence, route_at, routing_curve, suggest_threshold
+from .routing import RoutingPoint, known_confidence, route_at, routing_curve, suggest_threshold
 from .scoring import prediction_scores, primary_metric, report_metric, snapshot_metrics
 from .verdicts import MIN_TEST_INPUTS, baseline_verdict, overall_verdict
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
+
+# Sections other apps add to the decision report: {name: function(dataset, report) -> JSON-ready value}.
+# The serving app adds "production" (what its deployments measured): evaluation does not import serving.
+REPORT_SECTIONS: dict = {}
+
+
+def register_report_section(name: str, section) -> None:
+    """Have ``decision_report`` add ``report[name] = section(dataset, report)`` to every full report."""
+    REPORT_SECTIONS[name] = section
 
 
 def rating_summary(eval_run: EvalRun) -> dict:
@@ -177,6 +186,8 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     report["fine_tuned"]["training_cost"] = train_cost
     verdict, reason = overall_verdict(report["baselines"])
     report.update(verdict=verdict, reason=reason, leaderboard=leaderboard(dataset))
+    for name, section in REPORT_SECTIONS.items():
+        report[name] = section(dataset, report)
     return report
 
 
@@ -214,7 +225,7 @@ def _routing_rows(tuned: EvalRun, baseline: EvalRun, metric: str) -> list[tuple]
             tuned.predictions.order_by("id").values_list("input_hash", "mean_logprob") if h in fallback]
 
 
-def _newest_eval(version_id: int, snapshot_id: int, split: str) -> EvalRun | None:
+def newest_eval(version_id: int, snapshot_id: int, split: str) -> EvalRun | None:
     return (EvalRun.objects.filter(model_version_id=version_id, snapshot_id=snapshot_id, split=split,
                                    status=JobStatus.SUCCEEDED).order_by("-finished_at", "-id").first())
 
@@ -223,49 +234,69 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
+class NoThreshold(Exception):
+    """No routing threshold can be chosen on the validation split; the message says why and what to run."""
+
+
+def validation_threshold(tuned_version, baseline_version, snapshot, metric: str, target: float | None = None,
+                         *, tuned_cost=None, baseline_cost=None) -> dict:
+    """The routing threshold for ``tuned_version`` falling back to ``baseline_version``, chosen on
+    ``snapshot``'s validation split (the two versions' newest succeeded eval runs there): the cheapest
+    point of the routing curve whose mean per-example ``metric`` reaches ``target`` (default: the
+    baseline's mean there). Returns {"chosen_on", "target_quality", "target_from", "points",
+    "suggested"} ("suggested" None when no threshold reaches the target). Raises NoThreshold."""
+    runs = {version: newest_eval(version.pk, snapshot.pk, Split.VALIDATION)
+            for version in (tuned_version, baseline_version)}
+    missing = [version for version, run in runs.items() if run is None]
+    if missing:
+        raise NoThreshold("routing thresholds are chosen on the validation split, where "
+                          + " and ".join(str(v) for v in missing)
+                          + (" have no succeeded eval run; evaluate them: " if len(missing) > 1
+                             else " has no succeeded eval run; evaluate it: ")
+                          + "; ".join(f"manage.py evaluate --model-version {v.pk} --snapshot {snapshot.pk} "
+                                      "--split validation --as <username>" for v in missing))
+    tuned_validation, baseline_validation = runs.values()
+    validation = _routing_rows(tuned_validation, baseline_validation, metric)
+    if not validation:
+        raise NoThreshold(f"the two models share no input on the {Split.VALIDATION} split")
+    if not any(known_confidence(c) for c, _, _ in validation):
+        raise NoThreshold("the fine-tuned model's validation predictions carry no confidence (evaluated before it "
+                          "was recorded)")
+    points = routing_curve(*(list(column) for column in zip(*validation, strict=True)),
+                           tuned_per_1k=tuned_cost, fallback_per_1k=baseline_cost)
+    goal = target if target is not None else _mean([f for _, _, f in validation])
+    best = suggest_threshold(points, goal)
+    return {"chosen_on": {"split": Split.VALIDATION, "inputs": len(validation),
+                          "fine_tuned_eval_run_id": tuned_validation.pk,
+                          "baseline_eval_run_id": baseline_validation.pk},
+            "target_quality": goal,
+            "target_from": "as given" if target is not None else "the baseline's mean on the validation split",
+            "points": [p.to_dict() for p in points], "suggested": best.to_dict() if best else None}
+
+
 def _routing(tuned: EvalRun, baseline: EvalRun, metric: str, tuned_cost, baseline_cost, target) -> dict:
-    """The routing threshold chosen on the validation split (the two versions' newest eval runs
-    there), then fixed and scored on the report's split (``held_out``), so its quality is not
-    measured on the inputs it was fitted to."""
+    """The routing threshold chosen on the validation split (validation_threshold), then fixed and
+    scored on the report's split (``held_out``), so its quality is not measured on the inputs it was
+    fitted to."""
     def unavailable(reason):
         return {"points": [], "suggested": None, "held_out": None, "reason": reason}
 
     if tuned.split == Split.VALIDATION:
         return unavailable("the report is on the validation split, where routing thresholds are chosen; evaluate "
                            "both models on the test split to score a threshold on inputs it was not chosen on")
-    runs = {version: _newest_eval(version.pk, tuned.snapshot_id, Split.VALIDATION)
-            for version in (tuned.model_version, baseline.model_version)}
-    missing = [version for version, run in runs.items() if run is None]
-    if missing:
-        return unavailable("routing thresholds are chosen on the validation split, where "
-                           + " and ".join(str(v) for v in missing)
-                           + (" have no succeeded eval run; evaluate them: " if len(missing) > 1
-                              else " has no succeeded eval run; evaluate it: ")
-                           + "; ".join(f"manage.py evaluate --model-version {v.pk} --snapshot {tuned.snapshot_id} "
-                                       "--split validation --as <username>" for v in missing))
-    tuned_validation, baseline_validation = runs.values()
-    validation = _routing_rows(tuned_validation, baseline_validation, metric)
     held_out = _routing_rows(tuned, baseline, metric)
-    for rows, split in ((validation, Split.VALIDATION), (held_out, tuned.split)):
-        if not rows:
-            return unavailable(f"the two models share no input on the {split} split")
-    if not any(known_confidence(c) for c, _, _ in validation):
-        return unavailable("the fine-tuned model's validation predictions carry no confidence (evaluated before it "
-                           "was recorded)")
-    costs = {"tuned_per_1k": tuned_cost, "fallback_per_1k": baseline_cost}
-    points = routing_curve(*(list(column) for column in zip(*validation, strict=True)), **costs)
-    goal = target if target is not None else _mean([f for _, _, f in validation])
-    best = suggest_threshold(points, goal)
-    report = {"chosen_on": {"split": Split.VALIDATION, "inputs": len(validation),
-                            "fine_tuned_eval_run_id": tuned_validation.pk,
-                            "baseline_eval_run_id": baseline_validation.pk},
-              "target_quality": goal,
-              "target_from": "as given" if target is not None else "the baseline's mean on the validation split",
-              "points": [p.to_dict() for p in points], "suggested": best.to_dict() if best else None,
-              "held_out": None}
-    if best:
+    if not held_out:
+        return unavailable(f"the two models share no input on the {tuned.split} split")
+    try:
+        report = validation_threshold(tuned.model_version, baseline.model_version, tuned.snapshot, metric, target,
+                                      tuned_cost=tuned_cost, baseline_cost=baseline_cost)
+    except NoThreshold as exc:
+        return unavailable(str(exc))
+    report["held_out"] = None
+    if report["suggested"]:
         confidence, tuned_scores, fallback_scores = (list(column) for column in zip(*held_out, strict=True))
-        scored = route_at(best, confidence, tuned_scores, fallback_scores, **costs)
+        scored = route_at(RoutingPoint(**report["suggested"]), confidence, tuned_scores, fallback_scores,
+                          tuned_per_1k=tuned_cost, fallback_per_1k=baseline_cost)
         report["held_out"] = {"split": tuned.split, "inputs": len(held_out), **scored.to_dict(),
                               "fine_tuned_quality": _mean(tuned_scores), "baseline_quality": _mean(fallback_scores)}
     return report

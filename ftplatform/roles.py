@@ -28,7 +28,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "evaluation": ["view_ratingcriterion", "add_humanrating", "add_pairwisejudgment"],
         "ftplatform": ["view_jobattempt"],
     },
-    # Manage datasets, snapshots, training runs and evaluations; read every example.
+    # Manage datasets, snapshots, training runs, evaluations and deployments; read every example.
     ENGINEER: {
         "curation": ["view_dataset", "add_dataset", "change_dataset", "view_example", "view_all_examples",
                      "view_review",
@@ -40,6 +40,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "evaluation": ["view_evalrun", "add_evalrun", "view_prediction", "view_ratingcriterion",
                        "add_ratingcriterion", "change_ratingcriterion", "view_humanrating",
                        "view_pairwisejudgment"],
+        # Deploy model versions, hand out API keys, read the request log and turn it into examples.
+        "serving": ["view_deployment", "add_deployment", "change_deployment", "view_apikey", "add_apikey",
+                    "change_apikey", "view_requestlog"],
         "ftplatform": ["view_jobattempt"],
     },
     # Score predictions on a dataset's criteria and judge blind pairs (never seeing other raters'

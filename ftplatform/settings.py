@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "curation",
     "training",
     "evaluation",
+    "serving",
     "config",
 ]
 
@@ -189,6 +190,24 @@ RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIM
              for name, timeout in JOB_TIMEOUTS.items()}
 # A worker that has not reported for this long is not counted by /health/ (RQ workers report every few seconds).
 HEALTH_WORKER_SILENCE_SECONDS = env_setting("int", "FTPLATFORM_HEALTH_WORKER_SILENCE_SECONDS", 120, minimum=1)
+
+# Serving (docs/serving/): the OpenAI-compatible endpoint /v1/chat/completions.
+# Every request through a deployment is logged (a RequestLog row) after its response is sent; 0 turns logging
+# off (benchmarks measure its cost with it). The sample rate is the share of requests whose messages and answer
+# are kept; every request keeps its figures (model, confidence, latency, tokens, cost, status), so counts stay
+# exact. Rows older than the retention (days; 0 = kept for ever) are deleted by the workers' periodic sweep
+# and `manage.py prune_request_logs`.
+SERVING_LOG_REQUESTS = env_setting("bool", "FTPLATFORM_SERVING_LOG_REQUESTS", True)
+SERVING_LOG_SAMPLE_RATE = env_setting("float", "FTPLATFORM_SERVING_LOG_SAMPLE_RATE", 1.0, minimum=0)
+if SERVING_LOG_SAMPLE_RATE > 1:
+    stop(f"FTPLATFORM_SERVING_LOG_SAMPLE_RATE={SERVING_LOG_SAMPLE_RATE:g} must be from 0 to 1 (a share of requests)")
+SERVING_LOG_RETENTION_DAYS = env_setting("int", "FTPLATFORM_SERVING_LOG_RETENTION_DAYS", 90, minimum=0)
+# The built-in engine: requests decoded together (continuous batching), models kept loaded per web process.
+SERVING_MAX_BATCH_REQUESTS = env_setting("int", "FTPLATFORM_SERVING_MAX_BATCH_REQUESTS", 8, minimum=1)
+SERVING_MAX_LOADED_MODELS = env_setting("int", "FTPLATFORM_SERVING_MAX_LOADED_MODELS", 2, minimum=1)
+# A fallback (or pass-through) model behind an HTTP API: seconds a request may take, and retries.
+SERVING_REMOTE_TIMEOUT_SECONDS = env_setting("float", "FTPLATFORM_SERVING_REMOTE_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+SERVING_REMOTE_RETRIES = env_setting("int", "FTPLATFORM_SERVING_REMOTE_RETRIES", 1, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -76,7 +76,7 @@ def prompted_model_version(base_model: BaseModel, system_prompt: str,
         return ModelVersion.objects.get(**identity), False
 
 
-def _check_base_url(base_url: str) -> None:
+def check_base_url(base_url: str) -> None:
     """An http(s) URL with a host (and a valid port), no spaces, no credentials, no query: what the
     worker's client can call. Raises ServiceError naming base_url."""
     from urllib.parse import urlsplit
@@ -132,7 +132,7 @@ def remote_model_version(*, name: str, base_url: str, remote_model: str, api_key
         check_json_value([name, base_url, remote_model, api_key_env, system_prompt])
     except ValueError as exc:
         raise ServiceError(str(exc)) from exc
-    _check_base_url(base_url)
+    check_base_url(base_url)
     if not (remote_model or "").strip():
         raise ServiceError("remote_model: the model name the endpoint serves is required")
     for field_name, value, limit in (("name", name, 200), ("base_url", base_url, 500),

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class ServingConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "serving"
+
+    def ready(self):
+        from evaluation.decision import register_report_section
+        from ftplatform.liveness import register_reaper
+
+        from .logs import prune_request_logs
+        from .production import production_view
+
+        register_reaper("request log retention", prune_request_logs)
+        register_report_section("production", production_view)

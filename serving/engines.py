@@ -1,0 +1,166 @@
+"""What answers a request for a model version: the built-in engine (the model loaded once in this
+process, ``ftml.serving.ModelServer``), a vLLM server, or a remote OpenAI-compatible API.
+
+Each answerer takes the request's messages exactly as a client sent them and asks its model what the
+evaluation asked it: the version's system prompt and few-shot examples around them
+(``curation.formats.prompt_messages``), so that a deployment answers as its model version was scored.
+"""
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from curation.formats import prompt_messages
+from evaluation.backends import BackendError, OpenAICompatibleBackend
+from training.choices import ModelVersionKind
+
+from .choices import Engine
+
+
+@dataclass
+class Reply:
+    """One model's answer to one request."""
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    confidence: float | None  # mean token log-probability; None when the model did not say
+    finish_reason: str  # "stop" or "length"
+    latency_ms: float
+
+
+class AnswerError(Exception):
+    """A model could not answer: ``status`` and ``code`` are what the client is told (OpenAI's error codes)."""
+
+    def __init__(self, message: str, *, status: int = 502, code: str = "upstream_error"):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+# -- the built-in engine: one ModelServer per loaded model version, per process ------------------------
+
+_servers: "OrderedDict[int, object]" = OrderedDict()
+_servers_lock = threading.Lock()
+_loading: dict[int, threading.Lock] = {}
+
+
+def model_server(version):
+    """The ``ModelServer`` of a local model version, loaded on first use and kept (the least recently
+    used of more than SERVING_MAX_LOADED_MODELS is closed). Concurrent first requests load it once."""
+    with _servers_lock:
+        server = _servers.get(version.pk)
+        if server is not None:
+            _servers.move_to_end(version.pk)
+            return server
+        lock = _loading.setdefault(version.pk, threading.Lock())
+    with lock:
+        with _servers_lock:
+            if version.pk in _servers:
+                return _servers[version.pk]
+        server = _load(version)
+        with _servers_lock:
+            _servers[version.pk] = server
+            evicted = []
+            while len(_servers) > settings.SERVING_MAX_LOADED_MODELS:
+                evicted.append(_servers.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+        return server
+
+
+def _load(version):
+    from ftml.serving import ModelServer
+    from training.base_models import materialized_base_model_folder
+    from training.jobs import prepare_torch
+
+    prepare_torch()
+    try:
+        folder = materialized_base_model_folder(version.base_model)
+        return ModelServer.load(folder, Path(version.adapter_path) if version.adapter_path else None,
+                                max_batch_requests=settings.SERVING_MAX_BATCH_REQUESTS,
+                                context_length=version.base_model.context_length)
+    except Exception as exc:  # a missing or unreadable model folder: the client sees no path
+        import logging
+
+        logging.getLogger(__name__).exception("loading model version %s failed", version.pk)
+        raise AnswerError(f"model version {version.pk} ({version}) could not be loaded; the server's log has the "
+                          f"details ({type(exc).__name__})", status=503, code="model_unavailable") from None
+
+
+def close_model_servers() -> None:
+    """Close every loaded model (tests, shutdown)."""
+    with _servers_lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.close()
+
+
+class LocalAnswerer:
+    def __init__(self, version):
+        self.version = version
+
+    def stream(self, messages: list[dict], max_tokens: int, *, pieces: bool = True) -> Iterator[str | Reply]:
+        from ftml.serving import Answer, ServingError
+
+        server = model_server(self.version)
+        prompt = prompt_messages(messages, self.version.system_prompt, self.version.few_shot)
+        try:
+            for item in server.stream(prompt, max_tokens, pieces=pieces):
+                if isinstance(item, Answer):
+                    yield Reply(item.text, item.prompt_tokens, item.output_tokens, item.mean_logprob,
+                                item.finish_reason, item.latency_ms)
+                else:
+                    yield item.text
+        except ServingError as exc:
+            status = 400 if exc.code == "context_length_exceeded" else 500
+            raise AnswerError(str(exc), status=status, code=exc.code) from None
+
+
+class RemoteAnswerer:
+    """An OpenAI-compatible server: a remote model version's own endpoint, or the deployment's vLLM
+    server for a local version (``base_url`` and ``model`` given)."""
+
+    def __init__(self, version, *, base_url: str | None = None, model: str | None = None, api_key_env: str = ""):
+        self.version = version
+        self.base_url = base_url or version.base_url
+        self.model = model or version.remote_model
+        self.api_key_env = api_key_env if base_url else version.api_key_env
+
+    def stream(self, messages: list[dict], max_tokens: int, *, pieces: bool = True) -> Iterator[str | Reply]:
+        prompt = prompt_messages(messages, self.version.system_prompt, self.version.few_shot)
+        try:
+            with OpenAICompatibleBackend(self.base_url, self.model, self.api_key_env or None,
+                                         timeout_s=settings.SERVING_REMOTE_TIMEOUT_SECONDS,
+                                         max_retries=settings.SERVING_REMOTE_RETRIES) as backend:
+                generation = next(backend.generate([prompt], max_new_tokens=max_tokens))
+        except BackendError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and "context" in str(exc).lower():
+                raise AnswerError(str(exc), status=400, code="context_length_exceeded") from None
+            raise AnswerError(str(exc), status=502, code="upstream_error") from None
+        # The whole answer arrives at once: streamed to the client as one piece.
+        if pieces and generation.text:
+            yield generation.text
+        yield Reply(generation.text, generation.prompt_tokens, generation.output_tokens, generation.mean_logprob,
+                    "length" if generation.output_tokens >= max_tokens else "stop", generation.latency_ms)
+
+
+def vllm_model_name(version) -> str:
+    """The name a version is served under by a launch plan (``manage.py vllm_plan``): its LoRA adapter,
+    or the base model itself for a prompted version."""
+    if version.kind == ModelVersionKind.LORA_ADAPTER:
+        return f"model-version-{version.pk}"
+    return f"base-model-{version.base_model_id}"
+
+
+def answerer(deployment, version):
+    """How ``version`` answers within ``deployment``."""
+    if version.kind == ModelVersionKind.OPENAI_COMPATIBLE:
+        return RemoteAnswerer(version)
+    if deployment.engine == Engine.VLLM:
+        return RemoteAnswerer(version, base_url=deployment.engine_base_url, model=vllm_model_name(version))
+    return LocalAnswerer(version)

@@ -1,0 +1,248 @@
+"""The OpenAI-compatible endpoint: ``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models``.
+
+Plain Django views, not DRF: the bodies, errors and server-sent events are OpenAI's, which the
+official ``openai`` client parses (tests/serving use it against a live server). Every error answers
+``{"error": {"message", "type", "param", "code"}}`` with OpenAI's status for it; no traceback, path or
+setting is ever in a message. Every authenticated request is logged after its response is sent
+(serving.logs), answered or not; a request is logged as answered only when an answer was sent.
+"""
+import json
+import logging
+import time
+import uuid
+
+from django.db import close_old_connections
+from django.http import JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from . import keys, logs
+from .answering import Outcome, RequestFailed, answer_stream
+from .choices import RequestStatus
+from .engines import AnswerError
+from .models import Deployment
+from .requests import ChatRequest, InvalidRequest, parse_chat_request
+
+logger = logging.getLogger(__name__)
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+               429: "rate_limit_error"}
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def error_body(message: str, *, status: int, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "api_error"), "param": param,
+                      "code": code}}
+
+
+class LoggedJsonResponse(JsonResponse):
+    """A JSON response that writes its request's log row once the server has sent it (``close()`` is
+    called by the WSGI server after the last byte): logging never delays the answer."""
+
+    def __init__(self, data, *, log_entry: "logs.Entry | None" = None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.log_entry = log_entry
+        if log_entry is not None:  # the openai client shows it as the error's or completion's request id
+            self["X-Request-Id"] = log_entry.request_id
+
+    def close(self):
+        super().close()
+        if self.log_entry is not None:
+            entry, self.log_entry = self.log_entry, None
+            logs.write(entry)
+
+
+def error_response(message: str, *, status: int, code: str | None = None, param: str | None = None,
+                   log_entry=None, headers=None) -> JsonResponse:
+    return LoggedJsonResponse(error_body(message, status=status, code=code, param=param), status=status,
+                              log_entry=log_entry, headers=headers)
+
+
+def _authenticated(request):
+    """(ApiKey, None) or (None, a 401 response)."""
+    try:
+        return keys.authenticate(request.headers.get("Authorization")), None
+    except keys.KeyRefused as exc:
+        return None, error_response(str(exc), status=401, code="invalid_api_key",
+                                    headers={"WWW-Authenticate": 'Bearer realm="ftplatform"'})
+
+
+def _visible_deployments(key):
+    deployments = Deployment.objects.filter(active=True).select_related("primary", "fallback")
+    return deployments.filter(pk=key.deployment_id) if key.deployment_id else deployments
+
+
+@csrf_exempt
+def models_view(request):
+    """``GET /v1/models``: the active deployments the key may call, as OpenAI model objects."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(f"{request.method} is not allowed on /v1/models; use GET.", status=405,
+                              code="method_not_allowed", headers={"Allow": "GET, HEAD"})
+    key, refused = _authenticated(request)
+    if refused:
+        return refused
+    keys.mark_used(key)
+    data = [{"id": d.name, "object": "model", "created": int(d.created_at.timestamp()), "owned_by": "ftplatform"}
+            for d in _visible_deployments(key)]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@csrf_exempt
+def model_view(request, name: str):
+    """``GET /v1/models/{name}``: one deployment, or 404 model_not_found."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(f"{request.method} is not allowed here; use GET.", status=405,
+                              code="method_not_allowed", headers={"Allow": "GET, HEAD"})
+    key, refused = _authenticated(request)
+    if refused:
+        return refused
+    deployment = _visible_deployments(key).filter(name=name).first()
+    if deployment is None:
+        return error_response(_no_model(name), status=404, code="model_not_found", param="model")
+    return JsonResponse({"id": deployment.name, "object": "model", "created": int(deployment.created_at.timestamp()),
+                         "owned_by": "ftplatform"})
+
+
+def _no_model(name: str) -> str:
+    return (f"The model '{name}' does not exist or you do not have access to it. GET /v1/models lists the "
+            "deployments your key may call.")
+
+
+@csrf_exempt
+def chat_completions(request):
+    """``POST /v1/chat/completions``."""
+    arrived = timezone.now()
+    started = time.perf_counter()
+    if request.method != "POST":
+        return error_response(f"{request.method} is not allowed on /v1/chat/completions; use POST.", status=405,
+                              code="method_not_allowed", headers={"Allow": "POST"})
+    key, refused = _authenticated(request)
+    if refused:
+        return refused
+    keys.mark_used(key)
+    entry = logs.Entry(request_id=f"chatcmpl-{uuid.uuid4().hex}", created_at=arrived, api_key=key)
+    try:
+        chat = parse_chat_request(request.body, content_type=request.content_type, limit=MAX_BODY_BYTES)
+    except InvalidRequest as exc:
+        entry.fail(exc.status, exc.code or "invalid_request", str(exc), deployment_name=exc.model or "")
+        return error_response(str(exc), status=exc.status, code=exc.code, param=exc.param, log_entry=entry)
+    entry.take_request(chat)
+    deployment = _visible_deployments(key).filter(name=chat.model).first()
+    if deployment is None:
+        entry.fail(404, "model_not_found", _no_model(chat.model))
+        return error_response(_no_model(chat.model), status=404, code="model_not_found", param="model",
+                              log_entry=entry)
+    entry.deployment = deployment
+    max_tokens = chat.max_tokens or deployment.max_tokens
+    if max_tokens > deployment.max_tokens:
+        message = (f"max_tokens is {max_tokens}; deployment '{deployment.name}' allows at most "
+                   f"{deployment.max_tokens}.")
+        entry.fail(400, "invalid_value", message)
+        return error_response(message, status=400, code="invalid_value", param=chat.max_tokens_param,
+                              log_entry=entry)
+    stream = answer_stream(deployment, chat.messages, max_tokens, pieces=chat.stream)
+    try:
+        first = next(stream)  # errors before the first piece get their own status, streamed or not
+    except RequestFailed as exc:
+        entry.take_outcome(exc.outcome, started)
+        entry.fail(exc.error.status, exc.error.code, str(exc.error))
+        return error_response(str(exc.error), status=exc.error.status, code=exc.error.code, log_entry=entry)
+    if chat.stream:
+        return _streamed(chat, deployment, entry, first, stream, started)
+    return _whole(chat, deployment, entry, first, started)  # without pieces the first item is the Outcome
+
+
+def _ftplatform_extra(outcome: Outcome) -> dict:
+    """Which model answered and why: an extra field of the response (the openai client keeps it in
+    ``completion.model_extra["ftplatform"]``), and headers."""
+    version = outcome.answered_by
+    return {"answered_by": outcome.role, "model_version_id": version.pk, "model_version": str(version),
+            "fell_back": outcome.fell_back, "confidence": outcome.confidence, "threshold": outcome.threshold}
+
+
+def _headers(outcome: Outcome, request_id: str) -> dict:
+    return {"X-Request-Id": request_id, "X-Ftplatform-Answered-By": outcome.role,
+            "X-Ftplatform-Model-Version": str(outcome.answered_by.pk)}
+
+
+def _usage(reply) -> dict:
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.prompt_tokens + reply.output_tokens}
+
+
+def _whole(chat: ChatRequest, deployment, entry, outcome: Outcome, started: float) -> JsonResponse:
+    reply = outcome.reply
+    entry.take_outcome(outcome, started)
+    body = {
+        "id": entry.request_id, "object": "chat.completion", "created": int(entry.created_at.timestamp()),
+        "model": deployment.name, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                     "logprobs": None, "finish_reason": reply.finish_reason}],
+        "usage": _usage(reply), "ftplatform": _ftplatform_extra(outcome),
+    }
+    return LoggedJsonResponse(body, log_entry=entry, headers=_headers(outcome, entry.request_id))
+
+
+def _sse(data) -> bytes:
+    return f"data: {json.dumps(data) if not isinstance(data, str) else data}\n\n".encode()
+
+
+def _streamed(chat: ChatRequest, deployment, entry, first, stream, started: float) -> StreamingHttpResponse:
+    """Server-sent events as OpenAI sends them: a role chunk, content chunks, a chunk with the finish
+    reason, a usage chunk when ``stream_options.include_usage``, then ``data: [DONE]``. The log row is
+    written after the last event (or when the client goes away: then it is not logged as answered)."""
+    base = {"id": entry.request_id, "object": "chat.completion.chunk", "created": int(entry.created_at.timestamp()),
+            "model": deployment.name, "system_fingerprint": None}
+
+    def chunk(delta: dict, finish_reason=None, **extra) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                          "finish_reason": finish_reason}], **extra})
+
+    def events():
+        sent = False
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            item = first
+            for item in _chain(first, stream):
+                if isinstance(item, Outcome):
+                    break
+                yield chunk({"content": item})
+            outcome = item
+            reply = outcome.reply
+            entry.take_outcome(outcome, started)
+            yield chunk({}, reply.finish_reason, ftplatform=_ftplatform_extra(outcome))
+            if chat.include_usage:
+                yield _sse({**base, "choices": [], "usage": _usage(reply)})
+            yield _sse("[DONE]")
+            sent = True
+        except RequestFailed as exc:  # after the first piece: the status line is gone, the error is an event
+            entry.take_outcome(exc.outcome, started)
+            entry.fail(exc.error.status, exc.error.code, str(exc.error))
+            yield _sse(error_body(str(exc.error), status=exc.error.status, code=exc.error.code))
+        except AnswerError as exc:
+            entry.fail(exc.status, exc.code, str(exc))
+            yield _sse(error_body(str(exc), status=exc.status, code=exc.code))
+        finally:
+            if not sent and entry.status != RequestStatus.FAILED:
+                entry.fail(499, "client_closed_request", "the client closed the connection before the answer ended")
+            stream.close()
+            close_old_connections()
+            logs.write(entry)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
+    response["X-Request-Id"] = entry.request_id
+    return response
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def not_found(request, rest: str = ""):
+    """Any other path under /v1/: OpenAI's 404 body, not Django's page."""
+    return error_response(f"Invalid URL ({request.method} /v1/{rest}). The endpoints are POST /v1/chat/completions "
+                          "and GET /v1/models.", status=404, code="unknown_url")

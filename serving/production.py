@@ -1,0 +1,63 @@
+"""The decision report's production view: how the deployments of a dataset's models do as served
+(requests, share sent to the fallback, measured latency and cost per model) next to what the
+evaluation estimated for the same model versions."""
+from django.db.models import Q
+
+from ftml.metrics import latency_percentiles
+
+from .choices import RequestStatus
+from .models import Deployment, RequestLog
+
+
+def _measured(rows: list[tuple], latency_column: int, cost_column: int) -> dict:
+    latencies = [row[latency_column] for row in rows if row[latency_column] is not None]
+    costs = [row[cost_column] for row in rows]
+    percentiles = latency_percentiles(latencies) if latencies else {}
+    return {"requests": len(rows),
+            "latency_ms": {"p50": percentiles.get("latency_p50_ms"), "p95": percentiles.get("latency_p95_ms")},
+            "cost_per_1k_requests": (1000 * sum(costs) / len(costs)
+                                     if costs and all(c is not None for c in costs) else None)}
+
+
+def production_view(dataset, report: dict) -> list[dict]:
+    """One entry per deployment whose primary or fallback is a model version of ``report`` (the
+    fine-tuned side or a baseline), with what its request log measured and what evaluation estimated.
+
+    ``requests``/``answered``/``failed`` count every logged request; ``fallback_share`` is the share of
+    answered requests the fallback answered (``expected_fallback_share``: what the threshold gave on the
+    validation split). Per model: latency p50/p95 of its own answers (the primary's on every answered
+    request it made, the fallback's on the requests routed to it) and cost per 1,000 of them, beside the
+    evaluation's figures for the version (``estimated``; None when the report has no eval of it)."""
+    sides = {side["model_version_id"]: side for side in [report.get("fine_tuned"), *report.get("baselines", [])]
+             if side}
+    if not sides:
+        return []
+    entries = []
+    for deployment in (Deployment.objects.filter(Q(primary_id__in=sides) | Q(fallback_id__in=sides))
+                       .select_related("primary", "fallback").order_by("name")):
+        logs = RequestLog.objects.filter(deployment=deployment)
+        answered = list(logs.filter(status=RequestStatus.ANSWERED).values_list(
+            "fell_back", "primary_latency_ms", "fallback_latency_ms", "primary_cost", "fallback_cost", "latency_ms",
+            "cost"))
+        total = logs.count()
+        models = []
+        for role, version, rows, latency_column, cost_column in (
+                ("primary", deployment.primary, answered, 1, 3),
+                ("fallback", deployment.fallback, [row for row in answered if row[0]], 2, 4)):
+            if version is None:
+                continue
+            estimate = sides.get(version.pk)
+            models.append({"role": role, "model_version_id": version.pk, "model_version": str(version),
+                           "measured": _measured(rows, latency_column, cost_column),
+                           "estimated": None if estimate is None else {
+                               "latency_ms": {k: estimate["latency_ms"].get(k) for k in ("p50", "p95")},
+                               "cost_per_1k_requests": estimate["cost_per_1k_requests"],
+                               "eval_run_id": estimate["eval_run_id"]}})
+        entries.append({
+            "deployment": deployment.name, "active": deployment.active, "routing": deployment.routing,
+            "threshold": deployment.threshold,
+            "requests": total, "answered": len(answered), "failed": total - len(answered),
+            "fallback_share": sum(1 for row in answered if row[0]) / len(answered) if answered else None,
+            "expected_fallback_share": (deployment.threshold_source or {}).get("fallback_share"),
+            "overall": _measured(answered, 5, 6), "models": models})
+    return entries
