@@ -17,6 +17,7 @@ from evaluation.api import (
     ModelVersionReportViewSet,
     RatingViewSet,
 )
+from serving.api import ApiKeyViewSet, DeploymentViewSet, RequestLogViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
 router = DefaultRouter()
@@ -36,3 +37,6 @@ router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("decision-reports", DecisionReportViewSet, basename="decision-report")
 router.register("ratings", RatingViewSet, basename="rating")
 router.register("judgments", JudgmentViewSet, basename="judgment")
+router.register("deployments", DeploymentViewSet)
+router.register("api-keys", ApiKeyViewSet)
+router.register("request-logs", RequestLogViewSet)
