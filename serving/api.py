@@ -88,7 +88,7 @@ class RequestLogViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = RequestLog.objects.all()
     serializer_class = RequestLogSerializer
     filterset_class = RequestLogFilter
-    action_permissions = {"to_dataset": ["serving.view_requestlog", "curation.add_example"]}
+    action_permissions = {"to_dataset": ["serving.view_requestlog", "curation.add_importbatch"]}
 
     @extend_schema(request=ToDatasetSerializer, responses=ToDatasetResultSerializer)
     @action(detail=False, methods=["post"], url_path="to-dataset")

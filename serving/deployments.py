@@ -151,8 +151,11 @@ def update_deployment(deployment: Deployment, *, by, reason: str = "", metric: s
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
         values = {name: getattr(deployment, name) for name in FIELDS}
         values.update(changes)
-        if "fallback" in changes and changes["fallback"] is None and "routing" not in changes:
-            values["routing"] = Routing.PRIMARY_ONLY
+        if "routing" not in changes:  # as on creation: a fallback (or a threshold for it) means confidence routing
+            if "fallback" in changes:
+                values["routing"] = Routing.CONFIDENCE if changes["fallback"] is not None else Routing.PRIMARY_ONLY
+            elif changes.get("threshold") is not None and values["fallback"] is not None:
+                values["routing"] = Routing.CONFIDENCE
         values = _checked(values)
         models_changed = any(name in changes for name in ("primary", "fallback", "routing"))
         if values["routing"] != Routing.CONFIDENCE:

@@ -34,10 +34,10 @@ def logs_to_examples(logs, dataset: Dataset, *, by, submit: bool = False) -> dic
     points at that example; one that failed, kept no content, or whose conversation is not a valid
     training example is skipped with its reason. Nothing is written when a check of the whole fails.
 
-    Raises NotAllowed (needs 'serving.view_requestlog' and 'curation.add_example'), ServiceError (no
+    Raises NotAllowed (needs 'serving.view_requestlog' and 'curation.add_importbatch', as imports), ServiceError (no
     logs, or more than MAX_LOGS at once)."""
     require_permission(by, "serving.view_requestlog", "read request logs")
-    require_permission(by, "curation.add_example", "add examples")
+    require_permission(by, "curation.add_importbatch", "add examples in bulk (as an import does)")
     logs = list(logs.select_for_update() if hasattr(logs, "select_for_update") else logs)
     if not logs:
         raise ServiceError("no request logs selected", field="request_logs")
