@@ -30,14 +30,16 @@ from .verdicts import MIN_TEST_INPUTS, baseline_verdict, overall_verdict
 
 BASELINE_KINDS = (ModelVersionKind.PROMPTED_BASE, ModelVersionKind.OPENAI_COMPATIBLE)
 
-# Sections other apps add to the decision report: {name: function(dataset, report) -> JSON-ready value}.
-# The serving app adds "production" (what its deployments measured): evaluation does not import serving.
+# Sections other apps add to the decision report: {name: (section(dataset, report) -> JSON-ready value,
+# lines(value) -> terminal lines)}. The serving app adds "production" (what its deployments measured):
+# evaluation does not import serving.
 REPORT_SECTIONS: dict = {}
 
 
-def register_report_section(name: str, section) -> None:
-    """Have ``decision_report`` add ``report[name] = section(dataset, report)`` to every full report."""
-    REPORT_SECTIONS[name] = section
+def register_report_section(name: str, section, lines) -> None:
+    """Have ``decision_report`` add ``report[name] = section(dataset, report)`` to every full report, and
+    ``format_decision_report`` print ``lines(report[name])`` after the verdict."""
+    REPORT_SECTIONS[name] = (section, lines)
 
 
 def rating_summary(eval_run: EvalRun) -> dict:
@@ -186,7 +188,7 @@ def decision_report(dataset: Dataset, *, metric: str | None = None, target_quali
     report["fine_tuned"]["training_cost"] = train_cost
     verdict, reason = overall_verdict(report["baselines"])
     report.update(verdict=verdict, reason=reason, leaderboard=leaderboard(dataset))
-    for name, section in REPORT_SECTIONS.items():
+    for name, (section, _) in REPORT_SECTIONS.items():
         report[name] = section(dataset, report)
     return report
 
@@ -351,4 +353,7 @@ def format_decision_report(report: dict) -> list[str]:
                                            if even["monthly_requests"] is not None else even["reason"]))
         lines.append("    hybrid routing: " + routing_summary(routing, label))
     lines.append(f"  Verdict: {report['verdict'].upper()}: {report['reason']}")
+    for name, (_, section_lines) in REPORT_SECTIONS.items():
+        if report.get(name):
+            lines += section_lines(report[name])
     return lines

@@ -10,7 +10,7 @@ class ServingConfig(AppConfig):
         from ftplatform.liveness import register_reaper
 
         from .logs import prune_request_logs
-        from .production import production_view
+        from .production import format_production, production_view
 
         register_reaper("request log retention", prune_request_logs)
-        register_report_section("production", production_view)
+        register_report_section("production", production_view, format_production)

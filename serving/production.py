@@ -61,3 +61,32 @@ def production_view(dataset, report: dict) -> list[dict]:
             "expected_fallback_share": (deployment.threshold_source or {}).get("fallback_share"),
             "overall": _measured(answered, 5, 6), "models": models})
     return entries
+
+
+def _figures(figures: dict) -> str:
+    latency, cost = figures["latency_ms"], figures["cost_per_1k_requests"]
+
+    def ms(value):
+        return "?" if value is None else f"{value:.0f}"
+
+    return (f"latency p50 {ms(latency['p50'])} ms / p95 {ms(latency['p95'])} ms, cost per 1,000 requests "
+            f"{'unknown' if cost is None else f'{cost:.4g}'}")
+
+
+def format_production(entries: list[dict]) -> list[str]:
+    """The production view as terminal lines (the demo and `manage.py report --decision`)."""
+    lines = ["  In production (the request log):"]
+    for entry in entries:
+        share = entry["fallback_share"]
+        expected = entry["expected_fallback_share"]
+        routing = "" if share is None else f", {100 * share:.0f} % answered by the fallback" + (
+            "" if expected is None else f" (expected {100 * expected:.0f} % from the validation split)")
+        lines.append(f"    deployment {entry['deployment']}: {entry['requests']} request(s), {entry['answered']} "
+                     f"answered, {entry['failed']} failed{routing}; overall {_figures(entry['overall'])}")
+        for model in entry["models"]:
+            measured = model["measured"]
+            estimate = model["estimated"]
+            lines.append(f"      {model['role']} {model['model_version']}: {measured['requests']} answer(s), "
+                         f"{_figures(measured)}" + ("" if estimate is None else
+                                                   f"; evaluation estimated {_figures(estimate)}"))
+    return lines

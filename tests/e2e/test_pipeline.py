@@ -1,4 +1,6 @@
 """The main job end to end on real E2E examples, with a tiny model built on the fly."""
+import io
+
 import pytest
 from django.core.management import call_command
 
@@ -13,15 +15,16 @@ from training.models import TrainingRun
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
+def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, settings):
     base_model = tiny_base_model(tiny_model_dir)
     if settings.REDIS_URL:
         pytest.skip("covered by test_demo_through_a_worker_process when jobs go to Redis")
 
+    # The command's own output stream, not capsys: the demo serves requests from threads of this process.
+    stream = io.StringIO()
     call_command("demo", limit=80, max_steps=3, base_model=base_model.name,
-                 hyperparameters={"batch_size": 4, "max_eval_examples": 4},
-                 )
-    out = capsys.readouterr().out
+                 hyperparameters={"batch_size": 4, "max_eval_examples": 4}, stdout=stream)
+    out = stream.getvalue()
 
     assert Example.objects.filter(status=ExampleStatus.APPROVED).count() == Example.objects.count() > 0
     assert set(Review.objects.values_list("reviewer__username", flat=True)) == {"demo-reviewer"}
@@ -43,23 +46,33 @@ def test_demo_command_runs_the_whole_pipeline(tiny_model_dir, capsys, settings):
     assert "(prompted, 3-shot)" in out and out.count("\n  vs ") == 2  # the decision report weighs both baselines
     assert "Decision report: e2e-nlg-demo [test]" in out
     assert out.count("hybrid routing: ") == 2 and "chosen on the validation split" in out
+    # served: every test input through the openai client, each logged with the model that answered it
+    from serving.models import RequestLog
+
+    tests = EvalRun.objects.filter(split="test", model_version=run.model_version).get().metrics["n_inputs"]
+    logs = RequestLog.objects.filter(deployment__name="e2e-nlg-demo-tuned")
+    assert logs.count() == tests and {log.status for log in logs} == {"answered"}
+    by_fine_tuned = logs.filter(answered_by=run.model_version).count()
+    assert f"{tests} test inputs sent through the openai client: {by_fine_tuned} answered by the fine-tuned" in out
+    assert f"deployment e2e-nlg-demo-tuned: {tests} request(s), {tests} answered, 0 failed" in out
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_demo_through_a_worker_process(tiny_model_dir, capsys, settings, artifacts_root):
+def test_demo_through_a_worker_process(tiny_model_dir, settings, artifacts_root):
     """REDIS_URL and PostgreSQL: the demo enqueues, a separate `manage.py worker` process (forking
     work-horses, as in production) runs training and evaluation, the demo polls the rows."""
     from tests.support.workers import start_worker, stop_worker
 
     base_model = tiny_base_model(tiny_model_dir)
     worker = start_worker(settings, artifacts_root)
+    stream = io.StringIO()
     try:
         call_command("demo", limit=80, max_steps=3, base_model=base_model.name,
-                     hyperparameters={"batch_size": 4, "max_eval_examples": 4})
+                     hyperparameters={"batch_size": 4, "max_eval_examples": 4}, stdout=stream)
     finally:
         worker_log = stop_worker(worker)
-    out = capsys.readouterr().out
+    out = stream.getvalue()
 
     run = TrainingRun.objects.get()
     assert run.status == JobStatus.SUCCEEDED, worker_log[-3000:]

@@ -100,7 +100,7 @@ class Command(BaseCommand):
         users = demo_users()
         annotator, engineer, reviewer = users["demo-annotator"], users["demo-engineer"], users["demo-reviewer"]
 
-        self.step("1/6 Import examples")
+        self.step("1/7 Import examples")
         try:
             with open(data, "rb") as handle:
                 raw_lines = [line for line in handle.read().split(b"\n") if line.strip()]
@@ -119,7 +119,7 @@ class Command(BaseCommand):
         if batch.status != JobStatus.SUCCEEDED:
             raise CommandError("the demo data did not import")
 
-        self.step("2/6 Review examples")
+        self.step("2/7 Review examples")
         pending = Example.objects.filter(dataset=dataset, status=ExampleStatus.SUBMITTED)
         approved, problems = approve_examples(pending.iterator(), by=reviewer, comment="demo: approved as reviewer")
         total = Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED).count()
@@ -127,7 +127,7 @@ class Command(BaseCommand):
         for problem in problems[:10]:
             self.stderr.write(problem)
 
-        self.step("3/6 Snapshot and its review")
+        self.step("3/7 Snapshot and its review")
         base_model_name, base_model = base_model, default_base_model()
         if base_model_name:
             base_model = BaseModel.objects.filter(name=base_model_name).first()
@@ -154,7 +154,7 @@ class Command(BaseCommand):
         if snapshot.status != SnapshotStatus.APPROVED:
             raise CommandError(f"snapshot {snapshot.pk} is {snapshot.status}; the demo needs an approved one")
 
-        self.step(f"4/6 LoRA fine-tune ({max_steps} steps)")
+        self.step(f"4/7 LoRA fine-tune ({max_steps} steps)")
         run = start_training_run(snapshot, base_model, by=engineer, hyperparameters=run_hyperparameters)
         run = wait_for_training(run, self.stdout.write)
         if run.status != JobStatus.SUCCEEDED:
@@ -163,7 +163,7 @@ class Command(BaseCommand):
         self.stdout.write(f"run {run.pk} succeeded in {run.metrics['wall_seconds']}s: train loss "
                           f"{run.metrics['train_loss']:.4f}, validation loss {format_loss(run.metrics['eval_loss'])}")
 
-        self.step("5/6 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the "
+        self.step("5/7 Evaluate the prompted base model (zero- and 3-shot) and the fine-tuned model on the "
                   "validation split (where the routing threshold is chosen) and the test split")
         prompted, _ = prompted_model_version(base_model, snapshot.system_prompt, by=engineer)
         # A stronger prompting baseline: three worked examples from the train split before every input.
@@ -177,7 +177,7 @@ class Command(BaseCommand):
                 if eval_run.status != JobStatus.SUCCEEDED:
                     raise CommandError(f"eval run {eval_run.pk} {eval_run.status}: {eval_run.error}")
 
-        self.step("6/6 Report")
+        self.step("6/7 Report")
         # All three run on this machine: price them alike per machine-hour (FTPLATFORM_GPU_HOUR_PRICE,
         # or 1.00 as an illustration) where nobody set a price, so the reports can show cost and break-even.
         price = settings.GPU_HOUR_PRICE or 1.0
@@ -197,4 +197,65 @@ class Command(BaseCommand):
                           "FTPLATFORM_DEBUG=1 .venv/bin/python manage.py assign_role demo-engineer engineer "
                           "--password <choose one>, then FTPLATFORM_DEBUG=1 .venv/bin/python manage.py runserver "
                           "and sign in as demo-engineer)")
+        self.serve(dataset, snapshot, tuned, few_shot, engineer)
         self.stdout.write(f"demo finished in {time.monotonic() - started:.0f}s")
+
+    def serve(self, dataset, snapshot, tuned, fallback, engineer):
+        """Deploy the fine-tuned model with the 3-shot prompted base as its fallback (threshold chosen on the
+        validation split), send the test split's inputs to /v1/chat/completions with the openai client (8 at a
+        time), and print what the request log measured beside the evaluation's estimates."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from openai import OpenAI
+
+        from evaluation.jobs import split_inputs
+        from serving.deployments import create_deployment, update_deployment
+        from serving.engines import close_model_servers
+        from serving.keys import create_api_key
+        from serving.local_server import local_server
+        from serving.models import Deployment
+        from serving.production import format_production
+
+        self.step("7/7 Serve: the fine-tuned model at /v1/chat/completions, the 3-shot prompted base as its fallback")
+        name = f"{dataset.name}-tuned"[:100]
+
+        def deploy(with_fallback):
+            existing = Deployment.objects.filter(name=name).first()
+            if existing is None:
+                return create_deployment(by=engineer, name=name, primary=tuned, fallback=with_fallback)
+            return update_deployment(existing, by=engineer, primary=tuned, fallback=with_fallback, threshold=None,
+                                     reason="demo: the new fine-tuned model", choose_again=with_fallback is not None)
+
+        try:
+            deployment = deploy(fallback)
+        except ServiceError as exc:  # e.g. only "always fall back" reaches the fallback's quality on validation
+            self.stdout.write(f"no routing threshold ({exc}): the fine-tuned model answers alone")
+            deployment = deploy(None)
+        source = deployment.threshold_source or {}
+        if source.get("set_by") == "validation split":
+            rule = (f"falls back below confidence {deployment.threshold:.4g}" if deployment.threshold is not None
+                    else "never falls back")
+            self.stdout.write(f"deployment {deployment.name}: {rule}, chosen on the validation split (expected "
+                              f"{100 * source['fallback_share']:.0f} % to the fallback, quality "
+                              f"{source['quality']:.2f} against the fallback's {source['target_quality']:.2f})")
+        key = create_api_key(name="demo", deployment=deployment, by=engineer)[1]
+        inputs = [entry["input_messages"] for entry in split_inputs(snapshot, Split.TEST)]
+        try:
+            with local_server() as url, OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0,
+                                               timeout=600) as client:
+                def ask(messages):
+                    return client.chat.completions.create(model=deployment.name, messages=messages, max_tokens=64,
+                                                          metadata={"source": "demo"})
+
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    answers = list(pool.map(ask, inputs))
+        finally:
+            close_model_servers()
+        roles = [a.model_extra["ftplatform"]["answered_by"] for a in answers]
+        self.stdout.write(f"{len(answers)} test inputs sent through the openai client: {roles.count('primary')} "
+                          f"answered by the fine-tuned model, {roles.count('fallback')} by the fallback")
+        self.stdout.write(f"  e.g. {inputs[0][-1]['content'][:80]!r} -> {answers[0].choices[0].message.content!r}")
+        for line in format_production(decision_report(dataset).get("production", [])):
+            self.stdout.write(line)
+        self.stdout.write(f"REST: GET /api/v1/request-logs/?deployment={deployment.pk}; turn logs into examples: "
+                          "POST /api/v1/request-logs/to-dataset/")
