@@ -13,6 +13,7 @@ import pytest
 from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.api import router
@@ -20,6 +21,9 @@ from curation.choices import ExampleStatus
 from curation.models import ImportBatch, SnapshotExport, SnapshotJob
 from curation.snapshots import create_snapshot
 from evaluation.models import EvalRun
+from serving.deployments import create_deployment
+from serving.keys import create_api_key
+from serving.models import RequestLog
 from tests.support.factories import (
     AnnotatorFactory,
     DatasetFactory,
@@ -64,6 +68,10 @@ def world(db):
     objs["version"] = version = ModelVersion.objects.create(name="v", kind="lora_adapter", base_model=base,
                                                             training_run=run)
     objs["eval"] = EvalRun.objects.create(model_version=version, snapshot=snapshot, created_by=engineer)
+    objs["deployment"] = deployment = create_deployment(by=engineer, name="support", primary=version)
+    objs["key"] = create_api_key(name="bot", by=engineer, deployment=deployment)[0]
+    objs["log"] = RequestLog.objects.create(request_id="chatcmpl-1", created_at=timezone.now(), deployment=deployment,
+                                            deployment_name="support", status="answered", http_status=200)
     objs["users"] = {"anonymous": None, "annotator": ann, "reviewer": reviewer, "engineer": engineer}
     return objs
 
@@ -149,6 +157,19 @@ API = {
     ("post", "evalrun-cancel", "eval"): ("401", "403", "403", "ok"),
     ("get", "schema", None): ("401", "ok", "ok", "ok"),
     ("get", "api-docs", None): ("401", "ok", "ok", "ok"),
+    # Serving: engineers deploy, hand out keys and read the request log (engineer: 400 for an empty body).
+    ("get", "deployment-list", None): ("401", "403", "403", "ok"),
+    ("post", "deployment-list", None): ("401", "403", "403", "ok"),
+    ("get", "deployment-detail", "deployment"): ("401", "403", "403", "ok"),
+    ("patch", "deployment-detail", "deployment"): ("401", "403", "403", "ok"),
+    ("get", "deployment-history", "deployment"): ("401", "403", "403", "ok"),
+    ("get", "apikey-list", None): ("401", "403", "403", "ok"),
+    ("post", "apikey-list", None): ("401", "403", "403", "ok"),
+    ("get", "apikey-detail", "key"): ("401", "403", "403", "ok"),
+    ("post", "apikey-revoke", "key"): ("401", "403", "403", "ok"),
+    ("get", "requestlog-list", None): ("401", "403", "403", "ok"),
+    ("get", "requestlog-detail", "log"): ("401", "403", "403", "ok"),
+    ("post", "requestlog-to-dataset", None): ("401", "403", "403", "ok"),
 }
 
 # (admin URL name, object) -> expected outcome of a GET for (anonymous, annotator, reviewer, engineer)
@@ -210,6 +231,18 @@ ADMIN = {
     ("evaluation_evalrun_decision", None): ("login", "403", "403", "ok"),  # reports: engineers
     ("evaluation_evalrun_compare", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_model_report", "version"): ("login", "403", "403", "ok"),
+    ("serving_deployment_changelist", None): ("login", "403", "403", "ok"),
+    ("serving_deployment_add", None): ("login", "403", "403", "ok"),
+    ("serving_deployment_change", "deployment"): ("login", "403", "403", "ok"),
+    ("serving_deployment_history", "deployment"): ("login", "403", "403", "ok"),
+    ("serving_deployment_simple_history", "deployment"): ("login", "403", "403", "ok"),
+    ("serving_deployment_delete", "deployment"): ("login", "403", "403", "403"),
+    ("serving_apikey_changelist", None): ("login", "403", "403", "ok"),
+    ("serving_apikey_add", None): ("login", "403", "403", "ok"),
+    ("serving_apikey_delete", "key"): ("login", "403", "403", "403"),
+    ("serving_requestlog_changelist", None): ("login", "403", "403", "ok"),
+    ("serving_requestlog_change", "log"): ("login", "403", "403", "ok"),
+    ("serving_requestlog_add", None): ("login", "403", "403", "403"),
     ("auth_user_changelist", None): ("login", "403", "403", "403"),
     ("auth_group_changelist", None): ("login", "403", "403", "403"),
     ("authtoken_tokenproxy_changelist", None): ("login", "403", "403", "403"),
