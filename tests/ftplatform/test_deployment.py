@@ -26,10 +26,14 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 APP_SERVICES = {name: service for name, service in COMPOSE["services"].items() if service.get("build") == "."}
 
 
-def test_compose_runs_the_database_redis_web_and_a_worker_for_every_queue():
-    assert set(COMPOSE["services"]) == {"db", "redis", "web", "worker-training", "worker"}
-    assert set(APP_SERVICES) == {"web", "worker-training", "worker"}
-    assert APP_SERVICES["web"]["command"] == ["web"]
+def test_compose_runs_the_database_redis_web_serving_and_a_worker_for_every_queue():
+    assert set(COMPOSE["services"]) == {"db", "redis", "web", "serving", "worker-training", "worker"}
+    assert set(APP_SERVICES) == {"web", "serving", "worker-training", "worker"}
+    assert APP_SERVICES["web"]["command"] == APP_SERVICES["serving"]["command"] == ["web"]
+    # Serving: one process (each deployed model loaded once) whose threads' requests are batched together.
+    serving = APP_SERVICES["serving"]["environment"]
+    assert serving["WEB_CONCURRENCY"] == "1" and int(serving["GUNICORN_THREADS"]) >= 8
+    assert '--threads "${GUNICORN_THREADS:-4}"' in ENTRYPOINT.read_text()
     served = [queue for service in APP_SERVICES.values() if service["command"][0] == "worker"
               for queue in service["command"][1:]]
     assert sorted(served) == ["default", "evaluation", "training"]  # each queue has exactly one kind of worker
