@@ -82,7 +82,6 @@ def models_view(request):
     key, refused = _authenticated(request)
     if refused:
         return refused
-    keys.mark_used(key)
     data = [{"id": d.name, "object": "model", "created": int(d.created_at.timestamp()), "owned_by": "ftplatform"}
             for d in _visible_deployments(key)]
     return JsonResponse({"object": "list", "data": data})
