@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from curation.choices import Split
+from evaluation.backends import ENV_NAME
 from evaluation.decision import NoThreshold, eval_run_cost_per_1k, newest_eval, validation_threshold
 from evaluation.scoring import report_metric
 from ftplatform.errors import Conflict, ServiceError
@@ -20,7 +21,7 @@ from .models import DEPLOYMENT_NAME, Deployment
 
 MAX_TOKENS_LIMIT = 32768
 FIELDS = ("name", "description", "primary", "fallback", "routing", "threshold", "engine", "engine_base_url",
-          "max_tokens", "active")
+          "engine_api_key_env", "max_tokens", "active")
 
 
 def choose_threshold(primary, fallback, *, metric: str | None = None, target_quality: float | None = None) -> dict:
@@ -85,6 +86,9 @@ def _checked(values: dict) -> dict:
             check_base_url(values.get("engine_base_url") or "")
         except ServiceError as exc:
             raise ServiceError(f"engine_base_url: {exc}", field="engine_base_url") from None
+    if values.get("engine_api_key_env") and not ENV_NAME.fullmatch(values["engine_api_key_env"]):
+        raise ServiceError("engine_api_key_env must be the NAME of an environment variable (e.g. VLLM_API_KEY), "
+                           "never the key itself", field="engine_api_key_env")
     max_tokens = values.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise ServiceError(f"max_tokens: a whole number from 1 to {MAX_TOKENS_LIMIT}", field="max_tokens")
@@ -112,7 +116,8 @@ def _resolve_routing(values: dict, *, metric=None, target_quality=None) -> dict:
 
 def create_deployment(*, by, name: str, primary, fallback=None, routing: str | None = None,
                       threshold: float | None = None, engine: str = Engine.BUILTIN, engine_base_url: str = "",
-                      max_tokens: int = 256, description: str = "", active: bool = True, metric: str | None = None,
+                      engine_api_key_env: str = "", max_tokens: int = 256, description: str = "",
+                      active: bool = True, metric: str | None = None,
                       target_quality: float | None = None) -> Deployment:
     """A new deployment. ``routing`` defaults to confidence routing when a fallback is given; its
     threshold, when not given, is chosen on the validation split (choose_threshold; if "never fall back"
@@ -123,7 +128,7 @@ def create_deployment(*, by, name: str, primary, fallback=None, routing: str | N
     values = _checked({"name": name, "description": description or "", "primary": primary, "fallback": fallback,
                        "routing": routing or (Routing.CONFIDENCE if fallback is not None else Routing.PRIMARY_ONLY),
                        "threshold": threshold, "engine": engine, "engine_base_url": engine_base_url or "",
-                       "max_tokens": max_tokens, "active": active})
+                       "engine_api_key_env": engine_api_key_env or "", "max_tokens": max_tokens, "active": active})
     values = _resolve_routing(values, metric=metric, target_quality=target_quality)
     deployment = Deployment(**values, created_by=by)
     deployment._history_user = by

@@ -162,5 +162,6 @@ def answerer(deployment, version):
     if version.kind == ModelVersionKind.OPENAI_COMPATIBLE:
         return RemoteAnswerer(version)
     if deployment.engine == Engine.VLLM:
-        return RemoteAnswerer(version, base_url=deployment.engine_base_url, model=vllm_model_name(version))
+        return RemoteAnswerer(version, base_url=deployment.engine_base_url, model=vllm_model_name(version),
+                              api_key_env=deployment.engine_api_key_env)
     return LocalAnswerer(version)

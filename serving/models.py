@@ -39,6 +39,9 @@ class Deployment(models.Model):
                               help_text="Who runs the local model versions (primary, fallback).")
     engine_base_url = models.CharField(max_length=500, blank=True,
                                        help_text="vLLM: the server's API root, e.g. http://vllm:8000/v1.")
+    engine_api_key_env = models.CharField(
+        max_length=100, blank=True,
+        help_text="vLLM: the name of the environment variable holding the server's key (never the key).")
     max_tokens = models.PositiveIntegerField(default=256, help_text="The most tokens an answer may have.")
     active = models.BooleanField(default=True, help_text="Inactive deployments answer 404 model_not_found.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

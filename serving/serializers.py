@@ -14,8 +14,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = ["id", "name", "description", "primary", "primary_name", "fallback", "fallback_name", "routing",
-                  "threshold", "threshold_source", "engine", "engine_base_url", "max_tokens", "active", "created_at",
-                  "updated_at"]
+                  "threshold", "threshold_source", "engine", "engine_base_url", "engine_api_key_env", "max_tokens",
+                  "active", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -33,6 +33,7 @@ class _DeploymentFields(serializers.Serializer):
                                                  "omitted with confidence routing: chosen on the validation split.")
     engine = serializers.ChoiceField(choices=Engine.choices, required=False)
     engine_base_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    engine_api_key_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
     max_tokens = serializers.IntegerField(required=False)
     active = serializers.BooleanField(required=False)
     metric = serializers.CharField(required=False, help_text="The metric a threshold is chosen on (default: the "

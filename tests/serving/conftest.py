@@ -9,6 +9,7 @@ from serving.models import RequestLog
 from tests.support.factories import EngineerFactory, tiny_base_model
 from training.model_versions import prompted_model_version
 
+MESSAGES_FOR_TESTS = [{"role": "user", "content": "name: The Eagle; eatType: coffee shop; area: riverside"}]
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 

@@ -34,6 +34,7 @@ class Command(BaseCommand):
                             help="Choose the threshold reaching this quality on validation (default: the fallback's).")
         parser.add_argument("--engine", choices=Engine.values, help="builtin (default) or vllm.")
         parser.add_argument("--engine-base-url", help="vLLM: the server's /v1 URL.")
+        parser.add_argument("--engine-api-key-env", help="vLLM: the variable holding the server's key (its name).")
         parser.add_argument("--max-tokens", type=int)
         parser.add_argument("--inactive", action="store_true", help="Switch it off (404 to clients).")
         parser.add_argument("--reason", default="", help="Why: kept in the history.")
@@ -41,10 +42,11 @@ class Command(BaseCommand):
         parser.add_argument("--as", dest="username", required=True)
 
     def handle(self, *args, name, model_version, fallback, no_fallback, threshold, target_quality, engine,
-               engine_base_url, max_tokens, inactive, reason, key, username, **options):
+               engine_base_url, engine_api_key_env, max_tokens, inactive, reason, key, username, **options):
         user = user_named(username)
         values = {"primary": _version(model_version), "fallback": _version(fallback), "threshold": threshold,
-                  "engine": engine, "engine_base_url": engine_base_url, "max_tokens": max_tokens}
+                  "engine": engine, "engine_base_url": engine_base_url, "engine_api_key_env": engine_api_key_env,
+              "max_tokens": max_tokens}
         values = {k: v for k, v in values.items() if v is not None}
         if no_fallback:
             values.update(fallback=None, routing=Routing.PRIMARY_ONLY)
