@@ -14,6 +14,7 @@ its own tokenizer and chat template, rebuilt from the GGUF metadata; ``answer_pa
 of answers to the same inputs with ``ftml.metrics.score_corpus`` and reports the differences.
 """
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,17 +64,17 @@ def export_gguf(model_dir: Path, output_file: Path, *, outtype: str = DEFAULT_GG
         raise ValueError(f"the tokenizer in {model_dir} has no chat template: a GGUF without one would be "
                          "prompted with whatever template its runtime guesses")
     output_file.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging_name = tempfile.mkstemp(prefix=f".{output_file.name}-", suffix=".gguf", dir=output_file.parent)
-    os.close(handle)
-    staging = Path(staging_name)
+    # A staging folder, not a staging file: mkstemp's file would keep mode 0600; the converter creates
+    # the file with the process's usual permissions.
+    staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_file.name}-", dir=output_file.parent))
+    staging = staging_dir / output_file.name
     try:
         _convert(model_dir, staging, outtype)
         metadata = check_chat_metadata(staging, tokenizer)
         _refuse_existing(output_file)  # someone may have written it while we converted
         os.rename(staging, output_file)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
     return metadata
 
 
