@@ -1,11 +1,31 @@
-"""Reads that need thought: dataset progress for the admin and the API."""
+"""Reads that need thought: dataset progress for the admin and the API; a snapshot split's inputs and
+the scoring options its frozen settings ask for (eval runs, and the GGUF export's parity check, read both)."""
 from datetime import timedelta
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from .choices import ExampleStatus, ReviewDecision
-from .models import Dataset, Example, Review
+from .formats import input_messages
+from .models import Dataset, Example, Review, Snapshot
+
+
+def split_inputs(snapshot: Snapshot, split: str) -> list[dict]:
+    """Distinct inputs of a split with all their references: [{input_hash, input_messages, references}]."""
+    grouped: dict[str, dict] = {}
+    for input_hash, messages in snapshot.items.filter(split=split).order_by("id").values_list("input_hash", "messages"):
+        entry = grouped.setdefault(input_hash, {"input_hash": input_hash, "input_messages": input_messages(messages),
+                                                "references": []})
+        entry["references"].append(messages[-1]["content"])
+    return list(grouped.values())
+
+
+def scoring_options(snapshot: Snapshot) -> dict:
+    """The scoring keywords of ftml.metrics.score_corpus and compare_systems for ``snapshot``,
+    from its frozen settings: ``language``, ``output_schema``, ``regex_checks`` and ``json_output``
+    (JSON validity is scored when the output schema or the primary metric asks for it)."""
+    return {"language": snapshot.language or "en", "output_schema": snapshot.output_json_schema,
+            "regex_checks": snapshot.regex_checks or None, "json_output": snapshot.primary_metric == "json_valid"}
 
 
 def dataset_progress(dataset: Dataset, now=None) -> dict:

@@ -6,7 +6,8 @@ from pathlib import Path
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.formats import input_messages, prompt_messages
+from curation.formats import prompt_messages
+from curation.selectors import split_inputs
 from ftml.metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from ftplatform import jobrows, liveness, tracking
 from ftplatform.jobrows import JobStatus
@@ -18,16 +19,6 @@ from .models import EvalRun, Prediction
 from .scoring import scoring_options
 
 logger = logging.getLogger(__name__)
-
-
-def split_inputs(snapshot, split: str) -> list[dict]:
-    """Distinct inputs of a split with all their references: [{input_hash, input_messages, references}]."""
-    grouped: dict[str, dict] = {}
-    for input_hash, messages in snapshot.items.filter(split=split).order_by("id").values_list("input_hash", "messages"):
-        entry = grouped.setdefault(input_hash, {"input_hash": input_hash, "input_messages": input_messages(messages),
-                                                "references": []})
-        entry["references"].append(messages[-1]["content"])
-    return list(grouped.values())
 
 
 def _generator(version, max_new_tokens: int, batch_size: int = 1):

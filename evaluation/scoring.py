@@ -1,16 +1,10 @@
 """How a snapshot's outputs are scored, and which metric its reports and verdicts lead with: the one
-place eval runs, comparisons, reports, admin pages and commands take both from."""
+place eval runs, comparisons, reports, admin pages and commands take both from. ``scoring_options``
+itself lives in curation.selectors (the GGUF export's parity check in training scores with it too)."""
 from curation.models import Snapshot
+from curation.selectors import scoring_options
 from ftml.metrics import FREE_TEXT_METRIC, metric_spec, per_example_scores, scored_metrics
 from ftplatform.errors import ServiceError
-
-
-def scoring_options(snapshot: Snapshot) -> dict:
-    """The scoring keywords of ftml.metrics.score_corpus and compare_systems for ``snapshot``,
-    from its frozen settings: ``language``, ``output_schema``, ``regex_checks`` and ``json_output``
-    (JSON validity is scored when the output schema or the primary metric asks for it)."""
-    return {"language": snapshot.language or "en", "output_schema": snapshot.output_json_schema,
-            "regex_checks": snapshot.regex_checks or None, "json_output": snapshot.primary_metric == "json_valid"}
 
 
 def snapshot_metrics(snapshot: Snapshot) -> list[str]:
