@@ -5,6 +5,7 @@ Each answerer takes the request's messages exactly as a client sent them and ask
 evaluation asked it: the version's system prompt and few-shot examples around them
 (``curation.formats.prompt_messages``), so that a deployment answers as its model version was scored.
 """
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -92,12 +93,35 @@ def _load(version):
 
 
 def close_model_servers() -> None:
-    """Close every loaded model (tests, shutdown)."""
+    """Close every loaded model and remote client (tests, shutdown)."""
     with _servers_lock:
         servers = list(_servers.values())
         _servers.clear()
+        servers += _backends.values()
+        _backends.clear()
     for server in servers:
         server.close()
+
+
+# -- remote servers: one client per endpoint, model and key, per process ----------------------------------
+
+_backends: dict[tuple, OpenAICompatibleBackend] = {}
+
+
+def remote_backend(base_url: str, model: str, api_key_env: str) -> OpenAICompatibleBackend:
+    """The client of one OpenAI-compatible endpoint's model, made on first use and kept: its connections
+    are reused, and what it learnt about the server (a parameter it refuses, e.g. this platform's own
+    /v1 refusing ``logprobs``) holds for later requests instead of costing each one a refused request.
+    Keyed by the key's value too, so a changed variable takes effect. Raises BackendError (no key)."""
+    key = (base_url, model, api_key_env, os.environ.get(api_key_env) if api_key_env else None,
+           settings.SERVING_REMOTE_TIMEOUT_SECONDS, settings.SERVING_REMOTE_RETRIES)
+    with _servers_lock:
+        backend = _backends.get(key)
+        if backend is None:
+            backend = _backends[key] = OpenAICompatibleBackend(
+                base_url, model, api_key_env or None, timeout_s=settings.SERVING_REMOTE_TIMEOUT_SECONDS,
+                max_retries=settings.SERVING_REMOTE_RETRIES)
+        return backend
 
 
 class LocalAnswerer:
@@ -134,10 +158,8 @@ class RemoteAnswerer:
     def stream(self, messages: list[dict], max_tokens: int, *, pieces: bool = True) -> Iterator[str | Reply]:
         prompt = prompt_messages(messages, self.version.system_prompt, self.version.few_shot)
         try:
-            with OpenAICompatibleBackend(self.base_url, self.model, self.api_key_env or None,
-                                         timeout_s=settings.SERVING_REMOTE_TIMEOUT_SECONDS,
-                                         max_retries=settings.SERVING_REMOTE_RETRIES) as backend:
-                generation = next(backend.generate([prompt], max_new_tokens=max_tokens))
+            backend = remote_backend(self.base_url, self.model, self.api_key_env)
+            generation = next(backend.generate([prompt], max_new_tokens=max_tokens))
         except BackendError as exc:
             if exc.status is not None and 400 <= exc.status < 500 and "context" in str(exc).lower():
                 raise AnswerError(str(exc), status=400, code="context_length_exceeded") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 
 from .choices import RequestStatus
@@ -71,22 +72,37 @@ class Entry:
             self.deployment_name = deployment_name
 
 
+LOCKED_RETRIES = 3  # attempts at a row a locked database refused; then it is reported and dropped
+
+
 def write(entry: Entry) -> RequestLog | None:
     """Write ``entry`` as a RequestLog row (unless logging is off). Never raises: a request log that
-    cannot be written is reported in the server's log, and the client has its answer already."""
+    cannot be written is reported in the server's log, and the client has its answer already.
+
+    A database that is locked (SQLite with concurrent writers: e.g. a pass-through deployment whose
+    remote model is this same server, logging both requests at once) is tried again a few times after
+    a short wait; the client does not wait for it. A hand-written loop: three tries need no library."""
     if not settings.SERVING_LOG_REQUESTS:
         return None
     keep = settings.SERVING_LOG_SAMPLE_RATE >= 1 or random.random() < settings.SERVING_LOG_SAMPLE_RATE
-    try:
-        return RequestLog.objects.create(
-            request_id=entry.request_id, created_at=entry.created_at, deployment=entry.deployment,
-            deployment_name=entry.deployment_name[:100], api_key=entry.api_key,
-            status=entry.status or RequestStatus.FAILED, http_status=entry.http_status, error_code=entry.error_code,
-            error=entry.error, messages=entry.messages if keep else [], answer=entry.answer if keep else "",
-            content_logged=keep, stream=entry.stream, tags=entry.tags, end_user=entry.end_user, **entry.figures)
-    except Exception:
-        logger.exception("request %s: the request log row could not be written", entry.request_id)
+    for attempt in range(1, LOCKED_RETRIES + 1):
+        try:
+            return RequestLog.objects.create(
+                request_id=entry.request_id, created_at=entry.created_at, deployment=entry.deployment,
+                deployment_name=entry.deployment_name[:100], api_key=entry.api_key,
+                status=entry.status or RequestStatus.FAILED, http_status=entry.http_status,
+                error_code=entry.error_code, error=entry.error, messages=entry.messages if keep else [],
+                answer=entry.answer if keep else "", content_logged=keep, stream=entry.stream, tags=entry.tags,
+                end_user=entry.end_user, **entry.figures)
+        except OperationalError as exc:
+            if attempt < LOCKED_RETRIES and "locked" in str(exc):
+                time.sleep(0.05 * attempt)
+                continue
+            logger.exception("request %s: the request log row could not be written", entry.request_id)
+        except Exception:
+            logger.exception("request %s: the request log row could not be written", entry.request_id)
         return None
+    return None
 
 
 def prune_request_logs() -> list[int]:

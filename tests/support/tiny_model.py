@@ -65,3 +65,34 @@ def build_tiny_model(folder: Path, texts: list[str], vocab_size: int = 400, seed
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_taught_tiny_model(folder: Path, records: list[dict], steps: int = 60, seed: int = 0) -> Path:
+    """A tiny model (as build_tiny_model) whose weights were then trained for ``steps`` full-parameter
+    steps (AdamW, batches of 16) on the chat-rendered ``records`` ({"messages": [...]}): it answers in
+    the records' manner ("Blue Spice is a pub that ..."), where a freshly initialised one answers only
+    newlines (an empty text). A stand-in for a capable "big" model; a few seconds on one CPU thread.
+
+    A plain loop: the platform's trainer makes LoRA adapters, and transformers' Trainer would add more
+    setup than these few lines of training."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    texts = [m["content"] for record in records for m in record["messages"]]
+    tokenizer = build_tiny_tokenizer(texts)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_config(tokenizer))
+    rendered = [tokenizer.apply_chat_template(record["messages"], tokenize=False) for record in records]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        batch = [rendered[(step * 16 + i) % len(rendered)] for i in range(16)]
+        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        model(**encoded, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
