@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from evaluation.jobs import storable_text
+
 from .choices import RequestStatus
 from .models import RequestLog
 
@@ -92,8 +94,8 @@ def write(entry: Entry) -> RequestLog | None:
                 deployment_name=entry.deployment_name[:100], api_key=entry.api_key,
                 status=entry.status or RequestStatus.FAILED, http_status=entry.http_status,
                 error_code=entry.error_code, error=entry.error, messages=entry.messages if keep else [],
-                answer=entry.answer if keep else "", content_logged=keep, stream=entry.stream, tags=entry.tags,
-                end_user=entry.end_user, **entry.figures)
+                answer=storable_text(entry.answer) if keep else "", content_logged=keep, stream=entry.stream,
+                tags=entry.tags, end_user=entry.end_user, **entry.figures)
         except OperationalError as exc:
             if attempt < LOCKED_RETRIES and "locked" in str(exc):
                 time.sleep(0.05 * attempt)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 ROLES = {"system", "developer", "user", "assistant"}
 MAX_MESSAGES = 256
 MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
-# Accepted and honoured as far as greedy decoding allows (documented in docs/serving/endpoint.md):
+# Accepted and honoured as far as greedy decoding allows (documented in docs/serving/index.md):
 # sampling parameters are accepted so that existing clients work; answers are always greedy.
 ACCEPTED = {"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n",
             "temperature", "top_p", "seed", "metadata", "user", "store", "frequency_penalty", "presence_penalty"}
