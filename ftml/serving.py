@@ -38,6 +38,7 @@ class Answer:
     mean_logprob: float | None  # natural log, EOS included; None when no token was generated
     finish_reason: str  # "stop" (EOS) or "length" (max_tokens reached)
     latency_ms: float  # from submission to the last token
+    token_logprobs: list[tuple[str, float]] | None = None  # (token text, log-probability) per answer token
 
 
 @dataclass
@@ -168,7 +169,10 @@ class ModelServer:
             prompt_tokens=prompt_tokens, output_tokens=len(ids),
             mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
             finish_reason="stop" if stopped or len(ids) < max_tokens else "length",
-            latency_ms=(time.perf_counter() - started) * 1000)
+            latency_ms=(time.perf_counter() - started) * 1000,
+            # strict=False: the manager records one log-probability per generated token, as many as ids
+            token_logprobs=[(self.tokenizer.decode([token]), value)
+                            for token, value in zip(ids, logprobs, strict=False)])
 
     # -- the results thread ----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class Reply:
     confidence: float | None  # mean token log-probability; None when the model did not say
     finish_reason: str  # "stop" or "length"
     latency_ms: float
+    token_logprobs: list | None = None  # [(token text, log-probability)] when the model gives them
 
 
 class AnswerError(Exception):
@@ -137,7 +138,7 @@ class LocalAnswerer:
             for item in server.stream(prompt, max_tokens, pieces=pieces):
                 if isinstance(item, Answer):
                     yield Reply(item.text, item.prompt_tokens, item.output_tokens, item.mean_logprob,
-                                item.finish_reason, item.latency_ms)
+                                item.finish_reason, item.latency_ms, item.token_logprobs)
                 else:
                     yield item.text
         except ServingError as exc:

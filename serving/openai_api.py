@@ -177,10 +177,21 @@ def _whole(chat: ChatRequest, deployment, entry, outcome: Outcome, started: floa
         "id": entry.request_id, "object": "chat.completion", "created": int(entry.created_at.timestamp()),
         "model": deployment.name, "system_fingerprint": None,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
-                     "logprobs": None, "finish_reason": reply.finish_reason}],
+                     "logprobs": _logprobs(reply) if chat.logprobs else None,
+                     "finish_reason": reply.finish_reason}],
         "usage": _usage(reply), "ftplatform": _ftplatform_extra(outcome),
     }
     return LoggedJsonResponse(body, log_entry=entry, headers=_headers(outcome, entry.request_id))
+
+
+def _logprobs(reply) -> dict | None:
+    """OpenAI's ``choices[0].logprobs`` of an answer: each token's text, bytes and log-probability (the
+    tokens of the answering model, EOS included; no alternatives). None when that model gave none (a
+    remote model that did not return them)."""
+    if reply.token_logprobs is None:
+        return None
+    return {"content": [{"token": token, "logprob": value, "bytes": list(token.encode("utf-8", "replace")),
+                         "top_logprobs": []} for token, value in reply.token_logprobs], "refusal": None}
 
 
 def _sse(data) -> bytes:

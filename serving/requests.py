@@ -12,10 +12,10 @@ MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 # Accepted and honoured as far as greedy decoding allows (documented in docs/serving/index.md):
 # sampling parameters are accepted so that existing clients work; answers are always greedy.
 ACCEPTED = {"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n",
-            "temperature", "top_p", "seed", "metadata", "user", "store", "frequency_penalty", "presence_penalty"}
+            "temperature", "top_p", "seed", "metadata", "user", "store", "frequency_penalty", "presence_penalty",
+            "logprobs", "top_logprobs"}
 REFUSED = {"tools": "tool calling", "tool_choice": "tool calling", "functions": "function calling",
            "function_call": "function calling", "response_format": "structured outputs",
-           "logprobs": "log-probabilities in the response", "top_logprobs": "log-probabilities in the response",
            "stop": "stop sequences", "logit_bias": "logit bias", "audio": "audio", "modalities": "audio",
            "prediction": "predicted outputs", "parallel_tool_calls": "tool calling"}
 
@@ -37,6 +37,7 @@ class ChatRequest:
     include_usage: bool = False
     metadata: dict = field(default_factory=dict)
     user: str = ""
+    logprobs: bool = False  # the answer's token log-probabilities in the response (not streamed)
 
 
 def _integer(value, name: str, minimum: int) -> int:
@@ -156,6 +157,16 @@ def parse_chat_request(body: bytes, *, content_type: str = "application/json", l
             raise InvalidRequest("stream_options must be an object such as {\"include_usage\": true}.",
                                  param="stream_options", code="invalid_type")
         chat.include_usage = bool(options.get("include_usage"))
+        logprobs = data.get("logprobs")
+        if logprobs is not None and not isinstance(logprobs, bool):
+            raise InvalidRequest("logprobs must be true or false.", param="logprobs", code="invalid_type")
+        chat.logprobs = bool(logprobs)
+        if data.get("top_logprobs") not in (None, 0):
+            raise InvalidRequest("top_logprobs is not supported: the answer's own tokens' log-probabilities only "
+                                 "(logprobs: true).", param="top_logprobs", code="unsupported_parameter")
+        if chat.logprobs and chat.stream:
+            raise InvalidRequest("logprobs are given with whole answers only, not streamed ones.", param="logprobs",
+                                 code="unsupported_parameter")
         chat.metadata = _metadata(data.get("metadata"))
         user = data.get("user", "")
         if not isinstance(user, str) or len(user) > 256:

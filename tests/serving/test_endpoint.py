@@ -50,6 +50,21 @@ def test_a_completion_is_the_models_greedy_answer_and_is_logged(openai_client, t
     assert row.latency_ms > 0 and row.cost is None  # the tiny model has no price
 
 
+def test_logprobs_are_the_answers_tokens_and_average_to_its_confidence(openai_client, tiny_version, deployment):
+    completion = openai_client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, logprobs=True)
+    tokens = completion.choices[0].logprobs.content
+    assert len(tokens) == completion.usage.completion_tokens
+    mean = sum(t.logprob for t in tokens) / len(tokens)
+    assert mean == pytest.approx(completion.model_extra["ftplatform"]["confidence"], abs=1e-9)
+    assert all(t.bytes == list(t.token.encode()) and t.top_logprobs == [] for t in tokens)
+    plain = openai_client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8)
+    assert plain.choices[0].logprobs is None
+    for refused in ({"top_logprobs": 3}, {"stream": True}):
+        with pytest.raises(openai.BadRequestError) as error:
+            openai_client.chat.completions.create(model="tiny", messages=MESSAGES, logprobs=True, **refused)
+        assert error.value.code == "unsupported_parameter"
+
+
 def test_a_streamed_answer_joins_to_the_same_text_with_usage_last(openai_client, tiny_version, deployment):
     plain = openai_client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=16)
     chunks = list(openai_client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=16, stream=True,
@@ -134,6 +149,7 @@ def test_bad_keys_get_401_with_the_reason_and_are_never_logged(live_server, engi
     ({"model": "tiny", "messages": MESSAGES, "max_tokens": 25}, "max_tokens", "allows at most 24"),
     ({"model": "tiny", "messages": MESSAGES, "n": 2}, "n", "n must be 1"),
     ({"model": "tiny", "messages": MESSAGES, "tools": []}, "tools", "not supported"),
+    ({"model": "tiny", "messages": MESSAGES, "logprobs": "yes"}, "logprobs", "true or false"),
     ({"model": "tiny", "messages": MESSAGES, "temprature": 0}, "temprature", "Unrecognized request argument"),
 ])
 def test_malformed_requests_get_400_naming_the_field(openai_client, deployment, body, param, words):
