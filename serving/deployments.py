@@ -130,14 +130,18 @@ def create_deployment(*, by, name: str, primary, fallback=None, routing: str | N
                        "threshold": threshold, "engine": engine, "engine_base_url": engine_base_url or "",
                        "engine_api_key_env": engine_api_key_env or "", "max_tokens": max_tokens, "active": active})
     values = _resolve_routing(values, metric=metric, target_quality=target_quality)
-    deployment = Deployment(**values, created_by=by)
+    return _save(Deployment(**values, created_by=by), by, "created")
+
+
+def _save(deployment: Deployment, by, reason: str) -> Deployment:
+    """Save with its history record (user, reason); a taken name is a Conflict."""
     deployment._history_user = by
-    deployment._change_reason = "created"
+    deployment._change_reason = reason
     try:
         with transaction.atomic():
             deployment.save()
     except IntegrityError:
-        raise Conflict(f"a deployment named '{name}' exists already", field="name") from None
+        raise Conflict(f"a deployment named '{deployment.name}' exists already", field="name") from None
     return deployment
 
 
@@ -172,11 +176,4 @@ def update_deployment(deployment: Deployment, *, by, reason: str = "", metric: s
             values = _resolve_routing(values, metric=metric, target_quality=target_quality)
         for name, value in values.items():
             setattr(deployment, name, value)
-        deployment._history_user = by
-        deployment._change_reason = reason or "changed: " + ", ".join(sorted(changes) or ["threshold"])
-        try:
-            with transaction.atomic():
-                deployment.save()
-        except IntegrityError:
-            raise Conflict(f"a deployment named '{changes.get('name')}' exists already", field="name") from None
-    return deployment
+        return _save(deployment, by, reason or "changed: " + ", ".join(sorted(changes) or ["threshold"]))

@@ -73,34 +73,38 @@ def _visible_deployments(key):
     return deployments.filter(pk=key.deployment_id) if key.deployment_id else deployments
 
 
+def _model_object(deployment) -> dict:
+    return {"id": deployment.name, "object": "model", "created": int(deployment.created_at.timestamp()),
+            "owned_by": "ftplatform"}
+
+
+def _read_with_key(request):
+    """(ApiKey, None) for an authenticated GET or HEAD, else (None, its 405 or 401 response)."""
+    if request.method not in ("GET", "HEAD"):
+        return None, error_response(f"{request.method} is not allowed on {request.path}; use GET.", status=405,
+                                    code="method_not_allowed", headers={"Allow": "GET, HEAD"})
+    return _authenticated(request)
+
+
 @csrf_exempt
 def models_view(request):
     """``GET /v1/models``: the active deployments the key may call, as OpenAI model objects."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(f"{request.method} is not allowed on /v1/models; use GET.", status=405,
-                              code="method_not_allowed", headers={"Allow": "GET, HEAD"})
-    key, refused = _authenticated(request)
+    key, refused = _read_with_key(request)
     if refused:
         return refused
-    data = [{"id": d.name, "object": "model", "created": int(d.created_at.timestamp()), "owned_by": "ftplatform"}
-            for d in _visible_deployments(key)]
-    return JsonResponse({"object": "list", "data": data})
+    return JsonResponse({"object": "list", "data": [_model_object(d) for d in _visible_deployments(key)]})
 
 
 @csrf_exempt
 def model_view(request, name: str):
     """``GET /v1/models/{name}``: one deployment, or 404 model_not_found."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(f"{request.method} is not allowed here; use GET.", status=405,
-                              code="method_not_allowed", headers={"Allow": "GET, HEAD"})
-    key, refused = _authenticated(request)
+    key, refused = _read_with_key(request)
     if refused:
         return refused
     deployment = _visible_deployments(key).filter(name=name).first()
     if deployment is None:
         return error_response(_no_model(name), status=404, code="model_not_found", param="model")
-    return JsonResponse({"id": deployment.name, "object": "model", "created": int(deployment.created_at.timestamp()),
-                         "owned_by": "ftplatform"})
+    return JsonResponse(_model_object(deployment))
 
 
 def _no_model(name: str) -> str:

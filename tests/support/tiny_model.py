@@ -96,3 +96,19 @@ def build_taught_tiny_model(folder: Path, records: list[dict], steps: int = 60, 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_random_adapter(model_dir: Path, folder: Path, seed: int = 0) -> Path:
+    """A LoRA adapter (r 4, alpha 8) on q/k/v/o of the model in ``model_dir`` with random, not zero, B
+    matrices, so that it changes the model's answers; saved with the model's tokenizer into ``folder``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    return Path(folder)

@@ -19,6 +19,7 @@ from ftml.gguf import (
 from ftml.metrics import score_corpus, scored_metrics
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.support.factories import AnnotatorFactory, EngineerFactory, snapshot_of, tiny_base_model
+from tests.support.tiny_model import build_random_adapter
 from training.choices import ModelVersionKind
 from training.exports import EXPORT_RECORD_FILE, export_gguf_model
 from training.models import ModelVersion
@@ -45,18 +46,7 @@ def gpt2_pre_tokenizer():
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory):
     """A LoRA adapter with random (not zero) B matrices, so the merged model differs from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM")
-    folder = tmp_path_factory.mktemp("adapter")
-    get_peft_model(model, config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
+    return build_random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
 
 
 @pytest.fixture(scope="module")

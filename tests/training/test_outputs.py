@@ -15,6 +15,7 @@ from ftml.export import export_merged, max_logit_difference
 from ftml.model_card import render_model_card, sha256_file, write_model_card
 from ftplatform.errors import Conflict, NotAllowed, ServiceError
 from tests.support.factories import AnnotatorFactory, EngineerFactory, tiny_base_model
+from tests.support.tiny_model import build_random_adapter
 from training.choices import ModelVersionKind
 from training.exports import EXPORT_RECORD_FILE, export_merged_model
 from training.models import ModelVersion
@@ -25,18 +26,7 @@ TEXTS = ["name: The Eagle; food: French; area: riverside.", "Cotto is a cheap co
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory):
     """A LoRA adapter on q/k/v/o with random (not zero) B matrices, so it changes the model's answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM")
-    folder = tmp_path_factory.mktemp("adapter")
-    get_peft_model(model, config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
+    return build_random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
 
 
 @pytest.fixture(scope="module")
