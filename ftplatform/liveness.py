@@ -41,6 +41,17 @@ def register_reaper(kind: str, reaper: Callable[[], list[int]]) -> None:
     LOST_JOB_REAPERS[kind] = reaper
 
 
+# Periodic clean-ups the workers run beside the reapers, at most every HOUSEKEEPING_SECONDS: {name: function
+# returning how many rows it removed}, e.g. the request log's retention (serving).
+HOUSEKEEPING: dict[str, Callable[[], int]] = {}
+HOUSEKEEPING_SECONDS = 3600
+
+
+def register_housekeeping(name: str, task: Callable[[], int]) -> None:
+    """Have the workers' periodic loop run ``task`` about hourly; an app calls it in its AppConfig.ready."""
+    HOUSEKEEPING[name] = task
+
+
 class LiveJobRow(JobRow):
     """A JobRow whose running job shows it is alive: who runs it and when it last said so."""
 

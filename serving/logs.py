@@ -107,15 +107,13 @@ def write(entry: Entry) -> RequestLog | None:
     return None
 
 
-def prune_request_logs() -> list[int]:
-    """Delete request logs older than SERVING_LOG_RETENTION_DAYS (0: keep them all); run by every
-    worker's periodic sweep (ftplatform.liveness) and ``manage.py prune_request_logs``. Rows that became
-    dataset examples go too: the example keeps its own copy and provenance. Returns [] (rows are not
-    jobs: the sweep reports lost jobs by id); the count is logged."""
+def prune_request_logs() -> int:
+    """Delete request logs older than SERVING_LOG_RETENTION_DAYS (0: keep them all) and return how many;
+    run about hourly by the workers' housekeeping (ftplatform.liveness) and by ``manage.py
+    prune_request_logs``. Rows that became dataset examples go too: the example keeps its own copy and
+    provenance."""
     days = settings.SERVING_LOG_RETENTION_DAYS
     if not days:
-        return []
+        return 0
     deleted, _ = RequestLog.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).delete()
-    if deleted:
-        logger.info("deleted %d request log rows older than %d days", deleted, days)
-    return []
+    return deleted

@@ -1,5 +1,6 @@
 """Run an RQ worker for ftplatform's queues (needs REDIS_URL)."""
 import logging
+import math
 import threading
 import time
 
@@ -7,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
 
-from ftplatform.liveness import reap_all
+from ftplatform.liveness import HOUSEKEEPING, HOUSEKEEPING_SECONDS, reap_all
 from ftplatform.queues import QUEUE_NAMES, get_connection, get_queue
 
 logger = logging.getLogger(__name__)
@@ -46,14 +47,20 @@ def reap_forever():
     (ftplatform.liveness.reap_all).
 
     Runs in the worker's parent, which never imports torch; its connection is closed after each
-    pass so a forked work-horse never inherits an open one."""
+    pass so a forked work-horse never inherits an open one. About hourly it also runs the apps'
+    housekeeping (ftplatform.liveness.HOUSEKEEPING: e.g. the request log's retention)."""
+    last_housekeeping = -math.inf
     while True:
         try:
             for kind, ids in reap_all().items():
                 for row_id in ids:
                     logger.warning("%s %s: worker lost, marked failed", kind, row_id)
+            if time.monotonic() - last_housekeeping >= HOUSEKEEPING_SECONDS:
+                last_housekeeping = time.monotonic()
+                for name, task in HOUSEKEEPING.items():
+                    logger.info("%s: %d row(s) removed", name, task())
         except Exception:
-            logger.exception("reaping lost job rows failed; retrying")
+            logger.exception("reaping lost job rows or housekeeping failed; retrying")
         finally:
             connection.close()
         time.sleep(settings.TRAINING_HEARTBEAT_SECONDS)

@@ -2,7 +2,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from ...logs import prune_request_logs
-from ...models import RequestLog
 
 
 class Command(BaseCommand):
@@ -10,9 +9,7 @@ class Command(BaseCommand):
             "it periodically too; this is for cron.")
 
     def handle(self, *args, **options):
-        before = RequestLog.objects.count()
-        prune_request_logs()
-        deleted = before - RequestLog.objects.count()
+        deleted = prune_request_logs()
         days = settings.SERVING_LOG_RETENTION_DAYS
         self.stdout.write(f"Deleted {deleted} request log(s) older than {days} days." if days
                           else "Retention is 0 (keep every request log): nothing deleted.")
