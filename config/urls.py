@@ -66,6 +66,9 @@ def not_found(request, exception):
 
 
 def server_error(request):
+    if request.path.startswith("/v1/"):  # OpenAI's error body, which its clients read
+        return openai_api.error_response("The server had an error while processing your request; its log has the "
+                                         "details.", status=500, code="server_error")
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Server error; the server's log has the details."}, status=500)
     return defaults.server_error(request)

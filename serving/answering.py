@@ -5,13 +5,13 @@ The rule is the one evaluation scored (evaluation.routing): the primary always a
 confidence is known only then); with confidence routing, an answer whose mean token log-probability
 is below the deployment's threshold, or unknown, goes to the fallback, and the request costs both.
 """
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from evaluation.costs import cost_per_1k_requests
 from evaluation.decision import pricing_of
+from evaluation.routing import known_confidence
 
 from .choices import Routing
 from .engines import AnswerError, Reply, answerer
@@ -69,8 +69,7 @@ def routes(deployment) -> bool:
 
 def falls_back(confidence: float | None, threshold: float | None) -> bool:
     """The routing rule: unknown (None, NaN, infinite) confidence falls back, as in evaluation.routing."""
-    known = confidence is not None and math.isfinite(confidence)
-    return not known or (threshold is not None and confidence < threshold)
+    return not known_confidence(confidence) or (threshold is not None and confidence < threshold)
 
 
 def answer_stream(deployment, messages: list[dict], max_tokens: int, *, pieces: bool = True
@@ -92,7 +91,8 @@ def answer_stream(deployment, messages: list[dict], max_tokens: int, *, pieces: 
                 yield item
     except AnswerError as exc:
         raise RequestFailed(exc, outcome) from None
-    outcome.confidence = reply.confidence
+    # NaN or infinite (a model whose logits overflowed) is unknown: it falls back, and JSON has no NaN
+    outcome.confidence = reply.confidence if known_confidence(reply.confidence) else None
     outcome.primary_latency_ms = reply.latency_ms
     outcome.primary_cost = request_cost(primary, reply)
     if not routes(deployment) or not falls_back(reply.confidence, deployment.threshold):

@@ -8,6 +8,7 @@ setting is ever in a message. Every authenticated request is logged after its re
 """
 import json
 import logging
+import math
 import time
 import uuid
 
@@ -114,7 +115,19 @@ def _no_model(name: str) -> str:
 
 @csrf_exempt
 def chat_completions(request):
-    """``POST /v1/chat/completions``."""
+    """``POST /v1/chat/completions``. An unexpected failure answers OpenAI's 500 body naming the request id
+    (the server's log has the traceback), never Django's page."""
+    try:
+        return _chat_completions(request)
+    except Exception:
+        request_id = getattr(request, "ftplatform_request_id", "")
+        logger.exception("chat completion %s failed", request_id)
+        return error_response("The server had an error while processing your request" +
+                              (f" {request_id}" if request_id else "") + "; its log has the details.",
+                              status=500, code="server_error")
+
+
+def _chat_completions(request):
     arrived = timezone.now()
     started = time.perf_counter()
     if request.method != "POST":
@@ -125,6 +138,7 @@ def chat_completions(request):
         return refused
     keys.mark_used(key)
     entry = logs.Entry(request_id=f"chatcmpl-{uuid.uuid4().hex}", created_at=arrived, api_key=key)
+    request.ftplatform_request_id = entry.request_id
     try:
         chat = parse_chat_request(request.body, content_type=request.content_type, limit=MAX_BODY_BYTES)
     except InvalidRequest as exc:
@@ -192,8 +206,8 @@ def _logprobs(reply) -> dict | None:
     """OpenAI's ``choices[0].logprobs`` of an answer: each token's text, bytes and log-probability (the
     tokens of the answering model, EOS included; no alternatives). None when that model gave none (a
     remote model that did not return them)."""
-    if reply.token_logprobs is None:
-        return None
+    if reply.token_logprobs is None or not all(math.isfinite(value) for _, value in reply.token_logprobs):
+        return None  # JSON has no NaN or infinity (a model whose logits overflowed)
     return {"content": [{"token": token, "logprob": value, "bytes": list(token.encode("utf-8", "replace")),
                          "top_logprobs": []} for token, value in reply.token_logprobs], "refusal": None}
 

@@ -202,3 +202,16 @@ def test_the_endpoint_answers_json_errors_to_other_methods(live_server, api_key)
     answer = requests.get(f"{live_server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {api_key}"})
     assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
     assert json.loads(answer.text)["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unexpected_failure_is_an_openai_500_naming_the_request(openai_client, deployment, monkeypatch):
+    import serving.openai_api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(serving.openai_api, "answer_stream", broken)
+    with pytest.raises(openai.InternalServerError) as failed:
+        openai_client.chat.completions.create(model="tiny", messages=MESSAGES)
+    assert failed.value.status_code == 500 and failed.value.code == "server_error"
+    assert "chatcmpl-" in failed.value.message and "/srv" not in failed.value.message
