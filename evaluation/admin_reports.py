@@ -17,7 +17,7 @@ from training.models import ModelVersion
 
 from .choices import Verdict
 from .comparisons import compare_eval_runs
-from .decision import SCORE_BINS, decision_report, routing_summary, score_distribution
+from .decision import REPORT_SECTIONS, SCORE_BINS, decision_report, routing_summary, score_distribution
 from .models import EvalRun
 from .reports import model_version_report
 from .scoring import metric_labels, primary_metric
@@ -168,6 +168,8 @@ def decision_view(model_admin, request):
             ratings=[(side["model_version"], sorted(side["human_ratings"].items())) for side in sides],
             board=[{**row, "name": versions.get(row["item"], row["item"])}
                    for row in report["leaderboard"]["ratings"]],
+            # Sections other apps add (e.g. serving's production view), as their own lines.
+            sections=[lines(report[name]) for name, (_, lines) in REPORT_SECTIONS.items() if report.get(name)],
         )
     return _page(model_admin, request, "decision.html", **context)
 

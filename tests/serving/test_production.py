@@ -64,3 +64,18 @@ def test_a_request_log_without_a_price_has_no_cost_per_1k():
     [entry] = decision_report(dataset)["production"]
     assert entry["models"][0]["measured"]["cost_per_1k_requests"] is None
     assert "cost per 1,000 requests unknown" in "\n".join(format_decision_report(decision_report(dataset)))
+
+
+def test_the_admin_decision_page_shows_the_production_view(client):
+    from tests.support.clients import signed_in_client
+
+    dataset, prompted_run, tuned_run = tuned_vs_prompted_runs(examples=30, validation=True)
+    engineer = EngineerFactory()
+    deployment = create_deployment(by=engineer, name="venues-live", primary=tuned_run.model_version)
+    RequestLog.objects.create(request_id="r", created_at=timezone.now(), deployment=deployment,
+                              deployment_name="venues-live", status="answered", http_status=200,
+                              answered_by=tuned_run.model_version, primary_latency_ms=10.0, latency_ms=10.0)
+    page = signed_in_client(client, engineer).get(f"/admin/evaluation/evalrun/decision/?dataset={dataset.pk}")
+    text = page.content.decode()
+    assert page.status_code == 200 and "In production (the request log):" in text
+    assert "deployment venues-live: 1 request(s), 1 answered, 0 failed" in text
