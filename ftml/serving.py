@@ -21,6 +21,10 @@ from pathlib import Path
 
 from .data import render_prompt
 
+# transformers builds a model on the meta device by patching torch globally while from_pretrained runs:
+# two threads loading at once break each other ("Cannot copy out of meta tensor"), so loads take turns.
+_LOADING = threading.Lock()
+
 
 class ServingError(Exception):
     """A request the model cannot answer; ``code`` is OpenAI's error code for it."""
@@ -82,8 +86,10 @@ class ModelServer:
         self._manager.start()
         self._waiting: dict[str, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a request leaves _waiting
         self._ids = itertools.count(1)
-        self._closed = threading.Event()
+        self._closing = False  # no new requests (set under _lock); those in flight may still finish
+        self._closed = threading.Event()  # the manager and the results thread are stopped
         self._deliverer = threading.Thread(target=self._deliver, name="ftml-serving-results", daemon=True)
         self._deliverer.start()
 
@@ -92,7 +98,8 @@ class ModelServer:
         """Load a model version's weights (the adapter merged in) and start serving them."""
         from .inference import load_for_inference
 
-        model, tokenizer = load_for_inference(Path(base_model_dir), Path(adapter_dir) if adapter_dir else None)
+        with _LOADING:
+            model, tokenizer = load_for_inference(Path(base_model_dir), Path(adapter_dir) if adapter_dir else None)
         return cls(model, tokenizer, **options)
 
     # -- requests ---------------------------------------------------------------------------------
@@ -118,15 +125,16 @@ class ModelServer:
         """Greedy answer to ``messages`` as it is decoded: ``Delta`` pieces (none when not ``pieces``),
         then the whole ``Answer``; the pieces joined are the answer's text.
 
-        Raises ServingError before the first piece when the request cannot be answered (too long,
-        server closed), or later when generation fails. Closing the iterator early cancels the request."""
+        Raises ServingError before the first piece when the request cannot be answered (too long; code
+        ``shut_down`` when the server is closing: nothing was submitted), or later when generation fails.
+        Closing the iterator early cancels the request."""
         prompt = self.prompt_ids(messages)
         self.check_length(prompt, max_tokens)
-        if self._closed.is_set():
-            raise ServingError("the model server is shut down")
         request_id = f"ftml-{next(self._ids)}"
         results: queue.SimpleQueue = queue.SimpleQueue()
-        with self._lock:
+        with self._lock:  # under the lock: close() either waits for this request or it is refused here
+            if self._closing:
+                raise ServingError("the model server is shut down", "shut_down")
             self._waiting[request_id] = results
         started = time.perf_counter()
         finished = False
@@ -152,8 +160,9 @@ class ModelServer:
                 if piece:
                     yield Delta(piece)
         finally:
-            with self._lock:
+            with self._idle:
                 self._waiting.pop(request_id, None)
+                self._idle.notify_all()
             if not finished:
                 self._manager.cancel_request(request_id)
 
@@ -196,10 +205,15 @@ class ModelServer:
         for results in waiting:
             results.put(error)
 
-    def close(self) -> None:
-        """Stop serving: requests still waiting fail with ServingError."""
-        if self._closed.is_set():
-            return
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop serving. New requests are refused at once (ServingError ``shut_down``); those in flight may
+        finish for up to ``wait_s`` seconds, and any still waiting then fail with ServingError."""
+        with self._idle:
+            if self._closing:
+                return
+            self._closing = True
+            if wait_s > 0:
+                self._idle.wait_for(lambda: not self._waiting, timeout=wait_s)
         self._closed.set()
         self._manager.stop(block=True, timeout=10)
         self._deliverer.join(timeout=5)

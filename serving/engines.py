@@ -50,9 +50,16 @@ _servers_lock = threading.Lock()
 _loading: dict[int, threading.Lock] = {}
 
 
+# A model unloaded to make room lets the requests it is answering finish first, for up to this long.
+DRAIN_SECONDS = 300
+# How often a request looks its model up again when it was unloaded before the request reached it.
+LOAD_ATTEMPTS = 5
+
+
 def model_server(version):
     """The ``ModelServer`` of a local model version, loaded on first use and kept (the least recently
-    used of more than SERVING_MAX_LOADED_MODELS is closed). Concurrent first requests load it once."""
+    used of more than SERVING_MAX_LOADED_MODELS is closed, in the background once the requests it is
+    answering have finished). Concurrent first requests load it once."""
     with _servers_lock:
         server = _servers.get(version.pk)
         if server is not None:
@@ -69,8 +76,9 @@ def model_server(version):
             evicted = []
             while len(_servers) > settings.SERVING_MAX_LOADED_MODELS:
                 evicted.append(_servers.popitem(last=False)[1])
-        for old in evicted:
-            old.close()
+        for old in evicted:  # other threads may be decoding with it: it stops when they are done
+            threading.Thread(target=old.close, kwargs={"wait_s": DRAIN_SECONDS}, name="ftml-serving-unload",
+                             daemon=True).start()
         return server
 
 
@@ -130,20 +138,36 @@ class LocalAnswerer:
         self.version = version
 
     def stream(self, messages: list[dict], max_tokens: int, *, pieces: bool = True) -> Iterator[str | Reply]:
-        from ftml.serving import Answer, ServingError
+        from ftml.serving import ServingError
 
-        server = model_server(self.version)
         prompt = prompt_messages(messages, self.version.system_prompt, self.version.few_shot)
         try:
-            for item in server.stream(prompt, max_tokens, pieces=pieces):
-                if isinstance(item, Answer):
-                    yield Reply(item.text, item.prompt_tokens, item.output_tokens, item.mean_logprob,
-                                item.finish_reason, item.latency_ms, item.token_logprobs)
-                else:
-                    yield item.text
+            for attempt in range(1, LOAD_ATTEMPTS + 1):
+                items = self._answer(model_server(self.version), prompt, max_tokens, pieces)
+                try:
+                    first = next(items)
+                    break
+                except ServingError as exc:
+                    # Unloaded (another model took its place) between the lookup and the submission, before
+                    # anything was sent: load it again (each time, another request's model was loaded).
+                    if exc.code != "shut_down" or attempt == LOAD_ATTEMPTS:
+                        raise
+            yield first
+            yield from items
         except ServingError as exc:
             status = 400 if exc.code == "context_length_exceeded" else 500
             raise AnswerError(str(exc), status=status, code=exc.code) from None
+
+    @staticmethod
+    def _answer(server, prompt: list[dict], max_tokens: int, pieces: bool) -> Iterator[str | Reply]:
+        from ftml.serving import Answer
+
+        for item in server.stream(prompt, max_tokens, pieces=pieces):
+            if isinstance(item, Answer):
+                yield Reply(item.text, item.prompt_tokens, item.output_tokens, item.mean_logprob,
+                            item.finish_reason, item.latency_ms, item.token_logprobs)
+            else:
+                yield item.text
 
 
 class RemoteAnswerer:

@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import close_old_connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
@@ -108,7 +109,25 @@ def model_view(request, name: str):
     return JsonResponse(_model_object(deployment))
 
 
+def _body(request) -> bytes:
+    """The request body, refused (413) from its Content-Length before it is read when it is too large."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # the server reads what arrives; parse_chat_request measures it
+    if length > MAX_BODY_BYTES:
+        raise InvalidRequest(f"The request body is {length} bytes; at most {MAX_BODY_BYTES}.", status=413,
+                             code="request_too_large")
+    try:
+        return request.body
+    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE: Django's own HTML 400 otherwise
+        raise InvalidRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.", status=413,
+                             code="request_too_large") from None
+
+
 def _no_model(name: str) -> str:
+    if len(name) > 100:  # no deployment name is longer: the message need not repeat a huge one
+        name = name[:100] + "…"
     return (f"The model '{name}' does not exist or you do not have access to it. GET /v1/models lists the "
             "deployments your key may call.")
 
@@ -140,7 +159,7 @@ def _chat_completions(request):
     entry = logs.Entry(request_id=f"chatcmpl-{uuid.uuid4().hex}", created_at=arrived, api_key=key)
     request.ftplatform_request_id = entry.request_id
     try:
-        chat = parse_chat_request(request.body, content_type=request.content_type, limit=MAX_BODY_BYTES)
+        chat = parse_chat_request(_body(request), content_type=request.content_type, limit=MAX_BODY_BYTES)
     except InvalidRequest as exc:
         entry.fail(exc.status, exc.code or "invalid_request", str(exc), deployment_name=exc.model or "")
         return error_response(str(exc), status=exc.status, code=exc.code, param=exc.param, log_entry=entry)

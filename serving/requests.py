@@ -6,6 +6,8 @@ field as a path such as ``messages[2].content``, ``code``), which the openai cli
 import json
 from dataclasses import dataclass, field
 
+from curation.formats import FormatError, check_json_value
+
 ROLES = {"system", "developer", "user", "assistant"}
 MAX_MESSAGES = 256
 MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
@@ -38,6 +40,18 @@ class ChatRequest:
     metadata: dict = field(default_factory=dict)
     user: str = ""
     logprobs: bool = False  # the answer's token log-probabilities in the response (not streamed)
+
+
+def _storable(value) -> None:
+    """Refuse what JSON allows but can be neither tokenized nor stored (curation.formats.check_json_value):
+    NUL characters, lone UTF-16 surrogates ("\\ud800"), NaN and infinities, deep nesting."""
+    try:
+        check_json_value(value)
+    except FormatError as exc:
+        message = str(exc)
+        path = message.split(": ", 1)[0].removesuffix(" key")  # "$.metadata key": one of metadata's keys
+        raise InvalidRequest(message.removeprefix("$.") + ".", param=path[2:] if path.startswith("$.") else None,
+                             code="invalid_value") from None
 
 
 def _integer(value, name: str, minimum: int) -> int:
@@ -90,8 +104,6 @@ def _messages(value) -> list[dict]:
         if "content" not in message or message["content"] is None:
             raise InvalidRequest(f"{where}.content is required.", param=f"{where}.content")
         content = _content(message["content"], f"{where}.content")
-        if "\x00" in content:
-            raise InvalidRequest(f"{where}.content contains a NUL character.", param=f"{where}.content")
         messages.append({"role": "system" if role == "developer" else role, "content": content})
     if messages[-1]["role"] != "user":
         raise InvalidRequest(f"The last message (messages[{len(messages) - 1}]) must be a user message: it is what "
@@ -124,13 +136,21 @@ def parse_chat_request(body: bytes, *, content_type: str = "application/json", l
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    except RecursionError:  # the stdlib parser recurses once per level of nesting
+        raise InvalidRequest("The request body is nested too deeply to be a chat request.",
+                             code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     model = data.get("model")
-    if not isinstance(model, str) or not model:
+    if model is None or model == "":
         raise InvalidRequest("model is required: the name of a deployment (GET /v1/models lists them).",
                              param="model", code="missing_required_parameter")
+    if not isinstance(model, str):
+        raise InvalidRequest(f"model must be a string, the name of a deployment, got {type(model).__name__}.",
+                             param="model", code="invalid_type")
+    _storable({"model": model})  # before it is logged as the deployment asked for
     try:
+        _storable(data)
         for name in data:
             if name in REFUSED:
                 raise InvalidRequest(f"{name} is not supported by this server ({REFUSED[name]}).", param=name,
@@ -144,7 +164,7 @@ def parse_chat_request(body: bytes, *, content_type: str = "application/json", l
         for name in ("max_completion_tokens", "max_tokens"):
             if data.get(name) is not None:
                 chat.max_tokens, chat.max_tokens_param = _integer(data[name], name, 1), name
-        if data.get("n") not in (None, 1):
+        if data.get("n") is not None and _integer(data["n"], "n", 1) != 1:
             raise InvalidRequest("n must be 1: one answer per request.", param="n", code="invalid_value")
         _number(data.get("temperature"), "temperature", 0, 2)
         _number(data.get("top_p"), "top_p", 0, 1)
@@ -152,7 +172,7 @@ def parse_chat_request(body: bytes, *, content_type: str = "application/json", l
         if not isinstance(stream, bool) and stream is not None:
             raise InvalidRequest("stream must be true or false.", param="stream", code="invalid_type")
         chat.stream = bool(stream)
-        options = data.get("stream_options") or {}
+        options = {} if data.get("stream_options") is None else data["stream_options"]
         if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
             raise InvalidRequest("stream_options must be an object such as {\"include_usage\": true}.",
                                  param="stream_options", code="invalid_type")

@@ -4,6 +4,7 @@ from curation.models import Dataset
 from training.models import ModelVersion
 
 from .choices import Engine, Routing
+from .distill import MAX_LOGS
 from .models import ApiKey, Deployment, RequestLog
 
 
@@ -94,7 +95,8 @@ class RequestLogSerializer(serializers.ModelSerializer):
 class ToDatasetSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     submit = serializers.BooleanField(default=False, help_text="Submit the new examples for review (else drafts).")
-    ids = serializers.ListField(child=serializers.IntegerField(), required=False,
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False,
+                                max_length=MAX_LOGS,  # ids past a 64-bit key reached the database (500)
                                 help_text="Request log ids; omitted: every log the query's filters select.")
 
 
