@@ -43,6 +43,10 @@ class Answer:
     finish_reason: str  # "stop" (EOS) or "length" (max_tokens reached)
     latency_ms: float  # from submission to the last token
     token_logprobs: list[tuple[str, float]] | None = None  # (token text, log-probability) per answer token
+    # The request's share of the engine's time: every moment divided equally among the requests in flight
+    # (processor sharing). Alone it equals the latency; with 8 in flight about an eighth of it. What a
+    # request costs on a machine priced by the hour.
+    busy_ms: float | None = None
 
 
 @dataclass
@@ -88,6 +92,8 @@ class ModelServer:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified whenever a request leaves _waiting
         self._ids = itertools.count(1)
+        # Processor-sharing clock (see Answer.busy_ms): seconds of engine time per request in flight, summed.
+        self._shared_s, self._shared_at = 0.0, time.perf_counter()
         self._closing = False  # no new requests (set under _lock); those in flight may still finish
         self._closed = threading.Event()  # the manager and the results thread are stopped
         self._deliverer = threading.Thread(target=self._deliver, name="ftml-serving-results", daemon=True)
@@ -135,6 +141,7 @@ class ModelServer:
         with self._lock:  # under the lock: close() either waits for this request or it is refused here
             if self._closing:
                 raise ServingError("the model server is shut down", "shut_down")
+            shared_from = self._advance_shared_clock()
             self._waiting[request_id] = results
         started = time.perf_counter()
         finished = False
@@ -152,6 +159,8 @@ class ModelServer:
                 if output.is_finished():
                     finished = True
                     answer = self._answer(output, len(prompt), max_tokens, started)
+                    with self._lock:
+                        answer.busy_ms = (self._advance_shared_clock() - shared_from) * 1000
                     if pieces and answer.text.startswith(decoder.sent) and answer.text != decoder.sent:
                         yield Delta(answer.text[len(decoder.sent):])
                     yield answer
@@ -161,10 +170,19 @@ class ModelServer:
                     yield Delta(piece)
         finally:
             with self._idle:
+                self._advance_shared_clock()
                 self._waiting.pop(request_id, None)
                 self._idle.notify_all()
             if not finished:
                 self._manager.cancel_request(request_id)
+
+    def _advance_shared_clock(self) -> float:
+        """Bring the processor-sharing clock to now (call under _lock, before the requests in flight change)."""
+        now = time.perf_counter()
+        if self._waiting:
+            self._shared_s += (now - self._shared_at) / len(self._waiting)
+        self._shared_at = now
+        return self._shared_s
 
     def _answer(self, output, prompt_tokens: int, max_tokens: int, started: float) -> Answer:
         ids = list(output.generated_tokens)

@@ -10,6 +10,7 @@ from curation.models import Dataset
 from ftplatform.admin_tools import ReadOnlyAdmin, apply_to_each
 from ftplatform.errors import ServiceError
 
+from .choices import Routing
 from .deployments import FIELDS, create_deployment, update_deployment
 from .distill import logs_to_examples
 from .keys import create_api_key, revoke_api_key
@@ -67,7 +68,14 @@ class DeploymentAdmin(SimpleHistoryAdmin):
         return form
 
     def save_model(self, request, obj, form, change):
-        pass  # saved by the services in DeploymentForm.clean
+        # Saved by the services in DeploymentForm.clean; say when confidence routing was asked for and the
+        # validation split showed the primary alone reaches the target.
+        source = obj.threshold_source or {}
+        if form.cleaned_data.get("routing") == Routing.CONFIDENCE and source.get("never"):
+            messages.warning(request, f"{obj}: primary only. On the validation split the primary alone reaches the "
+                                      f"target {source['target_quality']:.2f} ({source['target_from']}): falling "
+                                      "back would only add cost. Give a threshold by hand, or a higher target "
+                                      "quality, to route.")
 
     def has_delete_permission(self, request, obj=None):
         return False  # switch it off (active) instead: its request log stays attached
@@ -96,7 +104,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         row, key = create_api_key(name=form.cleaned_data["name"], deployment=form.cleaned_data.get("deployment"),
                                   expires_at=form.cleaned_data.get("expires_at"), by=request.user)
-        obj.pk = row.pk
+        obj.pk, obj.prefix, obj.created_by = row.pk, row.prefix, row.created_by
         messages.warning(request, format_html(
             "The new key, shown this once (copy it now; only its SHA-256 is kept): <code>{}</code>", key))
 

@@ -55,9 +55,11 @@ class RequestFailed(Exception):
 
 
 def request_cost(version, reply: Reply) -> float | None:
-    """One request's cost at ``version``'s prices (evaluation.costs: per token, or its latency's share
-    of a GPU-hour); None without a price."""
-    per_1k = cost_per_1k_requests(pricing_of(version), mean_latency_ms=reply.latency_ms,
+    """One request's cost at ``version``'s prices (evaluation.costs: per token, or its time's share of a
+    GPU-hour); None without a price. The built-in engine's time is the request's share of the engine
+    (``busy_ms``: batched requests share the machine); a remote engine's, its latency (conservative)."""
+    busy = reply.busy_ms if reply.busy_ms is not None else reply.latency_ms
+    per_1k = cost_per_1k_requests(pricing_of(version), mean_latency_ms=busy,
                                   mean_input_tokens=reply.prompt_tokens, mean_output_tokens=reply.output_tokens)
     return None if per_1k is None else per_1k / 1000
 

@@ -2,6 +2,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from ftplatform.history import HistoryMixin
@@ -89,6 +90,16 @@ class RequestLogViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RequestLogSerializer
     filterset_class = RequestLogFilter
     action_permissions = {"to_dataset": ["serving.view_requestlog", "curation.add_importbatch"]}
+    OTHER_PARAMETERS = {"page", "format"}
+
+    def filter_queryset(self, queryset):
+        """A misspelt filter is a 400 naming it: ignored, it would select every log (and to-dataset would turn
+        them all into examples)."""
+        unknown = sorted(set(self.request.query_params) - set(RequestLogFilter.base_filters) - self.OTHER_PARAMETERS)
+        if unknown:
+            raise ValidationError({unknown[0]: [f"Unknown filter; the filters are "
+                                                f"{', '.join(sorted(RequestLogFilter.base_filters))}."]})
+        return super().filter_queryset(queryset)
 
     @extend_schema(request=ToDatasetSerializer, responses=ToDatasetResultSerializer)
     @action(detail=False, methods=["post"], url_path="to-dataset")
@@ -100,6 +111,9 @@ class RequestLogViewSet(viewsets.ReadOnlyModelViewSet):
         logs = self.filter_queryset(self.get_queryset())
         if "ids" in params.validated_data:
             logs = logs.filter(pk__in=params.validated_data["ids"])
+        elif not set(self.request.query_params) & set(RequestLogFilter.base_filters):
+            raise ValidationError({"ids": ["Select the logs: give ids, or filters in the query (e.g. "
+                                           "?deployment=3&tag=team:support); the whole log is never taken at once."]})
         result = logs_to_examples(logs, params.validated_data["dataset"], by=request.user,
                                   submit=params.validated_data["submit"])
         return Response(result)

@@ -158,6 +158,11 @@ def update_deployment(deployment: Deployment, *, by, reason: str = "", metric: s
                            field=unknown[0])
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        # What is given as it already is changes nothing (a threshold set by hand stays when the same primary is
+        # named again).
+        changes = {name: value for name, value in changes.items() if getattr(deployment, name) != value}
+        if not changes and not choose_again:
+            return deployment
         values = {name: getattr(deployment, name) for name in FIELDS}
         values.update(changes)
         if "routing" not in changes:  # as on creation: a fallback (or a threshold for it) means confidence routing

@@ -32,6 +32,7 @@ class Reply:
     finish_reason: str  # "stop" or "length"
     latency_ms: float
     token_logprobs: list | None = None  # [(token text, log-probability)] when the model gives them
+    busy_ms: float | None = None  # the built-in engine: the request's share of its time (ftml.serving.Answer)
 
 
 class AnswerError(Exception):
@@ -165,7 +166,7 @@ class LocalAnswerer:
         for item in server.stream(prompt, max_tokens, pieces=pieces):
             if isinstance(item, Answer):
                 yield Reply(item.text, item.prompt_tokens, item.output_tokens, item.mean_logprob,
-                            item.finish_reason, item.latency_ms, item.token_logprobs)
+                            item.finish_reason, item.latency_ms, item.token_logprobs, item.busy_ms)
             else:
                 yield item.text
 

@@ -21,8 +21,8 @@ class RequestLogFilter(django_filters.FilterSet):
 
     class Meta:
         model = RequestLog
-        fields = ["deployment", "deployment_name", "answered_by", "status", "fell_back", "stream", "api_key",
-                  "end_user"]
+        fields = ["request_id", "deployment", "deployment_name", "answered_by", "status", "fell_back", "stream",
+                  "api_key", "end_user"]
 
     def filter_tag(self, queryset, name, value):
         key, separator, wanted = value.partition(":")

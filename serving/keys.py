@@ -63,7 +63,9 @@ def authenticate(authorization: str | None) -> ApiKey:
     scheme, _, key = (authorization or "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise KeyRefused("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' "
+        # Named only when it is a scheme word (Token, Basic), never what might be a key sent without "Bearer".
+        said = f" (got the scheme '{scheme}')" if key and scheme.isalpha() and len(scheme) <= 10 else ""
+        raise KeyRefused(f"You didn't provide an API key{said}. Send it as 'Authorization: Bearer <key>' "
                          "(the openai client's api_key).")
     row = ApiKey.objects.select_related("deployment").filter(prefix=key[:PREFIX_LENGTH]).first()
     # compare_digest: the time taken says nothing about how much of a guessed key was right.

@@ -162,6 +162,8 @@ def _chat_completions(request):
         chat = parse_chat_request(_body(request), content_type=request.content_type, limit=MAX_BODY_BYTES)
     except InvalidRequest as exc:
         entry.fail(exc.status, exc.code or "invalid_request", str(exc), deployment_name=exc.model or "")
+        # A refused request still counts against the deployment it named (monitoring, the production view).
+        entry.deployment = _visible_deployments(key).filter(name=exc.model).first() if exc.model else None
         return error_response(str(exc), status=exc.status, code=exc.code, param=exc.param, log_entry=entry)
     entry.take_request(chat)
     deployment = _visible_deployments(key).filter(name=chat.model).first()
@@ -259,8 +261,8 @@ def _streamed(chat: ChatRequest, deployment, entry, first, stream, started: floa
             reply = outcome.reply
             entry.take_outcome(outcome, started)
             yield chunk({}, reply.finish_reason, ftplatform=_ftplatform_extra(outcome))
-            if chat.include_usage:
-                yield _sse({**base, "choices": [], "usage": _usage(reply)})
+            if chat.include_usage:  # the last chunk: it says which model answered too
+                yield _sse({**base, "choices": [], "usage": _usage(reply), "ftplatform": _ftplatform_extra(outcome)})
             yield _sse("[DONE]")
             sent = True
         except RequestFailed as exc:  # after the first piece: the status line is gone, the error is an event
@@ -289,6 +291,7 @@ def _chain(first, rest):
     yield from rest
 
 
+@csrf_exempt
 def not_found(request, rest: str = ""):
     """Any other path under /v1/: OpenAI's 404 body, not Django's page."""
     return error_response(f"Invalid URL ({request.method} /v1/{rest}). The endpoints are POST /v1/chat/completions "

@@ -41,14 +41,17 @@ def production_view(dataset, report: dict) -> list[dict]:
             "cost"))
         total = logs.count()
         models = []
-        for role, version, rows, latency_column, cost_column in (
-                ("primary", deployment.primary, answered, 1, 3),
-                ("fallback", deployment.fallback, [row for row in answered if row[0]], 2, 4)):
+        if not total:
+            continue  # deployed, never called: nothing measured
+        for role, version, rows, latency_column, cost_column, sent in (
+                ("primary", deployment.primary, answered, 1, 3, sum(1 for row in answered if not row[0])),
+                ("fallback", deployment.fallback, [row for row in answered if row[0]], 2, 4,
+                 sum(1 for row in answered if row[0]))):
             if version is None:
                 continue
             estimate = sides.get(version.pk)
             models.append({"role": role, "model_version_id": version.pk, "model_version": str(version),
-                           "measured": _measured(rows, latency_column, cost_column),
+                           "answers_sent": sent, "measured": _measured(rows, latency_column, cost_column),
                            "estimated": None if estimate is None else {
                                "latency_ms": {k: estimate["latency_ms"].get(k) for k in ("p50", "p95")},
                                "cost_per_1k_requests": estimate["cost_per_1k_requests"],
@@ -74,7 +77,9 @@ def _figures(figures: dict) -> str:
 
 
 def format_production(entries: list[dict]) -> list[str]:
-    """The production view as terminal lines (the demo and `manage.py report --decision`)."""
+    """The production view as terminal lines (the demo and `manage.py report --decision`). The overall
+    latency runs from a request's arrival to its answer's last token: loading a model on its first request
+    and waiting for a batch slot included."""
     lines = ["  In production (the request log):"]
     for entry in entries:
         share = entry["fallback_share"]
@@ -86,7 +91,12 @@ def format_production(entries: list[dict]) -> list[str]:
         for model in entry["models"]:
             measured = model["measured"]
             estimate = model["estimated"]
-            lines.append(f"      {model['role']} {model['model_version']}: {measured['requests']} answer(s), "
-                         f"{_figures(measured)}" + ("" if estimate is None else
-                                                   f"; evaluation estimated {_figures(estimate)}"))
+            if not measured["requests"]:
+                lines.append(f"      {model['role']} {model['model_version']}: not asked yet")
+                continue
+            # The primary decodes every request; its answer is sent unless the request fell back.
+            asked = (f"decoded {measured['requests']}, its answer sent for {model['answers_sent']}"
+                     if model["role"] == "primary" else f"answered {measured['requests']}")
+            lines.append(f"      {model['role']} {model['model_version']}: {asked}; {_figures(measured)}"
+                         + ("" if estimate is None else f"; evaluation estimated {_figures(estimate)}"))
     return lines

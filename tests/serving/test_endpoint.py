@@ -76,6 +76,7 @@ def test_a_streamed_answer_joins_to_the_same_text_with_usage_last(openai_client,
     assert len(finishing) == 1 and finishing[0].choices[0].finish_reason == plain.choices[0].finish_reason
     assert finishing[0].model_extra["ftplatform"]["answered_by"] == "primary"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert chunks[-1].model_extra["ftplatform"]["answered_by"] == "primary"  # the last chunk says it too
     row = logged(chunks[0].id)
     assert row.stream and row.status == RequestStatus.ANSWERED and row.answer == text
 
@@ -160,6 +161,8 @@ def test_malformed_requests_get_400_naming_the_field(openai_client, deployment, 
     assert error["param"] == param and words in error["message"]
     row = logged(refused.value.response.headers["x-request-id"])
     assert row.status == RequestStatus.FAILED and row.http_status == 400 and row.answered_by is None
+    # counted against the deployment it named (monitoring, the production view), when it names one
+    assert row.deployment == (deployment if body.get("model") == "tiny" else None)
     assert row.answer == ""
 
 
@@ -170,6 +173,10 @@ def test_a_body_that_is_not_json_gets_an_openai_error(live_server, api_key, depl
     assert answer.json()["error"]["code"] == "invalid_json" and "not valid JSON" in answer.json()["error"]["message"]
     unknown = requests.get(f"{live_server.url}/v1/completions", headers={"Authorization": f"Bearer {api_key}"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_url"
+    for path in ("/v1/chat/completions/", "/v1/embeddings"):  # a POST too: no CSRF page
+        posted = requests.post(f"{live_server.url}{path}", json={"model": "tiny"},
+                               headers={"Authorization": f"Bearer {api_key}"})
+        assert posted.status_code == 404 and posted.json()["error"]["code"] == "unknown_url"
 
 
 def test_an_unknown_or_inactive_model_is_404_and_logged_as_not_answered(openai_client, engineer, deployment):
@@ -215,3 +222,12 @@ def test_an_unexpected_failure_is_an_openai_500_naming_the_request(openai_client
         openai_client.chat.completions.create(model="tiny", messages=MESSAGES)
     assert failed.value.status_code == 500 and failed.value.code == "server_error"
     assert "chatcmpl-" in failed.value.message and "/srv" not in failed.value.message
+
+
+def test_a_token_scheme_is_named_but_nothing_that_may_be_a_key(live_server, api_key):
+    for header, said in (("Token abc", "got the scheme 'Token'"), (f"{api_key} x", None)):
+        answer = requests.post(f"{live_server.url}/v1/chat/completions", json={"model": "tiny"},
+                               headers={"Authorization": header})
+        message = answer.json()["error"]["message"]
+        assert answer.status_code == 401 and "Bearer" in message and api_key[:12] not in message
+        assert said is None or said in message

@@ -218,3 +218,32 @@ def test_engineers_hold_the_serving_permissions():
     engineer = EngineerFactory()
     assert engineer.has_perm("serving.add_deployment") and engineer.has_perm("serving.view_requestlog")
     assert not AnnotatorFactory().has_perm("serving.view_requestlog")
+
+
+def test_to_dataset_refuses_a_misspelt_filter_and_an_empty_selection(engineer, versions):
+    from serving.deployments import create_deployment
+
+    support = create_deployment(by=engineer, name="support", primary=versions[0])
+    rows = [log(support, n) for n in (1, 2)]
+    dataset = DatasetFactory()
+    client = api_client(engineer)
+    for query, body, field in (("?deploymnet=1", {"dataset": dataset.pk}, "deploymnet"),
+                               ("", {"dataset": dataset.pk}, "ids")):
+        answer = client.post(f"/api/v1/request-logs/to-dataset/{query}", body, format="json")
+        assert answer.status_code == 400 and field in answer.json(), answer.json()
+    assert not dataset.examples.exists()
+    listed = client.get("/api/v1/request-logs/?deploymnet=1")
+    assert listed.status_code == 400 and "Unknown filter" in listed.json()["deploymnet"][0]
+    found = client.get(f"/api/v1/request-logs/?request_id={rows[1].request_id}").json()["results"]
+    assert [r["id"] for r in found] == [rows[1].pk]
+
+
+def test_deploying_the_same_primary_again_keeps_a_threshold_set_by_hand(engineer, versions, capsys):
+    from serving.deployments import create_deployment
+
+    create_deployment(by=engineer, name="support", primary=versions[0], fallback=versions[1], threshold=-0.3)
+    call_command("deploy", "support", "--model-version", str(versions[0].pk), "--as", engineer.username)
+    deployment = Deployment.objects.get()
+    assert (deployment.threshold, deployment.threshold_source) == (-0.3, {"set_by": "hand"})
+    assert "Unchanged: deployment support" in capsys.readouterr().out
+    assert deployment.history.count() == 1

@@ -52,7 +52,11 @@ def test_the_decision_report_shows_each_model_as_served_beside_its_estimate():
     assert overall["cost_per_1k_requests"] == pytest.approx(1000 * (0.0002 + 0.0003 + 0.0004 + 0.00125) / 4)
     lines = "\n".join(format_decision_report(report))
     assert "deployment venues: 5 request(s), 4 answered, 1 failed, 25 % answered by the fallback" in lines
-    assert f"fallback {prompted}: 1 answer(s), latency p50 400 ms" in lines
+    assert f"fallback {prompted}: answered 1; latency p50 400 ms" in lines
+    assert f"primary {tuned}: decoded 4, its answer sent for 3; latency p50 950 ms" in lines
+    # a deployment nobody called yet is left out
+    create_deployment(by=EngineerFactory(), name="idle", primary=tuned)
+    assert [e["deployment"] for e in decision_report(dataset)["production"]] == ["venues"]
 
 
 def test_a_request_log_without_a_price_has_no_cost_per_1k():

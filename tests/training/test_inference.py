@@ -160,3 +160,34 @@ def test_batch_size_must_be_positive(model, tokenizer, inputs):
     with pytest.raises(ValueError):
         generate_batched(model, tokenizer, inputs[:1], batch_size=0)
 
+
+
+def test_the_serving_engines_busy_time_shares_the_machine_among_requests(tiny_model_dir, e2e_records):
+    """Alone, a request's share of the engine's time is its latency; with several in flight the shares
+    add up to the time the engine was busy, never more (what a machine priced by the hour charges)."""
+    import threading
+    import time
+
+    from ftml.serving import ModelServer
+
+    server = ModelServer.load(tiny_model_dir, max_batch_requests=4)
+    try:
+        conversations = [record["messages"][:-1] for record in e2e_records[:6]]
+        alone = server.answer(conversations[0], 8)
+        assert alone.busy_ms == pytest.approx(alone.latency_ms, rel=0.05)
+        answers = [None] * len(conversations)
+
+        def ask(index):
+            answers[index] = server.answer(conversations[index], 8)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(conversations))]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall_ms = (time.perf_counter() - started) * 1000
+        assert sum(a.busy_ms for a in answers) <= wall_ms
+        assert all(a.busy_ms < a.latency_ms for a in answers)
+    finally:
+        server.close()

@@ -60,18 +60,28 @@ class Command(BaseCommand):
                 deployment = create_deployment(by=user, name=name, target_quality=target_quality, **values)
                 verb = "Created"
             else:
+                before = existing.history.count()
                 deployment = update_deployment(existing, by=user, reason=reason, target_quality=target_quality,
                                                **values)
-                verb = "Switched"
+                verb = "Switched" if deployment.history.count() > before else "Unchanged:"
             secret = create_api_key(name=key, deployment=deployment, by=user)[1] if key else None
         except ServiceError as exc:
             raise CommandError(str(exc)) from None
-        routing = (f"falls back to {deployment.fallback} below confidence {deployment.threshold:.4g}"
-                   if deployment.routing == Routing.CONFIDENCE else "primary only")
+        if deployment.routing == Routing.CONFIDENCE:
+            routing = f"falls back to {deployment.fallback} below confidence {deployment.threshold:.4g}"
+        elif deployment.fallback is not None:
+            routing = f"primary only: the fallback {deployment.fallback} is kept but never asked"
+        else:
+            routing = "primary only"
         self.stdout.write(f"{verb} deployment {deployment.name}: {deployment.primary} answers, {routing}"
                           f"{'' if deployment.active else ' (inactive)'}.")
         source = deployment.threshold_source or {}
-        if source.get("set_by") == "validation split":
+        if source.get("set_by") == "validation split" and source.get("never"):
+            self.stdout.write(f"  on the validation split ({source['chosen_on']['inputs']} inputs, {source['metric']}) "
+                              f"the primary alone reaches the target {source['target_quality']:.2f} "
+                              f"({source['target_from']}; it scores {source['quality']:.2f}): falling back would "
+                              "only add cost; --threshold sets one by hand, --target-quality asks for more")
+        elif source.get("set_by") == "validation split":
             self.stdout.write(f"  threshold chosen on the validation split ({source['chosen_on']['inputs']} inputs, "
                               f"{source['metric']}): expected fallback share {100 * source['fallback_share']:.0f} %, "
                               f"quality {source['quality']:.2f} (target {source['target_quality']:.2f}: "
