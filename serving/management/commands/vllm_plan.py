@@ -58,6 +58,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for warning in plan.warnings:
             self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+        key = f" --engine-api-key-env {api_key_env}" if api_key_env else ""
         self.stdout.write(f"Wrote {written}/launch.sh; the server will answer at {plan.base_url}. Switch the "
                           f"deployment to it: manage.py deploy {target.name} --engine vllm --engine-base-url "
-                          f"{plan.base_url} --as {username}")
+                          f"{plan.base_url}{key} --as {username}")
