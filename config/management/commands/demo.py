@@ -232,12 +232,15 @@ class Command(BaseCommand):
             self.stdout.write(f"no routing threshold ({exc}): the fine-tuned model answers alone")
             deployment = deploy(None)
         source = deployment.threshold_source or {}
-        if source.get("set_by") == "validation split":
-            rule = (f"falls back below confidence {deployment.threshold:.4g}" if deployment.threshold is not None
-                    else "never falls back")
-            self.stdout.write(f"deployment {deployment.name}: {rule}, chosen on the validation split (expected "
-                              f"{100 * source['fallback_share']:.0f} % to the fallback, quality "
-                              f"{source['quality']:.2f} against the fallback's {source['target_quality']:.2f})")
+        if source.get("set_by") == "validation split" and source.get("never"):
+            self.stdout.write(f"deployment {deployment.name}: never falls back: on the validation split the fine-tuned "
+                              f"model alone scores {source['quality']:.2f}, above the fallback's "
+                              f"{source['target_quality']:.2f}, so routing would only add cost")
+        elif source.get("set_by") == "validation split":
+            self.stdout.write(f"deployment {deployment.name}: falls back below confidence {deployment.threshold:.4g}, "
+                              f"chosen on the validation split (expected {100 * source['fallback_share']:.0f} % to "
+                              f"the fallback, quality {source['quality']:.2f} against the fallback's "
+                              f"{source['target_quality']:.2f})")
         key = create_api_key(name="demo", deployment=deployment, by=engineer)[1]
         inputs = [entry["input_messages"] for entry in split_inputs(snapshot, Split.TEST)]
         try:
