@@ -72,8 +72,9 @@ def _name_for(user, example: Example) -> str:
         "another example you cannot see")
 
 
-def _validated(messages, where: str) -> list[dict]:
-    """Messages checked like an imported record, size limit included. Raises ServiceError naming ``where``."""
+def validated_messages(messages, where: str) -> list[dict]:
+    """Messages checked like an imported record, size limit included; what every new or edited example goes
+    through. Raises ServiceError naming ``where``."""
     try:
         check_json_value(messages)
         messages = validate_messages(messages)
@@ -98,16 +99,26 @@ def create_example(dataset: Dataset, *, by, messages, submit: bool = False) -> E
         Conflict: the dataset already holds exactly this conversation.
     """
     require_permission(by, "curation.add_example", "write examples")
-    messages = _validated(messages, f"new example in dataset '{dataset}'")
+    messages = validated_messages(messages, f"new example in dataset '{dataset}'")
     digest = content_hash(messages)
     duplicate = Example.objects.filter(dataset=dataset, content_hash=digest).first()
     if duplicate is not None:
         raise Conflict(f"{_name_for(by, duplicate)} already holds exactly this conversation in dataset '{dataset}'")
-    example = Example(dataset=dataset, messages=messages, content_hash=digest, input_hash=input_hash(messages),
-                      author=by, source=ExampleSource.MANUAL,
-                      status=ExampleStatus.SUBMITTED if submit else ExampleStatus.DRAFT)
+    return save_new_example(dataset, messages, by=by, source=ExampleSource.MANUAL,
+                            status=ExampleStatus.SUBMITTED if submit else ExampleStatus.DRAFT,
+                            reason="created" + (" and submitted" if submit else ""))
+
+
+def save_new_example(dataset: Dataset, messages: list[dict], *, by, source: str, status: str,
+                     metadata: dict | None = None, reason: str) -> Example:
+    """Save a new example of ``messages`` (already checked by validated_messages, and not yet in the
+    dataset: callers check duplicates and permissions their own way) authored by ``by``, with its first
+    history record (``reason``)."""
+    example = Example(dataset=dataset, messages=messages, content_hash=content_hash(messages),
+                      input_hash=input_hash(messages), author=by, source=source, status=status,
+                      metadata=metadata or {})
     example._history_user = by
-    example._change_reason = "created" + (" and submitted" if submit else "")
+    example._change_reason = reason
     example.save()
     return example
 
@@ -128,7 +139,7 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
     """
     example = _locked(example, expected_version)
     access.require_edit(by, example)
-    messages = _validated(messages, f"example {example.pk}")
+    messages = validated_messages(messages, f"example {example.pk}")
     digest = content_hash(messages)
     if digest == example.content_hash:
         return example

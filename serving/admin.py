@@ -40,11 +40,9 @@ class DeploymentForm(forms.ModelForm):
         options = {"target_quality": cleaned.get("target_quality")}
         try:
             with transaction.atomic():
-                if self.instance.pk:
-                    current = Deployment.objects.get(pk=self.instance.pk)
-                    changes = {name: value for name, value in values.items() if getattr(current, name) != value}
-                    saved = update_deployment(current, by=self.user, reason=cleaned.get("reason") or "",
-                                              choose_again=cleaned.get("choose_again") or False, **changes, **options)
+                if self.instance.pk:  # the service keeps only what differs from the saved row
+                    saved = update_deployment(self.instance, by=self.user, reason=cleaned.get("reason") or "",
+                                              choose_again=cleaned.get("choose_again") or False, **values, **options)
                 else:
                     saved = create_deployment(by=self.user, **values, **options)
         except ServiceError as exc:

@@ -10,8 +10,9 @@ follow as for any example.
 from django.db import transaction
 
 from curation.choices import ExampleSource, ExampleStatus
-from curation.formats import FormatError, check_json_value, content_hash, input_hash, validate_messages
+from curation.formats import content_hash
 from curation.models import Dataset, Example
+from curation.workflow import save_new_example, validated_messages
 from ftplatform.errors import ServiceError
 from ftplatform.roles import require_permission
 
@@ -19,10 +20,6 @@ from .choices import RequestStatus
 from .models import RequestLog
 
 MAX_LOGS = 10_000
-
-
-def _conversation(log: RequestLog) -> list[dict]:
-    return validate_messages([*log.messages, {"role": "assistant", "content": log.answer}])
 
 
 @transaction.atomic
@@ -54,24 +51,22 @@ def logs_to_examples(logs, dataset: Dataset, *, by, submit: bool = False) -> dic
             result["skipped"].append({"request_id": log.request_id,
                                       "reason": "its messages were not kept (log sampling)"})
             continue
-        try:
-            messages = _conversation(log)
-            check_json_value(messages)
-        except (FormatError, ValueError) as exc:
-            result["skipped"].append({"request_id": log.request_id, "reason": f"not a valid example: {exc}"})
+        try:  # the rules of every new example (curation.workflow), size limit included
+            messages = validated_messages([*log.messages, {"role": "assistant", "content": log.answer}],
+                                          "not a valid example")
+        except ServiceError as exc:
+            result["skipped"].append({"request_id": log.request_id, "reason": str(exc)})
             continue
         digest = content_hash(messages)
         if digest in existing:
             result["duplicates"].append({"request_id": log.request_id, "example_id": existing[digest]})
             continue
-        example = Example(dataset=dataset, messages=messages, content_hash=digest, input_hash=input_hash(messages),
-                          author=by, status=status, source=ExampleSource.TRAFFIC,
-                          metadata={"request_log": {"request_id": log.request_id, "deployment": log.deployment_name,
-                                                    "answered_by": log.answered_by_id,
-                                                    "fell_back": log.fell_back, "confidence": log.confidence}})
-        example._history_user = by
-        example._change_reason = f"from request {log.request_id}"
-        example.save()
+        example = save_new_example(
+            dataset, messages, by=by, status=status, source=ExampleSource.TRAFFIC,
+            reason=f"from request {log.request_id}",
+            metadata={"request_log": {"request_id": log.request_id, "deployment": log.deployment_name,
+                                      "answered_by": log.answered_by_id, "fell_back": log.fell_back,
+                                      "confidence": log.confidence}})
         existing[digest] = example.pk
         RequestLog.objects.filter(pk=log.pk).update(example=example)
         result["created"].append(example.pk)

@@ -247,3 +247,19 @@ def test_deploying_the_same_primary_again_keeps_a_threshold_set_by_hand(engineer
     assert (deployment.threshold, deployment.threshold_source) == (-0.3, {"set_by": "hand"})
     assert "Unchanged: deployment support" in capsys.readouterr().out
     assert deployment.history.count() == 1
+
+
+def test_the_admin_switches_a_deployment_through_the_service_with_its_reason(client, engineer, versions):
+    from serving.deployments import create_deployment
+
+    deployment = create_deployment(by=engineer, name="x", primary=versions[0], fallback=versions[1], threshold=-0.4)
+    signed_in_client(client, engineer)
+    form = {"name": "x", "primary": versions[0].pk, "fallback": versions[1].pk, "routing": "confidence",
+            "threshold": "-0.4", "engine": "builtin", "max_tokens": 256, "active": "on"}
+    unchanged = client.post(f"/admin/serving/deployment/{deployment.pk}/change/", form)
+    assert unchanged.status_code == 302 and deployment.history.count() == 1  # nothing differed: no record
+    switched = client.post(f"/admin/serving/deployment/{deployment.pk}/change/",
+                           {**form, "threshold": "-0.9", "reason": "fewer fallbacks"})
+    assert switched.status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.threshold == -0.9 and deployment.history.first().history_change_reason == "fewer fallbacks"
