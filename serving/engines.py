@@ -5,6 +5,7 @@ Each answerer takes the request's messages exactly as a client sent them and ask
 evaluation asked it: the version's system prompt and few-shot examples around them
 (``curation.formats.prompt_messages``), so that a deployment answers as its model version was scored.
 """
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from evaluation.backends import BackendError, OpenAICompatibleBackend
 from training.choices import ModelVersionKind
 
 from .choices import Engine
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,9 +98,7 @@ def _load(version):
                                 max_batch_requests=settings.SERVING_MAX_BATCH_REQUESTS,
                                 context_length=version.base_model.context_length)
     except Exception as exc:  # a missing or unreadable model folder: the client sees no path
-        import logging
-
-        logging.getLogger(__name__).exception("loading model version %s failed", version.pk)
+        logger.exception("loading model version %s failed", version.pk)
         raise AnswerError(f"model version {version.pk} ({version}) could not be loaded; the server's log has the "
                           f"details ({type(exc).__name__})", status=503, code="model_unavailable") from None
 

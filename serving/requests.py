@@ -54,6 +54,13 @@ def _storable(value) -> None:
                              code="invalid_value") from None
 
 
+def _flag(value, name: str) -> bool:
+    """A true/false parameter; absent (None) is false."""
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false.", param=name, code="invalid_type")
+    return bool(value)
+
+
 def _integer(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequest(f"{name} must be an integer of at least {minimum}, got {json.dumps(value)}.",
@@ -168,19 +175,13 @@ def parse_chat_request(body: bytes, *, content_type: str = "application/json", l
             raise InvalidRequest("n must be 1: one answer per request.", param="n", code="invalid_value")
         _number(data.get("temperature"), "temperature", 0, 2)
         _number(data.get("top_p"), "top_p", 0, 1)
-        stream = data.get("stream", False)
-        if not isinstance(stream, bool) and stream is not None:
-            raise InvalidRequest("stream must be true or false.", param="stream", code="invalid_type")
-        chat.stream = bool(stream)
+        chat.stream = _flag(data.get("stream"), "stream")
         options = {} if data.get("stream_options") is None else data["stream_options"]
         if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
             raise InvalidRequest("stream_options must be an object such as {\"include_usage\": true}.",
                                  param="stream_options", code="invalid_type")
         chat.include_usage = bool(options.get("include_usage"))
-        logprobs = data.get("logprobs")
-        if logprobs is not None and not isinstance(logprobs, bool):
-            raise InvalidRequest("logprobs must be true or false.", param="logprobs", code="invalid_type")
-        chat.logprobs = bool(logprobs)
+        chat.logprobs = _flag(data.get("logprobs"), "logprobs")
         if data.get("top_logprobs") not in (None, 0):
             raise InvalidRequest("top_logprobs is not supported: the answer's own tokens' log-probabilities only "
                                  "(logprobs: true).", param="top_logprobs", code="unsupported_parameter")
