@@ -23,6 +23,18 @@ def e2e_records():
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite the test database is a file, as in the quick start, not Django's default shared-cache memory
+    database: there the live server's threads and the test meet "database table is locked" at once, where a
+    file waits out the writer (the settings' 30 s timeout and IMMEDIATE transactions)."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, e2e_records):
     """A 2-layer Llama with a BPE tokenizer trained on E2E text, built once per session."""
     from tests.support.tiny_model import build_tiny_model

@@ -55,18 +55,9 @@ def openai_client(live_server, api_key):
 
 def logged(request_id: str, timeout: float = 10.0) -> RequestLog:
     """The log row of ``request_id``, written by the server after it sent the response: waited for."""
-    from django.db import OperationalError
-
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            row = RequestLog.objects.filter(request_id=request_id).select_related("answered_by").first()
-        except OperationalError as exc:
-            # The test database is SQLite in memory, shared with the live server's threads (shared cache): a
-            # read meets "database table is locked" while the server writes. A file or PostgreSQL waits instead.
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            row = None
+        row = RequestLog.objects.filter(request_id=request_id).select_related("answered_by").first()
         if row is not None or time.monotonic() > deadline:
             assert row is not None, f"no request log row for {request_id} within {timeout} s"
             return row
