@@ -9,7 +9,7 @@ from evaluation.models import EvalRun, Prediction
 from evaluation.selectors import SideBySideQuery, side_by_side
 from ftplatform.errors import ServiceError
 from tests.support.clients import client_for, signed_in_client
-from tests.support.factories import EngineerFactory, RaterFactory, answer_split, two_eval_runs
+from tests.support.factories import EngineerFactory, RaterFactory, UserFactory, answer_split, two_eval_runs
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -258,3 +258,33 @@ def test_the_eval_run_action_opens_the_selected_runs_side_by_side(runs, client):
     assert response["Location"] == (f"{reverse('admin:evaluation_evalrun_side_by_side')}?snapshot="
                                     f"{a.snapshot_id}&split=train&versions={a.model_version_id}"
                                     f"&versions={b.model_version_id}")
+
+
+def test_without_rating_criteria_the_page_links_to_adding_them_instead_of_rating(runs, client):
+    dataset, a, b = runs
+    dataset.rating_criteria.all().delete()
+    signed_in_client(client, EngineerFactory())
+    page = client.get(reverse("admin:evaluation_evalrun_side_by_side"),
+                      {"snapshot": a.snapshot_id, "split": "train", "versions": [a.model_version_id,
+                                                                                 b.model_version_id]})
+    text = page.content.decode()
+    assert "pairwise/?a=" not in text
+    assert f'{reverse("admin:evaluation_ratingcriterion_add")}?dataset={dataset.pk}">add rating criteria</a>' in text
+
+
+def test_the_paired_comparison_page_links_to_both_versions_side_by_side(runs, client):
+    _, a, b = runs
+    signed_in_client(client, EngineerFactory())
+    page = client.get(reverse("admin:evaluation_evalrun_compare"), {"a": a.pk, "b": b.pk}).content.decode()
+    assert (f'{reverse("admin:evaluation_evalrun_side_by_side")}?snapshot={a.snapshot_id}&amp;split=train'
+            f'&amp;versions={a.model_version_id}&amp;versions={b.model_version_id}') in page
+
+
+def test_someone_who_may_judge_pairs_gets_a_link_to_rate_them(runs, client):
+    _, a, b = runs
+    signed_in_client(client, UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin:evaluation_evalrun_side_by_side"),
+                      {"snapshot": a.snapshot_id, "split": "train", "versions": [a.model_version_id,
+                                                                                 b.model_version_id]})
+    assert (f'<a class="ft-rate-pair" href="/admin/evaluation/evalrun/pairwise/?a={a.pk}&amp;b={b.pk}">'
+            "rate A vs B (blind pairs)</a>") in page.content.decode()
