@@ -14,6 +14,7 @@ from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from training.models import ModelVersion
 
+from .decision import newest_eval
 from .models import EvalRun
 from .scoring import metric_labels, snapshot_metrics
 from .selectors import MAX_VERSIONS, ORDERS, SIDE_LABELS, side_by_side
@@ -107,7 +108,7 @@ def _page(model_admin, request, context):
 @admin.action(description="Show the selected eval runs side by side, per input")
 def side_by_side_selected(model_admin, request, queryset):
     """The selected runs' versions side by side, oldest run first (A): the runs must share one snapshot split."""
-    runs = list(queryset.order_by("id"))
+    runs = list(queryset.select_related("model_version").order_by("id"))
     places = {(run.snapshot_id, run.split) for run in runs}
     if len(runs) < 2 or len(places) != 1:
         model_admin.message_user(request, "Select two or more eval runs of one snapshot split "
@@ -116,6 +117,17 @@ def side_by_side_selected(model_admin, request, queryset):
         return None
     (snapshot, split), = places
     versions = list(dict.fromkeys(run.model_version_id for run in runs))
+    if len(versions) < 2:
+        model_admin.message_user(request, "The selected eval runs are all of one model version; the side-by-side view "
+                                          "compares versions (compare two runs of one version with \"Compare the two "
+                                          "selected eval runs\").", messages.ERROR)
+        return None
+    for run in runs:
+        newest = newest_eval(run.model_version_id, snapshot, split)
+        if newest is not None and newest.pk != run.pk:
+            model_admin.message_user(request, f"Eval run {run.pk} is not the newest succeeded run of "
+                                              f"{run.model_version.name} on this split: eval run {newest.pk} is shown.",
+                                     messages.WARNING)
     query = urlencode({"snapshot": snapshot, "split": split, "versions": versions}, doseq=True)
     return HttpResponseRedirect(f"{reverse('admin:evaluation_evalrun_side_by_side')}?{query}")
 

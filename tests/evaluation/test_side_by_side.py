@@ -288,3 +288,21 @@ def test_someone_who_may_judge_pairs_gets_a_link_to_rate_them(runs, client):
                                                                                  b.model_version_id]})
     assert (f'<a class="ft-rate-pair" href="/admin/evaluation/evalrun/pairwise/?a={a.pk}&amp;b={b.pk}">'
             "rate A vs B (blind pairs)</a>") in page.content.decode()
+
+
+def test_the_action_says_when_a_selected_run_is_not_the_one_shown(runs, client):
+    _, a, b = runs
+    newer = answer_split(b.model_version, b.snapshot, "train", "retrained")
+    signed_in_client(client, EngineerFactory())
+    response = client.post(reverse("admin:evaluation_evalrun_changelist"),
+                           {"action": "side_by_side_selected", "_selected_action": [a.pk, b.pk]}, follow=True)
+    assert (f"Eval run {b.pk} is not the newest succeeded run of secret-tuned-model on this split: eval run "
+            f"{newer.pk} is shown.") in [str(m) for m in response.context["messages"]]
+    same = client.post(reverse("admin:evaluation_evalrun_changelist"),
+                       {"action": "side_by_side_selected", "_selected_action": [b.pk, newer.pk]}, follow=True)
+    assert "all of one model version" in same.content.decode()
+
+
+def test_the_admin_page_is_for_people_who_may_view_eval_runs(runs, client):
+    signed_in_client(client, RaterFactory())
+    assert client.get(reverse("admin:evaluation_evalrun_side_by_side")).status_code == 403
