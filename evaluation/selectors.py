@@ -113,9 +113,11 @@ def side_by_side(query: SideBySideQuery) -> dict:
     "metrics", "sides": [{label, model_version_id, model_version, eval_run_id, answered, missing,
     mean, rateable}], "side", "sign", "order", "min_difference", "max_difference", "inputs",
     "matching", "left_out_missing", "page", "page_size", "pages", "rows": [{position, input_hash,
-    input_messages, references, difference, outputs: [{label, eval_run_id, prediction_id, output, scores, score,
-    difference, missing}]}]}``; ``rateable`` says whether raters may judge that side against A
-    blind (its dataset has rating criteria: evaluation.ratings.judgeable_eval_runs).
+    input_messages, references, difference, outputs: [{label, eval_run_id, prediction_id, output,
+    scores, score, difference, missing}]}]}``; a side's ``mean`` is the mean of its per-example
+    scores on ``metric`` (not the corpus score: corpus BLEU is not a mean); ``rateable`` says
+    whether raters may judge that side against A blind (its dataset has rating criteria:
+    evaluation.ratings.judgeable_eval_runs).
 
     Raises:
         ServiceError: an unknown split, order, metric or side, fewer than two or repeated versions,
@@ -147,13 +149,11 @@ def side_by_side(query: SideBySideQuery) -> dict:
         matching = [row for row in rows if row["difference"] is not None and low <= row["difference"] <= high]
     left_out_missing = sum(row["difference"] is None for row in rows) if matching is not rows else 0
     matching = sorted(matching, key=_sort_key(query.order))
-    paginator = Paginator(matching, query.page_size)
+    paginator = Paginator(matching, query.page_size)  # an empty selection has one empty page
     try:
-        page = paginator.page(query.page) if matching else None
+        page = paginator.page(query.page)
     except EmptyPage:
         raise ServiceError(f"page {query.page} is past the last page ({paginator.num_pages})", field="page") from None
-    if page is None and query.page != 1:
-        raise ServiceError(f"page {query.page} is past the last page (1)", field="page")
     label = metric_spec(metric).label
     return {
         "snapshot_id": snapshot.pk, "snapshot_hash": snapshot.content_hash, "split": query.split,
@@ -164,7 +164,7 @@ def side_by_side(query: SideBySideQuery) -> dict:
         "order": query.order, "min_difference": query.min_difference, "max_difference": query.max_difference,
         "inputs": len(rows), "matching": len(matching), "left_out_missing": left_out_missing,
         "page": query.page, "page_size": query.page_size, "pages": paginator.num_pages if matching else 0,
-        "rows": list(page.object_list) if page else [],
+        "rows": list(page.object_list),
     }
 
 

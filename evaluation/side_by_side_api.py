@@ -70,7 +70,8 @@ class SideSerializer(serializers.Serializer):
     eval_run_id = serializers.IntegerField()
     answered = serializers.IntegerField()
     missing = serializers.IntegerField()
-    mean = serializers.FloatField(allow_null=True)
+    mean = serializers.FloatField(allow_null=True, help_text="Mean per-example score on the metric (not the "
+                                                             "corpus score).")
     rateable = serializers.BooleanField(help_text="Raters may judge this side against A blind.")
     judge_pairs = serializers.CharField(allow_null=True, help_text="Where raters judge this side against A, "
                                                                    "blind: the judgments API; null when not rateable.")

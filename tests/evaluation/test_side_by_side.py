@@ -76,6 +76,8 @@ def test_the_difference_filter_keeps_an_inclusive_range(runs):
     assert [row["difference"] for row in result["rows"]] == [20, 10, 0, -10]
     assert (result["inputs"], result["matching"], result["left_out_missing"]) == (10, 4, 0)
     assert [row["difference"] for row in side_by_side(query(a, b, min_difference=25))["rows"]] == [30, 40]
+    nothing = side_by_side(query(a, b, min_difference=41))
+    assert (nothing["matching"], nothing["rows"], nothing["pages"]) == (0, [], 0)
     with pytest.raises(ServiceError, match=r"min_difference \(5\) is above max_difference \(1\)"):
         side_by_side(query(a, b, min_difference=5, max_difference=1))
 
