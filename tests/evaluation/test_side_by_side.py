@@ -308,3 +308,15 @@ def test_the_action_says_when_a_selected_run_is_not_the_one_shown(runs, client):
 def test_the_admin_page_is_for_people_who_may_view_eval_runs(runs, client):
     signed_in_client(client, RaterFactory())
     assert client.get(reverse("admin:evaluation_evalrun_side_by_side")).status_code == 403
+
+
+def test_the_admin_page_pages_keeping_the_order_and_filter(runs, client):
+    _, a, b = runs
+    signed_in_client(client, EngineerFactory())
+    page = client.get(reverse("admin:evaluation_evalrun_side_by_side"), {
+        "snapshot": a.snapshot_id, "split": "train", "versions": [a.model_version_id, b.model_version_id],
+        "order": "-difference", "min_difference": "-30", "page_size": "3"}).content.decode()
+    assert "8 within the difference range" in page and "Page 1 of 3." in page  # -30, -20, ..., +40
+    assert (f'href="?snapshot={a.snapshot_id}&amp;split=train&amp;versions={a.model_version_id}&amp;versions='
+            f'{b.model_version_id}&amp;order=-difference&amp;min_difference=-30&amp;page_size=3&amp;page=2" '
+            'id="ft-next"') in page
