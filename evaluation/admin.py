@@ -7,6 +7,7 @@ from ftml.metrics import metric_spec
 from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
 
 from . import admin_reports, admin_views
+from .admin_side_by_side import side_by_side_selected, side_by_side_urls
 from .decision import score_distribution
 from .models import EvalRun, Prediction, RatingCriterion
 from .scoring import metric_labels, primary_metric, snapshot_metrics
@@ -54,7 +55,7 @@ class EvalRunAdmin(admin.ModelAdmin):
         ("Raw metrics (JSON)", {"classes": ["collapse"], "fields": ["metrics"]}),
     ]
     inlines = [JobAttemptInline, PredictionInline]
-    actions = ["compare_selected", "cancel_selected"]
+    actions = ["compare_selected", side_by_side_selected, "cancel_selected"]
 
     @admin.action(description="Cancel the selected eval runs")
     def cancel_selected(self, request, queryset):
@@ -69,7 +70,8 @@ class EvalRunAdmin(admin.ModelAdmin):
         def view(function):
             return admin_page(self, function)
 
-        return [*admin_views.rating_urls(self, view), *admin_reports.report_urls(view), *super().get_urls()]
+        return [*admin_views.rating_urls(self, view), *admin_reports.report_urls(view), *side_by_side_urls(view),
+                *super().get_urls()]
 
     @admin.action(description="Compare the two selected eval runs (paired bootstrap)")
     def compare_selected(self, request, queryset):

@@ -134,6 +134,7 @@ API = {
     ("get", "trainingrun-events", "run"): ("401", "403", "403", "ok"),
     ("post", "trainingrun-cancel", "run"): ("401", "403", "403", "ok"),
     ("get", "comparison-list", None): ("401", "403", "403", "ok"),  # engineer: 400 without ?a=&b=
+    ("get", "side-by-side-list", None): ("401", "403", "403", "ok"),  # engineer: 400 without ?snapshot=&versions=
     ("get", "decision-report-list", None): ("401", "403", "403", "ok"),  # engineer: 400 without ?dataset=
     ("post", "trainingrun-resume", "run"): ("401", "403", "403", "ok"),  # engineer: 409 for a queued run
     ("post", "trainingrun-preflight", None): ("401", "403", "403", "ok"),  # engineer: 400 for an empty body
@@ -230,6 +231,7 @@ ADMIN = {
     ("evaluation_ratingcriterion_changelist", None): ("login", "403", "ok", "ok"),
     ("evaluation_evalrun_decision", None): ("login", "403", "403", "ok"),  # reports: engineers
     ("evaluation_evalrun_compare", None): ("login", "403", "403", "ok"),
+    ("evaluation_evalrun_side_by_side", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_model_report", "version"): ("login", "403", "403", "ok"),
     ("serving_deployment_changelist", None): ("login", "403", "403", "ok"),
     ("serving_deployment_add", None): ("login", "403", "403", "ok"),
