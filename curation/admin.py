@@ -28,7 +28,8 @@ from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ImportFormat, SnapshotStatus
+from .choices import ExampleStatus, ExportLayout, ImportFormat, SnapshotStatus
+from .exports import start_snapshot_export
 from .formats import parse_column_mapping
 from .imports import cancel_import, describe_batch, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
@@ -251,6 +252,10 @@ class ReviewAdmin(ReadOnlyAdmin):
     list_filter = ["decision"]
 
 
+class ExportLayoutForm(forms.Form):
+    layout = forms.ChoiceField(choices=ExportLayout.choices, initial=ExportLayout.FOLDER, widget=forms.RadioSelect)
+
+
 class ImportUploadForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
     format = forms.ChoiceField(choices=[c for c in ImportFormat.choices if c[0] != ImportFormat.HF_DATASET],
@@ -351,7 +356,7 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     readonly_fields = ["review_link", *[f.name for f in Snapshot._meta.fields if f.name != "quality_report"],
                        "quality_summary"]
     fields = readonly_fields
-    actions = ["approve_selected", "reject_selected"]
+    actions = ["approve_selected", "reject_selected", "export_selected"]
     DIFF_LIMIT = 50
 
     def get_queryset(self, request):
@@ -444,6 +449,26 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     def has_review_permission(self, request):
         return request.user.has_perm("curation.review_snapshot")
 
+    def has_export_permission(self, request):
+        return request.user.has_perm("curation.add_snapshotexport")
+
+    @admin.action(description="Export selected snapshots (choose a layout: folder or Hugging Face Hub repo)",
+                  permissions=["export"])
+    def export_selected(self, request, queryset):
+        form = ExportLayoutForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if form.is_valid():
+            layout = form.cleaned_data["layout"]
+            started = []
+            apply_to_each(request, queryset,
+                          lambda snapshot: started.append(start_snapshot_export(snapshot, by=request.user,
+                                                                                layout=layout)),
+                          "Started {count} export(s); each is listed under Snapshot exports with its folder.")
+            if len(started) == 1:
+                return redirect(reverse("admin:curation_snapshotexport_change", args=[started[0].pk]))
+            return None
+        return TemplateResponse(request, "admin/curation/export_layout.html", {
+            "title": "Export snapshots", "form": form, "queryset": queryset, **self.admin_site.each_context(request)})
+
     @admin.action(description="Approve selected snapshots for training", permissions=["review"])
     def approve_selected(self, request, queryset):
         apply_to_each(request, queryset, lambda snapshot: approve_snapshot(snapshot, by=request.user),
@@ -457,10 +482,11 @@ class SnapshotAdmin(VisibleHistoryAdmin):
 
 @admin.register(SnapshotExport)
 class SnapshotExportAdmin(ReadOnlyAdmin):
-    """Exports are started from the API (POST snapshots/{id}/export/) or the export_snapshot command."""
+    """Exports are started from the Snapshot list's export action, the API (POST snapshots/{id}/export/) or the
+    export_snapshot command."""
 
-    list_display = ["id", "snapshot", "status", "counts", "path", "created_by", "created_at"]
-    list_filter = ["status"]
+    list_display = ["id", "snapshot", "layout", "status", "counts", "path", "created_by", "created_at"]
+    list_filter = ["status", "layout"]
     inlines = [JobAttemptInline]
 
     def get_queryset(self, request):
