@@ -2,6 +2,7 @@
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -31,7 +32,7 @@ from .admin_views import render_messages
 from .choices import ExampleStatus, ExportLayout, ImportFormat, SnapshotStatus
 from .exports import start_snapshot_export
 from .formats import parse_column_mapping
-from .imports import cancel_import, describe_batch, submit_import
+from .imports import cancel_import, describe_batch, import_root_folder, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
@@ -258,19 +259,38 @@ class ExportLayoutForm(forms.Form):
 
 class ImportUploadForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
-    format = forms.ChoiceField(choices=[c for c in ImportFormat.choices if c[0] != ImportFormat.HF_DATASET],
-                               help_text="Hugging Face datasets folders are imported with the import_examples command.")
-    file = forms.FileField()
+    format = forms.ChoiceField(choices=ImportFormat.choices)
+    file = forms.FileField(required=False, help_text="For a Hugging Face datasets folder: a .tar, .tar.gz or .zip of "
+                                                     "the folder save_to_disk wrote (an export's hf_dataset.tar).")
+    server_folder = forms.CharField(
+        required=False, label="or a Hugging Face datasets folder on the server",
+        help_text="Relative to the import root the administrator configured (FTPLATFORM_IMPORT_ROOT).")
+    hf_split = forms.CharField(required=False, label="Split (Hugging Face datasets)",
+                               help_text="The split of a DatasetDict to import; empty when it has only one.")
     skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
     columns = forms.CharField(required=False, label="CSV/TSV column mapping",
                               help_text="e.g. prompt=question, completion=answer, system=instructions "
                                         "(default: columns named prompt and completion)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not settings.IMPORT_ROOT:  # off: the field would only ever be refused
+            del self.fields["server_folder"]
 
     def clean_columns(self):
         try:
             return parse_column_mapping(self.cleaned_data["columns"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("file")) == bool(cleaned.get("server_folder")):
+            raise forms.ValidationError("Choose a file to upload" + (" or a server folder, not both"
+                                                                     if "server_folder" in self.fields else ""))
+        if cleaned.get("server_folder") and cleaned.get("format") != ImportFormat.HF_DATASET:
+            self.add_error("server_folder", "Only Hugging Face datasets folders are imported from the server.")
+        return cleaned
 
 
 @admin.register(ImportBatch)
@@ -313,10 +333,12 @@ class ImportBatchAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                batch = submit_import(form.cleaned_data["dataset"], upload, form.cleaned_data["format"],
-                                      by=request.user, filename=upload.name,
+                source = upload or import_root_folder(form.cleaned_data["server_folder"])
+                batch = submit_import(form.cleaned_data["dataset"], source, form.cleaned_data["format"],
+                                      by=request.user, filename=upload.name if upload else "",
                                       skip_invalid=form.cleaned_data["skip_invalid"],
-                                      column_mapping=form.cleaned_data["columns"])
+                                      column_mapping=form.cleaned_data["columns"],
+                                      hf_split=form.cleaned_data["hf_split"].strip())
             except ServiceError as exc:
                 messages.error(request, str(exc))
             else:

@@ -192,7 +192,8 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
 
 
 class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping) answers:
+    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping, hf_split) answers; for
+    ``hf_dataset`` the file is a .tar or .zip of a save_to_disk folder:
 
     * 201 with the batch: imported;
     * 400 with the batch: refused, nothing imported (``errors`` by line, or ``error``);
@@ -226,7 +227,7 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         batch = submit_import(
             params.validated_data["dataset"], upload, params.validated_data["format"],
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
-            column_mapping=params.validated_data["column_mapping"],
+            column_mapping=params.validated_data["column_mapping"], hf_split=params.validated_data["hf_split"],
         )
         code = {JobStatus.SUCCEEDED: status.HTTP_201_CREATED,
                 JobStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)

@@ -24,7 +24,7 @@ class ImportFormat(models.TextChoices):
     PROMPT_COMPLETION_JSONL = "prompt_completion_jsonl", "Prompt/completion JSONL"
     CSV = "csv", "CSV with a header row (column mapping)"
     TSV = "tsv", "TSV with a header row (column mapping)"
-    HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk; the admin takes it as a .tar or .zip)"
+    HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk), or a .tar or .zip of one"
 
 
 class SnapshotStatus(models.TextChoices):

@@ -5,6 +5,7 @@ to import and only these paths need it), always offline: nothing is fetched from
 """
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,58 @@ def _jsonl_messages(path: str):
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             yield {"messages": json.loads(line)["messages"]}
+
+
+DATASET_FOLDER_MARKERS = ("dataset_dict.json", "state.json")
+
+
+def extract_dataset_archive(archive: Path, target: Path, max_bytes: int) -> Path:
+    """Unpack a ``.tar`` (plain or gz/bz2/xz) or ``.zip`` of a save_to_disk folder into the new folder ``target``
+    and return the dataset folder inside it: ``target`` itself, or the single folder the archive wraps it in
+    (``hf_dataset/`` in ftplatform's own export tar).
+
+    Safe for archives from anyone: tar members go through tarfile's "data" filter (no absolute paths, no
+    ``..``, no links leaving ``target``, no devices), zip members with absolute or ``..`` paths are refused,
+    and archives that would unpack to more than ``max_bytes`` are refused before anything is written.
+
+    Raises:
+        ValueError: not a tar or zip archive, a damaged one, an unsafe member, or too large unpacked.
+    """
+    import tarfile
+    import zipfile
+
+    target.mkdir(parents=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            for member in members:
+                parts = Path(member.filename).parts
+                if Path(member.filename).is_absolute() or ".." in parts:
+                    raise ValueError(f"the zip archive's member {member.filename!r} points outside the archive")
+            _check_unpacked_size(sum(member.file_size for member in members), max_bytes)
+            bundle.extractall(target)
+    else:
+        try:
+            with tarfile.open(archive) as bundle:
+                _check_unpacked_size(sum(member.size for member in bundle.getmembers()), max_bytes)
+                bundle.extractall(target, filter="data")
+        except tarfile.FilterError as exc:  # its own message names the server's folder
+            kind = " ".join(re.findall(r"[A-Z][a-z]+", type(exc).__name__)).lower()
+            raise ValueError(f"the tar archive's member {exc.tarinfo.name!r} is refused ({kind}): members must be "
+                             "files and folders inside the archive's folder") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise ValueError("the upload is not a .tar (.tar.gz, .tgz) or .zip archive of a folder written by "
+                             f"save_to_disk ({exc})") from None
+    folder = target
+    while not any((folder / name).is_file() for name in DATASET_FOLDER_MARKERS):
+        entries = list(folder.iterdir())
+        if len(entries) != 1 or not entries[0].is_dir():
+            break  # open_dataset then says what is missing
+        folder = entries[0]
+    return folder
+
+
+def _check_unpacked_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ValueError(f"the archive unpacks to {size:,} bytes, more than the {max_bytes:,} allowed "
+                         "(FTPLATFORM_IMPORT_ARCHIVE_MAX_BYTES)")

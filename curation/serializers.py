@@ -122,8 +122,11 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 class ImportUploadSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL,
-                                     help_text="hf_dataset folders are imported with the import_examples command.")
+                                     help_text="hf_dataset: the file is a .tar, .tar.gz or .zip of a save_to_disk "
+                                               "folder.")
     file = serializers.FileField()
+    hf_split = serializers.CharField(required=False, default="", allow_blank=True,
+                                     help_text="hf_dataset only: the split of a DatasetDict with several.")
     skip_invalid = serializers.BooleanField(default=False)
     column_mapping = serializers.JSONField(
         binary=True, required=False, default=None,
