@@ -1,6 +1,6 @@
 """The evaluation results a model version's Hub model card carries (training.hub_export asks for them through
 its provider registry; registered in EvaluationConfig.ready, so training never imports evaluation)."""
-from ftml.metrics import metric_spec
+from ftml.metrics import METRICS, metric_spec
 from ftplatform.jobrows import JobStatus
 
 from .models import EvalRun
@@ -22,7 +22,8 @@ def model_index_results(version) -> list[dict]:
         seen.add((run.snapshot_id, run.split))
         metrics = [{"type": HUB_METRIC_TYPES.get(name, name), "name": metric_spec(name).label,
                     "value": round(run.metrics[name], 2)}
-                   for name in run.metrics.get("confidence_intervals", {}) if run.metrics.get(name) is not None]
+                   for name in sorted(run.metrics.get("confidence_intervals", {}), key=_report_order)
+                   if run.metrics.get(name) is not None]
         if not metrics:
             continue
         dataset = run.snapshot.dataset
@@ -36,3 +37,9 @@ def model_index_results(version) -> list[dict]:
             "metrics": metrics,
         })
     return results
+
+
+def _report_order(name: str) -> tuple:
+    """The registry's order (a JSON column on PostgreSQL keeps no key order), then the dataset's checks by name."""
+    order = list(METRICS)
+    return (order.index(name), "") if name in order else (len(order), name)

@@ -14,7 +14,7 @@ from curation.exports import start_snapshot_export
 from curation.formats import with_system_prompt
 from curation.hub_export import HUB_FOLDER, size_category
 from curation.models import SnapshotExport
-from tests.support.factories import DatasetFactory, EngineerFactory, approved_snapshot
+from tests.support.factories import DatasetFactory, EngineerFactory, ReviewerFactory, approved_snapshot
 
 
 def hub_snapshot(n=12, licence="CC-BY-4.0"):
@@ -66,7 +66,8 @@ def test_a_hub_export_loads_back_with_load_dataset_and_its_card_carries_the_prov
     assert meta["license"] == "cc-by-4.0"
     assert meta["task_categories"] == ["text-generation"] and meta["size_categories"] == ["n<1K"]
     assert meta["configs"] == [{"config_name": "default", "data_files": [
-        {"split": split, "path": f"data/{split}-*"} for split, count in snapshot.split_counts.items() if count]}]
+        {"split": split, "path": f"data/{split}-*"} for split in ("train", "validation", "test")
+        if snapshot.split_counts.get(split)]}]
     provenance = meta["ftplatform"]
     assert provenance["snapshot_id"] == snapshot.pk and provenance["snapshot_sha256"] == snapshot.content_hash
     assert provenance["dataset"] == snapshot.dataset.name
@@ -107,8 +108,12 @@ def test_export_command_and_admin_action_take_a_layout(capsys, settings, client)
     out = capsys.readouterr().out
     assert f"load_dataset('{SnapshotExport.objects.get().path}/{HUB_FOLDER}')" in out
 
-    client.force_login(EngineerFactory())
     url = reverse("admin:curation_snapshot_changelist")
+    client.force_login(ReviewerFactory(is_staff=True))  # reviews snapshots, may not export them
+    listing = client.get(url).content.decode()
+    assert "approve_selected" in listing and "export_selected" not in listing
+    client.force_login(EngineerFactory())
+    assert "export_selected" in client.get(url).content.decode()
     form = client.post(url, {"action": "export_selected", "_selected_action": [snapshot.pk]})
     assert b"Hugging Face Hub dataset repo" in form.content
     done = client.post(url, {"action": "export_selected", "_selected_action": [snapshot.pk], "confirm": "yes",

@@ -73,8 +73,8 @@ def test_the_adapter_names_its_base_by_hub_id_and_the_card_carries_the_evaluatio
     assert test["task"]["type"] == "text-generation"
     assert test["dataset"]["revision"] == snapshot.content_hash
     assert test["dataset"]["name"] == f"{snapshot.dataset.name} (snapshot {snapshot.pk})"
-    assert test["metrics"] == [{"type": "chrf", "name": "chrF", "value": 51.23},
-                               {"type": "bleu", "name": "BLEU", "value": 20.0},
+    assert test["metrics"] == [{"type": "bleu", "name": "BLEU", "value": 20.0},
+                               {"type": "chrf", "name": "chrF", "value": 51.23},
                                {"type": "rouge", "name": "ROUGE-L", "value": 40.5}]
     assert f"ftplatform eval run {latest.pk}" in (folder / "README.md").read_text()
 
