@@ -1,4 +1,5 @@
-"""Hugging Face ``datasets`` folders (``save_to_disk`` / ``load_from_disk``): import and export.
+"""Hugging Face ``datasets`` folders (``save_to_disk`` / ``load_from_disk``, or a Hub dataset repo's data files
+read with ``load_dataset``): import and export.
 
 Plain Python, no Django. The ``datasets`` library is imported inside the functions (it is slow
 to import and only these paths need it), always offline: nothing is fetched from the Hub.
@@ -27,13 +28,15 @@ def _datasets():
 
 def open_dataset(folder: Path, split: str = ""):
     """The ``datasets.Dataset`` saved in ``folder`` (memory-mapped Arrow, nothing read yet), and its split name.
+    A folder that save_to_disk did not write but that has a Hub dataset repo's layout (a card, ``data/``, or
+    data files) is loaded with ``load_dataset`` (its splits as a DatasetDict's).
 
     A ``DatasetDict`` folder needs ``split`` unless it has exactly one split, which is then
     taken; a plain ``Dataset`` folder ignores an empty ``split``.
 
     Raises:
-        ValueError: not a folder written by ``save_to_disk``, an unknown or missing split, or a
-            table without ``messages`` or ``prompt`` + ``completion`` columns.
+        ValueError: neither a folder written by ``save_to_disk`` nor a loadable Hub dataset repo, an unknown
+            or missing split, or a table without ``messages`` or ``prompt`` + ``completion`` columns.
     """
     datasets = _datasets()
     folder = Path(folder)
@@ -43,7 +46,10 @@ def open_dataset(folder: Path, split: str = ""):
     try:
         loaded = datasets.load_from_disk(str(folder))
     except FileNotFoundError as exc:
-        raise ValueError(f"{folder} is not a folder written by save_to_disk: {exc}") from None
+        if not _is_repo_folder(folder):
+            raise ValueError(f"{folder} is not a folder written by save_to_disk, nor a Hub dataset repo (data files "
+                             f"per split, e.g. data/train-00000-of-00001.parquet): {exc}") from None
+        loaded = _load_repo_folder(datasets, folder)
     if isinstance(loaded, datasets.DatasetDict):
         names = list(loaded)
         if not split and len(names) == 1:
@@ -60,6 +66,25 @@ def open_dataset(folder: Path, split: str = ""):
         raise ValueError(f"the dataset has columns {', '.join(columns)}; expected 'messages' (chat) or "
                          "'prompt' and 'completion'")
     return loaded, split
+
+
+REPO_DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv", ".arrow")
+
+
+def _is_repo_folder(folder: Path) -> bool:
+    """A Hub dataset repo's layout: a data/ folder, a card, or data files at the top."""
+    return (folder / "data").is_dir() or (folder / "README.md").is_file() or any(
+        path.suffix in REPO_DATA_SUFFIXES for path in folder.iterdir() if path.is_file())
+
+
+def _load_repo_folder(datasets, folder: Path):
+    """``datasets.load_dataset(folder)``: the splits its card's ``configs`` or the Hub's file names give (what
+    curation.hub_export writes). Arrow files are cached beside the folder (``<folder>.cache``; an import's
+    upload folder is removed when it ends). Raises ValueError when datasets cannot read it."""
+    try:
+        return datasets.load_dataset(str(folder), cache_dir=str(folder.with_name(folder.name + ".cache")))
+    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as exc:
+        raise ValueError(f"{folder} looks like a Hub dataset repo, but datasets cannot load it: {exc}") from None
 
 
 def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:

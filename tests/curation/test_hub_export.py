@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from curation.exports import start_snapshot_export
-from curation.formats import with_system_prompt
+from curation.formats import content_hash, with_system_prompt
 from curation.hub_export import HUB_FOLDER, size_category
-from curation.models import SnapshotExport
+from curation.models import ImportBatch, SnapshotExport
 from tests.support.factories import DatasetFactory, EngineerFactory, ReviewerFactory, approved_snapshot
 
 
@@ -126,3 +127,23 @@ def test_export_command_and_admin_action_take_a_layout(capsys, settings, client)
 def test_size_categories_follow_the_hub():
     assert [size_category(n) for n in (0, 999, 1000, 54_321, 2_000_000)] == [
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hub_export_imports_back_into_a_dataset_from_its_archive(run_jobs):
+    snapshot = hub_snapshot(12)
+    client = APIClient()
+    client.force_authenticate(EngineerFactory())
+    export_id = client.post(f"/api/v1/snapshots/{snapshot.pk}/export/", {"layout": "hub_parquet"},
+                            format="json").json()["id"]
+    run_jobs()
+    archive = b"".join(client.get(f"/api/v1/snapshot-exports/{export_id}/hub-dataset/").streaming_content)
+    target = DatasetFactory()
+    response = client.post("/api/v1/imports/", {"dataset": target.pk, "format": "hf_dataset", "hf_split": "train",
+                                                "file": SimpleUploadedFile("hub_dataset.tar", archive)})
+    run_jobs()
+    batch = ImportBatch.objects.get(pk=response.json()["id"])
+    assert batch.status == "succeeded", batch.error or batch.errors
+    frozen = sorted(content_hash(with_system_prompt(messages, snapshot.system_prompt))
+                    for messages in snapshot.items.filter(split="train").values_list("messages", flat=True))
+    assert sorted(target.examples.values_list("content_hash", flat=True)) == frozen
