@@ -23,8 +23,9 @@ from .models import SnapshotExport
 HUB_FOLDER = "hub_dataset"
 HUB_ARCHIVE = "hub_dataset.tar"
 # The Hub's size categories (the card's size_categories), by number of examples.
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+SIZE_CATEGORIES = ((10 ** 3, "n<1K"), (10 ** 4, "1K<n<10K"), (10 ** 5, "10K<n<100K"), (10 ** 6, "100K<n<1M"),
+                   (10 ** 7, "1M<n<10M"), (10 ** 8, "10M<n<100M"), (10 ** 9, "100M<n<1B"), (10 ** 10, "1B<n<10B"),
+                   (10 ** 11, "10B<n<100B"), (10 ** 12, "100B<n<1T"))
 SUFFIXES = {ExportLayout.HUB_PARQUET: "parquet", ExportLayout.HUB_JSONL: "jsonl"}
 
 
@@ -38,7 +39,7 @@ def size_category(count: int) -> str:
     for limit, name in SIZE_CATEGORIES:
         if count < limit:
             return name
-    return "n>1T" if count >= 10 ** 12 else "1B<n<10B"
+    return "n>1T"
 
 
 def write_hub_dataset(export: SnapshotExport, folder: Path, counts: dict, hf_folder: Path) -> Path:
