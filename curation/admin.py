@@ -2,6 +2,7 @@
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -28,9 +29,10 @@ from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ImportFormat, SnapshotStatus
+from .choices import ExampleStatus, ExportLayout, ImportFormat, SnapshotStatus
+from .exports import start_snapshot_export
 from .formats import parse_column_mapping
-from .imports import cancel_import, describe_batch, submit_import
+from .imports import cancel_import, describe_batch, import_root_folder, submit_import
 from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
@@ -251,21 +253,44 @@ class ReviewAdmin(ReadOnlyAdmin):
     list_filter = ["decision"]
 
 
+class ExportLayoutForm(forms.Form):
+    layout = forms.ChoiceField(choices=ExportLayout.choices, initial=ExportLayout.FOLDER, widget=forms.RadioSelect)
+
+
 class ImportUploadForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
-    format = forms.ChoiceField(choices=[c for c in ImportFormat.choices if c[0] != ImportFormat.HF_DATASET],
-                               help_text="Hugging Face datasets folders are imported with the import_examples command.")
-    file = forms.FileField()
+    format = forms.ChoiceField(choices=ImportFormat.choices)
+    file = forms.FileField(required=False, help_text="For a Hugging Face datasets folder: a .tar, .tar.gz or .zip of "
+                                                     "the folder save_to_disk wrote (an export's hf_dataset.tar).")
+    server_folder = forms.CharField(
+        required=False, label="or a Hugging Face datasets folder on the server",
+        help_text="Relative to the import root the administrator configured (FTPLATFORM_IMPORT_ROOT).")
+    hf_split = forms.CharField(required=False, label="Split (Hugging Face datasets)",
+                               help_text="The split of a DatasetDict to import; empty when it has only one.")
     skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
     columns = forms.CharField(required=False, label="CSV/TSV column mapping",
                               help_text="e.g. prompt=question, completion=answer, system=instructions "
                                         "(default: columns named prompt and completion)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not settings.IMPORT_ROOT:  # off: the field would only ever be refused
+            del self.fields["server_folder"]
 
     def clean_columns(self):
         try:
             return parse_column_mapping(self.cleaned_data["columns"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("file")) == bool(cleaned.get("server_folder")):
+            raise forms.ValidationError("Choose a file to upload" + (" or a server folder, not both"
+                                                                     if "server_folder" in self.fields else ""))
+        if cleaned.get("server_folder") and cleaned.get("format") != ImportFormat.HF_DATASET:
+            self.add_error("server_folder", "Only Hugging Face datasets folders are imported from the server.")
+        return cleaned
 
 
 @admin.register(ImportBatch)
@@ -308,10 +333,12 @@ class ImportBatchAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                batch = submit_import(form.cleaned_data["dataset"], upload, form.cleaned_data["format"],
-                                      by=request.user, filename=upload.name,
+                source = upload or import_root_folder(form.cleaned_data["server_folder"])
+                batch = submit_import(form.cleaned_data["dataset"], source, form.cleaned_data["format"],
+                                      by=request.user, filename=upload.name if upload else "",
                                       skip_invalid=form.cleaned_data["skip_invalid"],
-                                      column_mapping=form.cleaned_data["columns"])
+                                      column_mapping=form.cleaned_data["columns"],
+                                      hf_split=form.cleaned_data["hf_split"].strip())
             except ServiceError as exc:
                 messages.error(request, str(exc))
             else:
@@ -351,7 +378,7 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     readonly_fields = ["review_link", *[f.name for f in Snapshot._meta.fields if f.name != "quality_report"],
                        "quality_summary"]
     fields = readonly_fields
-    actions = ["approve_selected", "reject_selected"]
+    actions = ["approve_selected", "reject_selected", "export_selected"]
     DIFF_LIMIT = 50
 
     def get_queryset(self, request):
@@ -444,6 +471,26 @@ class SnapshotAdmin(VisibleHistoryAdmin):
     def has_review_permission(self, request):
         return request.user.has_perm("curation.review_snapshot")
 
+    def has_export_permission(self, request):
+        return request.user.has_perm("curation.add_snapshotexport")
+
+    @admin.action(description="Export selected snapshots (choose a layout: folder or Hugging Face Hub repo)",
+                  permissions=["export"])
+    def export_selected(self, request, queryset):
+        form = ExportLayoutForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if form.is_valid():
+            layout = form.cleaned_data["layout"]
+            started = []
+            apply_to_each(request, queryset,
+                          lambda snapshot: started.append(start_snapshot_export(snapshot, by=request.user,
+                                                                                layout=layout)),
+                          "Started {count} export(s); each is listed under Snapshot exports with its folder.")
+            if len(started) == 1:
+                return redirect(reverse("admin:curation_snapshotexport_change", args=[started[0].pk]))
+            return None
+        return TemplateResponse(request, "admin/curation/export_layout.html", {
+            "title": "Export snapshots", "form": form, "queryset": queryset, **self.admin_site.each_context(request)})
+
     @admin.action(description="Approve selected snapshots for training", permissions=["review"])
     def approve_selected(self, request, queryset):
         apply_to_each(request, queryset, lambda snapshot: approve_snapshot(snapshot, by=request.user),
@@ -457,10 +504,11 @@ class SnapshotAdmin(VisibleHistoryAdmin):
 
 @admin.register(SnapshotExport)
 class SnapshotExportAdmin(ReadOnlyAdmin):
-    """Exports are started from the API (POST snapshots/{id}/export/) or the export_snapshot command."""
+    """Exports are started from the Snapshot list's export action, the API (POST snapshots/{id}/export/) or the
+    export_snapshot command."""
 
-    list_display = ["id", "snapshot", "status", "counts", "path", "created_by", "created_at"]
-    list_filter = ["status"]
+    list_display = ["id", "snapshot", "layout", "status", "counts", "path", "created_by", "created_at"]
+    list_filter = ["status", "layout"]
     inlines = [JobAttemptInline]
 
     def get_queryset(self, request):

@@ -15,7 +15,13 @@ from ftplatform.rest import IdCursorPagination
 from . import access, work_queues, workflow
 from .choices import Split
 from .datasets import create_dataset
-from .exports import cancel_snapshot_export, export_file, export_hf_archive, start_snapshot_export
+from .exports import (
+    cancel_snapshot_export,
+    export_file,
+    export_hf_archive,
+    export_hub_archive,
+    start_snapshot_export,
+)
 from .filters import ExampleFilter
 from .imports import cancel_import, submit_import
 from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport, SnapshotJob
@@ -34,6 +40,7 @@ from .serializers import (
     SnapshotCreateSerializer,
     SnapshotDiffQuerySerializer,
     SnapshotDiffSerializer,
+    SnapshotExportRequestSerializer,
     SnapshotExportSerializer,
     SnapshotItemQuerySerializer,
     SnapshotItemSerializer,
@@ -185,7 +192,8 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
 
 
 class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping) answers:
+    """Imports. POST multipart (dataset, format, file, skip_invalid, column_mapping, hf_split) answers; for
+    ``hf_dataset`` the file is a .tar or .zip of a save_to_disk folder:
 
     * 201 with the batch: imported;
     * 400 with the batch: refused, nothing imported (``errors`` by line, or ``error``);
@@ -219,7 +227,7 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         batch = submit_import(
             params.validated_data["dataset"], upload, params.validated_data["format"],
             by=request.user, filename=upload.name, skip_invalid=params.validated_data["skip_invalid"],
-            column_mapping=params.validated_data["column_mapping"],
+            column_mapping=params.validated_data["column_mapping"], hf_split=params.validated_data["hf_split"],
         )
         code = {JobStatus.SUCCEEDED: status.HTTP_201_CREATED,
                 JobStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
@@ -305,12 +313,15 @@ class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyMo
         page = self.paginate_queryset(items)
         return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={201: SnapshotExportSerializer})
+    @extend_schema(request=SnapshotExportRequestSerializer, responses={201: SnapshotExportSerializer})
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
-        """Start an export as a job (chat JSONL per split and a Hugging Face dataset); poll snapshot-exports/{id}/,
-        then download ``download/?split=train`` or ``hf-dataset/``."""
-        export = start_snapshot_export(self.get_object(), by=request.user)
+        """Start an export as a job (chat JSONL per split and a Hugging Face dataset; with ``layout`` hub_parquet
+        or hub_jsonl also a Hub dataset repo); poll snapshot-exports/{id}/, then download
+        ``download/?split=train``, ``hf-dataset/`` or ``hub-dataset/``."""
+        params = SnapshotExportRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        export = start_snapshot_export(self.get_object(), by=request.user, layout=params.validated_data["layout"])
         export.refresh_from_db()  # without REDIS_URL the job already ran
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_201_CREATED)
 
@@ -365,3 +376,14 @@ class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
         path = export_hf_archive(export)
         return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/x-tar",
                             filename=f"snapshot-{export.snapshot_id}-hf_dataset.tar")
+
+    @extend_schema(responses={(200, "application/x-tar"): bytes})
+    @action(detail=True, methods=["get"], url_path="hub-dataset")
+    def hub_dataset(self, request, pk=None):
+        """The Hugging Face Hub dataset repo of a hub_parquet or hub_jsonl export: a tar of ``hub_dataset/``
+        (``README.md``, the dataset card, and ``data/<split>-00000-of-00001.parquet`` or ``.jsonl``); extract it
+        and call ``datasets.load_dataset("hub_dataset")``, or upload the folder to the Hub as a dataset repo."""
+        export = self.get_object()
+        path = export_hub_archive(export)
+        return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/x-tar",
+                            filename=f"snapshot-{export.snapshot_id}-hub_dataset.tar")

@@ -24,7 +24,7 @@ class ImportFormat(models.TextChoices):
     PROMPT_COMPLETION_JSONL = "prompt_completion_jsonl", "Prompt/completion JSONL"
     CSV = "csv", "CSV with a header row (column mapping)"
     TSV = "tsv", "TSV with a header row (column mapping)"
-    HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk), from the command line"
+    HF_DATASET = "hf_dataset", "Hugging Face datasets folder (save_to_disk), or a .tar or .zip of one"
 
 
 class SnapshotStatus(models.TextChoices):
@@ -37,3 +37,11 @@ class Split(models.TextChoices):
     TRAIN = "train", "Train"
     VALIDATION = "validation", "Validation"
     TEST = "test", "Test"
+
+
+class ExportLayout(models.TextChoices):
+    """What a snapshot export writes besides its chat JSONL files and save_to_disk folder (always written)."""
+
+    FOLDER = "folder", "Chat JSONL per split and a save_to_disk folder"
+    HUB_PARQUET = "hub_parquet", "Also a Hugging Face Hub dataset repo: Parquet per split and a dataset card"
+    HUB_JSONL = "hub_jsonl", "Also a Hugging Face Hub dataset repo: JSONL per split and a dataset card"

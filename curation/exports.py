@@ -8,6 +8,13 @@ An export's folder (``SnapshotExport.path``)::
                                                   (the snapshot's system prompt where an item has none)
     hf_dataset/                                   datasets.load_from_disk(path / "hf_dataset")
     hf_dataset.tar                                the same folder, served by the API
+
+With ``layout`` hub_parquet or hub_jsonl the folder also holds a Hugging Face Hub dataset repository
+(curation.hub_export)::
+
+    hub_dataset/README.md                         the dataset card: licence, configs, provenance, snapshot hash
+    hub_dataset/data/<split>-00000-of-00001.parquet (or .jsonl)   datasets.load_dataset(path / "hub_dataset")
+    hub_dataset.tar                               the same folder, served by the API
 """
 import json
 import tarfile
@@ -20,7 +27,7 @@ from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
 
-from .choices import Split
+from .choices import ExportLayout, Split
 from .formats import with_system_prompt
 from .models import Snapshot, SnapshotExport
 
@@ -30,13 +37,17 @@ HF_ARCHIVE = "hf_dataset.tar"
 
 
 @transaction.atomic
-def start_snapshot_export(snapshot: Snapshot, *, by) -> SnapshotExport:
-    """Create a queued export and enqueue its job after commit.
+def start_snapshot_export(snapshot: Snapshot, *, by, layout: str = ExportLayout.FOLDER) -> SnapshotExport:
+    """Create a queued export and enqueue its job after commit. ``layout``: an ExportLayout value; the hub
+    layouts add a Hugging Face Hub dataset repo (Parquet or JSONL per split and a dataset card).
 
-    Raises NotAllowed when ``by`` lacks 'curation.add_snapshotexport' (engineers hold it).
+    Raises NotAllowed when ``by`` lacks 'curation.add_snapshotexport' (engineers hold it); ServiceError for
+    an unknown layout (field ``layout``).
     """
     require_permission(by, "curation.add_snapshotexport", "export snapshots")
-    export = SnapshotExport.objects.create(snapshot=snapshot, created_by=by)
+    if layout not in ExportLayout.values:
+        raise ServiceError(f"layout must be one of {', '.join(ExportLayout.values)}, got {layout!r}", field="layout")
+    export = SnapshotExport.objects.create(snapshot=snapshot, created_by=by, layout=layout)
     queues.enqueue_job_row(export, "default", "curation.jobs.run_snapshot_export")
     return export
 
@@ -100,6 +111,18 @@ def export_hf_archive(export: SnapshotExport) -> Path:
     """The finished export's ``hf_dataset.tar`` (the DatasetDict folder). Raises ServiceError if not ready,
     gone from the server, or for an export made before the HF folder was part of every export."""
     return _finished_file(export, HF_ARCHIVE)
+
+
+def export_hub_archive(export: SnapshotExport) -> Path:
+    """The finished export's ``hub_dataset.tar`` (the Hub dataset repo folder). Raises ServiceError for an
+    export of the plain folder layout, or as export_hf_archive."""
+    from .hub_export import HUB_ARCHIVE
+
+    if export.layout == ExportLayout.FOLDER:
+        raise ServiceError(f"export {export.pk} has the {export.layout} layout, without a Hub dataset repo; "
+                           f"export the snapshot again with layout {ExportLayout.HUB_PARQUET} or "
+                           f"{ExportLayout.HUB_JSONL}", field="layout")
+    return _finished_file(export, HUB_ARCHIVE)
 
 
 def _finished_file(export: SnapshotExport, name: str) -> Path:

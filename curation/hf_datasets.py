@@ -1,10 +1,12 @@
-"""Hugging Face ``datasets`` folders (``save_to_disk`` / ``load_from_disk``): import and export.
+"""Hugging Face ``datasets`` folders (``save_to_disk`` / ``load_from_disk``, or a Hub dataset repo's data files
+read with ``load_dataset``): import and export.
 
 Plain Python, no Django. The ``datasets`` library is imported inside the functions (it is slow
 to import and only these paths need it), always offline: nothing is fetched from the Hub.
 """
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +28,15 @@ def _datasets():
 
 def open_dataset(folder: Path, split: str = ""):
     """The ``datasets.Dataset`` saved in ``folder`` (memory-mapped Arrow, nothing read yet), and its split name.
+    A folder that save_to_disk did not write but that has a Hub dataset repo's layout (a card, ``data/``, or
+    data files) is loaded with ``load_dataset`` (its splits as a DatasetDict's).
 
     A ``DatasetDict`` folder needs ``split`` unless it has exactly one split, which is then
     taken; a plain ``Dataset`` folder ignores an empty ``split``.
 
     Raises:
-        ValueError: not a folder written by ``save_to_disk``, an unknown or missing split, or a
-            table without ``messages`` or ``prompt`` + ``completion`` columns.
+        ValueError: neither a folder written by ``save_to_disk`` nor a loadable Hub dataset repo, an unknown
+            or missing split, or a table without ``messages`` or ``prompt`` + ``completion`` columns.
     """
     datasets = _datasets()
     folder = Path(folder)
@@ -42,7 +46,10 @@ def open_dataset(folder: Path, split: str = ""):
     try:
         loaded = datasets.load_from_disk(str(folder))
     except FileNotFoundError as exc:
-        raise ValueError(f"{folder} is not a folder written by save_to_disk: {exc}") from None
+        if not _is_repo_folder(folder):
+            raise ValueError(f"{folder} is not a folder written by save_to_disk, nor a Hub dataset repo (data files "
+                             f"per split, e.g. data/train-00000-of-00001.parquet): {exc}") from None
+        loaded = _load_repo_folder(datasets, folder)
     if isinstance(loaded, datasets.DatasetDict):
         names = list(loaded)
         if not split and len(names) == 1:
@@ -59,6 +66,25 @@ def open_dataset(folder: Path, split: str = ""):
         raise ValueError(f"the dataset has columns {', '.join(columns)}; expected 'messages' (chat) or "
                          "'prompt' and 'completion'")
     return loaded, split
+
+
+REPO_DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv", ".arrow")
+
+
+def _is_repo_folder(folder: Path) -> bool:
+    """A Hub dataset repo's layout: a data/ folder, a card, or data files at the top."""
+    return (folder / "data").is_dir() or (folder / "README.md").is_file() or any(
+        path.suffix in REPO_DATA_SUFFIXES for path in folder.iterdir() if path.is_file())
+
+
+def _load_repo_folder(datasets, folder: Path):
+    """``datasets.load_dataset(folder)``: the splits its card's ``configs`` or the Hub's file names give (what
+    curation.hub_export writes). Arrow files are cached beside the folder (``<folder>.cache``; an import's
+    upload folder is removed when it ends). Raises ValueError when datasets cannot read it."""
+    try:
+        return datasets.load_dataset(str(folder), cache_dir=str(folder.with_name(folder.name + ".cache")))
+    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as exc:
+        raise ValueError(f"{folder} looks like a Hub dataset repo, but datasets cannot load it: {exc}") from None
 
 
 def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
@@ -173,3 +199,58 @@ def _jsonl_messages(path: str):
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             yield {"messages": json.loads(line)["messages"]}
+
+
+DATASET_FOLDER_MARKERS = ("dataset_dict.json", "state.json")
+
+
+def extract_dataset_archive(archive: Path, target: Path, max_bytes: int) -> Path:
+    """Unpack a ``.tar`` (plain or gz/bz2/xz) or ``.zip`` of a save_to_disk folder into the new folder ``target``
+    and return the dataset folder inside it: ``target`` itself, or the single folder the archive wraps it in
+    (``hf_dataset/`` in ftplatform's own export tar).
+
+    Safe for archives from anyone: tar members go through tarfile's "data" filter (no absolute paths, no
+    ``..``, no links leaving ``target``, no devices), zip members with absolute or ``..`` paths are refused,
+    and archives that would unpack to more than ``max_bytes`` are refused before anything is written.
+
+    Raises:
+        ValueError: not a tar or zip archive, a damaged one, an unsafe member, or too large unpacked.
+    """
+    import tarfile
+    import zipfile
+
+    target.mkdir(parents=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            for member in members:
+                parts = Path(member.filename).parts
+                if Path(member.filename).is_absolute() or ".." in parts:
+                    raise ValueError(f"the zip archive's member {member.filename!r} points outside the archive")
+            _check_unpacked_size(sum(member.file_size for member in members), max_bytes)
+            bundle.extractall(target)
+    else:
+        try:
+            with tarfile.open(archive) as bundle:
+                _check_unpacked_size(sum(member.size for member in bundle.getmembers()), max_bytes)
+                bundle.extractall(target, filter="data")
+        except tarfile.FilterError as exc:  # its own message names the server's folder
+            kind = " ".join(re.findall(r"[A-Z][a-z]+", type(exc).__name__)).lower()
+            raise ValueError(f"the tar archive's member {exc.tarinfo.name!r} is refused ({kind}): members must be "
+                             "files and folders inside the archive's folder") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise ValueError("the upload is not a .tar (.tar.gz, .tgz) or .zip archive of a folder written by "
+                             f"save_to_disk ({exc})") from None
+    folder = target
+    while not any((folder / name).is_file() for name in DATASET_FOLDER_MARKERS):
+        entries = list(folder.iterdir())
+        if len(entries) != 1 or not entries[0].is_dir():
+            break  # open_dataset then says what is missing
+        folder = entries[0]
+    return folder
+
+
+def _check_unpacked_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ValueError(f"the archive unpacks to {size:,} bytes, more than the {max_bytes:,} allowed "
+                         "(FTPLATFORM_IMPORT_ARCHIVE_MAX_BYTES)")

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 UPLOADS_FOLDER = "uploads"
 
 
-HF_COMMAND_HINT = ("a Hugging Face datasets folder is imported from the command line: "
+HF_SOURCES_HINT = ("a Hugging Face datasets folder (save_to_disk) is imported as a .tar or .zip of the folder "
+                   "(admin, API, command), from a folder under FTPLATFORM_IMPORT_ROOT (admin), or with "
                    "manage.py import_examples FOLDER --format hf_dataset --dataset NAME --as USER")
 
 
@@ -43,6 +44,8 @@ def create_import_batch(
     Args:
         source: the file as bytes, a binary file object (a Django upload is copied chunk by
             chunk), or a Path: a file, or for ``hf_dataset`` a folder written by ``save_to_disk``.
+            For ``hf_dataset`` any other source is a .tar/.zip of such a folder, unpacked safely
+            (curation.hf_datasets.extract_dataset_archive, at most IMPORT_ARCHIVE_MAX_BYTES).
             It is copied into a new folder ``ARTIFACTS_ROOT/uploads/import-<id>-<random>/`` (unique:
             databases sharing one artifacts root have batches with the same ids) so a worker on
             another machine can read it, and removed when the job ends.
@@ -52,8 +55,8 @@ def create_import_batch(
 
     Raises:
         NotAllowed: ``by`` lacks 'curation.add_importbatch' (annotators and engineers hold it).
-        ServiceError: unknown format, a mapping or split that does not apply, an hf_dataset
-            source that is not a folder, or a missing file.
+        ServiceError: unknown format, a mapping or split that does not apply, a missing file or
+            folder, or an hf_dataset archive that is not a safe tar or zip within the size limit.
     """
     require_permission(by, "curation.add_importbatch", "import examples")
     _check_request(source, fmt, column_mapping, hf_split)
@@ -65,10 +68,12 @@ def create_import_batch(
         folder = None
         try:
             folder = unique_folder(Path(settings.ARTIFACTS_ROOT) / UPLOADS_FOLDER, f"import-{batch.pk}-")
-            batch.upload_path = str(_store(source, folder))
-        except OSError as exc:
+            batch.upload_path = str(_store(source, folder, fmt))
+        except (OSError, ValueError) as exc:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, ValueError):  # an archive refused by extract_dataset_archive
+                raise ServiceError(f"{filename or _name_of(source) or 'the upload'}: {exc}") from None
             logger.exception("could not store the upload of import %s", batch.pk)
             raise ServiceError(f"could not store the upload: {without_server_paths(str(exc))}") from exc
         batch.save(update_fields=["upload_path"])
@@ -114,13 +119,19 @@ def submit_import(dataset: Dataset, upload, fmt: str, *, by, **options) -> Impor
     ``upload`` is a Django UploadedFile (or bytes). Returns the batch: finished when the file
     was small or jobs run synchronously (no ``REDIS_URL``), else ``queued``/``running``.
 
+    ``upload`` may also be a Path (hf_dataset: a folder from import_root_folder); an hf_dataset upload is
+    a .tar or .zip of a save_to_disk folder. The size compared is the upload's (a folder's: its files').
+
     Raises:
-        ServiceError: see create_import_batch; hf_dataset (a folder) is refused here, see
-            HF_COMMAND_HINT.
+        ServiceError: see create_import_batch.
     """
-    if fmt == ImportFormat.HF_DATASET:
-        raise ServiceError(HF_COMMAND_HINT)
-    size = len(upload) if isinstance(upload, (bytes, bytearray)) else upload.size
+    if isinstance(upload, (bytes, bytearray)):
+        size = len(upload)
+    elif isinstance(upload, Path):
+        size = sum(path.stat().st_size for path in upload.rglob("*") if path.is_file()) if upload.is_dir() \
+            else upload.stat().st_size
+    else:
+        size = upload.size
     if size <= settings.IMPORT_INLINE_MAX_BYTES:
         return import_examples(dataset, upload, fmt, by=by, **options)
     batch = start_import(dataset, upload, fmt, by=by, **options)
@@ -179,12 +190,9 @@ def _check_request(source, fmt: str, column_mapping, hf_split: str) -> None:
             raise ServiceError(str(exc)) from exc
     if hf_split and fmt != ImportFormat.HF_DATASET:
         raise ServiceError(f"a split only applies to hf_dataset folders, not {fmt}")
-    if fmt == ImportFormat.HF_DATASET:
-        if not (isinstance(source, Path) and source.is_dir()):
-            raise ServiceError(f"{source if isinstance(source, Path) else 'the upload'} is not a folder; "
-                               + HF_COMMAND_HINT)
-    elif isinstance(source, Path) and not source.is_file():
-        raise ServiceError(f"{source}: no such file")
+    if isinstance(source, Path) and not (source.is_file() or (fmt == ImportFormat.HF_DATASET and source.is_dir())):
+        raise ServiceError(f"{source}: no such file" + (f"; {HF_SOURCES_HINT}" if fmt == ImportFormat.HF_DATASET
+                                                        else ""))
 
 
 def _name_of(source) -> str:
@@ -193,11 +201,45 @@ def _name_of(source) -> str:
     return getattr(source, "name", "") or ""
 
 
-def _store(source, folder: Path) -> Path:
+def import_root_folder(relative: str) -> Path:
+    """The folder ``relative`` names under ``settings.IMPORT_ROOT`` (the admin's server-side hf_dataset import).
+
+    The path is resolved (symlinks and ``..`` included) and must stay inside the root, so the form can name
+    nothing else the server can read.
+
+    Raises:
+        ServiceError: no import root configured, an absolute path or one leaving the root, or no such folder
+            (field ``server_folder``; the message names the relative path, never the server's).
+    """
+    if not settings.IMPORT_ROOT:
+        raise ServiceError("importing from a server folder is off: set FTPLATFORM_IMPORT_ROOT, or upload a .tar or "
+                           ".zip of the folder", field="server_folder")
+    root = Path(settings.IMPORT_ROOT).expanduser().resolve()
+    relative = (relative or "").strip()
+    if not relative or Path(relative).is_absolute():
+        raise ServiceError(f"give the folder relative to the import root, got {relative!r}", field="server_folder")
+    folder = (root / relative).resolve()
+    if not folder.is_relative_to(root):
+        raise ServiceError(f"{relative!r} leaves the import root", field="server_folder")
+    if not folder.is_dir():
+        raise ServiceError(f"{relative!r}: no such folder under the import root", field="server_folder")
+    return folder
+
+
+def _store(source, folder: Path, fmt: str) -> Path:
     """Copy ``source`` (bytes, Path, Django upload or binary file) into the existing ``folder``; returns the
-    stored path."""
+    stored path. An hf_dataset source that is not a folder is an archive: it is unpacked (the dataset folder
+    inside is returned) and removed. Raises OSError, or ValueError for a refused archive."""
     if isinstance(source, Path) and source.is_dir():
         return Path(shutil.copytree(source, folder / "dataset"))
+    if fmt == ImportFormat.HF_DATASET:
+        archive = _store(source, folder, ImportFormat.CHAT_JSONL)
+        from .hf_datasets import extract_dataset_archive
+
+        try:
+            return extract_dataset_archive(archive, folder / "dataset", settings.IMPORT_ARCHIVE_MAX_BYTES)
+        finally:
+            archive.unlink(missing_ok=True)
     target = folder / "upload"
     if isinstance(source, Path):
         shutil.copyfile(source, target)

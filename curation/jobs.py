@@ -11,7 +11,8 @@ from ftplatform import jobrows
 from ftplatform.errors import ServiceError, without_server_paths
 from ftplatform.jobrows import JobStatus, unique_folder
 
-from .exports import write_chat_jsonl, write_hf_dataset
+from .choices import ExportLayout
+from .exports import HF_FOLDER, write_chat_jsonl, write_hf_dataset
 from .import_job import ImportJob
 from .models import ImportBatch, SnapshotExport, SnapshotJob
 from .snapshots import create_snapshot
@@ -46,8 +47,9 @@ def run_import(batch_id: int, on_progress=None) -> None:
 
 
 def run_snapshot_export(export_id: int) -> None:
-    """RQ job: write the JSONL files and the HF dataset into a staging folder, then move it into place."""
-    export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot",))
+    """RQ job: write the JSONL files, the HF dataset and, for a hub layout, the Hub dataset repo into a staging
+    folder, then move it into place."""
+    export = jobrows.claim(SnapshotExport, export_id, select_related=("snapshot__dataset", "created_by"))
     if export is None:
         return
     # A new folder of its own (databases sharing one artifacts root have exports with the same ids),
@@ -62,6 +64,11 @@ def run_snapshot_export(export_id: int) -> None:
         check_cancel()
         write_hf_dataset(staging, keys)
         check_cancel()
+        if export.layout != ExportLayout.FOLDER:
+            from .hub_export import write_hub_dataset
+
+            write_hub_dataset(export, staging, counts, staging / HF_FOLDER)
+            check_cancel()
         staging.replace(target)  # onto the empty folder reserved above
     except Exception as exc:
         for folder in (staging, target):

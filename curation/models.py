@@ -10,6 +10,7 @@ from ftplatform.jobrows import JobRow
 from .choices import (
     ExampleSource,
     ExampleStatus,
+    ExportLayout,
     ImportFormat,
     ReviewDecision,
     SnapshotStatus,
@@ -22,6 +23,9 @@ class Dataset(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
+    licence = models.CharField(
+        max_length=100, blank=True,
+        help_text="The examples' licence (an SPDX id such as cc-by-4.0, or a name); exports' dataset cards state it.")
     system_prompt = models.TextField(
         blank=True, help_text="Prepended to inputs that have no system message (training and evaluation)."
     )
@@ -332,6 +336,9 @@ class SnapshotExport(JobRow):
     path = models.CharField(max_length=500, blank=True,
                             help_text="Folder holding <split>.jsonl, hf_dataset/ and hf_dataset.tar.")
     counts = models.JSONField(default=dict, blank=True, help_text="Examples written per split.")
+    layout = models.CharField(
+        max_length=16, choices=ExportLayout.choices, default=ExportLayout.FOLDER,
+        help_text="hub_parquet / hub_jsonl: also hub_dataset/ (a Hub dataset repo with its card) and hub_dataset.tar.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

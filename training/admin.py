@@ -18,7 +18,7 @@ from .runs import cancel_training_run, resume_training_run
 
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "source_kind", "source", "parameter_count", "context_length", "licence"]
+    list_display = ["name", "source_kind", "source", "hub_id", "parameter_count", "context_length", "licence"]
 
 
 class CheckpointInline(ReadOnlyInline):

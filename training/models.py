@@ -20,6 +20,10 @@ class BaseModel(models.Model):
     context_length = models.PositiveIntegerField(null=True, blank=True)
     parameter_count = models.BigIntegerField(null=True, blank=True)
     licence = models.CharField(max_length=100, blank=True)
+    hub_id = models.CharField(
+        max_length=200, blank=True,
+        help_text="The Hugging Face Hub repo id of these weights (e.g. HuggingFaceTB/SmolLM2-135M-Instruct): what an "
+                  "exported adapter's adapter_config.json and model card name as base model, so it loads elsewhere.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

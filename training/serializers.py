@@ -11,7 +11,7 @@ class BaseModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = BaseModel
         fields = ["id", "name", "source_kind", "source", "gguf_file", "context_length", "parameter_count",
-                  "licence", "chat_template", "created_at"]
+                  "licence", "hub_id", "chat_template", "created_at"]
         read_only_fields = fields
 
 

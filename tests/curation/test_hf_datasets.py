@@ -4,8 +4,10 @@ import tarfile
 
 import datasets
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from curation.choices import ExampleStatus
@@ -107,7 +109,7 @@ def test_command_imports_a_folder(tmp_path, capsys):
     folder = saved(tmp_path, chat_rows(3))
     call_command("import_examples", str(folder), dataset=dataset.name, username=user.username, format="hf_dataset")
     assert "3 created" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="is not a folder"):
+    with pytest.raises(CommandError, match="is not a .tar"):
         call_command("import_examples", str(folder / "dataset_info.json"), dataset=dataset.name,
                      username=user.username, format="hf_dataset")
 
@@ -146,3 +148,86 @@ def test_export_round_trips_through_load_from_disk_and_the_download(run_jobs, tm
         archive.extractall(tmp_path / "download", filter="data")
     downloaded = datasets.load_from_disk(str(tmp_path / "download" / "hf_dataset"))
     assert {split: len(part) for split, part in downloaded.items()} == snapshot.split_counts
+
+
+def tarred(folder, name="hf_dataset", mode="w") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        archive.add(folder, arcname=name)
+    return buffer.getvalue()
+
+
+def admin_import(client, dataset, **fields):
+    return client.post(reverse("admin:curation_importbatch_add"), {"dataset": dataset.pk, "format": "hf_dataset",
+                                                                   **fields}, follow=True).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_admin_imports_an_uploaded_archive_of_a_dataset_dict_split(superuser_client, tmp_path):
+    dataset = DatasetFactory()
+    folder = saved(tmp_path, train=chat_rows(3), test=chat_rows(2))
+    page = admin_import(superuser_client, dataset, hf_split="test",
+                        file=SimpleUploadedFile("hf_dataset.tar.gz", tarred(folder, mode="w:gz")))
+    assert "hf_dataset.tar.gz: succeeded; 2 records, 2 created" in page
+    assert sorted(e.metadata["source"] for e in dataset.examples.all()) == ["row-0", "row-1"]
+
+
+@pytest.mark.django_db
+def test_the_api_imports_a_zip_of_a_dataset(tmp_path):
+    import zipfile
+
+    folder = saved(tmp_path, chat_rows(4))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in folder.iterdir():
+            archive.write(path, path.name)
+    client = APIClient()
+    client.force_authenticate(EngineerFactory())
+    response = client.post("/api/v1/imports/", {"dataset": DatasetFactory().pk, "format": "hf_dataset",
+                                                "file": SimpleUploadedFile("rows.zip", buffer.getvalue())})
+    assert response.status_code == 201 and response.json()["created_count"] == 4
+
+
+@pytest.mark.django_db
+def test_an_archive_escaping_its_folder_or_not_an_archive_is_refused_and_nothing_is_kept(superuser_client, tmp_path,
+                                                                                        settings):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        data = b"x"
+        member = tarfile.TarInfo("../../escaped.txt")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    dataset = DatasetFactory()
+    page = admin_import(superuser_client, dataset, file=SimpleUploadedFile("evil.tar", buffer.getvalue()))
+    assert ("Evil.tar: the tar archive&#x27;s member &#x27;../../escaped.txt&#x27; is refused (outside destination "
+            "error): members must be files and folders inside the archive&#x27;s folder") in page
+    assert str(settings.ARTIFACTS_ROOT) not in page
+    page = admin_import(superuser_client, dataset, file=SimpleUploadedFile("rows.jsonl", b"{}"))
+    assert "Rows.jsonl: the upload is not a .tar" in page
+    assert not (tmp_path / "escaped.txt").exists() and not (settings.ARTIFACTS_ROOT.parent / "escaped.txt").exists()
+    assert list((settings.ARTIFACTS_ROOT / "uploads").iterdir()) == []
+    assert not dataset.examples.exists()
+
+
+@pytest.mark.django_db
+def test_an_archive_larger_unpacked_than_allowed_is_refused(superuser_client, tmp_path, settings):
+    settings.IMPORT_ARCHIVE_MAX_BYTES = 100
+    page = admin_import(superuser_client, DatasetFactory(),
+                        file=SimpleUploadedFile("big.tar", tarred(saved(tmp_path, chat_rows(3)))))
+    assert "more than the 100 allowed" in page
+
+
+@pytest.mark.django_db
+def test_a_server_folder_is_taken_only_under_the_import_root(superuser_client, tmp_path, settings):
+    dataset = DatasetFactory()
+    saved(tmp_path / "root", chat_rows(2))  # tmp_path/root/hf
+    assert "server_folder" not in superuser_client.get(reverse("admin:curation_importbatch_add")).content.decode()
+    settings.IMPORT_ROOT = str(tmp_path / "root")
+    assert "server_folder" in superuser_client.get(reverse("admin:curation_importbatch_add")).content.decode()
+    for outside in ("../root/../", "/etc", "hf/../.."):
+        page = admin_import(superuser_client, dataset, server_folder=outside)
+        assert "leaves the import root" in page or "relative to the import root" in page, outside
+    assert "no such folder under the import root" in admin_import(superuser_client, dataset, server_folder="nope")
+    assert "Only Hugging Face datasets folders" in admin_import(superuser_client, dataset, server_folder="hf",
+                                                                format="chat_jsonl")
+    assert "hf: succeeded; 2 records, 2 created" in admin_import(superuser_client, dataset, server_folder="hf")

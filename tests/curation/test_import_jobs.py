@@ -188,12 +188,14 @@ def test_api_answers_202_for_a_large_upload_and_the_batch_to_poll(run_jobs, sett
 
 
 @pytest.mark.django_db
-def test_api_refuses_a_hf_dataset_upload_and_points_at_the_command():
+def test_api_refuses_a_hf_dataset_upload_that_is_no_archive_saying_what_it_takes():
     client = APIClient()
     client.force_authenticate(EngineerFactory())
     response = client.post("/api/v1/imports/", {"dataset": DatasetFactory().pk, "format": "hf_dataset",
                                                 "file": SimpleUploadedFile("d.zip", b"PK")}, format="multipart")
-    assert response.status_code == 400 and "import_examples FOLDER --format hf_dataset" in response.json()["detail"]
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("d.zip: the upload is not a .tar (.tar.gz, .tgz) or .zip archive of "
+                                                "a folder written by save_to_disk")
 
 
 @pytest.mark.django_db(transaction=True)

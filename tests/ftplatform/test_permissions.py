@@ -126,6 +126,7 @@ API = {
     ("get", "snapshotexport-detail", "export"): ("401", "403", "ok", "ok"),
     ("get", "snapshotexport-download", "export"): ("401", "403", "ok", "ok"),
     ("get", "snapshotexport-hf-dataset", "export"): ("401", "403", "ok", "ok"),
+    ("get", "snapshotexport-hub-dataset", "export"): ("401", "403", "ok", "ok"),
     ("get", "basemodel-list", None): ("401", "403", "403", "ok"),
     ("get", "basemodel-detail", "base_model"): ("401", "403", "403", "ok"),
     ("get", "trainingrun-list", None): ("401", "403", "403", "ok"),

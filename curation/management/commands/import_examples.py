@@ -22,7 +22,8 @@ class Command(BaseCommand):
             "all or nothing unless --skip-invalid.")
 
     def add_arguments(self, parser):
-        parser.add_argument("file", type=Path, help="The file, or for --format hf_dataset the save_to_disk folder.")
+        parser.add_argument("file", type=Path, help="The file, or for --format hf_dataset the save_to_disk folder "
+                                                    "or a .tar/.zip of it.")
         parser.add_argument("--dataset", required=True, help="Dataset name.")
         parser.add_argument("--format", choices=ImportFormat.values, default=ImportFormat.CHAT_JSONL)
         parser.add_argument("--as", dest="username", required=True, help="User recorded as the author.")
