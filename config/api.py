@@ -17,6 +17,7 @@ from evaluation.api import (
     ModelVersionReportViewSet,
     RatingViewSet,
 )
+from evaluation.learning_curve_api import LearningCurveViewSet
 from serving.api import ApiKeyViewSet, DeploymentViewSet, RequestLogViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 
@@ -34,6 +35,7 @@ router.register("model-versions", ModelVersionViewSet)
 router.register(r"model-versions/(?P<id>\d+)/report", ModelVersionReportViewSet, basename="modelversion-report")
 router.register("eval-runs", EvalRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
+router.register("learning-curves", LearningCurveViewSet)
 router.register("decision-reports", DecisionReportViewSet, basename="decision-report")
 router.register("ratings", RatingViewSet, basename="rating")
 router.register("judgments", JudgmentViewSet, basename="judgment")
