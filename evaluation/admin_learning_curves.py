@@ -11,11 +11,13 @@ from .learning_curves import learning_curve_chart, learning_curve_report
 from .models import LearningCurve
 
 
-def _report(obj):
-    """The curve's report, computed once per page (the change page shows it in three fields)."""
-    if not hasattr(obj, "_report"):
-        obj._report = learning_curve_report(obj)
-    return obj._report
+def _report(obj, *, last_step: bool = True):
+    """The curve's report, computed once per page (the change page shows it in four fields); the list's
+    rows skip the last step's bootstrap (learning_curve_report)."""
+    cache = obj.__dict__.setdefault("_reports", {})
+    if last_step not in cache:
+        cache[last_step] = learning_curve_report(obj, last_step=last_step)
+    return cache[last_step]
 
 
 @admin.register(LearningCurve)
@@ -28,11 +30,11 @@ class LearningCurveAdmin(ReadOnlyAdmin):
 
     @admin.display(description="state")
     def state(self, obj):
-        return _report(obj)["state"]
+        return _report(obj, last_step=False)["state"]
 
     @admin.display(description="points")
     def points_summary(self, obj):
-        report = _report(obj)
+        report = _report(obj, last_step=False)
         scored = [row for row in report["points"] if row["score"] is not None]
         return f"{len(scored)} of {len(report['points'])} evaluated"
 

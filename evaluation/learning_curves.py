@@ -150,7 +150,7 @@ def _point_row(point: LearningCurvePoint, metric: str) -> dict:
 def _state(rows: list[dict]) -> str:
     """"succeeded" when every point is scored, "failed" when a point's run or evaluation ended
     otherwise (or could not start), else "running"."""
-    if all(row["score"] is not None for row in rows):
+    if rows and all(row["score"] is not None for row in rows):
         return "succeeded"
     if any(row["training_status"] in (JobStatus.FAILED, JobStatus.CANCELLED)
            or row["eval_status"] in (JobStatus.FAILED, JobStatus.CANCELLED)
@@ -183,18 +183,18 @@ def _last_step(points: list[LearningCurvePoint], rows: list[dict], metric: str) 
             "p_value": change["p_value"], "n": comparison["n"], "rising": change["ci_low"] > 0, "reading": reading}
 
 
-def learning_curve_report(curve: LearningCurve) -> dict:
+def learning_curve_report(curve: LearningCurve, *, last_step: bool = True) -> dict:
     """Where a curve stands: its state ("running", "succeeded", "failed"), the snapshot's primary metric
     (name and label), one row per point in ascending share (percent, train examples, the training run
     and its status, the model version, the evaluation and its status, the score with its 95 %
     interval once evaluated, and any error), and ``last_step`` (_last_step; null until the two
-    largest shares are scored)."""
+    largest shares are scored, and without ``last_step``: lists skip its bootstrap)."""
     metric = primary_metric(curve.snapshot)
     points = list(curve.points.select_related("training_run__model_version", "eval_run__snapshot",
                                               "eval_run__model_version").order_by("train_fraction"))
     rows = [_point_row(point, metric) for point in points]
     return {"state": _state(rows), "primary_metric": metric, "primary_metric_label": metric_spec(metric).label,
-            "points": rows, "last_step": _last_step(points, rows, metric)}
+            "points": rows, "last_step": _last_step(points, rows, metric) if last_step else None}
 
 
 def learning_curve_chart(curve: LearningCurve, report: dict | None = None) -> str:

@@ -171,6 +171,7 @@ def test_a_curve_trains_evaluates_and_shows_its_points(e2e_records, tiny_model_d
     page = admin_client.get(f"/admin/evaluation/learningcurve/{curve.pk}/change/").content.decode()
     assert 'class="learning-curve"' in page and step["reading"] in page and "eval run" in page
     assert "Save" not in page
+    assert "2 of 2 evaluated" in admin_client.get("/admin/evaluation/learningcurve/").content.decode()
 
 
 @pytest.mark.django_db
@@ -183,13 +184,15 @@ def test_the_api_starts_a_curve_and_names_a_bad_fraction(e2e_records, tiny_model
     assert bad.status_code == 400 and "150.0 is not a percentage" in bad.json()["detail"]
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/api/v1/learning-curves/", {
-            "snapshot": snapshot.pk, "fractions": [50, 100], "base_model": base_model.pk, "hyperparameters": TINY_HYPERPARAMETERS, "split": "test"}, format="json")
+            "snapshot": snapshot.pk, "fractions": [50, 100], "base_model": base_model.pk,
+            "hyperparameters": TINY_HYPERPARAMETERS, "split": "test"}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["split"] == "test" and body["report"]["state"] == "running"
     assert [(row["percent"], row["training_status"], row["score"]) for row in body["report"]["points"]] == [
         (50, "queued", None), (100, "queued", None)]
     assert body["report"]["last_step"] is None
+    assert learning_curve_chart(LearningCurve.objects.get(pk=body["id"])) == "no point evaluated yet"
 
 
 @pytest.mark.django_db
