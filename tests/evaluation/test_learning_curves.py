@@ -201,3 +201,24 @@ def test_the_command_refuses_a_bad_fraction(e2e_records, tiny_model_dir):
     with pytest.raises(CommandError, match="entry 1 \\('ten'\\) is not a number"):
         call_command("learning_curve", snapshot=snapshot.pk, fractions="ten", username=EngineerFactory().username,
                      base_model=tiny_base_model(tiny_model_dir).name)
+
+
+@pytest.mark.django_db
+def test_an_engineer_starts_a_curve_from_the_admin(e2e_records, tiny_model_dir, client,
+                                                   django_capture_on_commit_callbacks):
+    snapshot, base_model = snapshot_of(e2e_records[:60]), tiny_base_model(tiny_model_dir)
+    client.force_login(EngineerFactory())
+    form = {"snapshot": snapshot.pk, "base_model": base_model.pk, "split": "validation", "seed": 1,
+            "hyperparameters": '{"max_steps": 3, "batch_size": 4}'}
+    page = client.post("/admin/evaluation/learningcurve/add/", {**form, "fractions": "10,x"}).content.decode()
+    assert "entry 2 (&#x27;x&#x27;) is not a number" in page and not LearningCurve.objects.exists()
+    page = client.post("/admin/evaluation/learningcurve/add/", {**form, "fractions": "10,11"}, follow=True)
+    assert "both keep" in page.content.decode() and not LearningCurve.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/admin/evaluation/learningcurve/add/", {**form, "fractions": "50,100"}, follow=True)
+    curve = LearningCurve.objects.get()
+    assert response.redirect_chain[-1][0] == f"/admin/evaluation/learningcurve/{curve.pk}/change/"
+    assert f"Learning curve {curve.pk} started: 2 training runs" in response.content.decode()
+    assert [(p.train_fraction, p.training_run.train_subset_seed, p.training_run.hyperparameters["max_steps"])
+            for p in curve.points.all()] == [(0.5, 1, 3), (1.0, 1, 3)]

@@ -238,7 +238,7 @@ ADMIN = {
     ("evaluation_evalrun_model_report", "version"): ("login", "403", "403", "ok"),
     ("evaluation_learningcurve_changelist", None): ("login", "403", "403", "ok"),
     ("evaluation_learningcurve_change", "curve"): ("login", "403", "403", "ok"),
-    ("evaluation_learningcurve_add", None): ("login", "403", "403", "403"),
+    ("evaluation_learningcurve_add", None): ("login", "403", "403", "ok"),
     ("evaluation_learningcurve_delete", "curve"): ("login", "403", "403", "403"),
     ("evaluation_learningcurve_history", "curve"): ("login", "403", "403", "ok"),
     ("serving_deployment_changelist", None): ("login", "403", "403", "ok"),
