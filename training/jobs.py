@@ -262,6 +262,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
         "system_prompt": run.snapshot.system_prompt or None, "prompt_prefix": run.prompt_prefix or None,
         "training_run_id": run.pk,
+        "train_fraction": run.train_fraction, "train_subset_seed": run.train_subset_seed,
         "base_model_path": str(materialized_base_model_folder(run.base_model)),
     })
     with transaction.atomic():

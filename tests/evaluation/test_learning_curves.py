@@ -1,5 +1,7 @@
 """Learning curves: nested, seeded train shares; one training run per share; each model version
 evaluated once it exists; the report, chart, API, admin page and command show the points."""
+import io
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -144,7 +146,7 @@ def test_a_curve_trains_evaluates_and_shows_its_points(e2e_records, tiny_model_d
     base_model = tiny_base_model(tiny_model_dir)
     call_command("learning_curve", snapshot=snapshot.pk, fractions="50,100", base_model=base_model.name,
                  hyperparameters=TINY_HYPERPARAMETERS, generation={"max_new_tokens": 8}, username=engineer.username,
-                 stdout=__import__("io").StringIO())
+                 stdout=io.StringIO())
     run_jobs()  # with REDIS_URL: the training runs, their follow-up jobs, then the evaluations
     curve = LearningCurve.objects.get()
     report = learning_curve_report(curve)

@@ -1,4 +1,6 @@
 """A training run on a share of its snapshot's train split (a learning curve's point)."""
+from pathlib import Path
+
 import pytest
 
 from curation.choices import Split
@@ -33,6 +35,9 @@ def test_a_run_on_a_share_trains_on_that_share_when_the_job_runs_its_preflight(
     assert f"pre-flight: checking {share} train examples" in logs
     assert any(log.startswith(f"training on {share} examples (50% of the train split's inputs, seed 2)")
                for log in logs)
+    card = (Path(run.model_version.adapter_path) / "README.md").read_text()
+    assert "Training used 50% of the train split's distinct inputs with all their outputs" in card
+    assert "(a seeded, nested share, seed `2`: a learning curve's point)" in card
     body = client_for(engineer).get(f"/api/v1/training-runs/{run.pk}/").json()
     assert (body["train_fraction"], body["train_subset_seed"], body["train_examples"]) == (0.5, 2, share)
 
