@@ -11,7 +11,7 @@ from django.utils.safestring import mark_safe
 
 from curation.choices import SnapshotStatus, Split
 from curation.models import Snapshot
-from ftplatform.admin_tools import ReadOnlyAdmin
+from ftplatform.admin_tools import ReadOnlyAdmin, apply_to_each
 from ftplatform.errors import ServiceError
 from training.base_models import default_base_model
 from training.choices import BaseModelSource
@@ -19,6 +19,7 @@ from training.models import BaseModel
 
 from .learning_curves import (
     DEFAULT_PERCENTAGES,
+    evaluate_missing_points,
     learning_curve_chart,
     learning_curve_report,
     parse_percentages,
@@ -64,6 +65,15 @@ class LearningCurveAdmin(ReadOnlyAdmin):
     fields = ["snapshot", "base_model", "split", "seed", "hyperparameters", "generation", "created_by", "created_at",
               "state", "chart", "points_table", "last_step"]
     readonly_fields = fields
+    actions = ["evaluate_missing_selected"]
+
+    @admin.action(description="Start the missing evaluations (finished runs without one, or with a failed one)")
+    def evaluate_missing_selected(self, request, queryset):
+        started = []
+        apply_to_each(request, queryset, lambda curve: started.append(evaluate_missing_points(curve, by=request.user)),
+                      "Checked {count} curve(s).")
+        if started:
+            messages.info(request, f"{sum(started)} evaluation(s) started.")
 
     def has_add_permission(self, request):
         return admin.ModelAdmin.has_add_permission(self, request)  # started here through the service

@@ -106,28 +106,45 @@ def start_learning_curve(snapshot: Snapshot, base_model: BaseModel, *, by, perce
 
 def evaluate_learning_curve_point(training_run_id: int) -> None:
     """The follow-up job of a learning curve's training run (training.jobs.finish_run enqueues it once
-    the run succeeded and its model version exists): start the evaluation of that version on the
-    curve's split (start_eval_run, as the curve's creator) and record it on the point. Does
-    nothing for a run of no curve or a point already evaluated (a job run twice starts one
-    evaluation). Where the evaluation cannot start (the creator lost the permission, ...), the
-    point records why."""
+    the run succeeded and its model version exists): _start_point_evaluation as the curve's creator.
+    Does nothing for a run of no curve."""
+    point = (LearningCurvePoint.objects.filter(training_run_id=training_run_id)
+             .select_related("curve__created_by").first())
+    if point is not None:
+        _start_point_evaluation(point.pk, by=point.curve.created_by)
+
+
+def _start_point_evaluation(point_id: int, *, by) -> bool:
+    """Start the evaluation of a point's model version on its curve's split (start_eval_run, as ``by``) and
+    record it on the point, unless the point's evaluation is queued, running or succeeded already (a job
+    run twice starts one evaluation); a failed or cancelled one is replaced. Where it cannot start (no
+    model version yet, ``by`` lacks the permission, ...), the point records why. Returns whether it started."""
     with transaction.atomic():
         point = (LearningCurvePoint.objects.select_for_update(of=("self",))
-                 .select_related("curve__snapshot", "curve__created_by", "training_run")
-                 .filter(training_run_id=training_run_id).first())
-        if point is None or point.eval_run_id is not None:
-            return
+                 .select_related("curve__snapshot", "training_run", "eval_run").get(pk=point_id))
+        if point.eval_run is not None and point.eval_run.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return False
         curve = point.curve
         version = getattr(point.training_run, "model_version", None)
         try:
             if version is None:
-                raise ServiceError(f"training run {training_run_id} has no model version")
-            point.eval_run = start_eval_run(version, curve.snapshot, by=curve.created_by, split=curve.split,
+                raise ServiceError(f"training run {point.training_run_id} has no model version")
+            point.eval_run = start_eval_run(version, curve.snapshot, by=by, split=curve.split,
                                             generation=curve.generation)
             point.error = ""
         except ServiceError as exc:
             point.error = f"the evaluation could not start: {exc}"
         point.save(update_fields=["eval_run", "error"])
+        return not point.error
+
+
+def evaluate_missing_points(curve: LearningCurve, *, by) -> int:
+    """Start, as ``by``, the evaluations a curve lacks: of every point whose training run succeeded and whose
+    evaluation never started (it could not, or its job was lost with Redis down), failed or was cancelled.
+    Returns how many started. Raises NotAllowed: ``by`` lacks 'evaluation.add_evalrun'."""
+    require_permission(by, "evaluation.add_evalrun", "start evaluation runs")
+    points = curve.points.filter(training_run__status=JobStatus.SUCCEEDED).values_list("pk", flat=True)
+    return sum(_start_point_evaluation(point_id, by=by) for point_id in points)
 
 
 def _point_row(point: LearningCurvePoint, metric: str) -> dict:

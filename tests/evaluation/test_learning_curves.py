@@ -224,3 +224,34 @@ def test_an_engineer_starts_a_curve_from_the_admin(e2e_records, tiny_model_dir, 
     assert f"Learning curve {curve.pk} started: 2 training runs" in response.content.decode()
     assert [(p.train_fraction, p.training_run.train_subset_seed, p.training_run.hyperparameters["max_steps"])
             for p in curve.points.all()] == [(0.5, 1, 3), (1.0, 1, 3)]
+
+
+@pytest.mark.django_db
+def test_missing_evaluations_start_once_and_replace_failed_ones(e2e_records, tiny_model_dir,
+                                                               django_capture_on_commit_callbacks):
+    from evaluation.learning_curves import evaluate_missing_points
+    from training.models import ModelVersion
+
+    engineer = EngineerFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        curve = start_learning_curve(snapshot_of(e2e_records[:60]), tiny_base_model(tiny_model_dir), by=engineer,
+                                     percentages=[50, 100])
+        first, second = curve.points.order_by("train_fraction")
+        evaluate_learning_curve_point(first.training_run_id)  # as if its job had run too early
+        TrainingRun.objects.filter(pk=first.training_run_id).update(status=JobStatus.SUCCEEDED)
+        ModelVersion.objects.create(name="v", kind="lora_adapter", base_model=curve.base_model,
+                                    training_run=first.training_run, adapter_path="/nonexistent")
+        with pytest.raises(NotAllowed):
+            evaluate_missing_points(curve, by=AnnotatorFactory())
+        assert evaluate_missing_points(curve, by=engineer) == 1  # the second run has not finished
+        first.refresh_from_db()
+        assert (first.eval_run.status, first.eval_run.split, first.error) == (JobStatus.QUEUED, "validation", "")
+        assert evaluate_missing_points(curve, by=engineer) == 0  # queued: not started twice
+        failed = first.eval_run
+        failed.status = JobStatus.FAILED
+        failed.save()
+        out = io.StringIO()
+        call_command("learning_curve", evaluate_missing=curve.pk, username=engineer.username, stdout=out)
+    first.refresh_from_db()
+    assert "1 evaluation(s) started" in out.getvalue() and first.eval_run != failed
+    assert learning_curve_report(curve)["points"][1]["eval_run"] is None

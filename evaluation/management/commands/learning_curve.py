@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.models import Snapshot
 from evaluation.learning_curves import (
     DEFAULT_PERCENTAGES,
+    evaluate_missing_points,
     learning_curve_report,
     parse_percentages,
     start_learning_curve,
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--snapshot", type=int, help="Snapshot id (must be approved).")
         which.add_argument("--show", type=int, metavar="CURVE", help="Print learning curve CURVE as it stands.")
+        which.add_argument("--evaluate-missing", type=int, metavar="CURVE",
+                           help="Start the evaluations CURVE lacks (finished runs without one, or with a failed one).")
         parser.add_argument("--fractions", default=",".join(str(p) for p in DEFAULT_PERCENTAGES),
                             help="Percentages of the train split's distinct inputs, comma-separated "
                                  "(default: 10,25,50,100).")
@@ -37,12 +40,20 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="Which inputs each share keeps (default 0).")
         parser.add_argument("--as", dest="username", help="The user starting it (required with --snapshot).")
 
-    def handle(self, *args, snapshot, show, fractions, split, base_model, hyperparameters, generation, seed,
-               username, **options):
-        if show is not None:
-            curve = LearningCurve.objects.filter(pk=show).first()
+    def handle(self, *args, snapshot, show, evaluate_missing, fractions, split, base_model, hyperparameters,
+               generation, seed, username, **options):
+        if show is not None or evaluate_missing is not None:
+            curve = LearningCurve.objects.filter(pk=show if show is not None else evaluate_missing).first()
             if curve is None:
-                raise CommandError(f"no learning curve {show}")
+                raise CommandError(f"no learning curve {show if show is not None else evaluate_missing}")
+            if evaluate_missing is not None:
+                if not username:
+                    raise CommandError("--as USER is required to start evaluations")
+                try:
+                    started = evaluate_missing_points(curve, by=user_named(username))
+                except ServiceError as exc:
+                    raise CommandError(str(exc)) from exc
+                self.stdout.write(f"{started} evaluation(s) started")
         else:
             if not username:
                 raise CommandError("--as USER is required to start a learning curve")
