@@ -17,6 +17,7 @@ from evaluation.api import (
     ModelVersionReportViewSet,
     RatingViewSet,
 )
+from evaluation.learning_curve_api import LearningCurveViewSet
 from evaluation.side_by_side_api import SideBySideViewSet
 from serving.api import ApiKeyViewSet, DeploymentViewSet, RequestLogViewSet
 from training.api import BaseModelViewSet, ModelVersionViewSet, TrainingRunViewSet
@@ -36,6 +37,7 @@ router.register(r"model-versions/(?P<id>\d+)/report", ModelVersionReportViewSet,
 router.register("eval-runs", EvalRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("side-by-side", SideBySideViewSet, basename="side-by-side")
+router.register("learning-curves", LearningCurveViewSet)
 router.register("decision-reports", DecisionReportViewSet, basename="decision-report")
 router.register("ratings", RatingViewSet, basename="rating")
 router.register("judgments", JudgmentViewSet, basename="judgment")

@@ -132,3 +132,4 @@ class RatingCriterionAdmin(admin.ModelAdmin):
 
     list_display = ["name", "dataset", "description"]
     list_filter = ["dataset"]
+from . import admin_learning_curves  # noqa: E402,F401  (registers LearningCurveAdmin)

@@ -134,3 +134,46 @@ class PairAssignment(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prediction_a", "prediction_b", "rater"],
                                                name="one_assignment_per_pair_and_rater")]
+
+
+class LearningCurve(models.Model):
+    """Training runs of one base model on growing, nested shares of a snapshot's train split, each
+    evaluated on one split of it: quality against the number of train examples
+    (evaluation.learning_curves). Its state is that of its points' runs."""
+
+    snapshot = models.ForeignKey(Snapshot, related_name="learning_curves", on_delete=models.PROTECT)
+    base_model = models.ForeignKey("training.BaseModel", related_name="learning_curves", on_delete=models.PROTECT)
+    split = models.CharField(max_length=16, choices=Split.choices, default=Split.VALIDATION,
+                             help_text="The split every point's model version is evaluated on.")
+    hyperparameters = models.JSONField(default=dict, blank=True, help_text="As requested, for every run.")
+    seed = models.IntegerField(default=0, help_text="The seed of the nested train shares (ftml.subsets).")
+    generation = models.JSONField(default=dict, help_text="The evaluations' generation settings.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Learning curve {self.pk} of snapshot {self.snapshot_id} [{self.split}]"
+
+
+class LearningCurvePoint(models.Model):
+    """One point of a learning curve: the training run on a share of the train split and, once its model
+    version exists, the evaluation of that version."""
+
+    curve = models.ForeignKey(LearningCurve, related_name="points", on_delete=models.CASCADE)
+    train_fraction = models.FloatField(help_text="The share of the train split's distinct inputs (0-1].")
+    training_run = models.OneToOneField("training.TrainingRun", related_name="learning_curve_point",
+                                        on_delete=models.PROTECT)
+    eval_run = models.OneToOneField(EvalRun, null=True, blank=True, related_name="learning_curve_point",
+                                    on_delete=models.PROTECT)
+    error = models.TextField(blank=True, help_text="Why the evaluation could not start, when it could not.")
+
+    class Meta:
+        ordering = ["curve", "train_fraction"]
+        constraints = [models.UniqueConstraint(fields=["curve", "train_fraction"], name="one_point_per_share")]
+
+    def __str__(self):
+        return f"{self.train_fraction:.0%} of learning curve {self.curve_id}"

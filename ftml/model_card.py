@@ -18,7 +18,7 @@ OPTIONAL_KEYS = (
     "model_name", "base_model_source", "base_model_sha256", "base_model_path", "licence",
     "split_counts", "seed", "trained_tokens", "wall_seconds", "environment", "metrics",
     "task_description", "system_prompt", "prompt_prefix", "datasets", "tags", "training_run_id", "model_version_id",
-    "adapter_path", "eval_results", "base_model_local_path",
+    "adapter_path", "eval_results", "base_model_local_path", "train_fraction", "train_subset_seed",
 )
 # Hub licence ids are lowercase SPDX-like ids (apache-2.0, mit, llama3, ...); anything else is "other".
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
@@ -63,6 +63,8 @@ def render_model_card(info: dict) -> str:
             An SPDX-like id becomes the Hub id (lowercased); other text gives ``license: other``
             and ``license_name``.
         split_counts (dict[str, int]): examples per split (``Snapshot.split_counts``).
+        train_fraction (float): the share of the train split's distinct inputs trained on (0-1];
+            absent or 1: the whole split. train_subset_seed (int): that share's seed (ftml.subsets).
         seed (int): the run's seed.
         trained_tokens (int): target (label) tokens seen, summed over epochs.
         wall_seconds (float): training wall time in seconds.
@@ -219,7 +221,11 @@ def _training_data(info: dict) -> str:
                                                           for split, count in counts.items()))
     else:
         lines.append("- Examples per split: not recorded")
-    lines += ["", "Training used the train split; the validation loss is measured on the validation split, "
+    fraction = info.get("train_fraction")
+    used = "the train split" if fraction in (None, 1) else (
+        f"{fraction:.0%} of the train split's distinct inputs with all their outputs (a seeded, nested share, "
+        f"seed {_code_or_missing(info.get('train_subset_seed'))}: a learning curve's point)")
+    lines += ["", f"Training used {used}; the validation loss is measured on the validation split, "
                   "and the test split is held out for evaluation."]
     return "\n".join(lines)
 

@@ -39,7 +39,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
                      "change_modelversion"],
         "evaluation": ["view_evalrun", "add_evalrun", "view_prediction", "view_ratingcriterion",
                        "add_ratingcriterion", "change_ratingcriterion", "view_humanrating",
-                       "view_pairwisejudgment"],
+                       "view_pairwisejudgment", "view_learningcurve", "add_learningcurve"],
         # Deploy model versions, hand out API keys, read the request log and turn it into examples.
         "serving": ["view_deployment", "add_deployment", "change_deployment", "view_apikey", "add_apikey",
                     "change_apikey", "view_requestlog"],

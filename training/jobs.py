@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.choices import Split
-from ftplatform import jobrows, liveness, tracking
+from ftplatform import jobrows, liveness, queues, tracking
 from ftplatform.errors import without_server_paths
 from ftplatform.jobrows import JobStatus
 
@@ -52,8 +52,10 @@ def run_preflight(run: TrainingRun, where: dict) -> TrainingRun:
     """Run the pre-flight of a run created without one (a train split over PREFLIGHT_INLINE_MAX_EXAMPLES), as
     its creator would have in the request, and record what it settles on the row (preflight_fields). Returns the
     refreshed run. Raises PreflightRefused for blocking problems, ServiceError as preflight_training_run."""
-    log_event(run, EventKind.LOG, f"pre-flight: checking {run.snapshot.split_counts.get('train', 0)} train examples")
-    report = preflight_training_run(run.snapshot, run.base_model, run.hyperparameters, by=run.created_by)
+    count = run.snapshot.split_counts.get("train", 0) if run.train_examples is None else run.train_examples
+    log_event(run, EventKind.LOG, f"pre-flight: checking {count} train examples")
+    report = preflight_training_run(run.snapshot, run.base_model, run.hyperparameters, by=run.created_by,
+                                    train_fraction=run.train_fraction, subset_seed=run.train_subset_seed)
     if report["blocking"]:
         TrainingRun.objects.filter(pk=run.pk, **where).update(preflight=report)
         raise PreflightRefused("pre-flight: " + "; ".join(report["blocking"]))
@@ -110,7 +112,8 @@ def run_training(run_id: int) -> None:
         folder = materialized_base_model_folder(run.base_model)
         record_base_model_info(run.base_model, folder)
         identity = base_model_identity(run.base_model, folder)
-        train = snapshot_conversations(run.snapshot, Split.TRAIN)[1]
+        train = snapshot_conversations(run.snapshot, Split.TRAIN, fraction=run.train_fraction,
+                                       subset_seed=run.train_subset_seed)[1]
         validation = snapshot_conversations(run.snapshot, Split.VALIDATION)[1]
         # Runs recorded before LoRA+ existed trained plain LoRA: a resume continues them as they began.
         config = LoraConfig.from_dict({"loraplus_lr_ratio": 1, **run.hyperparameters})
@@ -121,7 +124,9 @@ def run_training(run_id: int) -> None:
             resume_from = checkpoint.path
             log_event(run, EventKind.LOG, f"resuming from the checkpoint at step {checkpoint.step}",
                       step=checkpoint.step)
-        log_event(run, EventKind.LOG, f"training on {len(train)} examples, base model folder {folder}")
+        share = "" if run.train_fraction == 1 else (f" ({run.train_fraction:.0%} of the train split's inputs, "
+                                                    f"seed {run.train_subset_seed})")
+        log_event(run, EventKind.LOG, f"training on {len(train)} examples{share}, base model folder {folder}")
 
         def on_progress(progress):
             TrainingRun.objects.filter(pk=run.pk).update(
@@ -257,6 +262,7 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
         "environment": result.environment, "metrics": metrics, "task_description": dataset.description or None,
         "system_prompt": run.snapshot.system_prompt or None, "prompt_prefix": run.prompt_prefix or None,
         "training_run_id": run.pk,
+        "train_fraction": run.train_fraction, "train_subset_seed": run.train_subset_seed,
         "base_model_path": str(materialized_base_model_folder(run.base_model)),
     })
     with transaction.atomic():
@@ -286,6 +292,9 @@ def finish_run(run: TrainingRun, result, output_dir, identity: dict, where: dict
             adapter_path=str(result.adapter_dir),
         )
         run.checkpoints.all().delete()
+        if run.follow_up_job:  # e.g. a learning curve's evaluation of the new model version, after the commit
+            queues.enqueue_after_commit("default", run.follow_up_job, run.pk,
+                                        job_id=f"trainingrun-{run.pk}-follow-up")
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a succeeded run never resumes
     for folder in run.output_dir.parent.glob(f"{run.output_dir.name}.launch-*"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -53,6 +53,16 @@ class TrainingRun(LiveJobRow):
         blank=True,
         help_text="What the chat template renders before the user's text of such an example, default system "
                   "prompt included (ftml.data.prompt_prefix); blank for runs from before it was recorded.")
+    train_fraction = models.FloatField(
+        default=1.0, help_text="The share of the train split's distinct inputs trained on, all their outputs "
+                               "(ftml.subsets: seeded and nested; learning curves): 1 trains on the whole split.")
+    train_subset_seed = models.IntegerField(default=0, help_text="The seed of that share's inputs.")
+    train_examples = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Train examples in that share, counted when the run was created "
+                                         "(null: runs from before it was recorded).")
+    follow_up_job = models.CharField(
+        max_length=200, blank=True, help_text="A job (dotted path) enqueued with the run's id once the run "
+                                              "succeeds and its model version exists: a learning curve's evaluation.")
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started the run (resumes add one).")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)

@@ -20,15 +20,41 @@ from .models import BaseModel, Checkpoint, TrainingEvent, TrainingRun
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 
 
-def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[list[dict]]]:
+def snapshot_conversations(snapshot: Snapshot, split: str, *, fraction: float = 1.0,
+                           subset_seed: int = 0) -> tuple[list, list[list[dict]]]:
     """A snapshot split as (example ids, conversations with the snapshot's frozen system prompt where
     they have no system message), in item order: what training trains on and exports hold.
+    ``fraction`` < 1 keeps the items of that share of the split's distinct inputs
+    (ftml.subsets.nested_input_subset with ``subset_seed``): a run's train_fraction.
 
     An item whose example was deleted is named by its item id ("item 12")."""
     system_prompt = snapshot.system_prompt
-    rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages")
-    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _ in rows]
-    return ids, [with_system_prompt(messages, system_prompt) for _, _, messages in rows]
+    rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages", "input_hash")
+    if fraction != 1.0:  # filtered here, not with input_hash__in: a big share passes SQLite's parameter limit
+        kept = subset_input_hashes(snapshot, split, fraction, subset_seed)
+        rows = [row for row in rows if row[3] in kept]
+    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _, _ in rows]
+    return ids, [with_system_prompt(messages, system_prompt) for _, _, messages, _ in rows]
+
+
+def subset_input_hashes(snapshot: Snapshot, split: str, fraction: float, seed: int) -> set[str]:
+    """The input hashes of a split's nested, seeded share ``fraction`` (ftml.subsets). Raises ServiceError
+    for a fraction outside (0, 1]."""
+    from ftml.subsets import nested_input_subset
+
+    hashes = snapshot.items.filter(split=split).values_list("input_hash", flat=True).distinct()
+    try:
+        return nested_input_subset(hashes, fraction, seed)
+    except ValueError as exc:
+        raise ServiceError(str(exc), field="train_fraction") from exc
+
+
+def subset_size(snapshot: Snapshot, split: str, fraction: float, seed: int) -> tuple[int, int]:
+    """(distinct inputs, examples) in a split's share ``fraction`` (subset_input_hashes). Raises ServiceError
+    as subset_input_hashes."""
+    hashes = list(snapshot.items.filter(split=split).values_list("input_hash", flat=True))
+    kept = subset_input_hashes(snapshot, split, fraction, seed) if fraction != 1.0 else set(hashes)
+    return len(kept), sum(1 for input_hash in hashes if input_hash in kept)
 
 
 def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
@@ -72,8 +98,9 @@ def preflight_fields(report: dict) -> dict:
 
 
 def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparameters: dict | None = None,
-                           *, by) -> dict:
-    """The pre-flight report of a run that is not created (ftml.preflight), as a dict.
+                           *, by, train_fraction: float = 1.0, subset_seed: int = 0) -> dict:
+    """The pre-flight report of a run that is not created (ftml.preflight), as a dict; with ``train_fraction``
+    < 1, of the run on that share of the train split (snapshot_conversations).
 
     Raises:
         NotAllowed: ``by`` lacks 'training.add_trainingrun'.
@@ -84,7 +111,7 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
     from ftml.base_models import BaseModelError
     from ftml.preflight import preflight
 
-    ids, train = snapshot_conversations(snapshot, Split.TRAIN)
+    ids, train = snapshot_conversations(snapshot, Split.TRAIN, fraction=train_fraction, subset_seed=subset_seed)
     validation = snapshot_conversations(snapshot, Split.VALIDATION)[1]
     speed, source = measured_tokens_per_second(base_model)
     try:
@@ -100,8 +127,14 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
 
 @transaction.atomic
 def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperparameters: dict | None = None,
-                       timeout_seconds: int | None = None) -> TrainingRun:
+                       timeout_seconds: int | None = None, train_fraction: float = 1.0, subset_seed: int = 0,
+                       follow_up_job: str = "") -> TrainingRun:
     """Run the pre-flight checks, create a queued TrainingRun and enqueue its job after commit.
+
+    ``train_fraction`` < 1 trains on that share of the train split's distinct inputs (all their
+    outputs), chosen with ``subset_seed`` so that smaller shares nest in larger ones (ftml.subsets);
+    the run records both and the number of train examples. ``follow_up_job`` (a dotted job path)
+    is enqueued with the run's id once it succeeds (training.jobs.finish_run).
 
     The run records the pre-flight report, the resolved hyperparameters ("auto" replaced), the
     snapshot's system prompt it trains with and what the chat template renders before a user's
@@ -116,22 +149,26 @@ def start_training_run(snapshot: Snapshot, base_model: BaseModel, *, by, hyperpa
     timeout = settings.TRAINING_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
     if not (isinstance(timeout, int) and 60 <= timeout <= MAX_TIMEOUT_SECONDS):
         raise ServiceError(f"timeout must be between 1 minute and 30 days, got {timeout_seconds!r} seconds")
-    if snapshot.split_counts.get("train", 0) > settings.PREFLIGHT_INLINE_MAX_EXAMPLES:
+    share = {"train_fraction": float(train_fraction), "train_subset_seed": subset_seed,
+             "train_examples": subset_size(snapshot, Split.TRAIN, train_fraction, subset_seed)[1],
+             "follow_up_job": follow_up_job}
+    if share["train_examples"] > settings.PREFLIGHT_INLINE_MAX_EXAMPLES:
         # A big train split: the pre-flight tokenizes every example, which is the job's first stage
         # (run_preflight, with the job's progress, heartbeat and cancel), not this request's.
         config = checked_preflight_request(snapshot, base_model, hyperparameters, by=by)
         run = TrainingRun.objects.create(
             snapshot=snapshot, base_model=base_model, hyperparameters=hyperparameters or {}, seed=config.seed,
-            created_by=by, timeout_seconds=timeout, system_prompt=snapshot.system_prompt)
-        log_event(run, EventKind.LOG, f"pre-flight of {snapshot.split_counts['train']} train examples queued: "
+            created_by=by, timeout_seconds=timeout, system_prompt=snapshot.system_prompt, **share)
+        log_event(run, EventKind.LOG, f"pre-flight of {share['train_examples']} train examples queued: "
                                       "it runs first in the job")
     else:
-        report = preflight_training_run(snapshot, base_model, hyperparameters, by=by)
+        report = preflight_training_run(snapshot, base_model, hyperparameters, by=by, train_fraction=train_fraction,
+                                        subset_seed=subset_seed)
         if report["blocking"]:
             raise ServiceError("pre-flight: " + "; ".join(report["blocking"]))
         run = TrainingRun.objects.create(
             snapshot=snapshot, base_model=base_model, created_by=by, timeout_seconds=timeout,
-            system_prompt=snapshot.system_prompt, **preflight_fields(report))
+            system_prompt=snapshot.system_prompt, **share, **preflight_fields(report))
         for warning in report["warnings"]:
             log_event(run, EventKind.WARNING, f"pre-flight: {warning}")
     queues.enqueue_job_row(run, "training", "training.jobs.run_training", timeout=timeout + 600)

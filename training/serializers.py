@@ -44,6 +44,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
                   "cancel_requested", "step", "total_steps", "progress", "epoch", "tokens_per_second",
                   "elapsed_seconds", "eta_seconds", "heartbeat_at", "worker", "attempts", "timeout_seconds",
                   "error", "failure_reason", "metrics", "environment", "trained_tokens", "artifact_path",
+                  "train_fraction", "train_subset_seed", "train_examples",
                   "created_by", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 

@@ -20,7 +20,7 @@ from config.api import router
 from curation.choices import ExampleStatus
 from curation.models import ImportBatch, SnapshotExport, SnapshotJob
 from curation.snapshots import create_snapshot
-from evaluation.models import EvalRun
+from evaluation.models import EvalRun, LearningCurve, LearningCurvePoint
 from serving.deployments import create_deployment
 from serving.keys import create_api_key
 from serving.models import RequestLog
@@ -68,6 +68,8 @@ def world(db):
     objs["version"] = version = ModelVersion.objects.create(name="v", kind="lora_adapter", base_model=base,
                                                             training_run=run)
     objs["eval"] = EvalRun.objects.create(model_version=version, snapshot=snapshot, created_by=engineer)
+    objs["curve"] = curve = LearningCurve.objects.create(snapshot=snapshot, base_model=base, created_by=engineer)
+    LearningCurvePoint.objects.create(curve=curve, train_fraction=1.0, training_run=run)
     objs["deployment"] = deployment = create_deployment(by=engineer, name="support", primary=version)
     objs["key"] = create_api_key(name="bot", by=engineer, deployment=deployment)[0]
     objs["log"] = RequestLog.objects.create(request_id="chatcmpl-1", created_at=timezone.now(), deployment=deployment,
@@ -157,6 +159,9 @@ API = {
     ("post", "importbatch-cancel", "import"): ("401", "ok", "403", "ok"),
     ("post", "snapshotexport-cancel", "export"): ("401", "403", "403", "ok"),
     ("post", "evalrun-cancel", "eval"): ("401", "403", "403", "ok"),
+    ("get", "learningcurve-list", None): ("401", "403", "403", "ok"),
+    ("post", "learningcurve-list", None): ("401", "403", "403", "ok"),  # engineer: 400 for an empty body
+    ("get", "learningcurve-detail", "curve"): ("401", "403", "403", "ok"),
     ("get", "schema", None): ("401", "ok", "ok", "ok"),
     ("get", "api-docs", None): ("401", "ok", "ok", "ok"),
     # Serving: engineers deploy, hand out keys and read the request log (engineer: 400 for an empty body).
@@ -234,6 +239,11 @@ ADMIN = {
     ("evaluation_evalrun_compare", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_side_by_side", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_model_report", "version"): ("login", "403", "403", "ok"),
+    ("evaluation_learningcurve_changelist", None): ("login", "403", "403", "ok"),
+    ("evaluation_learningcurve_change", "curve"): ("login", "403", "403", "ok"),
+    ("evaluation_learningcurve_add", None): ("login", "403", "403", "ok"),
+    ("evaluation_learningcurve_delete", "curve"): ("login", "403", "403", "403"),
+    ("evaluation_learningcurve_history", "curve"): ("login", "403", "403", "ok"),
     ("serving_deployment_changelist", None): ("login", "403", "403", "ok"),
     ("serving_deployment_add", None): ("login", "403", "403", "ok"),
     ("serving_deployment_change", "deployment"): ("login", "403", "403", "ok"),
