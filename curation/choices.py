@@ -37,3 +37,20 @@ class Split(models.TextChoices):
     TRAIN = "train", "Train"
     VALIDATION = "validation", "Validation"
     TEST = "test", "Test"
+
+
+class SuggestionOutcome(models.TextChoices):
+    """What the annotator did with a model's suggested answer, judged when the example is first submitted."""
+
+    ACCEPTED = "accepted", "Accepted unchanged"
+    EDITED = "edited", "Edited"
+    REWRITTEN = "rewritten", "Rewritten (most of it changed)"
+
+
+class QueueOrder(models.TextChoices):
+    """The order a work queue hands examples out in (curation.work_queues)."""
+
+    OLDEST = "oldest", "Oldest first"
+    LOW_CONFIDENCE = "low_confidence", "Model least confident first"
+    DISAGREEMENT = "disagreement", "Models disagree most first"
+    DIVERSITY = "diversity", "Diverse first (one per near-duplicate cluster, then the next)"
