@@ -79,6 +79,11 @@ class MessageForm(forms.Form):
     role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
     content = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 90}), required=False, strip=False)
 
+    def clean_content(self):
+        # Browsers send a textarea's line breaks as CRLF (HTML's form encoding); the conversation keeps the
+        # LF it was stored with, so an unchanged message (a model's suggestion) stays unchanged.
+        return self.cleaned_data["content"].replace("\r\n", "\n")
+
 
 MessageFormSet = forms.formset_factory(MessageForm, extra=1, can_delete=True)
 

@@ -183,8 +183,8 @@ class PreannotationRunAdmin(admin.ModelAdmin):
                 messages.error(request, str(exc))
             else:
                 run.refresh_from_db()  # without REDIS_URL the job already ran
-                messages.success(request, f"Pre-annotation {run.pk} is {run.status}: {run.suggested} of {run.total} "
-                                          "drafts have a model suggestion so far.")
+                messages.success(request, f"Pre-annotation {run.pk} {run.status}: {run.suggested} of {run.total} "
+                                          "drafts have a model suggestion.")
                 return redirect(reverse("admin:evaluation_preannotationrun_change", args=[run.pk]))
         return TemplateResponse(request, "admin/evaluation/preannotate.html", {
             "form": form, "title": "Pre-annotate drafts with a model", **self.admin_site.each_context(request)})
