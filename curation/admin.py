@@ -29,7 +29,7 @@ from ftplatform.roles import ANNOTATOR
 from . import access, admin_views, workflow
 from .admin_views import render_messages
 from .choices import ExampleStatus, ImportFormat, QueueOrder, SnapshotStatus
-from .formats import parse_column_mapping
+from .formats import input_messages, parse_column_mapping
 from .imports import cancel_import, describe_batch, submit_import
 from .models import (
     Dataset,
@@ -226,7 +226,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     @admin.display(description="input")
     def input_preview(self, obj):
-        text = " / ".join(m.get("content") or "" for m in obj.messages[:-1] if m["role"] != "system")
+        text = " / ".join(m.get("content") or "" for m in input_messages(obj.messages) if m["role"] != "system")
         return text[:80]
 
     @admin.display(description="output")

@@ -5,12 +5,13 @@ import pytest
 from curation.choices import ExampleStatus, QueueOrder, SuggestionOutcome
 from curation.formats import FormatError, input_hash, validate_messages
 from curation.imports import submit_import
-from curation.models import Example
+from curation.models import Example, Suggestion
 from curation.selectors import suggestion_statistics
 from curation.suggestions import edit_distance
 from curation.work_queues import next_example_to_annotate, next_example_to_review
 from curation.workflow import edit_example, record_suggestion, submit_example
 from ftplatform.errors import ServiceError
+from tests.support.clients import client_for
 from tests.support.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory, conversation
 
 
@@ -166,3 +167,32 @@ def test_the_review_queue_in_diversity_order_takes_one_of_each_near_duplicate_cl
 def test_an_unknown_queue_order_is_refused_by_name():
     with pytest.raises(ServiceError, match="unknown queue order 'random'"):
         next_example_to_annotate(AnnotatorFactory(), order="random")
+
+
+@pytest.mark.django_db
+def test_the_api_queue_takes_an_order_and_names_a_wrong_one():
+    dataset, ann = DatasetFactory(), AnnotatorFactory()
+    sure, unsure = unanswered(dataset, ann, "name: Sure"), unanswered(dataset, ann, "name: Unsure")
+    suggest(sure, "Sure.", confidence=-0.1)
+    suggest(unsure, "Unsure.", confidence=-2.0)
+    client = client_for(ann)
+    wrong = client.post("/api/v1/examples/next-to-annotate/", {"order": "random"}, format="json")
+    assert wrong.status_code == 400 and "random" in str(wrong.json()["order"])
+    taken = client.post("/api/v1/examples/next-to-annotate/", {"order": "low_confidence"}, format="json")
+    assert taken.json()["id"] == unsure.pk
+
+
+@pytest.mark.django_db
+def test_the_admin_review_queue_hands_out_in_the_order_chosen_and_keeps_it(client):
+    dataset = DatasetFactory()
+    sure, unsure = ExampleFactory(dataset=dataset), ExampleFactory(dataset=dataset)
+    for example, confidence in ((sure, -0.1), (unsure, -3.0)):
+        Suggestion.objects.create(example=example, model_version_id=1, model_name="m", text="x",
+                                  confidence=confidence)
+    client.force_login(ReviewerFactory())
+    response = client.get("/admin/curation/example/review/?order=low_confidence")
+    assert response.url == f"/admin/curation/example/{unsure.pk}/review/?order=low_confidence"
+    page = client.get(response.url).content.decode()
+    assert "Model suggestions" in page and "-3.000" in page
+    skipped = client.post(response.url, {"decision": "skip", "expected_version": unsure.version})
+    assert skipped.url == f"/admin/curation/example/review/?after={unsure.pk}&order=low_confidence"
