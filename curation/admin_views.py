@@ -47,10 +47,14 @@ def render_messages(messages_json) -> str:
 def render_suggestions(example: Example) -> str:
     """The model suggestions of an example: which model version, its confidence, the suggested answer,
     and, once submitted, what the annotator made of it."""
+    def outcome(suggestion) -> str:
+        if not suggestion.outcome:
+            return "not yet submitted" if suggestion.prefilled else "-"
+        return (f"{suggestion.get_outcome_display()} (edit distance {suggestion.edit_distance}, "
+                f"normalized {suggestion.normalized_distance:.2f})")
+
     rows = [(s.model_name, "-" if s.confidence is None else f"{s.confidence:.3f}",
-             "the draft's answer" if s.prefilled else "not used", s.text,
-             s.get_outcome_display() + (f" (edit distance {s.edit_distance}, normalized {s.normalized_distance:.2f})"
-                                        if s.outcome else "") if s.outcome else "not yet submitted")
+             "the draft's answer" if s.prefilled else "not used", s.text, outcome(s))
             for s in example.suggestions.all()]
     if not rows:
         return "-"

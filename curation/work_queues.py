@@ -53,6 +53,7 @@ def _diversity_rank(candidates) -> Case:
     second."""
     texts = {pk: conversation_text(input_messages(messages))
              for pk, messages in candidates.values_list("pk", "messages")}
+    # A few lines of union-find over the pairs: near_duplicates' own groups are internal to one call.
     parent = {pk: pk for pk in texts}
 
     def root(pk):

@@ -156,9 +156,14 @@ class PreannotationRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_version", "dataset", "status", "done", "total", "suggested", "prefilled",
                     "created_by", "created_at"]
     list_filter = ["status", "dataset"]
-    readonly_fields = [f.name for f in PreannotationRun._meta.fields]
+    readonly_fields = ["suggestions_link"] + [f.name for f in PreannotationRun._meta.fields]
     inlines = [JobAttemptInline]
     actions = ["cancel_selected"]
+
+    @admin.display(description="suggestions")
+    def suggestions_link(self, obj):
+        return format_html('<a href="{}?example__dataset__id__exact={}">the suggestions and their edit effort</a>',
+                           reverse("admin:curation_suggestion_changelist"), obj.dataset_id)
 
     def has_change_permission(self, request, obj=None):
         return False
