@@ -19,6 +19,7 @@ from tests.support.factories import (
     unloadable_base_model,
 )
 from training.model_versions import prompted_model_version
+from training.models import ModelVersion
 
 
 def drafts(dataset, author, texts):
@@ -99,3 +100,25 @@ def test_annotators_may_not_start_pre_annotation():
     with pytest.raises(NotAllowed, match="evaluation.add_preannotationrun"):
         start_preannotation(version, dataset, by=annotator)
     assert Example.objects.get().suggestions.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_model_suggests_beside_the_first_and_the_queue_starts_where_they_disagree(fake_openai, run_jobs):
+    from curation.work_queues import next_example_to_annotate
+
+    dataset, annotator, engineer = DatasetFactory(), AnnotatorFactory(), EngineerFactory()
+    agreed, disputed = drafts(dataset, annotator, ["name: Aromi", "name: Blue Spice"])
+    versions = [ModelVersion.objects.create(name=name, kind="openai_compatible", base_model=unloadable_base_model(name),
+                                            base_url=fake_openai.base_url, remote_model="fake-model")
+                for name in ("first", "second")]
+    answers = {"first": {"name: Aromi": "Aromi is a pub.", "name: Blue Spice": "Blue Spice is a pub."},
+               "second": {"name: Aromi": "Aromi is a pub!", "name: Blue Spice": "A riverside coffee shop."}}
+    for version in versions:
+        fake_openai.reply = lambda messages, name=version.name: answers[name].get(messages[-1]["content"], "OK")
+        start_preannotation(version, dataset, by=engineer)  # the second one: the drafts the first answered
+        run_jobs()
+    assert PreannotationRun.objects.filter(status=JobStatus.SUCCEEDED).count() == 2
+    disputed.refresh_from_db()
+    assert disputed.output_text == "Blue Spice is a pub."  # the first suggestion stays the draft's answer
+    assert sorted(disputed.suggestions.values_list("model_name", "prefilled")) == [("first", True), ("second", False)]
+    assert next_example_to_annotate(annotator, order="disagreement") == disputed
