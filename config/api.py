@@ -8,6 +8,7 @@ from curation.api import (
     SnapshotExportViewSet,
     SnapshotJobViewSet,
     SnapshotViewSet,
+    SuggestionViewSet,
 )
 from evaluation.api import (
     ComparisonViewSet,
@@ -15,6 +16,7 @@ from evaluation.api import (
     EvalRunViewSet,
     JudgmentViewSet,
     ModelVersionReportViewSet,
+    PreannotationRunViewSet,
     RatingViewSet,
 )
 from evaluation.learning_curve_api import LearningCurveViewSet
@@ -34,7 +36,9 @@ router.register("training-runs", TrainingRunViewSet)
 router.register("model-versions", ModelVersionViewSet)
 # Evaluation's report on a model version, at the model version's own address (ids are whole numbers).
 router.register(r"model-versions/(?P<id>\d+)/report", ModelVersionReportViewSet, basename="modelversion-report")
+router.register("suggestions", SuggestionViewSet)
 router.register("eval-runs", EvalRunViewSet)
+router.register("preannotation-runs", PreannotationRunViewSet)
 router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("side-by-side", SideBySideViewSet, basename="side-by-side")
 router.register("learning-curves", LearningCurveViewSet)

@@ -29,14 +29,24 @@ from ftplatform.roles import ANNOTATOR
 
 from . import access, admin_views, workflow
 from .admin_views import render_messages
-from .choices import ExampleStatus, ExportLayout, ImportFormat, SnapshotStatus
+from .choices import ExampleStatus, ExportLayout, ImportFormat, QueueOrder, SnapshotStatus
 from .exports import start_snapshot_export
-from .formats import parse_column_mapping
+from .formats import input_messages, parse_column_mapping
 from .imports import cancel_import, describe_batch, import_root_folder, submit_import
-from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
+from .models import (
+    Dataset,
+    Example,
+    ImportBatch,
+    Review,
+    Snapshot,
+    SnapshotExport,
+    SnapshotItem,
+    SnapshotJob,
+    Suggestion,
+)
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
-from .selectors import dataset_progress
+from .selectors import dataset_progress, suggestion_statistics
 from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, reject_snapshot, submit_snapshot
 
@@ -141,10 +151,11 @@ class ExampleAdmin(VisibleHistoryAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
-    readonly_fields = ["dataset", "conversation", "content_hash", "input_hash", "status", "version", "author",
-                       "assignee", "source", "import_batch", "metadata", "created_at", "updated_at"]
-    fields = ["dataset", "conversation", "status", "version", "author", "assignee", "source", "import_batch",
-              "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
+    readonly_fields = ["dataset", "conversation", "model_suggestions", "content_hash", "input_hash", "status",
+                       "version", "author", "assignee", "source", "import_batch", "metadata", "created_at",
+                       "updated_at"]
+    fields = ["dataset", "conversation", "model_suggestions", "status", "version", "author", "assignee", "source",
+              "import_batch", "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]
     actions = ["approve_selected", "reject_selected", "submit_selected", "assign_selected"]
 
@@ -166,6 +177,17 @@ class ExampleAdmin(VisibleHistoryAdmin):
     @admin.display(description="conversation")
     def conversation(self, obj):
         return render_messages(obj.messages)
+
+    @admin.display(description="model suggestions")
+    def model_suggestions(self, obj):
+        return admin_views.render_suggestions(obj)
+
+    def changelist_view(self, request, extra_context=None):
+        user = request.user
+        queues = [("admin:curation_example_annotate_next", "Annotate next", user.has_perm("curation.add_example")),
+                  ("admin:curation_example_review_next", "Review next", access.is_reviewer(user))]
+        return super().changelist_view(request, {**(extra_context or {}), "queues": queues,
+                                                 "queue_orders": QueueOrder.choices})
 
     def _buttons(self, request, obj) -> list[str]:
         """What this user may do with the example next, as buttons beside the object tools."""
@@ -196,6 +218,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
         return [
             path("review/", view(admin_views.review_next_view), name="curation_example_review_next"),
+            path("annotate/", view(admin_views.annotate_next_view), name="curation_example_annotate_next"),
             path("<path:object_id>/edit-messages/", view(admin_views.editor_view),
                  name="curation_example_edit_messages"),
             path("<path:object_id>/submit/", view(admin_views.submit_view), name="curation_example_submit"),
@@ -205,7 +228,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     @admin.display(description="input")
     def input_preview(self, obj):
-        text = " / ".join(m.get("content") or "" for m in obj.messages[:-1] if m["role"] != "system")
+        text = " / ".join(m.get("content") or "" for m in input_messages(obj.messages) if m["role"] != "system")
         return text[:80]
 
     @admin.display(description="output")
@@ -353,6 +376,53 @@ class ImportBatchAdmin(admin.ModelAdmin):
                                 {"form": form, "title": "Import examples", **self.admin_site.each_context(request)})
 
 
+@admin.register(Suggestion)
+class SuggestionAdmin(ReadOnlyAdmin):
+    """Model suggestions on the examples the user may see, and above them the edit effort per model
+    version (curation.selectors.suggestion_statistics) for the dataset filtered on, or all."""
+
+    list_display = ["id", "example", "model_name", "confidence_shown", "prefilled", "outcome", "edit_distance",
+                    "distance_shown", "decided_by", "created_at"]
+    list_filter = ["outcome", "prefilled", "model_name", "example__dataset"]
+    change_list_template = "admin/curation/suggestion/change_list.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(example__in=access.visible_examples(request.user))
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_shown(self, obj):
+        return "-" if obj.confidence is None else f"{obj.confidence:.3f}"
+
+    @admin.display(description="normalized distance", ordering="normalized_distance")
+    def distance_shown(self, obj):
+        return "-" if obj.normalized_distance is None else f"{obj.normalized_distance:.2f}"
+
+    def changelist_view(self, request, extra_context=None):
+        dataset_id = request.GET.get("example__dataset__id__exact", "")
+        dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id.isdigit() else None
+        rows = [{"model version": row["model_name"], "suggestions": row["suggestions"],
+                 "submitted": row["submitted"], "accepted unchanged": row["accepted"], "edited": row["edited"],
+                 "rewritten": row["rewritten"],
+                 "acceptance rate": _percent(row["acceptance_rate"]),
+                 "mean edit distance": _number(row["mean_edit_distance"], "{:.1f} characters"),
+                 "mean normalized distance": _number(row["mean_normalized_distance"], "{:.2f}"),
+                 "rewritten share": _percent(row["rewritten_share"]),
+                 "mean confidence": _number(row["mean_confidence"], "{:.3f}")}
+                for row in suggestion_statistics(dataset)]
+        columns = list(rows[0]) if rows else []
+        return super().changelist_view(request, {
+            **(extra_context or {}), "statistics_dataset": dataset,
+            "statistics_table": _table(columns, rows) if rows else None})
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0%}"
+
+
+def _number(value: float | None, pattern: str) -> str | None:
+    return None if value is None else pattern.format(value)
+
+
 @admin.register(SnapshotItem)
 class SnapshotItemAdmin(ReadOnlyAdmin):
     """Frozen copies of approved examples."""
@@ -368,6 +438,17 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
     @admin.display(description="conversation")
     def conversation(self, obj):
         return render_messages(obj.messages)
+
+    @admin.display(description="model suggestions")
+    def model_suggestions(self, obj):
+        return admin_views.render_suggestions(obj)
+
+    def changelist_view(self, request, extra_context=None):
+        user = request.user
+        queues = [("admin:curation_example_annotate_next", "Annotate next", user.has_perm("curation.add_example")),
+                  ("admin:curation_example_review_next", "Review next", access.is_reviewer(user))]
+        return super().changelist_view(request, {**(extra_context or {}), "queues": queues,
+                                                 "queue_orders": QueueOrder.choices})
 
 
 @admin.register(Snapshot)

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from ftplatform.errors import ServiceError
 
 from . import access, work_queues, workflow
+from .choices import QueueOrder
 from .formats import ROLES
 from .models import Dataset, Example
 
@@ -43,9 +44,49 @@ def render_messages(messages_json) -> str:
     )
 
 
+def render_suggestions(example: Example) -> str:
+    """The model suggestions of an example: which model version, its confidence, the suggested answer,
+    and, once submitted, what the annotator made of it."""
+    def outcome(suggestion) -> str:
+        if not suggestion.outcome:
+            return "not yet submitted" if suggestion.prefilled else "-"
+        return (f"{suggestion.get_outcome_display()} (edit distance {suggestion.edit_distance}, "
+                f"normalized {suggestion.normalized_distance:.2f})")
+
+    rows = [(s.model_name, "-" if s.confidence is None else f"{s.confidence:.3f}",
+             "the draft's answer" if s.prefilled else "not used", s.text, outcome(s))
+            for s in example.suggestions.all()]
+    if not rows:
+        return "-"
+    return format_html(
+        '<table class="ft-suggestions"><thead><tr><th>model version</th><th>confidence (mean token log-prob)</th>'
+        "<th>used as</th><th>suggested answer</th><th>outcome</th></tr></thead><tbody>{}</tbody></table>",
+        format_html_join("", '<tr><td>{}</td><td>{}</td><td>{}</td><td style="white-space:pre-wrap">{}</td>'
+                             "<td>{}</td></tr>", rows))
+
+
+def _queue_order(request) -> str:
+    """The queue order asked for (?order=), oldest first when none or an unknown one (said so)."""
+    order = request.GET.get("order") or QueueOrder.OLDEST
+    if order not in QueueOrder.values:
+        messages.error(request, f"Unknown queue order {order!r}; oldest first instead.")
+        return QueueOrder.OLDEST
+    return order
+
+
+def _queue_dataset(request) -> Dataset | None:
+    return Dataset.objects.filter(pk=request.GET["dataset"]).first() if request.GET.get(
+        "dataset", "").isdigit() else None
+
+
 class MessageForm(forms.Form):
     role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
     content = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 90}), required=False, strip=False)
+
+    def clean_content(self):
+        # Browsers send a textarea's line breaks as CRLF (HTML's form encoding); the conversation keeps the
+        # LF it was stored with, so an unchanged message (a model's suggestion) stays unchanged.
+        return self.cleaned_data["content"].replace("\r\n", "\n")
 
 
 MessageFormSet = forms.formset_factory(MessageForm, extra=1, can_delete=True)
@@ -168,14 +209,31 @@ def review_next_view(model_admin, request):
     """Hand the reviewer the next submitted example (reserved for them) and open its review page."""
     if not access.is_reviewer(request.user):
         raise PermissionDenied
-    dataset = Dataset.objects.filter(pk=request.GET["dataset"]).first() if request.GET.get(
-        "dataset", "").isdigit() else None
     after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else None
-    example = work_queues.next_example_to_review(request.user, dataset, after=after)
+    example = work_queues.next_example_to_review(request.user, _queue_dataset(request), after=after,
+                                                 order=_queue_order(request))
     if example is None:
         return TemplateResponse(request, "admin/curation/review.html", {
             "example": None, "title": "Review queue", **model_admin.admin_site.each_context(request)})
-    return redirect(reverse("admin:curation_example_review", args=[example.pk]))
+    return redirect(reverse("admin:curation_example_review", args=[example.pk]) + _order_query(request))
+
+
+def _order_query(request, sep: str = "?") -> str:
+    """The queue order to carry on to the next page ("" for oldest first)."""
+    order = request.GET.get("order")
+    return f"{sep}order={order}" if order in QueueOrder.values and order != QueueOrder.OLDEST else ""
+
+
+def annotate_next_view(model_admin, request):
+    """Hand the annotator their next draft or rejected example (reserved for them), in the queue order
+    asked for, and open it; or say the queue is empty."""
+    if not request.user.has_perm("curation.add_example"):
+        raise PermissionDenied
+    example = work_queues.next_example_to_annotate(request.user, _queue_dataset(request), order=_queue_order(request))
+    if example is None:
+        messages.info(request, "Nothing is waiting for you to annotate.")
+        return redirect(reverse("admin:curation_example_changelist"))
+    return redirect(_change_url(example))
 
 
 def review_view(model_admin, request, object_id):
@@ -196,17 +254,19 @@ def review_view(model_admin, request, object_id):
                                         expected_version=_posted_version(request))
             elif decision == "skip":
                 work_queues.release(example, request.user)
-                return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}")
+                return redirect(reverse("admin:curation_example_review_next") + f"?after={example.pk}"
+                                + _order_query(request, "&"))
             else:
                 raise ServiceError(f"unknown decision {decision!r}; use approve, reject or skip")
         except ServiceError as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Example {example.pk}: {decision}d.")
-            return redirect(reverse("admin:curation_example_review_next"))
+            return redirect(reverse("admin:curation_example_review_next") + _order_query(request))
         example.refresh_from_db()
     return TemplateResponse(request, "admin/curation/review.html", {
         "example": example, "conversation": render_messages(example.messages),
+        "suggestions": render_suggestions(example) if example.suggestions.exists() else None,
         "reviews": example.reviews.select_related("reviewer"), "title": f"Review example {example.pk}",
         **model_admin.admin_site.each_context(request),
     })

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from ftplatform.errors import ServiceError
 from ftplatform.history import HistoryMixin
 from ftplatform.jobrows import JobStatus
-from ftplatform.rest import IdCursorPagination
+from ftplatform.rest import IdCursorPagination, id_param
 
 from . import access, work_queues, workflow
 from .choices import Split
@@ -24,8 +24,8 @@ from .exports import (
 )
 from .filters import ExampleFilter
 from .imports import cancel_import, submit_import
-from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport, SnapshotJob
-from .selectors import dataset_progress
+from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport, SnapshotJob, Suggestion
+from .selectors import dataset_progress, suggestion_statistics
 from .serializers import (
     AssignSerializer,
     DatasetSerializer,
@@ -48,6 +48,8 @@ from .serializers import (
     SnapshotReviewSerializer,
     SnapshotSerializer,
     SubmitSerializer,
+    SuggestionSerializer,
+    SuggestionStatisticsSerializer,
 )
 from .snapshot_diff import snapshot_diff
 from .snapshots import approve_snapshot, cancel_snapshot_job, reject_snapshot, submit_snapshot
@@ -125,7 +127,7 @@ class ExampleViewSet(HistoryMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyMod
     def _next(self, request, take):
         params = QueueRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        example = take(request.user, params.validated_data.get("dataset"))
+        example = take(request.user, params.validated_data.get("dataset"), order=params.validated_data["order"])
         if example is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ExampleSerializer(example).data)
@@ -387,3 +389,30 @@ class SnapshotExportViewSet(viewsets.ReadOnlyModelViewSet):
         path = export_hub_archive(export)
         return FileResponse(open(path, "rb"), as_attachment=True, content_type="application/x-tar",
                             filename=f"snapshot-{export.snapshot_id}-hub_dataset.tar")
+
+
+class SuggestionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Model suggestions (pre-annotation) on the examples the caller may see, with what became of each;
+    ``statistics/``: acceptance rate and edit effort per model version."""
+
+    queryset = Suggestion.objects.all()
+    serializer_class = SuggestionSerializer
+    filterset_fields = ["example", "example__dataset", "model_version_id", "outcome", "prefilled"]
+
+    def get_queryset(self):
+        return self.queryset.filter(example__in=access.visible_examples(self.request.user)).order_by("id")
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, description="Only this dataset's suggestions.")],
+                   responses=SuggestionStatisticsSerializer(many=True))
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def statistics(self, request):
+        """Per model version: suggestions annotators started from, how many were submitted, accepted
+        unchanged, edited or rewritten, the acceptance rate, and the mean edit distance (normalized
+        0..1 and in characters) between suggestion and submitted answer."""
+        dataset = None
+        if request.query_params.get("dataset"):
+            dataset_id = id_param(request, "dataset")
+            dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id is not None else None
+            if dataset is None:
+                raise ServiceError(f"no dataset {request.query_params['dataset']!r}", field="dataset")
+        return Response(SuggestionStatisticsSerializer(suggestion_statistics(dataset), many=True).data)

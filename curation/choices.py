@@ -45,3 +45,20 @@ class ExportLayout(models.TextChoices):
     FOLDER = "folder", "Chat JSONL per split and a save_to_disk folder"
     HUB_PARQUET = "hub_parquet", "Also a Hugging Face Hub dataset repo: Parquet per split and a dataset card"
     HUB_JSONL = "hub_jsonl", "Also a Hugging Face Hub dataset repo: JSONL per split and a dataset card"
+
+
+class SuggestionOutcome(models.TextChoices):
+    """What the annotator did with a model's suggested answer, judged when the example is first submitted."""
+
+    ACCEPTED = "accepted", "Accepted unchanged"
+    EDITED = "edited", "Edited"
+    REWRITTEN = "rewritten", "Rewritten (most of it changed)"
+
+
+class QueueOrder(models.TextChoices):
+    """The order a work queue hands examples out in (curation.work_queues)."""
+
+    OLDEST = "oldest", "Oldest first"
+    LOW_CONFIDENCE = "low_confidence", "Model least confident first"
+    DISAGREEMENT = "disagreement", "Models disagree most first"
+    DIVERSITY = "diversity", "Diverse first (one per near-duplicate cluster, then the next)"

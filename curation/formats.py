@@ -54,9 +54,16 @@ def content_hash(messages: list[dict]) -> str:
     return sha256_hex(canonical_json(messages))
 
 
+def needs_answer(messages: list[dict]) -> bool:
+    """Whether the conversation ends in a user turn: an input still waiting for its assistant answer
+    (a draft to annotate or pre-annotate; see validate_messages' ``allow_unanswered``)."""
+    return bool(messages) and messages[-1].get("role") == "user"
+
+
 def input_messages(messages: list[dict]) -> list[dict]:
-    """The messages before the final assistant turn (the prompt a model answers)."""
-    return messages[:-1]
+    """The messages before the final assistant turn (the prompt a model answers); all of them when
+    the conversation still needs its answer."""
+    return list(messages) if needs_answer(messages) else messages[:-1]
 
 
 def input_hash(messages: list[dict]) -> str:
@@ -72,7 +79,9 @@ def conversation_hashes(messages: list[dict]) -> tuple[str, bytes, str]:
     whole text rather than serialised again (the import's hot path).
     """
     text = canonical_json(messages)
-    if len(messages) > 1:
+    if needs_answer(messages):
+        input_text = text
+    elif len(messages) > 1:
         input_text = text[: len(text) - len(canonical_json(messages[-1])) - 2] + "]"  # drop ',<last>]'
     else:
         input_text = "[]"
@@ -100,7 +109,7 @@ def prompt_messages(messages: list[dict], system_prompt: str = "", few_shot: lis
     return [*head, *shots, *messages[len(head):]]
 
 
-def validate_messages(messages) -> list[dict]:
+def validate_messages(messages, *, allow_unanswered: bool = False) -> list[dict]:
     """Check a conversation in OpenAI's chat format and return it normalised.
 
     Rules (OpenAI chat fine-tuning format): a non-empty list of objects; roles in ROLES; a
@@ -110,7 +119,8 @@ def validate_messages(messages) -> list[dict]:
     (``{"id", "type": "function", "function": {"name", "arguments": JSON object as a string}}``);
     every call must be answered by a ``tool`` message with its ``tool_call_id`` before the
     conversation goes on, unless that assistant turn is the final output. The last message
-    is the assistant output. Only known keys are kept.
+    is the assistant output, or, with ``allow_unanswered``, a user turn still waiting for it
+    (needs_answer). Only known keys are kept.
 
     Raises:
         FormatError: naming the message (1-based) and the problem.
@@ -161,6 +171,8 @@ def validate_messages(messages) -> list[dict]:
         except FormatError as exc:  # every check of this message, nested ones included, names it
             exc.position = exc.position or position
             raise
+    if allow_unanswered and needs_answer(normalised):
+        return normalised
     if normalised[-1]["role"] != "assistant":
         if not any(m["role"] == "assistant" for m in normalised):
             raise FormatError("the conversation has no assistant turn (nothing to learn)")
@@ -221,7 +233,8 @@ def _metadata(record: dict) -> dict:
 
 
 def parse_chat_record(record) -> tuple[list[dict], dict]:
-    """``{"messages": [...], "metadata": {...}?}`` -> (messages, metadata). Raises FormatError."""
+    """``{"messages": [...], "metadata": {...}?}`` -> (messages, metadata); a conversation ending in a
+    user turn is an input imported without its answer (a draft to annotate). Raises FormatError."""
     if not isinstance(record, dict):
         raise FormatError("each line must be a JSON object")
     unknown = set(record) - CHAT_RECORD_KEYS
@@ -229,7 +242,7 @@ def parse_chat_record(record) -> tuple[list[dict], dict]:
         raise FormatError(f"unknown key(s) {', '.join(sorted(unknown))}; expected messages, metadata")
     if "messages" not in record:
         raise FormatError("missing 'messages'")
-    return validate_messages(record["messages"]), _metadata(record)
+    return validate_messages(record["messages"], allow_unanswered=True), _metadata(record)
 
 
 def parse_prompt_completion_record(record) -> tuple[list[dict], dict]:

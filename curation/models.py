@@ -15,6 +15,7 @@ from .choices import (
     ReviewDecision,
     SnapshotStatus,
     Split,
+    SuggestionOutcome,
 )
 
 
@@ -116,7 +117,53 @@ class Example(models.Model):
 
     @property
     def output_text(self) -> str:
-        return self.messages[-1]["content"] if self.messages else ""
+        """The answer ('' while the input still needs one)."""
+        return self.messages[-1]["content"] if self.messages and self.messages[-1]["role"] == "assistant" else ""
+
+
+class Suggestion(models.Model):
+    """An answer a model version drafted for an example (pre-annotation), with its confidence; once the
+    example is first submitted, how far the submitted answer is from it (edit distance) and so whether
+    the annotator accepted, edited or rewrote it.
+
+    The model version lives in the training app, which curation may not import: its id and name are
+    copied here (the pre-annotation run in the evaluation app holds the foreign key).
+    """
+
+    example = models.ForeignKey(Example, related_name="suggestions", on_delete=models.CASCADE)
+    model_version_id = models.PositiveIntegerField(help_text="The training.ModelVersion that answered.")
+    model_name = models.CharField(max_length=200, help_text="That model version's name.")
+    preannotation_run_id = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The evaluation.PreannotationRun that drafted it.")
+    text = models.TextField(help_text="The suggested answer.")
+    confidence = models.FloatField(
+        null=True, blank=True,
+        help_text="Mean log-probability of the answer's tokens (natural log, <= 0; higher is surer); "
+                  "empty when the model gave none.")
+    prefilled = models.BooleanField(
+        default=False, help_text="It became the draft's answer: the annotator started from it.")
+    disagreement = models.FloatField(
+        null=True, blank=True,
+        help_text="Normalized edit distance (0..1) to the most different suggestion of another model version "
+                  "for the same example; empty while it is the only one.")
+    outcome = models.CharField(max_length=16, choices=SuggestionOutcome.choices, blank=True)
+    submitted_text = models.TextField(blank=True, help_text="The answer submitted first (for prefilled ones).")
+    edit_distance = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Levenshtein distance (characters) from the suggestion to the submitted "
+                                         "answer.")
+    normalized_distance = models.FloatField(
+        null=True, blank=True, help_text="edit_distance / length of the longer text (0: unchanged, 1: all changed).")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["example", "id"]
+        indexes = [models.Index(fields=["model_version_id", "outcome"])]
+
+    def __str__(self):
+        return f"{self.model_name}'s suggestion for example {self.example_id}"
 
 
 class Review(models.Model):

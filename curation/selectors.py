@@ -2,12 +2,12 @@
 the scoring options its frozen settings ask for (eval runs, and the GGUF export's parity check, read both)."""
 from datetime import timedelta
 
-from django.db.models import Count, Max, Q
+from django.db.models import Avg, Count, Max, Q
 from django.utils import timezone
 
-from .choices import ExampleStatus, ReviewDecision
+from .choices import ExampleStatus, ReviewDecision, SuggestionOutcome
 from .formats import input_messages
-from .models import Dataset, Example, Review, Snapshot
+from .models import Dataset, Example, Review, Snapshot, Suggestion
 
 
 def split_inputs(snapshot: Snapshot, split: str) -> list[dict]:
@@ -66,3 +66,27 @@ def dataset_progress(dataset: Dataset, now=None) -> dict:
         "annotators": [{rename.get(k, k): v for k, v in row.items()} for row in annotators],
         "reviewers": [{rename.get(k, k): v for k, v in row.items()} for row in reviewers],
     }
+
+
+def suggestion_statistics(dataset: Dataset | None = None) -> list[dict]:
+    """Edit effort per model version over the suggestions annotators started from (prefilled), in
+    ``dataset`` or everywhere: one row per model version, by name, with
+
+    ``model_version_id``, ``model_name``, ``suggestions`` (prefilled), ``submitted`` (judged at first
+    submission), ``accepted``/``edited``/``rewritten`` counts, ``acceptance_rate`` (accepted unchanged /
+    submitted), ``rewritten_share`` (rewritten / submitted), ``mean_normalized_distance`` (0..1) and
+    ``mean_edit_distance`` (characters) over the submitted ones, and ``mean_confidence`` (mean token
+    log-probability). Rates and means are None while nothing was submitted.
+    """
+    suggestions = Suggestion.objects.filter(prefilled=True)
+    if dataset is not None:
+        suggestions = suggestions.filter(example__dataset=dataset)
+    rows = (suggestions.values("model_version_id", "model_name")
+            .annotate(suggestions=Count("id"), submitted=Count("id", filter=~Q(outcome="")),
+                      **{outcome: Count("id", filter=Q(outcome=outcome)) for outcome in SuggestionOutcome.values},
+                      mean_normalized_distance=Avg("normalized_distance"), mean_edit_distance=Avg("edit_distance"),
+                      mean_confidence=Avg("confidence"))
+            .order_by("model_name", "model_version_id"))
+    return [{**row, "acceptance_rate": row["accepted"] / row["submitted"] if row["submitted"] else None,
+             "rewritten_share": row["rewritten"] / row["submitted"] if row["submitted"] else None}
+            for row in rows]

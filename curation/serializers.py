@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from .choices import ExportLayout, ImportFormat, Split
+from .choices import ExportLayout, ImportFormat, QueueOrder, Split
 from .formats import check_json_value
 from .models import (
     FROZEN_DATASET_SETTINGS,
@@ -13,6 +13,7 @@ from .models import (
     SnapshotExport,
     SnapshotItem,
     SnapshotJob,
+    Suggestion,
 )
 from .schemas import check_evaluation_settings, output_schema_validator
 from .snapshot_diff import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT
@@ -75,6 +76,36 @@ class ExampleSerializer(serializers.ModelSerializer):
 class QueueRequestSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), required=False,
                                                  help_text="Limit the queue to one dataset.")
+    order = serializers.ChoiceField(choices=QueueOrder.choices, default=QueueOrder.OLDEST,
+                                    help_text="Which example comes first (curation.work_queues.ordered).")
+
+
+class SuggestionSerializer(serializers.ModelSerializer):
+    decided_by = serializers.StringRelatedField(allow_null=True)  # null: not yet submitted, or the user was deleted
+
+    class Meta:
+        model = Suggestion
+        fields = ["id", "example", "model_version_id", "model_name", "preannotation_run_id", "text", "confidence",
+                  "prefilled", "disagreement", "outcome", "submitted_text", "edit_distance", "normalized_distance",
+                  "decided_by", "decided_at", "created_at"]
+        read_only_fields = fields
+
+
+class SuggestionStatisticsSerializer(serializers.Serializer):
+    """One model version's row of curation.selectors.suggestion_statistics."""
+
+    model_version_id = serializers.IntegerField()
+    model_name = serializers.CharField()
+    suggestions = serializers.IntegerField(help_text="Suggestions annotators started from (prefilled).")
+    submitted = serializers.IntegerField(help_text="Of those, submitted (judged).")
+    accepted = serializers.IntegerField()
+    edited = serializers.IntegerField()
+    rewritten = serializers.IntegerField()
+    acceptance_rate = serializers.FloatField(allow_null=True, help_text="accepted unchanged / submitted")
+    rewritten_share = serializers.FloatField(allow_null=True, help_text="rewritten / submitted")
+    mean_normalized_distance = serializers.FloatField(allow_null=True, help_text="0 (unchanged) .. 1")
+    mean_edit_distance = serializers.FloatField(allow_null=True, help_text="characters")
+    mean_confidence = serializers.FloatField(allow_null=True, help_text="mean token log-probability")
 
 
 class ExampleCreateSerializer(serializers.Serializer):

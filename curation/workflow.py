@@ -19,9 +19,11 @@ from .formats import (
     check_json_value,
     content_hash,
     input_hash,
+    needs_answer,
     validate_messages,
 )
-from .models import Dataset, Example, Review
+from .models import Dataset, Example, Review, Suggestion
+from .suggestions import record_outcomes, update_disagreement
 
 
 def _locked(example: Example, expected_version: int | None) -> Example:
@@ -55,13 +57,19 @@ def _save(example: Example, by, reason: str, **changes) -> Example:
 
 @transaction.atomic
 def submit_example(example: Example, *, by, expected_version: int | None = None) -> Example:
-    """Send a draft or rejected example (by its author or assignee) for a new review round.
+    """Send a draft or rejected example (by its author or assignee) for a new review round. The model
+    suggestions it was prefilled from are judged against its answer (curation.suggestions.record_outcomes).
 
-    Raises NotAllowed (someone else's example) or Conflict (state or stale version).
+    Raises NotAllowed (someone else's example), ServiceError (no answer yet) or Conflict (state or
+    stale version).
     """
     example = _locked(example, expected_version)
     access.require_author(by, example)
     _require_status(example, ExampleStatus.SUBMITTED, (ExampleStatus.DRAFT, ExampleStatus.REJECTED))
+    if needs_answer(example.messages):
+        raise ServiceError(f"example {example.pk} has no answer yet: write the assistant turn (or accept a model's "
+                           "suggestion) before submitting it")
+    record_outcomes(example, by=by)
     next_round = example.review_round + (example.status == ExampleStatus.REJECTED)
     return _save(example, by, "submitted", status=ExampleStatus.SUBMITTED, review_round=next_round)
 
@@ -72,12 +80,13 @@ def _name_for(user, example: Example) -> str:
         "another example you cannot see")
 
 
-def validated_messages(messages, where: str) -> list[dict]:
+def validated_messages(messages, where: str, *, allow_unanswered: bool = False) -> list[dict]:
     """Messages checked like an imported record, size limit included; what every new or edited example goes
-    through. Raises ServiceError naming ``where``."""
+    through. ``allow_unanswered``: a draft may end in a user turn still waiting for its answer. Raises
+    ServiceError naming ``where``."""
     try:
         check_json_value(messages)
-        messages = validate_messages(messages)
+        messages = validate_messages(messages, allow_unanswered=allow_unanswered)
     except FormatError as exc:
         raise ServiceError(f"{where}: {exc}", field="messages", position=exc.position) from exc
     size = len(canonical_json(messages).encode("utf-8"))
@@ -99,7 +108,7 @@ def create_example(dataset: Dataset, *, by, messages, submit: bool = False) -> E
         Conflict: the dataset already holds exactly this conversation.
     """
     require_permission(by, "curation.add_example", "write examples")
-    messages = validated_messages(messages, f"new example in dataset '{dataset}'")
+    messages = validated_messages(messages, f"new example in dataset '{dataset}'", allow_unanswered=not submit)
     digest = content_hash(messages)
     duplicate = Example.objects.filter(dataset=dataset, content_hash=digest).first()
     if duplicate is not None:
@@ -139,7 +148,8 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
     """
     example = _locked(example, expected_version)
     access.require_edit(by, example)
-    messages = validated_messages(messages, f"example {example.pk}")
+    messages = validated_messages(messages, f"example {example.pk}",
+                                  allow_unanswered=example.status == ExampleStatus.DRAFT)
     digest = content_hash(messages)
     if digest == example.content_hash:
         return example
@@ -152,6 +162,36 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
     was = example.status
     return _save(example, by, "edited" + ("" if was == ExampleStatus.DRAFT else f" (was {was}; back to review)"),
                  **changes)
+
+
+@transaction.atomic
+def record_suggestion(example: Example, *, model_version_id: int, model_name: str, text: str,
+                      confidence: float | None, by, preannotation_run_id: int | None = None) -> Suggestion | None:
+    """Record a model's suggested answer for a draft (the pre-annotation job, evaluation.jobs), with
+    its confidence (mean token log-probability, or None).
+
+    A draft still needing its answer gets the suggestion as its assistant turn (``prefilled``): the
+    annotator accepts, edits or rewrites it, and submission judges which (curation.suggestions). A
+    draft that has an answer keeps it; the suggestion still orders the queues (confidence, and its
+    disagreement with other model versions' suggestions). Returns None, recording nothing, when the
+    example is no longer a draft (submitted meanwhile). Callers check permissions (the job's row did).
+    """
+    example = _locked(example, None)
+    if example.status != ExampleStatus.DRAFT:
+        return None
+    suggestion = Suggestion.objects.create(
+        example=example, model_version_id=model_version_id, model_name=model_name[:200], text=text,
+        confidence=confidence, preannotation_run_id=preannotation_run_id)
+    update_disagreement(suggestion)
+    answered = [*example.messages, {"role": "assistant", "content": text}]
+    fits = len(canonical_json(answered).encode()) <= MAX_LINE_BYTES
+    if needs_answer(example.messages) and text.strip() and fits and not Example.objects.filter(
+            dataset_id=example.dataset_id, content_hash=content_hash(answered)).exists():
+        _save(example, by, f"answer suggested by {model_name}"[:100], messages=answered,
+              content_hash=content_hash(answered))
+        Suggestion.objects.filter(pk=suggestion.pk).update(prefilled=True)
+        suggestion.prefilled = True
+    return suggestion
 
 
 @transaction.atomic

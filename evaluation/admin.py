@@ -1,15 +1,23 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from curation.models import Dataset
 from ftml.metrics import metric_spec
 from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
+from ftplatform.errors import ServiceError
+from training.models import ModelVersion
 
 from . import admin_reports, admin_views
 from .admin_side_by_side import side_by_side_selected, side_by_side_urls
 from .decision import score_distribution
-from .models import EvalRun, Prediction, RatingCriterion
+from .models import EvalRun, PreannotationRun, Prediction, RatingCriterion
+from .preannotation import cancel_preannotation, start_preannotation
 from .scoring import metric_labels, primary_metric, snapshot_metrics
 from .services import cancel_eval_run
 
@@ -124,6 +132,69 @@ def _is_number(value) -> bool:
     """An int or float (never a bool): what the metrics table can round. A run's metrics are JSON
     and may hold anything (a string, a list, nested objects); those are left out, never a 500."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class PreannotationForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(),
+                                           help_text="A fine-tuned model, a prompted base or a remote model.")
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    example_ids = forms.CharField(required=False, label="Drafts to answer",
+                                  help_text="Example ids separated by commas or spaces; empty: every draft of the "
+                                            "dataset still waiting for its answer.")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=64)
+
+    def clean_example_ids(self):
+        words = self.cleaned_data["example_ids"].replace(",", " ").split()
+        bad = [word for word in words if not word.isdigit()]
+        if bad:
+            raise forms.ValidationError(f"not an example id: {', '.join(bad[:5])}")
+        return [int(word) for word in words]
+
+
+@admin.register(PreannotationRun)
+class PreannotationRunAdmin(admin.ModelAdmin):
+    """Pre-annotation runs: started here (model version, dataset, drafts), followed on their page."""
+
+    list_display = ["id", "model_version", "dataset", "status", "done", "total", "suggested", "prefilled",
+                    "created_by", "created_at"]
+    list_filter = ["status", "dataset"]
+    readonly_fields = ["suggestions_link"] + [f.name for f in PreannotationRun._meta.fields]
+    inlines = [JobAttemptInline]
+    actions = ["cancel_selected"]
+
+    @admin.display(description="suggestions")
+    def suggestions_link(self, obj):
+        return format_html('<a href="{}?example__dataset__id__exact={}">the suggestions and their edit effort</a>',
+                           reverse("admin:curation_suggestion_changelist"), obj.dataset_id)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel the selected pre-annotation runs (suggestions so far stay)")
+    def cancel_selected(self, request, queryset):
+        apply_to_each(request, queryset, lambda run: cancel_preannotation(run, by=request.user),
+                      "Cancel requested for {count} pre-annotation run(s).")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Pick a model version and the drafts; the job drafts their answers as suggestions."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PreannotationForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = start_preannotation(data["model_version"], data["dataset"], by=request.user,
+                                          example_ids=data["example_ids"],
+                                          generation={"max_new_tokens": data["max_new_tokens"]})
+            except ServiceError as exc:
+                messages.error(request, str(exc))
+            else:
+                run.refresh_from_db()  # without REDIS_URL the job already ran
+                messages.success(request, f"Pre-annotation {run.pk} {run.status}: {run.suggested} of {run.total} "
+                                          "drafts have a model suggestion.")
+                return redirect(reverse("admin:evaluation_preannotationrun_change", args=[run.pk]))
+        return TemplateResponse(request, "admin/evaluation/preannotate.html", {
+            "form": form, "title": "Pre-annotate drafts with a model", **self.admin_site.each_context(request)})
 
 
 @admin.register(RatingCriterion)

@@ -13,12 +13,15 @@ from training.models import ModelVersion
 from . import ratings
 from .choices import Verdict
 from .comparisons import compare_eval_runs
-from .models import EvalRun, HumanRating, PairwiseJudgment
+from .models import EvalRun, HumanRating, PairwiseJudgment, PreannotationRun
+from .preannotation import cancel_preannotation, start_preannotation
 from .serializers import (
     BlindPredictionSerializer,
     EvalRunCreateSerializer,
     EvalRunSerializer,
     JudgmentCreateSerializer,
+    PreannotationRunCreateSerializer,
+    PreannotationRunSerializer,
     PredictionSerializer,
     RatingCreateSerializer,
     RatingCriterionSerializer,
@@ -57,6 +60,31 @@ class EvalRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def predictions(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().predictions.all())
         return self.get_paginated_response(PredictionSerializer(page, many=True).data)
+
+
+class PreannotationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Pre-annotation runs: a model version drafts answers for a dataset's drafts, as suggestions."""
+
+    queryset = PreannotationRun.objects.all()
+    serializer_class = PreannotationRunSerializer
+    filterset_fields = ["model_version", "dataset", "status"]
+    action_permissions = {"cancel": ["evaluation.view_preannotationrun"]}  # the creator or an engineer
+
+    @extend_schema(request=None, responses=PreannotationRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued run at once, or stop a running one before its next answer (suggestions so far stay)."""
+        return Response(PreannotationRunSerializer(cancel_preannotation(self.get_object(), by=request.user)).data)
+
+    @extend_schema(request=PreannotationRunCreateSerializer, responses=PreannotationRunSerializer)
+    def create(self, request, *args, **kwargs):
+        params = PreannotationRunCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        run = start_preannotation(params.validated_data["model_version"], params.validated_data["dataset"],
+                                  by=request.user, example_ids=params.validated_data["example_ids"],
+                                  generation=params.validated_data["generation"])
+        run.refresh_from_db()  # without REDIS_URL the job already ran during this request
+        return Response(PreannotationRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class ComparisonViewSet(viewsets.ViewSet):

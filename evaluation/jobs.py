@@ -1,12 +1,15 @@
 """RQ entry point for evaluation: generate for each distinct input of a split, then score."""
 import logging
+import math
 import re
 from pathlib import Path
 
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.formats import prompt_messages
+from curation import workflow
+from curation.formats import input_messages, prompt_messages
+from curation.models import Example
 from curation.selectors import split_inputs
 from ftml.metrics import latency_percentiles, metric_spec, score_corpus, token_throughput
 from ftplatform import jobrows, liveness, tracking
@@ -15,7 +18,7 @@ from training.base_models import materialized_base_model_folder, record_base_mod
 from training.choices import ModelVersionKind
 from training.jobs import MLFLOW_RUN_ID, prepare_torch
 
-from .models import EvalRun, Prediction
+from .models import EvalRun, PreannotationRun, Prediction
 from .scoring import scoring_options
 
 logger = logging.getLogger(__name__)
@@ -178,3 +181,44 @@ def track_evaluation(run: EvalRun, metrics: dict, environment: dict) -> None:
     tracked.set_tags({f"ftplatform.{run.split}_eval_run_id": run.pk})
     outcome = {"mlflow_warning": warnings[0]} if warnings else {MLFLOW_RUN_ID: mlflow_run_id}
     EvalRun.objects.filter(pk=run.pk).update(environment={**environment, **outcome})
+
+
+def run_preannotation(run_id: int) -> None:
+    """Draft an answer for each example of PreannotationRun ``run_id`` with its model version (the
+    generators evaluation uses), recording each as a suggestion with its confidence (the mean token
+    log-probability; None when unknown or not finite) through curation.workflow.record_suggestion, one
+    example at a time: a cancelled or failed run keeps the suggestions recorded before it stopped."""
+    run = jobrows.claim(PreannotationRun, run_id, select_related=("model_version__base_model", "dataset"))
+    if run is None:
+        return
+    mine = {"status": JobStatus.RUNNING}
+    try:
+        version = run.model_version
+        examples = list(Example.objects.filter(pk__in=run.example_ids, dataset=run.dataset).order_by("id"))
+        PreannotationRun.objects.filter(pk=run.pk).update(total=len(examples))
+        prompts = [prompt_messages(input_messages(example.messages), version.system_prompt, version.few_shot)
+                   for example in examples]
+        generate, environment = _generator(version, run.generation["max_new_tokens"],
+                                           run.generation.get("batch_size", 1))
+        PreannotationRun.objects.filter(pk=run.pk).update(environment=environment)
+        check_cancel = jobrows.CancelCheck(run)
+        counts = {"suggested": 0, "prefilled": 0, "skipped": 0}
+        for done, (example, generation) in enumerate(zip(examples, generate(prompts), strict=True), start=1):
+            check_cancel()
+            confidence = generation.mean_logprob
+            suggestion = workflow.record_suggestion(
+                example, model_version_id=version.pk, model_name=version.name, text=storable_text(generation.text),
+                confidence=confidence if confidence is not None and math.isfinite(confidence) else None,
+                by=run.created_by, preannotation_run_id=run.pk)
+            counts["skipped" if suggestion is None else "suggested"] += 1
+            counts["prefilled"] += bool(suggestion and suggestion.prefilled)
+            if not PreannotationRun.objects.filter(pk=run.pk, **mine).update(done=done, **counts):
+                logger.warning("pre-annotation %s: stopped, its row was ended by another process", run.pk)
+                return
+        jobrows.finish(run, JobStatus.SUCCEEDED, where=mine, environment=environment)
+    except jobrows.JobCancelled:
+        jobrows.finish(run, JobStatus.CANCELLED, where=mine, error="cancelled; the suggestions recorded so far stay")
+    except Exception as exc:
+        logger.exception("pre-annotation %s failed", run.pk)
+        jobrows.fail(run, exc, where=mine)
+        raise

@@ -6,6 +6,7 @@ from django.db import models
 
 from curation.choices import Split
 from curation.models import Dataset, Snapshot
+from ftplatform.jobrows import JobRow
 from ftplatform.liveness import LiveJobRow
 from training.models import ModelVersion
 
@@ -31,6 +32,28 @@ class EvalRun(LiveJobRow):
 
     def __str__(self):
         return f"Eval {self.pk}: {self.model_version} on {self.snapshot} [{self.split}] ({self.status})"
+
+
+class PreannotationRun(JobRow):
+    """A model version drafting answers for a dataset's drafts (pre-annotation): each answer becomes a
+    curation.Suggestion with the model's confidence, and the answer of a draft that still needs one."""
+
+    model_version = models.ForeignKey(ModelVersion, related_name="preannotation_runs", on_delete=models.PROTECT)
+    dataset = models.ForeignKey(Dataset, related_name="preannotation_runs", on_delete=models.CASCADE)
+    example_ids = models.JSONField(default=list, help_text="The drafts to answer, chosen when the run was started.")
+    generation = models.JSONField(default=dict, help_text='{"max_new_tokens": 64, "decoding": "greedy"}')
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    suggested = models.PositiveIntegerField(default=0, help_text="Suggestions recorded.")
+    prefilled = models.PositiveIntegerField(default=0, help_text="Drafts whose answer is now the suggestion.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Examples no longer drafts when their answer came.")
+    environment = models.JSONField(default=dict, blank=True, help_text="Backend, device, request options.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Pre-annotation {self.pk}: {self.model_version} on {self.dataset} ({self.status})"
 
 
 class Prediction(models.Model):

@@ -1,10 +1,10 @@
 from rest_framework import serializers
 
 from curation.choices import Split
-from curation.models import Snapshot
+from curation.models import Dataset, Snapshot
 from training.models import ModelVersion
 
-from .models import EvalRun, Prediction, RatingCriterion
+from .models import EvalRun, PreannotationRun, Prediction, RatingCriterion
 
 
 class EvalRunSerializer(serializers.ModelSerializer):
@@ -58,3 +58,23 @@ class RatingCreateSerializer(serializers.Serializer):
 class JudgmentCreateSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="The token of the pair from GET judgments/next/.")
     choice = serializers.ChoiceField(choices=["left", "right", "tie"])
+
+
+class PreannotationRunSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+
+    class Meta:
+        model = PreannotationRun
+        fields = ["id", "model_version", "dataset", "example_ids", "generation", "status", "done", "total",
+                  "suggested", "prefilled", "skipped", "environment", "error", "created_by", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class PreannotationRunCreateSerializer(serializers.Serializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    example_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=100_000,
+        help_text="Drafts of the dataset to answer; empty: every draft still needing its answer.")
+    generation = serializers.DictField(required=False, default=dict)

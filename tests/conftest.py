@@ -44,6 +44,15 @@ def tiny_model_dir(tmp_path_factory, e2e_records):
 
 
 @pytest.fixture(scope="session")
+def taught_tiny_model_dir(tmp_path_factory, e2e_records):
+    """The tiny model taught E2E for a few seconds (tests.support.tiny_model.build_taught_tiny_model): it
+    answers in the records' manner, where a fresh one answers only newlines. Built once per session."""
+    from tests.support.tiny_model import build_taught_tiny_model
+
+    return build_taught_tiny_model(tmp_path_factory.mktemp("taught-tiny-model"), e2e_records[:200])
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, e2e_records):
     """The tiny model's kind of tokenizer (trained on the same E2E text) and config, without weights."""
     from tests.support.tiny_model import build_tiny_tokenizer_folder

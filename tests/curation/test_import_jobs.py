@@ -82,7 +82,7 @@ def test_progress_moves_while_a_worker_imports(run_jobs, tmp_path, small_chunks)
 def test_a_bad_line_near_the_end_imports_nothing(tmp_path, small_chunks):
     path = tmp_path / "examples.jsonl"
     records = [chat(n) for n in range(1000)]
-    records[997] = {"messages": [{"role": "user", "content": "only a question"}]}
+    records[997] = {"messages": [{"role": "system", "content": "only a prompt"}]}
     write_jsonl(path, records)
     batch = import_examples(DatasetFactory(), path, "chat_jsonl", by=EngineerFactory())
     assert batch.status == JobStatus.FAILED
@@ -270,7 +270,7 @@ def test_uploads_with_the_same_batch_id_never_share_a_folder(tmp_path, monkeypat
         mine = start_import(dataset, path, "chat_jsonl", by=engineer)
     ImportBatch.objects.filter(pk=mine.pk).delete()  # the other database never had this row
     as_if_another_database_reused(ImportBatch, mine.pk, monkeypatch)
-    theirs = import_examples(dataset, b'{"messages": [{"role": "user", "content": "x"}]}\n', "chat_jsonl",
+    theirs = import_examples(dataset, b'{"messages": [{"role": "system", "content": "x"}]}\n', "chat_jsonl",
                              by=engineer)
     assert theirs.pk == mine.pk and theirs.status == "failed"  # it ran and removed its own upload
     assert json.loads(open(mine.upload_path, encoding="utf-8").read()) == chat(1)

@@ -30,7 +30,7 @@ def test_file_with_broken_line_unknown_role_and_no_assistant_turn_imports_nothin
         chat("a", "b"),
         '{"messages": [',
         {"messages": [{"role": "user", "content": "x"}, {"role": "robot", "content": "y"}]},
-        {"messages": [{"role": "user", "content": "only a question"}]},
+        {"messages": [{"role": "system", "content": "only a prompt"}]},  # a question alone is a draft to answer
         chat("c", "d"),
     )
     batch = import_examples(DatasetFactory(), data, "chat_jsonl", by=AnnotatorFactory(), filename="bad.jsonl")
@@ -125,7 +125,7 @@ def test_import_command_lists_bad_lines_and_imports_nothing(tmp_path):
     dataset, user = DatasetFactory(), AnnotatorFactory()
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-                    + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+                    + "\n" + json.dumps({"messages": [{"role": "system", "content": "q"}]}) + "\n")
     with pytest.raises(CommandError, match="1 invalid line"):
         call_command("import_examples", str(path), dataset=dataset.name, username=user.username)
     assert Example.objects.count() == 0

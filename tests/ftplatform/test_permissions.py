@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 
 from config.api import router
 from curation.choices import ExampleStatus
-from curation.models import ImportBatch, SnapshotExport, SnapshotJob
+from curation.models import ImportBatch, SnapshotExport, SnapshotJob, Suggestion
 from curation.snapshots import create_snapshot
-from evaluation.models import EvalRun, LearningCurve, LearningCurvePoint
+from evaluation.models import EvalRun, LearningCurve, LearningCurvePoint, PreannotationRun
 from serving.deployments import create_deployment
 from serving.keys import create_api_key
 from serving.models import RequestLog
@@ -70,6 +70,11 @@ def world(db):
     objs["eval"] = EvalRun.objects.create(model_version=version, snapshot=snapshot, created_by=engineer)
     objs["curve"] = curve = LearningCurve.objects.create(snapshot=snapshot, base_model=base, created_by=engineer)
     LearningCurvePoint.objects.create(curve=curve, train_fraction=1.0, training_run=run)
+    objs["preannotation"] = PreannotationRun.objects.create(model_version=version, dataset=open_ds,
+                                                            created_by=engineer, status="succeeded")
+    for name, example in (("suggestion", "ann_ex"), ("bob_suggestion", "bob_other")):
+        objs[name] = Suggestion.objects.create(example=objs[example], model_version_id=version.pk, model_name="v",
+                                               text="A suggestion.")
     objs["deployment"] = deployment = create_deployment(by=engineer, name="support", primary=version)
     objs["key"] = create_api_key(name="bot", by=engineer, deployment=deployment)[0]
     objs["log"] = RequestLog.objects.create(request_id="chatcmpl-1", created_at=timezone.now(), deployment=deployment,
@@ -162,6 +167,15 @@ API = {
     ("get", "learningcurve-list", None): ("401", "403", "403", "ok"),
     ("post", "learningcurve-list", None): ("401", "403", "403", "ok"),  # engineer: 400 for an empty body
     ("get", "learningcurve-detail", "curve"): ("401", "403", "403", "ok"),
+    # Pre-annotation: engineers start runs; everyone who works on examples sees the suggestions on them.
+    ("get", "preannotationrun-list", None): ("401", "403", "403", "ok"),
+    ("post", "preannotationrun-list", None): ("401", "403", "403", "ok"),
+    ("get", "preannotationrun-detail", "preannotation"): ("401", "403", "403", "ok"),
+    ("post", "preannotationrun-cancel", "preannotation"): ("401", "403", "403", "ok"),  # engineer: 409, it ended
+    ("get", "suggestion-list", None): ("401", "ok", "ok", "ok"),
+    ("get", "suggestion-detail", "suggestion"): ("401", "ok", "ok", "ok"),
+    ("get", "suggestion-detail", "bob_suggestion"): ("401", "404", "ok", "ok"),
+    ("get", "suggestion-statistics", None): ("401", "ok", "ok", "ok"),
     ("get", "schema", None): ("401", "ok", "ok", "ok"),
     ("get", "api-docs", None): ("401", "ok", "ok", "ok"),
     # Serving: engineers deploy, hand out keys and read the request log (engineer: 400 for an empty body).
@@ -203,6 +217,13 @@ ADMIN = {
     ("curation_example_edit_messages", "bob_other"): ("login", "404", "ok", "403"),
     ("curation_example_submit", "ann_ex"): ("login", "ok", "ok", "ok"),  # GET only redirects to the example
     ("curation_example_review_next", None): ("login", "403", "ok", "403"),
+    ("curation_example_annotate_next", None): ("login", "ok", "403", "403"),
+    ("curation_suggestion_changelist", None): ("login", "ok", "ok", "ok"),
+    ("curation_suggestion_change", "suggestion"): ("login", "ok", "ok", "ok"),
+    ("curation_suggestion_change", "bob_suggestion"): ("login", "gone", "ok", "ok"),
+    ("evaluation_preannotationrun_changelist", None): ("login", "403", "403", "ok"),
+    ("evaluation_preannotationrun_add", None): ("login", "403", "403", "ok"),
+    ("evaluation_preannotationrun_change", "preannotation"): ("login", "403", "403", "ok"),
     ("curation_example_review", "ann_ex"): ("login", "403", "ok", "403"),
     ("curation_example_review", "bob_other"): ("login", "404", "ok", "403"),
     ("curation_review_changelist", None): ("login", "ok", "ok", "ok"),

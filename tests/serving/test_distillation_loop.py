@@ -56,12 +56,10 @@ def distiller(engineer):
     return engineer
 
 
-@pytest.fixture(scope="module")
-def big_model_dir(tmp_path_factory, e2e_records):
+@pytest.fixture
+def big_model_dir(taught_tiny_model_dir):
     """The "big" model: the tiny model taught E2E for a few seconds (a fresh one answers only newlines)."""
-    from tests.support.tiny_model import build_taught_tiny_model
-
-    return build_taught_tiny_model(tmp_path_factory.mktemp("big-model"), e2e_records[:200])
+    return taught_tiny_model_dir
 
 
 @pytest.fixture
