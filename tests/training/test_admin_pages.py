@@ -1,6 +1,7 @@
 """The training admin's own pages: start a run (pre-flight, then confirm), cancel and resume it, the live
 panel its page polls, and the prompted-baseline page; all through training.runs and training.model_versions."""
 import html
+import json
 import re
 
 import pytest
@@ -118,7 +119,7 @@ def test_an_annotator_cannot_open_the_start_page(client):
 @pytest.mark.django_db(transaction=True)  # the job runs when the request commits (without REDIS_URL)
 def test_a_run_starts_from_the_admin_after_its_preflight(engineer, e2e_records, tiny_model_dir):
     snapshot, base = snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir)
-    form = {"snapshot": snapshot.pk, "base_model": base.pk, "hyperparameters": '{"max_steps": 3, "batch_size": 4}'}
+    form = {"snapshot": snapshot.pk, "base_model": base.pk, "hyperparameters": json.dumps(TINY_HYPERPARAMETERS)}
     preflight = engineer.post(reverse("admin:training_trainingrun_start"), {**form, "step": "preflight"})
     page = text_of(preflight)
     assert "Pre-flight: ready to train" in page and "estimated steps 3" in page and "estimated wall time" in page
