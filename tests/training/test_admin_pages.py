@@ -120,6 +120,12 @@ def test_an_annotator_cannot_open_the_start_page(client):
 def test_a_run_starts_from_the_admin_after_its_preflight(engineer, e2e_records, tiny_model_dir):
     snapshot, base = snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir)
     form = {"snapshot": snapshot.pk, "base_model": base.pk, "hyperparameters": json.dumps(TINY_HYPERPARAMETERS)}
+    blocked = engineer.post(reverse("admin:training_trainingrun_start"), {
+        **form, "step": "preflight", "hyperparameters": json.dumps({**TINY_HYPERPARAMETERS, "max_seq_length": 56})})
+    page = text_of(blocked)
+    assert "Pre-flight: blocked" in page and "warning: 4 train example(s) are longer than max_seq_length 56" in page
+    assert "BLOCKING: 25 train example(s) would have no target token left" in page
+    assert 'id="ft-confirm"' not in blocked.content.decode()
     preflight = engineer.post(reverse("admin:training_trainingrun_start"), {**form, "step": "preflight"})
     page = text_of(preflight)
     assert "Pre-flight: ready to train" in page and "estimated steps 3" in page and "estimated wall time" in page
