@@ -18,7 +18,7 @@ from training.runs import log_event
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_an_engineer_trains_evaluates_and_reads_the_verdict_in_the_browser(signed_in, live_server, e2e_records,
-                                                                           tiny_model_dir):
+                                                                           tiny_model_dir, run_jobs):
     snapshot, base = snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir)
     page = signed_in(EngineerFactory())
     page.set_default_timeout(120_000)  # a request that trains or generates (jobs run in it without REDIS_URL)
@@ -48,7 +48,10 @@ def test_an_engineer_trains_evaluates_and_reads_the_verdict_in_the_browser(signe
     with page.expect_navigation():
         page.click("#ft-confirm")
 
-    # The run's page: finished, its progress full, the loss chart drawn, each event listed once.
+    # The run's page: finished (with REDIS_URL a worker trains meanwhile, and the page follows it), its
+    # progress full, the loss chart drawn, each event listed once.
+    run_jobs()
+    page.wait_for_selector("#ft-run-live[data-live-running=false]")
     run = TrainingRun.objects.get()
     assert run.status == JobStatus.SUCCEEDED, run.error
     assert page.inner_text("#ft-run-status") == "Succeeded"
@@ -91,6 +94,8 @@ def test_an_engineer_trains_evaluates_and_reads_the_verdict_in_the_browser(signe
     with page.expect_navigation():
         page.click("#ft-start-evaluations")
     assert "Started 2 eval run(s)" in page.inner_text(".messagelist")
+    run_jobs()
+    page.reload()
     runs = EvalRun.objects.order_by("id")
     assert [r.status for r in runs] == [JobStatus.SUCCEEDED] * 2, [r.error for r in runs]
     assert page.locator("#result_list tbody tr").count() == 2
