@@ -158,3 +158,17 @@ def test_the_prompted_baseline_page_creates_a_few_shot_version_once(engineer, e2
     assert f"Model version {version.pk} already existed" in text_of(again) and ModelVersion.objects.count() == 1
     too_many = engineer.post(reverse("admin:training_modelversion_prompted"), {**form, "few_shot_k": 16})
     assert "few_shot_k is 16" in text_of(too_many) and ModelVersion.objects.count() == 1
+
+
+def test_a_big_train_splits_preflight_is_left_to_the_job_and_says_so(engineer, e2e_records, tiny_model_dir, settings,
+                                                                    django_capture_on_commit_callbacks):
+    settings.PREFLIGHT_INLINE_MAX_EXAMPLES = 10
+    snapshot, base = snapshot_of(e2e_records[:40]), tiny_base_model(tiny_model_dir)
+    form = {"snapshot": snapshot.pk, "base_model": base.pk, "hyperparameters": json.dumps(TINY_HYPERPARAMETERS)}
+    page = text_of(engineer.post(reverse("admin:training_trainingrun_start"), {**form, "step": "preflight"}))
+    assert f"The train split has {snapshot.split_counts['train']} examples: its pre-flight" in page
+    assert "Start training" in page and not TrainingRun.objects.exists()
+    with django_capture_on_commit_callbacks(execute=False):  # queued: the job's first stage is the pre-flight
+        engineer.post(reverse("admin:training_trainingrun_start"), {**form, "step": "start"})
+    run = TrainingRun.objects.get()
+    assert run.status == JobStatus.QUEUED and not run.preflight
