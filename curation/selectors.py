@@ -5,9 +5,22 @@ from datetime import timedelta
 from django.db.models import Avg, Count, Max, Q
 from django.utils import timezone
 
+from ftplatform.rest import parse_id
+
 from .choices import ExampleStatus, ReviewDecision, SuggestionOutcome
 from .formats import input_messages
 from .models import Dataset, Example, Review, Snapshot, Suggestion
+
+
+def dataset_named(name_or_id: str) -> Dataset | None:
+    """The dataset called ``name_or_id``, else, when it is a database id (ASCII digits), the dataset with
+    that id; None when neither exists. A name wins over an id, so a dataset named "12" is found by its name.
+    What the report command's --decision, the decision-report API and its admin page take."""
+    dataset = Dataset.objects.filter(name=name_or_id).first()
+    dataset_id = parse_id(name_or_id or "")
+    if dataset is None and dataset_id is not None:
+        dataset = Dataset.objects.filter(pk=dataset_id).first()
+    return dataset
 
 
 def split_inputs(snapshot: Snapshot, split: str) -> list[dict]:

@@ -13,7 +13,7 @@ from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page,
 from ftplatform.errors import ServiceError
 from training.models import ModelVersion
 
-from . import admin_reports, admin_views
+from . import admin_jobs, admin_reports, admin_views
 from .admin_side_by_side import side_by_side_selected, side_by_side_urls
 from .decision import score_distribution
 from .models import EvalRun, PreannotationRun, Prediction, RatingCriterion
@@ -54,9 +54,10 @@ class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "primary_score",
                     "created_at"]
     list_filter = ["status", "split"]
-    readonly_fields = [f.name for f in EvalRun._meta.fields] + ["metrics_table", "score_distribution", "reports"]
+    readonly_fields = [f.name for f in EvalRun._meta.fields] + ["live", "metrics_table", "score_distribution",
+                                                                "reports"]
     fieldsets = [
-        (None, {"fields": ["model_version", "snapshot", "split", "status", "done", "total", "error", "reports"]}),
+        (None, {"fields": ["model_version", "snapshot", "split", "live", "reports"]}),
         ("Metrics", {"fields": ["metrics_table", "score_distribution", "signatures"]}),
         ("Run", {"fields": ["generation", "environment", "worker", "heartbeat_at", "created_by", "created_at",
                             "started_at", "finished_at"]}),
@@ -72,14 +73,19 @@ class EvalRunAdmin(admin.ModelAdmin):
 
 
     def has_add_permission(self, request):
-        return False  # started from the API or the evaluate command
+        return False  # started on its own page (several model versions at once), the API or the evaluate command
 
     def get_urls(self):
         def view(function):
             return admin_page(self, function)
 
-        return [*admin_views.rating_urls(self, view), *admin_reports.report_urls(view), *side_by_side_urls(view),
-                *super().get_urls()]
+        return [*admin_views.rating_urls(self, view), *admin_reports.report_urls(view), *admin_jobs.job_urls(view),
+                *side_by_side_urls(view), *super().get_urls()]
+
+    @admin.display(description="progress")
+    def live(self, obj):
+        # Status, progress and error, refreshed while the run goes (admin_jobs); its metrics once it succeeded.
+        return admin_jobs.live_panel(self, obj)
 
     @admin.action(description="Compare the two selected eval runs (paired bootstrap)")
     def compare_selected(self, request, queryset):

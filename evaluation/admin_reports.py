@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from curation.models import Dataset
+from curation.selectors import dataset_named
 from ftml.metrics import ALWAYS_SCORED, MCNEMAR_SUFFIX, metric_spec
 from ftplatform.charts import PALETTE, Series, bar_chart_svg, line_chart_svg
 from ftplatform.errors import ServiceError
@@ -132,16 +133,21 @@ def _differences(names, primary: str, comparison: dict) -> list[dict]:
 
 
 def decision_view(model_admin, request):
-    """``?dataset=<id>&metric=<name>``: the decision report with its charts, on the snapshot's primary
+    """``?dataset=<name or id>&metric=<name>``: the decision report with its charts, on the snapshot's primary
     metric unless ``metric`` names another it scores; a dataset chooser without ``dataset``."""
     metric = request.GET.get("metric", "")
     datasets = Dataset.objects.filter(snapshots__eval_runs__isnull=False).distinct().order_by("name")
-    dataset_id = id_param(request, "dataset")
+    name_or_id = request.GET.get("dataset", "")
     context = {"title": "Decision report", "datasets": datasets, "metric": metric,
                "metrics": {**PRIMARY_CHOICE, **metric_labels(ALWAYS_SCORED)}}
-    if dataset_id is None:
+    if not name_or_id:
         return _page(model_admin, request, "decision.html", **context)
-    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    dataset = dataset_named(name_or_id)
+    if dataset is None:  # the chooser, saying what was not found
+        response = _page(model_admin, request, "decision.html", error=f"no dataset named {name_or_id!r} (nor with "
+                         "that id); choose one of the evaluated datasets", **context)
+        response.status_code = 404
+        return response
     context.update(title=f"Decision report: {dataset.name}", dataset=dataset)
     try:
         report = decision_report(dataset, metric=metric or None)

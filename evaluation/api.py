@@ -116,7 +116,7 @@ DECISION_REPORT = inline_serializer("DecisionReport", fields={
 
 
 class DecisionReportViewSet(viewsets.ViewSet):
-    """``GET /api/v1/decision-reports/?dataset=<id>[&metric=<name>]``: the dataset's fine-tuned model
+    """``GET /api/v1/decision-reports/?dataset=<name or id>[&metric=<name>]``: the dataset's fine-tuned model
     against its prompted baselines (evaluation.decision.decision_report), decided on the snapshot's
     primary metric unless ``metric`` names another it scores (400 otherwise, listing them)."""
 
@@ -125,20 +125,26 @@ class DecisionReportViewSet(viewsets.ViewSet):
     def get_queryset(self):
         return self.queryset
 
-    @extend_schema(parameters=[OpenApiParameter("dataset", int, required=True),
+    @extend_schema(parameters=[OpenApiParameter("dataset", str, required=True,
+                                                description="The dataset's name or id, as `manage.py report "
+                                                            "--decision` takes (a name wins over an id)."),
                                OpenApiParameter("metric", str, description="Default: the snapshot's primary metric; "
                                                 f"{', '.join(ALWAYS_SCORED)}, or a JSON or regex check it scores.")],
                    responses=DECISION_REPORT)
     def list(self, request):
-        from curation.models import Dataset
+        from curation.selectors import dataset_named
 
         from .decision import decision_report
 
-        dataset_id = id_param(request, "dataset")
-        if dataset_id is None:
-            return Response({"detail": "give a dataset id: ?dataset=<id>"}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(decision_report(get_object_or_404(Dataset, pk=dataset_id),
-                                        metric=request.query_params.get("metric") or None))
+        name_or_id = request.query_params.get("dataset", "")
+        if not name_or_id:
+            return Response({"detail": "give a dataset name or id: ?dataset=<name or id>"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        dataset = dataset_named(name_or_id)
+        if dataset is None:
+            return Response({"detail": f"no dataset named {name_or_id!r} (nor with that id)"},
+                            status=status.HTTP_404_NOT_FOUND)
+        return Response(decision_report(dataset, metric=request.query_params.get("metric") or None))
 
 
 class ModelVersionReportViewSet(viewsets.GenericViewSet):

@@ -1,17 +1,18 @@
 """Thin admin over the training services."""
 from django import forms
 from django.contrib import admin
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, apply_to_each
+from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import FINISHED_STATUSES
 
-from .charts import loss_chart_svg, loss_points
+from . import admin_views
 from .model_versions import PRICE_FIELDS, checked_prices, update_model_version
-from .models import BaseModel, Checkpoint, ModelVersion, TrainingEvent, TrainingRun
+from .models import BaseModel, Checkpoint, ModelVersion, TrainingRun
 from .progress import format_preflight, run_progress_fields
 from .runs import cancel_training_run, resume_training_run
 
@@ -27,24 +28,20 @@ class CheckpointInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class TrainingEventInline(ReadOnlyInline):
-    model = TrainingEvent
-    fields = ["created_at", "kind", "step", "message"]
-    readonly_fields = fields
-
-
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "loss_chart", "preflight_report"]
-    # Where the run stands first; every other field (new ones included) below.
+    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "live", "preflight_report"]
+    # Where the run stands first (status, progress, loss chart and events, refreshed while it runs: the
+    # events once, in the panel; an inline listed them again, each row headed by the event's own text),
+    # every other field (new ones included) below.
     fieldsets = [
-        ("Progress", {"fields": ["status", "progress_bar", "loss_chart"]}),
+        ("Progress", {"fields": ["live"]}),
         ("Pre-flight", {"fields": ["preflight_report"]}),
         ("Run", {"fields": [f.name for f in TrainingRun._meta.fields if f.name not in ("status", "preflight")]}),
     ]
-    inlines = [JobAttemptInline, CheckpointInline, TrainingEventInline]
+    inlines = [JobAttemptInline, CheckpointInline]
 
 
     @admin.display(description="pre-flight report")
@@ -55,7 +52,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     actions = ["cancel_selected", "resume_selected"]
 
     def has_add_permission(self, request):
-        return False  # started from the API or the train command, which validate hyperparameters
+        return False  # started on its own page (pre-flight, then confirm), the API or the train command
 
     def has_delete_permission(self, request, obj=None):
         # A queued or running run is cancelled, not deleted, so its worker never loses its row.
@@ -69,13 +66,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return format_html('<progress value="{}" max="{}"></progress><div class="help">{}</div>', obj.step,
                            obj.total_steps or 1, text)
 
-    @admin.display(description="loss")
-    def loss_chart(self, obj):
-        if obj is None or obj.pk is None:
-            return "-"
-        train, validation = loss_points(obj)
-        # Safe: charts escapes every text it puts in the SVG.
-        return mark_safe(loss_chart_svg(train, validation, title=f"Training run {obj.pk}: loss by step"))
+    @admin.display(description="where it stands")
+    def live(self, obj):
+        return mark_safe(admin_views.live_panel(obj))  # safe: a template's output, every value escaped
+
+    def get_urls(self):
+        return [*admin_views.run_urls(lambda function: admin_page(self, function)), *super().get_urls()]
 
     @admin.display(description="final train loss")
     def final_loss_display(self, obj):
@@ -119,6 +115,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     readonly_fields = ["kind", "base_model", "training_run", "system_prompt", "few_shot", "adapter_path", "base_url",
                        "remote_model", "api_key_env", "created_at", "report"]
 
+    actions = ["evaluate_selected"]
+
+    @admin.action(description="Evaluate the selected model versions on a snapshot split")
+    def evaluate_selected(self, request, queryset):
+        # The page belongs to the evaluation admin (evaluation.admin_jobs); linked by URL name only.
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:evaluation_evalrun_start')}?versions={ids}")
+
+    def get_urls(self):
+        return [*admin_views.model_version_urls(lambda function: admin_page(self, function)), *super().get_urls()]
+
     def save_model(self, request, obj, form, change):
         update_model_version(obj, by=request.user, name=form.cleaned_data["name"],
                              prices={name: form.cleaned_data[name] for name in PRICE_FIELDS})
@@ -129,4 +136,4 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">report</a>', reverse("admin:evaluation_evalrun_model_report", args=[obj.pk]))
 
     def has_add_permission(self, request):
-        return False  # created by training runs, or as a prompted base by the API and `evaluate --prompted-base`
+        return False  # created by training runs, or as a prompted base by its own page, the API and `evaluate`

@@ -280,3 +280,17 @@ def test_the_decision_report_command_prints_runs_from_before_latency_was_recorde
         run.save()
     lines = format_decision_report(decision_report(dataset, resamples=10))
     assert any("latency p50 ? ms" in line for line in lines) and "Verdict" in lines[-1]
+
+
+def test_the_decision_report_api_takes_a_dataset_name_or_id_as_the_command_does(tuned_vs_prompted):
+    dataset, _, _ = tuned_vs_prompted
+    numbered = type(dataset).objects.create(name=str(dataset.pk + 1000))  # a name that reads as an id
+    client = client_for(EngineerFactory())
+    by_name = client.get(f"/api/v1/decision-reports/?dataset={dataset.name}").json()
+    by_id = client.get(f"/api/v1/decision-reports/?dataset={dataset.pk}").json()
+    assert by_name["dataset"] == by_id["dataset"] == dataset.name and by_name["verdict"] == by_id["verdict"]
+    # A name wins over an id, in the API as in `manage.py report --decision`.
+    assert client.get(f"/api/v1/decision-reports/?dataset={numbered.name}").json()["dataset"] == numbered.name
+    missing = client.get("/api/v1/decision-reports/?dataset=no-such-task")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "no dataset named 'no-such-task' (nor with that id)"

@@ -92,10 +92,14 @@ def test_the_decision_page_names_models_in_the_leaderboard_and_shows_ratings(eng
 
 def test_the_decision_page_without_a_dataset_offers_the_evaluated_ones(engineer, tuned_vs_prompted):
     dataset, _, _ = tuned_vs_prompted
-    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + "?dataset=x&metric=nonsense").content.decode()
+    page = engineer.get(reverse("admin:evaluation_evalrun_decision") + "?metric=nonsense").content.decode()
     assert f'<option value="{dataset.pk}">{dataset.name}</option>' in page and "Verdict" not in page
     missing = engineer.get(reverse("admin:evaluation_evalrun_decision") + "?dataset=999999")
-    assert missing.status_code == 404
+    assert missing.status_code == 404 and "no dataset named &#x27;999999&#x27; (nor with that id)" in \
+        missing.content.decode()
+    assert f'<option value="{dataset.pk}">{dataset.name}</option>' in missing.content.decode()
+    by_name = engineer.get(reverse("admin:evaluation_evalrun_decision") + f"?dataset={dataset.name}")
+    assert by_name.status_code == 200 and "Verdict" in by_name.content.decode()
 
 
 def test_the_decision_page_uses_the_primary_metric_and_names_it(engineer, tuned_vs_prompted):

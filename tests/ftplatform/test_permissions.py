@@ -249,10 +249,17 @@ ADMIN = {
     ("training_trainingrun_changelist", None): ("login", "403", "403", "ok"),
     ("training_trainingrun_change", "run"): ("login", "403", "403", "ok"),
     ("training_trainingrun_history", "run"): ("login", "403", "403", "ok"),
+    ("training_trainingrun_start", None): ("login", "403", "403", "ok"),
+    ("training_trainingrun_progress", "run"): ("login", "403", "403", "ok"),
+    ("training_trainingrun_cancel", "run"): ("login", "403", "403", "ok"),  # GET only goes to the run's page
+    ("training_trainingrun_resume", "run"): ("login", "403", "403", "ok"),
+    ("training_modelversion_prompted", None): ("login", "403", "403", "ok"),
     ("training_modelversion_changelist", None): ("login", "403", "403", "ok"),
     ("training_modelversion_change", "version"): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_changelist", None): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_change", "eval"): ("login", "403", "403", "ok"),
+    ("evaluation_evalrun_start", None): ("login", "403", "403", "ok"),
+    ("evaluation_evalrun_progress", "eval"): ("login", "403", "403", "ok"),
     ("evaluation_evalrun_rate", None): ("login", "403", "ok", "403"),  # raters and reviewers rate, blind
     ("evaluation_evalrun_pairwise", None): ("login", "403", "ok", "403"),
     ("evaluation_ratingcriterion_changelist", None): ("login", "403", "ok", "ok"),

@@ -1,5 +1,6 @@
 """The loss chart, progress text and terminal bar of a training run, and the admin page showing them."""
 import math
+import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 from io import StringIO
@@ -138,7 +139,7 @@ def test_admin_run_page_shows_the_loss_chart_and_progress_first(client):
     root = parse(page[start:page.index("</svg>", start) + len("</svg>")])
     assert len(series(root, "train")) == 2 and len(series(root, "validation")) == 1
     assert start < page.index("Hyperparameters")  # the Progress fieldset comes first
-    assert '<progress value="20" max="80">' in page and "step 20/80" in page
+    assert re.search(r'<progress id="ft-run-progress" value="20" max="80"', page) and "step 20/80" in page
 
 
 @pytest.mark.django_db

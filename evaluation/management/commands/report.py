@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import Dataset
+from curation.selectors import dataset_named
 from evaluation.decision import decision_report, format_decision_report
 from evaluation.reports import format_report, model_version_report
 from ftml.metrics import ALWAYS_SCORED
@@ -28,10 +28,9 @@ class Command(BaseCommand):
         if metric and decision is None:  # the model report lists every metric: a --metric would go unused
             raise CommandError("--metric goes with --decision DATASET")
         if decision is not None:
-            dataset = Dataset.objects.filter(name=decision).first() or (
-                Dataset.objects.filter(pk=int(decision)).first() if decision.isdigit() else None)
+            dataset = dataset_named(decision)
             if dataset is None:
-                raise CommandError(f"no dataset named {decision!r}")
+                raise CommandError(f"no dataset named {decision!r} (nor with that id)")
             try:
                 report = decision_report(dataset, metric=metric)
             except ServiceError as exc:
