@@ -85,10 +85,10 @@ def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
             try:
                 metadata = _metadata(record, conversation_columns)
                 if chat:
-                    messages, _ = parse_chat_record({"messages": _without_nulls(record["messages"])})
+                    messages = parse_chat_record({"messages": _without_nulls(record["messages"])})[0]
                 else:
-                    messages, _ = parse_prompt_completion_record({"prompt": record["prompt"],
-                                                                  "completion": record["completion"]})
+                    messages = parse_prompt_completion_record({"prompt": record["prompt"],
+                                                               "completion": record["completion"]})[0]
                 check_json_value(messages)
             except FormatError as exc:
                 yield ParsedLine(row, error=str(exc))
