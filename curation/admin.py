@@ -31,7 +31,17 @@ from .admin_views import render_messages
 from .choices import ExampleStatus, ImportFormat, SnapshotStatus
 from .formats import parse_column_mapping
 from .imports import cancel_import, describe_batch, submit_import
-from .models import Dataset, Example, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotItem, SnapshotJob
+from .models import (
+    Dataset,
+    Example,
+    ImportBatch,
+    PreferencePair,
+    Review,
+    Snapshot,
+    SnapshotExport,
+    SnapshotItem,
+    SnapshotJob,
+)
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
 from .selectors import dataset_progress
@@ -324,6 +334,53 @@ class ImportBatchAdmin(admin.ModelAdmin):
                 return redirect(reverse("admin:curation_importbatch_change", args=[batch.pk]))
         return TemplateResponse(request, "admin/curation/import_upload.html",
                                 {"form": form, "title": "Import examples", **self.admin_site.each_context(request)})
+
+
+@admin.register(PreferencePair)
+class PreferencePairAdmin(ReadOnlyAdmin):
+    """Pairwise preferences imported in OpenAI's DPO format (curation.preferences): the input, then the
+    preferred and the non-preferred answer."""
+
+    list_display = ["id", "dataset", "input_preview", "preferred_preview", "non_preferred_preview", "created_by",
+                    "created_at"]
+    list_filter = ["dataset"]
+    list_per_page = 50
+    fields = ["dataset", "input", "tool_settings", "preferred", "non_preferred", "metadata", "content_hash",
+              "input_hash", "created_by", "created_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return access.visible_preference_pairs(request.user, super().get_queryset(request)).select_related(
+            "dataset", "created_by")
+
+    @staticmethod
+    def _preview(messages) -> str:
+        text = (messages[-1].get("content") or "") if messages else ""
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="input (last message)")
+    def input_preview(self, obj):
+        return self._preview(obj.input_messages)
+
+    @admin.display(description="preferred")
+    def preferred_preview(self, obj):
+        return self._preview(obj.preferred_output)
+
+    @admin.display(description="non-preferred")
+    def non_preferred_preview(self, obj):
+        return self._preview(obj.non_preferred_output)
+
+    @admin.display(description="input")
+    def input(self, obj):
+        return render_messages(obj.input_messages)
+
+    @admin.display(description="preferred output")
+    def preferred(self, obj):
+        return render_messages(obj.preferred_output)
+
+    @admin.display(description="non-preferred output")
+    def non_preferred(self, obj):
+        return render_messages(obj.non_preferred_output)
 
 
 @admin.register(SnapshotItem)

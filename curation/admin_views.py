@@ -17,13 +17,18 @@ from . import access, work_queues, workflow
 from .formats import ROLES
 from .models import Dataset, Example
 
-ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
+ROLE_COLOURS = {"system": "#999", "developer": "#999", "user": "#417690", "assistant": "#2a7d2a",
+                "tool": "#b36b00", "function": "#b36b00"}
 
 
 def _message_text(message: dict) -> str:
     lines = [message.get("content") or ""]
     for call in message.get("tool_calls", []):
         lines.append(f"→ {call['function']['name']}({call['function']['arguments']})")
+    if message.get("function_call"):
+        lines.append(f"→ {message['function_call']['name']}({message['function_call']['arguments']})")
+    if message.get("weight") == 0:
+        lines.insert(0, "(weight 0: not trained on)")
     if message.get("tool_call_id"):
         lines.insert(0, f"(answers {message['tool_call_id']})")
     return "\n".join(line for line in lines if line)

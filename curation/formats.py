@@ -107,6 +107,21 @@ def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
+IMPORT_METADATA_KEYS = ("import_line",)
+"""Metadata keys the import adds (curation.import_job); exports leave them out, so a file round-trips."""
+
+
+def export_record(messages: list[dict], tool_settings: dict, metadata: dict, system_prompt: str = "") -> dict:
+    """An example as a line of OpenAI chat JSONL: ``{"messages": with_system_prompt(messages, system_prompt),
+    **tool_settings, "metadata": ...}`` (metadata without IMPORT_METADATA_KEYS, left out when empty):
+    the line it was imported from, when the dataset has no system prompt or the line had one."""
+    record = {"messages": with_system_prompt(messages, system_prompt), **(tool_settings or {})}
+    kept = {key: value for key, value in (metadata or {}).items() if key not in IMPORT_METADATA_KEYS}
+    if kept:
+        record["metadata"] = kept
+    return record
+
+
 def prompt_messages(messages: list[dict], system_prompt: str = "", few_shot: list[list[dict]] | None = None
                     ) -> list[dict]:
     """What a prompted model is asked: the input ``messages`` with ``system_prompt`` prepended (as
@@ -400,6 +415,60 @@ def parse_prompt_completion_record(record) -> tuple[list[dict], dict, dict]:
     return validate_messages(messages), metadata, {}
 
 
+@dataclass
+class PreferenceRecord:
+    """One line of OpenAI's DPO format, checked: the input conversation and its tool settings, the preferred
+    and the non-preferred output (each a list of one assistant message), the line's metadata."""
+
+    input_messages: list[dict]
+    tool_settings: dict
+    preferred_output: list[dict]
+    non_preferred_output: list[dict]
+    metadata: dict = field(default_factory=dict)
+
+    def as_line(self) -> dict:
+        """The record as a DPO line (the inverse of parse_preference_record): what an export writes."""
+        line = {"input": {"messages": self.input_messages, **self.tool_settings},
+                "preferred_output": self.preferred_output, "non_preferred_output": self.non_preferred_output}
+        if self.metadata:
+            line["metadata"] = self.metadata
+        return line
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of the line without its metadata (duplicates share it)."""
+        return sha256_hex(canonical_json({**self.as_line(), "metadata": None}))
+
+    @property
+    def input_hash(self) -> str:
+        """sha256 (hex) of the input (messages and tool settings), as Example.input_hash hashes one."""
+        return sha256_hex(canonical_json(_hashed(self.input_messages, self.tool_settings)))
+
+
+def parse_preference_record(record) -> PreferenceRecord:
+    """``{"input": {"messages": [...], "tools"?, "parallel_tool_calls"?, "functions"?}, "preferred_output":
+    [assistant message], "non_preferred_output": [assistant message], "metadata"?}`` (FORMAT_SCHEMA's
+    preference_line; https://platform.openai.com/docs/guides/direct-preference-optimization) -> a
+    PreferenceRecord, messages as given (text parts joined). The input must stop before the answer; each
+    output must be a valid answer to it (check_sequence over input + output).
+
+    Raises:
+        FormatError: naming the part (input message N, preferred_output, ...) and the problem.
+    """
+    if not isinstance(record, dict):
+        raise FormatError("each line must be a JSON object")
+    check_against_schema(record, "preference_line")
+    inputs = check_sequence(record["input"]["messages"], output=False, where_prefix="input ")
+    outputs = {}
+    for key in ("preferred_output", "non_preferred_output"):
+        try:
+            outputs[key] = check_sequence([*inputs, *record[key]])[len(inputs):]
+        except FormatError as exc:
+            raise FormatError(f"{key} (as message {len(inputs) + 1} after the input): {exc}") from None
+    return PreferenceRecord(inputs, tool_settings_of(record["input"]), outputs["preferred_output"],
+                            outputs["non_preferred_output"], record.get("metadata", {}))
+
+
 PARSERS = {
     "chat_jsonl": parse_chat_record,
     "prompt_completion_jsonl": parse_prompt_completion_record,
@@ -423,22 +492,42 @@ left open for the caller to close)."""
 def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
     """Parse JSONL line by line, streaming; yields one ParsedLine per non-empty line (1-based numbers).
 
+    Lines are read and decoded by read_json_lines; ``fmt`` names the parser of each record (PARSERS).
+
+    Raises:
+        ValueError: ``fmt`` is not a known format, or see read_json_lines.
+    """
+    try:
+        parse = PARSERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
+    for number, record, error in read_json_lines(source):
+        if error:
+            yield ParsedLine(number, error=error)
+            continue
+        try:
+            messages, metadata, tool_settings = parse(record)
+        except FormatError as exc:
+            yield ParsedLine(number, error=str(exc))
+            continue
+        yield ParsedLine(number, messages=messages, metadata=metadata, tool_settings=tool_settings)
+
+
+def read_json_lines(source: Source) -> Iterator[tuple[int, object, str | None]]:
+    """``(line number, JSON value, None)`` per non-empty line, or ``(line number, None, reason)`` for a line
+    that is not JSON a JSON column can store (streaming, 1-based numbers).
+
     Accepts UTF-8 with or without BOM, UTF-16 with BOM, and LF, CRLF or lone CR line ends.
     Lines are split on those line ends only, so U+2028/U+2029 inside strings never split a
     record. One line is in memory at a time; a line over MAX_LINE_BYTES is skipped in pieces
     and reported.
 
     Raises:
-        ValueError: ``fmt`` is not a known format, or a UTF-16 file is not valid UTF-16
-            (naming the line; nothing after it can be decoded).
+        ValueError: a UTF-16 file is not valid UTF-16 (naming the line; nothing after it can be decoded).
     """
-    try:
-        parse = PARSERS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
     for number, text, error in _jsonl_lines(source):
         if error:
-            yield ParsedLine(number, error=error)
+            yield number, None, error
             continue
         try:
             record = _DECODER.decode(text)
@@ -449,20 +538,15 @@ def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
                 # fewer brackets than MAX_JSON_DEPTH bound the depth.
                 check_json_value(record)
         except json.JSONDecodeError as exc:
-            yield ParsedLine(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+            yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
             continue
         except RecursionError:
-            yield ParsedLine(number, error=f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+            yield number, None, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels"
             continue
         except (ValueError, FormatError) as exc:  # NaN, huge numbers, NUL, lone surrogates, depth
-            yield ParsedLine(number, error=f"invalid JSON: {exc}")
+            yield number, None, f"invalid JSON: {exc}"
             continue
-        try:
-            messages, metadata, tool_settings = parse(record)
-        except FormatError as exc:
-            yield ParsedLine(number, error=str(exc))
-            continue
-        yield ParsedLine(number, messages=messages, metadata=metadata, tool_settings=tool_settings)
+        yield number, record, None
 
 
 def count_jsonl_records(source: Source) -> int:

@@ -134,8 +134,9 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
     so memory stays bounded; Arrow files are staged in a cache folder beside ``target`` and
     removed afterwards. The ``messages`` column is a list of structs with ``role`` and
     ``content`` (strings) and, only when some message has them (``message_keys``), ``name``,
-    ``tool_call_id`` (strings) and ``tool_calls`` (list of ``{id, type, function: {name,
-    arguments}}``). An empty split is an empty table with the same features.
+    ``tool_call_id`` (strings), ``tool_calls`` (list of ``{id, type, function: {name,
+    arguments}}``), ``function_call``, ``weight`` and ``refusal``. Line-level tool settings and metadata
+    are in the JSONL files only. An empty split is an empty table with the same features.
 
     Returns rows written per split. Load the result with ``datasets.load_from_disk(target)``.
     """
@@ -150,6 +151,12 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
                                       "function": {"name": Value("string"), "arguments": Value("string")}})
     if "tool_call_id" in message_keys:
         message["tool_call_id"] = Value("string")
+    if "function_call" in message_keys:
+        message["function_call"] = {"name": Value("string"), "arguments": Value("string")}
+    if "weight" in message_keys:
+        message["weight"] = Value("int64")
+    if "refusal" in message_keys:
+        message["refusal"] = Value("string")
     features = Features({"messages": List(message)})
     cache = target.with_name(target.name + ".cache")
     try:

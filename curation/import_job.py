@@ -56,6 +56,7 @@ class _Row:
     line: int
     messages: list
     metadata: dict
+    tool_settings: dict
     messages_json: str  # canonical JSON: what the content hash is computed over
     content_hash: str
     input_hash: str
@@ -155,13 +156,13 @@ class ImportJob:
             if parsed.error:
                 self.errors.append({"line": parsed.line, "reason": parsed.error})
             elif self.accepting:  # once a file is refused, only its errors are still collected
-                text, digest, input_hex = conversation_hashes(parsed.messages)
+                text, digest, input_hex = conversation_hashes(parsed.messages, parsed.tool_settings)
                 first = self.seen.setdefault(digest, parsed.line)
                 if first != parsed.line:
                     self.duplicates.append({"line": parsed.line, "duplicate_of": f"line {first}"})
                 else:
                     chunk.append(_Row(parsed.line, parsed.messages, {**parsed.metadata, "import_line": parsed.line},
-                                      text, digest.hex(), input_hex))
+                                      parsed.tool_settings, text, digest.hex(), input_hex))
             if self.read % CHUNK_ROWS == 0:
                 yield chunk
                 chunk = []
@@ -277,7 +278,7 @@ class _OrmInserter:
         examples = []
         for row in rows:
             example = _example_template(self.batch, self.by)
-            example.messages, example.metadata = row.messages, row.metadata
+            example.messages, example.metadata, example.tool_settings = row.messages, row.metadata, row.tool_settings
             example.content_hash, example.input_hash = row.content_hash, row.input_hash
             examples.append(example)
         bulk_create_with_history(examples, Example, batch_size=BULK_SIZE, default_user=self.by,
@@ -292,13 +293,13 @@ class _CopyInserter:
     """PostgreSQL: examples through COPY (psycopg 3 ``cursor.copy``), then their history rows with
     one ``INSERT ... SELECT`` of the batch's examples.
 
-    Column lists come from the models' fields, and the values of every column but the four
+    Column lists come from the models' fields, and the values of every column but the five
     that vary per row come from a template Example prepared by Django (``pre_save`` and
     ``get_db_prep_save``), so new fields with defaults need no change here. Measured on 100k
     examples, this is several times faster than bulk_create_with_history (bench/curation_bench.py).
     """
 
-    PER_ROW = ("messages", "metadata", "content_hash", "input_hash")
+    PER_ROW = ("messages", "metadata", "tool_settings", "content_hash", "input_hash")
 
     def __init__(self, batch: ImportBatch, by):
         from psycopg.copy import QueuedLibpqWriter
@@ -336,13 +337,14 @@ class _CopyInserter:
 
     def insert(self, rows: list[_Row], then):
         values = self.values
-        messages, metadata, content, input_ = self.positions
+        messages, metadata, tool_settings, content, input_ = self.positions
         # The psycopg cursor itself, as Django's debug cursor wrapper does not pass a writer on;
         # wrap_database_errors still turns psycopg's errors into Django's (IntegrityError, ...).
         with connection.wrap_database_errors, connection.cursor() as wrapper, \
                 wrapper.cursor.copy(self.copy_sql, writer=self.writer(wrapper.cursor)) as copy:
             for row in rows:
                 values[messages], values[metadata] = row.messages_json, json.dumps(row.metadata)
+                values[tool_settings] = json.dumps(row.tool_settings)
                 values[content], values[input_] = row.content_hash, row.input_hash
                 copy.write_row(values)
             return then()
