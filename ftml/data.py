@@ -15,9 +15,28 @@ class TokenizedExample:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
+def template_messages(tokenizer, messages: list[dict]) -> list[dict]:
+    """``messages`` as the chat template is given them: ``content`` "" where OpenAI's format lets a turn leave
+    it out or null (an assistant turn that only calls a tool: templates read ``message['content']``), and a
+    ``developer`` message (OpenAI's newer name for the system message) as a ``system`` one unless the
+    template knows the developer role itself."""
+    developer = "developer" in (getattr(tokenizer, "chat_template", None) or "")
+    if all(isinstance(m.get("content"), str) and (developer or m.get("role") != "developer") for m in messages):
+        return messages
+    shown = []
+    for message in messages:
+        if not isinstance(message.get("content"), str):
+            message = {**message, "content": ""}
+        if message.get("role") == "developer" and not developer:
+            message = {**message, "role": "system"}
+        shown.append(message)
+    return shown
+
+
 def render_prompt(tokenizer, input_messages: list[dict]) -> str:
     """The chat-template text a model sees before it answers (ends with the assistant header)."""
-    return tokenizer.apply_chat_template(input_messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(template_messages(tokenizer, input_messages), tokenize=False,
+                                         add_generation_prompt=True)
 
 
 # Stands in for a user's text, to find where the template puts it; private-use characters, which no
@@ -37,7 +56,7 @@ def prompt_prefix(tokenizer, system_prompt: str = "") -> str:
 
 
 def _render(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False)
+    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tokenize=False)
 
 
 def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tuple[str, list[tuple[int, int]]]:
@@ -47,17 +66,21 @@ def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tu
     that turn's end-of-turn token (the tokenizer's EOS text, ``<|im_end|>`` for ChatML),
     so the model learns to stop; what the template writes after it (a newline) is not
     trained. ``train_on="last"`` trains the final message only; ``"all"`` every assistant
-    turn. The text after the last span is dropped: the model never needs it.
+    turn. An assistant turn's OpenAI ``weight`` overrides ``train_on``: 0 is never trained,
+    1 always (https://platform.openai.com/docs/guides/supervised-fine-tuning). The text after
+    the last span is dropped: the model never needs it.
 
     Raises:
-        ValueError: the last message is not the assistant's, or the chat template does not
-            render each prompt as a prefix of the conversation (then the template cannot be
-            used for completion-only loss).
+        ValueError: the last message is not the assistant's, every assistant turn has weight 0,
+            or the chat template does not render each prompt as a prefix of the conversation
+            (then the template cannot be used for completion-only loss).
     """
     if not messages or messages[-1].get("role") != "assistant":
         raise ValueError("the last message must be the assistant's answer")
-    indexes = [len(messages) - 1] if train_on == "last" else [
-        i for i, message in enumerate(messages) if message.get("role") == "assistant"]
+    indexes = [i for i, message in enumerate(messages)
+               if message.get("role") == "assistant" and _is_trained(message, i == len(messages) - 1, train_on)]
+    if not indexes:
+        raise ValueError("no assistant turn is trained: every one has weight 0")
     full = _render(tokenizer, messages)
     eos = tokenizer.eos_token or ""
     spans = []
@@ -76,12 +99,20 @@ def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tu
     return full[: spans[-1][1]], spans
 
 
+def _is_trained(message: dict, last: bool, train_on: str) -> bool:
+    weight = message.get("weight")
+    if weight is not None:
+        return weight == 1
+    return last or train_on == "all"
+
+
 def tokenize_for_training(tokenizer, messages: list[dict], max_seq_length: int,
                           train_on: str = "last") -> TokenizedExample:
     """Tokenize a conversation whose last message is the assistant target.
 
     Text outside the trained spans (trained_spans: system and user turns, assistant headers,
-    and with ``train_on="last"`` the earlier assistant turns) gets label -100; the trained
+    assistant turns of weight 0, and with ``train_on="last"`` the earlier assistant turns
+    without weight 1) gets label -100; the trained
     spans' tokens, including each turn's end-of-turn token (the EOS for ChatML models such
     as SmolLM2), are labels. Each span is tokenized on its own, so the boundaries are exact.
     Sequences longer than ``max_seq_length`` tokens are cut at the right.

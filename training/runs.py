@@ -95,7 +95,26 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"base model {base_model.name!r} cannot be loaded: "
                            f"{without_server_paths(str(exc))}") from exc
-    return report.to_dict()
+    report = report.to_dict()
+    if warning := tool_settings_warning(snapshot):
+        report["warnings"].append(warning)
+    return report
+
+
+def tool_settings_warning(snapshot: Snapshot) -> str:
+    """A pre-flight warning when train items carry tool settings (``tools``, ``parallel_tool_calls``, legacy
+    ``functions``), else "". Training renders the messages only: the definitions do not reach the chat template,
+    so the model learns the calls without seeing the schemas (evaluation and serving prompt without them too)."""
+    items = snapshot.items.filter(split=Split.TRAIN).exclude(tool_settings={}).order_by("id")
+    count = items.count()
+    if not count:
+        return ""
+    ids = [example_id if example_id is not None else f"item {item_id}"
+           for item_id, example_id in items.values_list("id", "example_id")[:10]]
+    more = f" and {count - len(ids)} more" if count > len(ids) else ""
+    return (f"{count} train example(s) define tools or functions (ids {', '.join(map(str, ids))}{more}); training "
+            "renders the messages with the chat template but not the tool definitions, so the model learns the "
+            "calls without seeing the schemas: describe the tools in the system prompt if it must know them")
 
 
 @transaction.atomic
