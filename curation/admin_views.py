@@ -110,9 +110,11 @@ def editor_view(model_admin, request, object_id=None):
             raise PermissionDenied
     elif not (access.may_review(request.user, example) if reviewing else access.may_edit(request.user, example)):
         raise PermissionDenied
-    if example is not None and any("tool_calls" in m or "tool_call_id" in m for m in example.messages):
-        messages.error(request, f"Example {example.pk} has tool-call turns; edit it through the API "
-                                "(PATCH /api/v1/examples/{id}/), which keeps them.")
+    extra = sorted({key for m in example.messages for key in m} - {"role", "content"}) if example else []
+    if extra:  # the editor's rows are role and content: saving would drop the rest
+        messages.error(request, f"Example {example.pk} has message fields the editor does not show "
+                                f"({', '.join(extra)}); edit it through the API (PATCH /api/v1/examples/{{id}}/), "
+                                "which keeps them.")
         return redirect(_change_url(example))
     head = NewExampleForm(request.POST or None) if example is None else None
     if request.method == "POST":

@@ -29,7 +29,8 @@ def test_conversation_must_end_with_assistant():
 
 
 def test_system_message_only_first():
-    with pytest.raises(FormatError, match=r"message 2 \(system\): only the first message may be a system or developer message"):
+    with pytest.raises(FormatError,
+                       match=r"message 2 \(system\): only the first message may be a system or developer message"):
         validate_messages([{"role": "user", "content": "a"}, {"role": "system", "content": "s"},
                            {"role": "assistant", "content": "b"}])
 
