@@ -231,7 +231,7 @@ def _schema_validator(schema):
 
 def _schema_finding(example: QualityExample, validator) -> dict | None:
     output = example.messages[-1]
-    if output.get("tool_calls"):
+    if output.get("tool_calls") or output.get("function_call"):
         return None  # the output is a tool call, not text the schema describes
     try:
         value = json.loads(output["content"])
