@@ -42,6 +42,7 @@ from .models import (
     SnapshotItem,
     SnapshotJob,
 )
+from .preferences import import_preference_pairs
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
 from .selectors import dataset_progress
@@ -336,10 +337,41 @@ class ImportBatchAdmin(admin.ModelAdmin):
                                 {"form": form, "title": "Import examples", **self.admin_site.each_context(request)})
 
 
+class PreferenceImportForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    file = forms.FileField(help_text="JSONL, one OpenAI DPO line each.")
+    skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
+
+
 @admin.register(PreferencePair)
 class PreferencePairAdmin(ReadOnlyAdmin):
     """Pairwise preferences imported in OpenAI's DPO format (curation.preferences): the input, then the
-    preferred and the non-preferred answer."""
+    preferred and the non-preferred answer. "Add" is the import page."""
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("curation.add_preferencepair")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Import a file of DPO lines (curation.preferences.import_preference_pairs), in this request."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PreferenceImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            dataset = form.cleaned_data["dataset"]
+            try:
+                outcome = import_preference_pairs(dataset, form.cleaned_data["file"], by=request.user,
+                                                  skip_invalid=form.cleaned_data["skip_invalid"])
+            except ServiceError as exc:
+                messages.error(request, f"{form.cleaned_data['file'].name}: {exc}")
+            else:
+                level = messages.SUCCESS if outcome.imported else messages.ERROR
+                messages.add_message(request, level, " ".join(outcome.describe(limit=5)))
+                if outcome.imported:
+                    return redirect(reverse("admin:curation_preferencepair_changelist") + f"?dataset__id__exact="
+                                    f"{dataset.pk}")
+        return TemplateResponse(request, "admin/curation/preference_import.html",
+                                {"form": form, "title": "Import preference pairs",
+                                 **self.admin_site.each_context(request)})
 
     list_display = ["id", "dataset", "input_preview", "preferred_preview", "non_preferred_preview", "created_by",
                     "created_at"]

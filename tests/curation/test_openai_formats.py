@@ -226,3 +226,21 @@ def test_preflight_warns_when_train_examples_define_tools_the_template_does_not_
     snapshot = create_snapshot(dataset, by=EngineerFactory())[0]
     assert tool_settings_warning(snapshot).startswith(
         f"{snapshot.split_counts['train']} train example(s) define tools or functions (ids ")
+
+
+@pytest.mark.django_db
+def test_the_admin_imports_preference_pairs_and_lists_them_with_their_answers():
+    from django.test import Client
+
+    dataset, annotator = DatasetFactory(), AnnotatorFactory()
+    client = Client()
+    client.force_login(annotator)
+    bad = client.post("/admin/curation/preferencepair/add/",
+                      {"dataset": dataset.pk, "file": _upload(b'{"input": {"messages": []}}\n')})
+    assert PreferencePair.objects.count() == 0
+    assert "line 1: the line must have &#x27;preferred_output&#x27;" in bad.content.decode()
+    response = client.post("/admin/curation/preferencepair/add/",
+                           {"dataset": dataset.pk, "file": _upload(DPO.read_bytes())}, follow=True)
+    page = response.content.decode()
+    assert "2 preference pairs created" in page
+    assert "It is not particularly cold in San Francisco today." in page  # the non-preferred answer, listed

@@ -212,7 +212,7 @@ ADMIN = {
     ("curation_importbatch_changelist", None): ("login", "ok", "ok", "ok"),
     ("curation_preferencepair_changelist", None): ("login", "ok", "ok", "ok"),
     ("curation_preferencepair_change", "pair"): ("login", "ok", "ok", "ok"),
-    ("curation_preferencepair_add", None): ("login", "403", "403", "403"),
+    ("curation_preferencepair_add", None): ("login", "ok", "403", "ok"),  # the import page
     ("curation_importbatch_add", None): ("login", "ok", "403", "ok"),
     ("curation_importbatch_change", "import"): ("login", "ok", "ok", "ok"),
     ("curation_importbatch_history", "import"): ("login", "ok", "ok", "ok"),
