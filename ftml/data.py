@@ -33,9 +33,27 @@ def template_messages(tokenizer, messages: list[dict]) -> list[dict]:
     return shown
 
 
-def render_prompt(tokenizer, input_messages: list[dict]) -> str:
-    """The chat-template text a model sees before it answers (ends with the assistant header)."""
-    return tokenizer.apply_chat_template(template_messages(tokenizer, input_messages), tokenize=False,
+def conversation_parts(conversation) -> tuple[list[dict], list[dict] | None]:
+    """A training conversation as ``(messages, tools)``: a list of messages has no tools; a chat line
+    ``{"messages": [...], "tools"?, "functions"?, ...}`` gives its ``tools``, or its legacy ``functions`` as
+    tools (``{"type": "function", "function": f}``), or None."""
+    if not isinstance(conversation, dict):
+        return conversation, None
+    tools = conversation.get("tools") or [{"type": "function", "function": f}
+                                          for f in conversation.get("functions") or []]
+    return conversation["messages"], tools or None
+
+
+def template_renders_tools(tokenizer) -> bool:
+    """Whether the chat template reads its ``tools`` argument (Hugging Face templates name it ``tools``);
+    when it does not, tool definitions given to it are silently dropped."""
+    return "tools" in (getattr(tokenizer, "chat_template", None) or "")
+
+
+def render_prompt(tokenizer, input_messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The chat-template text a model sees before it answers (ends with the assistant header); ``tools``
+    (OpenAI tool definitions) go to the template's ``tools`` argument."""
+    return tokenizer.apply_chat_template(template_messages(tokenizer, input_messages), tools=tools, tokenize=False,
                                          add_generation_prompt=True)
 
 
@@ -55,11 +73,12 @@ def prompt_prefix(tokenizer, system_prompt: str = "") -> str:
     return text.split(_USER_TEXT, 1)[0]
 
 
-def _render(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tokenize=False)
+def _render(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:
+    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tools=tools, tokenize=False)
 
 
-def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tuple[str, list[tuple[int, int]]]:
+def trained_spans(tokenizer, messages: list[dict], train_on: str = "last",
+                  tools: list[dict] | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans ``(start, end)`` that are trained.
 
     A span starts after the assistant header of a trained assistant turn and ends after
@@ -67,8 +86,9 @@ def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tu
     so the model learns to stop; what the template writes after it (a newline) is not
     trained. ``train_on="last"`` trains the final message only; ``"all"`` every assistant
     turn. An assistant turn's OpenAI ``weight`` overrides ``train_on``: 0 is never trained,
-    1 always (https://platform.openai.com/docs/guides/supervised-fine-tuning). The text after
-    the last span is dropped: the model never needs it.
+    1 always (https://platform.openai.com/docs/guides/supervised-fine-tuning). ``tools`` go to
+    the template's ``tools`` argument of every rendering. The text after the last span is
+    dropped: the model never needs it.
 
     Raises:
         ValueError: the last message is not the assistant's, every assistant turn has weight 0,
@@ -81,12 +101,12 @@ def trained_spans(tokenizer, messages: list[dict], train_on: str = "last") -> tu
                if message.get("role") == "assistant" and _is_trained(message, i == len(messages) - 1, train_on)]
     if not indexes:
         raise ValueError("no assistant turn is trained: every one has weight 0")
-    full = _render(tokenizer, messages)
+    full = _render(tokenizer, messages, tools)
     eos = tokenizer.eos_token or ""
     spans = []
     for index in indexes:
-        prompt = render_prompt(tokenizer, messages[:index])
-        turn = full if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1])
+        prompt = render_prompt(tokenizer, messages[:index], tools)
+        turn = full if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1], tools)
         if not (full.startswith(prompt) and full.startswith(turn) and turn.startswith(prompt)):
             raise ValueError(f"the chat template does not render the prompt of message {index} "
                              "as a prefix of the conversation")
@@ -106,9 +126,10 @@ def _is_trained(message: dict, last: bool, train_on: str) -> bool:
     return last or train_on == "all"
 
 
-def tokenize_for_training(tokenizer, messages: list[dict], max_seq_length: int,
+def tokenize_for_training(tokenizer, messages: list[dict] | dict, max_seq_length: int,
                           train_on: str = "last") -> TokenizedExample:
-    """Tokenize a conversation whose last message is the assistant target.
+    """Tokenize a conversation whose last message is the assistant target: a list of messages, or a chat
+    line whose tools the template is given (conversation_parts).
 
     Text outside the trained spans (trained_spans: system and user turns, assistant headers,
     assistant turns of weight 0, and with ``train_on="last"`` the earlier assistant turns
@@ -120,7 +141,8 @@ def tokenize_for_training(tokenizer, messages: list[dict], max_seq_length: int,
     Raises:
         ValueError: see trained_spans.
     """
-    text, spans = trained_spans(tokenizer, messages, train_on)
+    messages, tools = conversation_parts(messages)
+    text, spans = trained_spans(tokenizer, messages, train_on, tools)
     input_ids: list[int] = []
     labels: list[int] = []
     position = 0

@@ -20,15 +20,22 @@ from .models import BaseModel, Checkpoint, TrainingEvent, TrainingRun
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 
 
-def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[list[dict]]]:
+def snapshot_conversations(snapshot: Snapshot, split: str) -> tuple[list, list[list[dict] | dict]]:
     """A snapshot split as (example ids, conversations with the snapshot's frozen system prompt where
-    they have no system message), in item order: what training trains on and exports hold.
+    they have no system message), in item order: what training trains on and exports hold. An item with
+    tool settings is its chat line ``{"messages": [...], "tools": ...}``, whose tools the chat template is
+    given (ftml.data.conversation_parts); the others are lists of messages.
 
     An item whose example was deleted is named by its item id ("item 12")."""
     system_prompt = snapshot.system_prompt
-    rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages")
-    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _ in rows]
-    return ids, [with_system_prompt(messages, system_prompt) for _, _, messages in rows]
+    rows = (snapshot.items.filter(split=split).order_by("id")
+            .values_list("id", "example_id", "messages", "tool_settings"))
+    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _, _ in rows]
+    conversations = []
+    for _, _, messages, tool_settings in rows:
+        messages = with_system_prompt(messages, system_prompt)
+        conversations.append({"messages": messages, **tool_settings} if tool_settings else messages)
+    return ids, conversations
 
 
 def measured_tokens_per_second(base_model: BaseModel) -> tuple[float, str]:
@@ -95,26 +102,7 @@ def preflight_training_run(snapshot: Snapshot, base_model: BaseModel, hyperparam
     except (BaseModelError, OSError, ValueError) as exc:
         raise ServiceError(f"base model {base_model.name!r} cannot be loaded: "
                            f"{without_server_paths(str(exc))}") from exc
-    report = report.to_dict()
-    if warning := tool_settings_warning(snapshot):
-        report["warnings"].append(warning)
-    return report
-
-
-def tool_settings_warning(snapshot: Snapshot) -> str:
-    """A pre-flight warning when train items carry tool settings (``tools``, ``parallel_tool_calls``, legacy
-    ``functions``), else "". Training renders the messages only: the definitions do not reach the chat template,
-    so the model learns the calls without seeing the schemas (evaluation and serving prompt without them too)."""
-    items = snapshot.items.filter(split=Split.TRAIN).exclude(tool_settings={}).order_by("id")
-    count = items.count()
-    if not count:
-        return ""
-    ids = [example_id if example_id is not None else f"item {item_id}"
-           for item_id, example_id in items.values_list("id", "example_id")[:10]]
-    more = f" and {count - len(ids)} more" if count > len(ids) else ""
-    return (f"{count} train example(s) define tools or functions (ids {', '.join(map(str, ids))}{more}); training "
-            "renders the messages with the chat template but not the tool definitions, so the model learns the "
-            "calls without seeing the schemas: describe the tools in the system prompt if it must know them")
+    return report.to_dict()
 
 
 @transaction.atomic

@@ -23,9 +23,8 @@ from tests.support.factories import (
     EngineerFactory,
     ExampleFactory,
     RaterFactory,
-    approved_snapshot,
 )
-from training.runs import tool_settings_warning
+from training.runs import snapshot_conversations
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CHAT = EXAMPLES / "openai_formats.chat.jsonl"
@@ -215,17 +214,19 @@ def test_the_commands_import_and_export_preference_pairs(tmp_path, capsys):
 
 
 @pytest.mark.django_db
-def test_preflight_warns_when_train_examples_define_tools_the_template_does_not_see():
-    plain = approved_snapshot(DatasetFactory(), [(f"in {i}", f"out {i}") for i in range(10)])
-    assert tool_settings_warning(plain) == ""
-    dataset, settings = DatasetFactory(), {"tools": file_lines(CHAT)[5]["tools"]}
+def test_training_reads_an_item_with_tool_settings_as_its_chat_line():
+    dataset, settings = DatasetFactory(system_prompt=""), {"tools": file_lines(CHAT)[5]["tools"]}
     for i in range(10):
         messages = [{"role": "user", "content": f"weather {i}?"}, {"role": "assistant", "content": f"sunny {i}"}]
-        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=messages, tool_settings=settings,
-                       content_hash=content_hash(messages, settings), input_hash=input_hash(messages, settings))
+        ExampleFactory(dataset=dataset, status=ExampleStatus.APPROVED, messages=messages,
+                       tool_settings=settings if i % 2 else {},
+                       content_hash=content_hash(messages, settings if i % 2 else {}),
+                       input_hash=input_hash(messages, settings if i % 2 else {}))
     snapshot = create_snapshot(dataset, by=EngineerFactory())[0]
-    assert tool_settings_warning(snapshot).startswith(
-        f"{snapshot.split_counts['train']} train example(s) define tools or functions (ids ")
+    conversations = [c for split in ("train", "validation", "test") for c in snapshot_conversations(snapshot, split)[1]]
+    assert sorted(isinstance(c, dict) for c in conversations) == [False] * 5 + [True] * 5
+    assert all(c["tools"] == settings["tools"] and c["messages"][-1]["role"] == "assistant"
+               for c in conversations if isinstance(c, dict))
 
 
 @pytest.mark.django_db

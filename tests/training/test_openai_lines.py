@@ -1,8 +1,13 @@
-"""OpenAI's per-turn ``weight`` and ``developer`` role in the training signal (ftml.data). Uses the tiny model."""
+"""OpenAI chat lines in the training signal (ftml.data): per-turn ``weight``, the ``developer`` role, and
+``tools`` given to the chat template. Uses the tiny model."""
+import copy
+
 import pytest
 from transformers import AutoTokenizer
 
+from ftml.config import LoraConfig
 from ftml.data import IGNORE_INDEX, render_prompt, tokenize_for_training
+from ftml.preflight import preflight
 
 # The weights example of https://platform.openai.com/docs/guides/supervised-fine-tuning (examples/openai_formats).
 MARV = [
@@ -60,3 +65,36 @@ def test_a_developer_message_is_rendered_as_the_system_message_by_a_template_wit
     as_developer = [{"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "Hi"}]
     as_system = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi"}]
     assert render_prompt(tokenizer, as_developer) == render_prompt(tokenizer, as_system)
+
+
+WEATHER = {"type": "function", "function": {"name": "get_current_weather", "description": "Get the current weather",
+                                            "parameters": {"type": "object", "properties": {}}}}
+CALL = [{"role": "user", "content": "What is the weather in San Francisco?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_id", "type": "function", "function": {
+            "name": "get_current_weather", "arguments": "{\"location\": \"San Francisco, USA\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_id", "content": "21.0"},
+        {"role": "assistant", "content": "It is 21 degrees celsius in San Francisco, CA"}]
+
+
+def test_tools_reach_a_template_that_renders_them_as_input_never_as_target(tokenizer):
+    with_tools = copy.deepcopy(tokenizer)
+    with_tools.chat_template = ("{% for tool in tools or [] %}TOOL {{ tool.function.name }}\n{% endfor %}"
+                                + tokenizer.chat_template)
+    row = tokenize_for_training(with_tools, {"messages": CALL, "tools": [WEATHER]}, 1024)
+    assert with_tools.decode(row.input_ids).startswith("TOOL get_current_weather")
+    assert trained_runs(with_tools, {"messages": CALL, "tools": [WEATHER]}, "last") == [
+        f"It is 21 degrees celsius in San Francisco, CA{tokenizer.eos_token}"]
+    legacy = tokenize_for_training(with_tools, {"messages": CALL, "functions": [WEATHER["function"]]}, 1024)
+    assert legacy.input_ids == row.input_ids  # legacy functions are given to the template as tools
+
+
+def test_preflight_warns_when_the_template_drops_the_tools_of_train_examples(tiny_model_dir):
+    config = LoraConfig.from_dict({"max_seq_length": 256})
+    plain = [m for m in CALL if m["role"] in ("user",)] + [{"role": "assistant", "content": "Sunny."}]
+    report = preflight(tiny_model_dir, [{"messages": CALL, "tools": [WEATHER]}, plain], [], config,
+                       example_ids=["ex1", "ex2"])
+    assert [w for w in report.warnings if "tools" in w] == [
+        "1 train example(s) define tools or functions (ids ex1) but the chat template does not render tools: the "
+        "model learns the calls without seeing the schemas; describe the tools in the system prompt, or train "
+        "with a chat_template that renders them"]
+    assert not [w for w in preflight(tiny_model_dir, [plain], [], config).warnings if "tools" in w]
