@@ -4,6 +4,7 @@ A conversation is a list of ``{"role": ..., "content": ...}`` dicts in OpenAI's 
 Its *input* is every message before the final assistant turn; its *output* is that turn.
 """
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -163,6 +164,8 @@ def check_against_schema(value, definition: str, prefix: tuple = ()) -> None:
         FormatError: the first error in document order, saying where (message N (role), its field,
             tool N, ...) and what is wrong; ``position`` is the message's 1-based index.
     """
+    if _valid_shape(definition, canonical_json(_shape(value))):
+        return
     errors = list(_VALIDATORS[definition].iter_errors(value))
     if errors:
         paths = {id(e): _path_order((*prefix, *e.absolute_path)) for e in errors}
@@ -171,6 +174,34 @@ def check_against_schema(value, definition: str, prefix: tuple = ()) -> None:
         same = [e for e in errors if paths[id(e)][:2] == paths[id(first)][:2]]
         first = next((e for e in same if _custom(e)), first)
         raise _schema_error(first, value, prefix)
+
+
+# jsonschema walks a line in about a millisecond, twenty times the rest of an import's work. Lines of one
+# file mostly share a shape and differ in their texts, which the schema does not constrain beyond "a
+# string": so the verdict is cached per shape (_shape: the line with every "content" string and the
+# line's metadata object emptied). The check below keeps that true if the schema ever constrains them.
+_UNCONSTRAINED = {"type", "x-message", "items"}
+if (set(FORMAT_SCHEMA["$defs"]["message"]["properties"]["content"]) - _UNCONSTRAINED
+        or any(FORMAT_SCHEMA["$defs"][line]["properties"]["metadata"] != {"type": "object"}
+               for line in ("chat_line", "preference_line"))):
+    raise ImportError("curation.formats._shape empties what the format schema now constrains; update _shape")
+
+
+def _shape(value, top: bool = True):
+    """``value`` with every string ``content`` emptied and a top-level ``metadata`` object emptied: what the
+    format schema's verdict depends on."""
+    if isinstance(value, dict):
+        return {key: "" if key == "content" and isinstance(item, str)
+                else {} if top and key == "metadata" and isinstance(item, dict)
+                else _shape(item, False) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item, False) for item in value]
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_shape(definition: str, shape_json: str) -> bool:
+    return _VALIDATORS[definition].is_valid(json.loads(shape_json))
 
 
 def _custom(error) -> str:
@@ -214,12 +245,12 @@ def _schema_error(error, value, prefix: tuple) -> FormatError:
         unknown = sorted(set(error.instance) - set(schema.get("properties", {})))
         text = (f"{field_name or where} has unknown key(s) {', '.join(unknown)}; expected "
                 f"{', '.join(schema.get('properties', {}))}")
-        return _located(text, where, field_name, position)
+        return _located(text, where, position)
     if error.validator == "required":
         missing = next((key for key in error.validator_value if key not in error.instance), "?")
-        return _located(f"{field_name or where} must have {missing!r}", where, field_name, position)
+        return _located(f"{field_name or where} must have {missing!r}", where, position)
     if custom and error.validator == "not":
-        return _located(custom, where, "", position)
+        return _located(custom, where, position)
     shown = field_name or where
     if error.validator == "enum" and rest == ["role"]:
         text = f"has role {error.instance!r}; expected one of {', '.join(map(str, error.validator_value))}"
@@ -240,7 +271,8 @@ def _schema_error(error, value, prefix: tuple) -> FormatError:
     return FormatError(text if where == "the line" or not field_name else f"{where}: {text}", position=position)
 
 
-def _located(text: str, where: str, field_name: str, position) -> FormatError:
+def _located(text: str, where: str, position) -> FormatError:
+    """``text`` prefixed with ``where`` ("message 2 (user): ...") unless it starts with it or names the line."""
     return FormatError(text if where == "the line" or text.startswith(where) else f"{where}: {text}",
                        position=position)
 
