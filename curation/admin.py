@@ -150,10 +150,10 @@ class ExampleAdmin(VisibleHistoryAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
-    readonly_fields = ["dataset", "conversation", "content_hash", "input_hash", "status", "version", "author",
-                       "assignee", "source", "import_batch", "metadata", "created_at", "updated_at"]
-    fields = ["dataset", "conversation", "status", "version", "author", "assignee", "source", "import_batch",
-              "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
+    readonly_fields = ["dataset", "conversation", "tool_settings", "content_hash", "input_hash", "status", "version",
+                       "author", "assignee", "source", "import_batch", "metadata", "created_at", "updated_at"]
+    fields = ["dataset", "conversation", "tool_settings", "status", "version", "author", "assignee", "source",
+              "import_batch", "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]
     actions = ["approve_selected", "reject_selected", "submit_selected", "assign_selected"]
 
@@ -421,7 +421,8 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
 
     list_display = ["id", "snapshot", "split", "example"]
     list_filter = ["split", "snapshot"]
-    fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation"]
+    fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation", "tool_settings",
+              "metadata"]
     readonly_fields = fields
 
     def get_queryset(self, request):
