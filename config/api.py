@@ -5,6 +5,7 @@ from curation.api import (
     DatasetViewSet,
     ExampleViewSet,
     ImportBatchViewSet,
+    PreferencePairViewSet,
     SnapshotExportViewSet,
     SnapshotJobViewSet,
     SnapshotViewSet,
@@ -28,6 +29,7 @@ router = DefaultRouter()
 router.register("datasets", DatasetViewSet)
 router.register("examples", ExampleViewSet)
 router.register("imports", ImportBatchViewSet)
+router.register("preference-pairs", PreferencePairViewSet)
 router.register("snapshots", SnapshotViewSet)
 router.register("snapshot-jobs", SnapshotJobViewSet)
 router.register("snapshot-exports", SnapshotExportViewSet)

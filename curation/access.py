@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from ftplatform.errors import NotAllowed
 
 from .choices import ExampleStatus
-from .models import Dataset, Example, ImportBatch
+from .models import Dataset, Example, ImportBatch, PreferencePair
 
 
 def sees_everything(user) -> bool:
@@ -62,6 +62,17 @@ def visible_import_batches(user, queryset: QuerySet | None = None) -> QuerySet:
     only the user's own uploads."""
     queryset = ImportBatch.objects.all() if queryset is None else queryset
     if not (user and user.is_authenticated and user.has_perm("curation.view_importbatch")):
+        return queryset.none()
+    if sees_everything(user):
+        return queryset
+    return queryset.filter(Q(created_by=user) | Q(dataset__in=reviewable_datasets(user).values("pk")))
+
+
+def visible_preference_pairs(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Preference pairs, as import batches: all for those who see every example; a reviewer's datasets'
+    pairs; else only the pairs the user imported."""
+    queryset = PreferencePair.objects.all() if queryset is None else queryset
+    if not (user and user.is_authenticated and user.has_perm("curation.view_preferencepair")):
         return queryset.none()
     if sees_everything(user):
         return queryset

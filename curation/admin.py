@@ -37,6 +37,7 @@ from .models import (
     Dataset,
     Example,
     ImportBatch,
+    PreferencePair,
     Review,
     Snapshot,
     SnapshotExport,
@@ -44,6 +45,7 @@ from .models import (
     SnapshotJob,
     Suggestion,
 )
+from .preferences import import_preference_pairs
 from .quality import describe_report
 from .schemas import check_evaluation_settings, output_schema_validator
 from .selectors import dataset_progress, suggestion_statistics
@@ -151,10 +153,11 @@ class ExampleAdmin(VisibleHistoryAdmin):
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
     search_fields = ["content_hash"]
-    readonly_fields = ["dataset", "conversation", "model_suggestions", "content_hash", "input_hash", "status",
-                       "version", "author", "assignee", "source", "import_batch", "metadata", "created_at",
+    readonly_fields = ["dataset", "conversation", "tool_settings", "model_suggestions", "content_hash", "input_hash",
+                       "status", "version", "author", "assignee", "source", "import_batch", "metadata", "created_at",
                        "updated_at"]
-    fields = ["dataset", "conversation", "model_suggestions", "status", "version", "author", "assignee", "source",
+    fields = ["dataset", "conversation", "tool_settings", "model_suggestions", "status", "version", "author",
+              "assignee", "source",
               "import_batch", "metadata", "content_hash", "input_hash", "created_at", "updated_at"]
     inlines = [ReviewInline]
     actions = ["approve_selected", "reject_selected", "submit_selected", "assign_selected"]
@@ -423,13 +426,92 @@ def _number(value: float | None, pattern: str) -> str | None:
     return None if value is None else pattern.format(value)
 
 
+class PreferenceImportForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    file = forms.FileField(help_text="JSONL, one OpenAI DPO line each.")
+    skip_invalid = forms.BooleanField(required=False, label="Skip invalid lines (they are all listed)")
+
+
+@admin.register(PreferencePair)
+class PreferencePairAdmin(ReadOnlyAdmin):
+    """Pairwise preferences imported in OpenAI's DPO format (curation.preferences): the input, then the
+    preferred and the non-preferred answer. "Add" is the import page."""
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("curation.add_preferencepair")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Import a file of DPO lines (curation.preferences.import_preference_pairs), in this request."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PreferenceImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            dataset = form.cleaned_data["dataset"]
+            try:
+                outcome = import_preference_pairs(dataset, form.cleaned_data["file"], by=request.user,
+                                                  skip_invalid=form.cleaned_data["skip_invalid"])
+            except ServiceError as exc:
+                messages.error(request, f"{form.cleaned_data['file'].name}: {exc}")
+            else:
+                level = messages.SUCCESS if outcome.imported else messages.ERROR
+                messages.add_message(request, level, " ".join(outcome.describe(limit=5)))
+                if outcome.imported:
+                    return redirect(reverse("admin:curation_preferencepair_changelist") + f"?dataset__id__exact="
+                                    f"{dataset.pk}")
+        return TemplateResponse(request, "admin/curation/preference_import.html",
+                                {"form": form, "title": "Import preference pairs",
+                                 **self.admin_site.each_context(request)})
+
+    list_display = ["id", "dataset", "input_preview", "preferred_preview", "non_preferred_preview", "created_by",
+                    "created_at"]
+    list_filter = ["dataset"]
+    list_per_page = 50
+    fields = ["dataset", "input", "tool_settings", "preferred", "non_preferred", "metadata", "content_hash",
+              "input_hash", "created_by", "created_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return access.visible_preference_pairs(request.user, super().get_queryset(request)).select_related(
+            "dataset", "created_by")
+
+    @staticmethod
+    def _preview(messages) -> str:
+        text = (messages[-1].get("content") or "") if messages else ""
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="input (last message)")
+    def input_preview(self, obj):
+        return self._preview(obj.input_messages)
+
+    @admin.display(description="preferred")
+    def preferred_preview(self, obj):
+        return self._preview(obj.preferred_output)
+
+    @admin.display(description="non-preferred")
+    def non_preferred_preview(self, obj):
+        return self._preview(obj.non_preferred_output)
+
+    @admin.display(description="input")
+    def input(self, obj):
+        return render_messages(obj.input_messages)
+
+    @admin.display(description="preferred output")
+    def preferred(self, obj):
+        return render_messages(obj.preferred_output)
+
+    @admin.display(description="non-preferred output")
+    def non_preferred(self, obj):
+        return render_messages(obj.non_preferred_output)
+
+
 @admin.register(SnapshotItem)
 class SnapshotItemAdmin(ReadOnlyAdmin):
     """Frozen copies of approved examples."""
 
     list_display = ["id", "snapshot", "split", "example"]
     list_filter = ["split", "snapshot"]
-    fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation"]
+    fields = ["snapshot", "split", "example", "example_content_hash", "input_hash", "conversation", "tool_settings",
+              "metadata"]
     readonly_fields = fields
 
     def get_queryset(self, request):

@@ -18,13 +18,18 @@ from .choices import QueueOrder
 from .formats import ROLES
 from .models import Dataset, Example
 
-ROLE_COLOURS = {"system": "#999", "user": "#417690", "assistant": "#2a7d2a", "tool": "#b36b00"}
+ROLE_COLOURS = {"system": "#999", "developer": "#999", "user": "#417690", "assistant": "#2a7d2a",
+                "tool": "#b36b00", "function": "#b36b00"}
 
 
 def _message_text(message: dict) -> str:
     lines = [message.get("content") or ""]
     for call in message.get("tool_calls", []):
         lines.append(f"→ {call['function']['name']}({call['function']['arguments']})")
+    if message.get("function_call"):
+        lines.append(f"→ {message['function_call']['name']}({message['function_call']['arguments']})")
+    if message.get("weight") == 0:
+        lines.insert(0, "(weight 0: not trained on)")
     if message.get("tool_call_id"):
         lines.insert(0, f"(answers {message['tool_call_id']})")
     return "\n".join(line for line in lines if line)
@@ -146,9 +151,11 @@ def editor_view(model_admin, request, object_id=None):
             raise PermissionDenied
     elif not (access.may_review(request.user, example) if reviewing else access.may_edit(request.user, example)):
         raise PermissionDenied
-    if example is not None and any("tool_calls" in m or "tool_call_id" in m for m in example.messages):
-        messages.error(request, f"Example {example.pk} has tool-call turns; edit it through the API "
-                                "(PATCH /api/v1/examples/{id}/), which keeps them.")
+    extra = sorted({key for m in example.messages for key in m} - {"role", "content"}) if example else []
+    if extra:  # the editor's rows are role and content: saving would drop the rest
+        messages.error(request, f"Example {example.pk} has message fields the editor does not show "
+                                f"({', '.join(extra)}); edit it through the API (PATCH /api/v1/examples/{{id}}/), "
+                                "which keeps them.")
         return redirect(_change_url(example))
     head = NewExampleForm(request.POST or None) if example is None else None
     if request.method == "POST":

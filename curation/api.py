@@ -1,5 +1,5 @@
 """Thin DRF views over the curation services."""
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -24,7 +24,8 @@ from .exports import (
 )
 from .filters import ExampleFilter
 from .imports import cancel_import, submit_import
-from .models import Dataset, Example, ImportBatch, Snapshot, SnapshotExport, SnapshotJob, Suggestion
+from .models import Dataset, Example, ImportBatch, PreferencePair, Snapshot, SnapshotExport, SnapshotJob, Suggestion
+from .preferences import import_preference_pairs, preference_lines
 from .selectors import dataset_progress, suggestion_statistics
 from .serializers import (
     AssignSerializer,
@@ -36,6 +37,10 @@ from .serializers import (
     ExampleSerializer,
     ImportBatchSerializer,
     ImportUploadSerializer,
+    PreferenceExportQuerySerializer,
+    PreferenceImportSerializer,
+    PreferenceImportUploadSerializer,
+    PreferencePairSerializer,
     QueueRequestSerializer,
     SnapshotCreateSerializer,
     SnapshotDiffQuerySerializer,
@@ -234,6 +239,46 @@ class ImportBatchViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         code = {JobStatus.SUCCEEDED: status.HTTP_201_CREATED,
                 JobStatus.FAILED: status.HTTP_400_BAD_REQUEST}.get(batch.status, status.HTTP_202_ACCEPTED)
         return Response(ImportBatchSerializer(batch).data, status=code)
+
+
+class PreferencePairViewSet(viewsets.ReadOnlyModelViewSet):
+    """Pairwise preferences in OpenAI's DPO format (curation.preferences): list (``?dataset=``), import a JSONL
+    file, and export a dataset's pairs back as the lines they came from."""
+
+    queryset = PreferencePair.objects.select_related("created_by")
+    serializer_class = PreferencePairSerializer
+    filterset_fields = ["dataset", "input_hash"]
+    pagination_class = IdCursorPagination
+    action_permissions = {"import_file": ["curation.add_preferencepair"]}
+
+    def get_queryset(self):
+        return access.visible_preference_pairs(self.request.user, super().get_queryset())
+
+    @extend_schema(request={"multipart/form-data": PreferenceImportUploadSerializer},
+                   responses={201: PreferenceImportSerializer, 400: PreferenceImportSerializer})
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_file(self, request):
+        """Import a JSONL file of DPO lines: 201 with what was created and skipped as duplicates; 400 with every
+        invalid line (by number) when nothing was imported (``skip_invalid`` false)."""
+        params = PreferenceImportUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        outcome = import_preference_pairs(params.validated_data["dataset"], params.validated_data["file"],
+                                          by=request.user, skip_invalid=params.validated_data["skip_invalid"])
+        return Response(PreferenceImportSerializer(outcome).data,
+                        status=status.HTTP_201_CREATED if outcome.imported else status.HTTP_400_BAD_REQUEST)
+
+    @extend_schema(parameters=[PreferenceExportQuerySerializer], responses={(200, "application/jsonl"): bytes})
+    @action(detail=False, methods=["get"], filter_backends=[])
+    def export(self, request):
+        """A dataset's preference pairs (those the caller may see) as JSONL, streamed: each the DPO line it was
+        imported from."""
+        params = PreferenceExportQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        pairs = self.get_queryset().filter(dataset_id=params.validated_data["dataset"])
+        response = StreamingHttpResponse(preference_lines(pairs), content_type="application/jsonl")
+        response["Content-Disposition"] = (f'attachment; filename="dataset-{params.validated_data["dataset"]}'
+                                           '-preferences.jsonl"')
+        return response
 
 
 class SnapshotViewSet(HistoryMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -5,7 +5,8 @@ of that folder to download.
 An export's folder (``SnapshotExport.path``)::
 
     train.jsonl  validation.jsonl  test.jsonl     {"messages": [...]} per line, as training reads them
-                                                  (the snapshot's system prompt where an item has none)
+                                                  (the snapshot's system prompt where an item has none),
+                                                  with the item's tool settings and metadata (export_record)
     hf_dataset/                                   datasets.load_from_disk(path / "hf_dataset")
     hf_dataset.tar                                the same folder, served by the API
 
@@ -28,7 +29,7 @@ from ftplatform.jobrows import JobStatus
 from ftplatform.roles import require_permission
 
 from .choices import ExportLayout, Split
-from .formats import with_system_prompt
+from .formats import export_record
 from .models import Snapshot, SnapshotExport
 
 CHUNK = 2000
@@ -53,9 +54,10 @@ def start_snapshot_export(snapshot: Snapshot, *, by, layout: str = ExportLayout.
 
 
 def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None = None) -> dict:
-    """Write ``<split>.jsonl`` files (``{"messages": [...]}`` per line) into ``folder``: each item's
+    """Write ``<split>.jsonl`` files (curation.formats.export_record per line) into ``folder``: each item's
     frozen messages with the snapshot's frozen system prompt first where it has no system message,
-    the conversations training trains on (training.runs.snapshot_conversations).
+    the conversations training trains on (training.runs.snapshot_conversations), and its tool settings
+    and metadata as imported.
 
     Rows are streamed from the database in chunks, so memory stays flat for any size.
     Returns examples written per split; ``message_keys``, when given, receives every key
@@ -66,10 +68,12 @@ def write_chat_jsonl(snapshot: Snapshot, folder: Path, message_keys: set | None 
     for split in Split.values:
         count = 0
         with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-            rows = snapshot.items.filter(split=split).order_by("id").values_list("messages", flat=True)
-            for messages in rows.iterator(chunk_size=CHUNK):
-                messages = with_system_prompt(messages, snapshot.system_prompt)
-                handle.write(json.dumps({"messages": messages}, ensure_ascii=False))
+            rows = snapshot.items.filter(split=split).order_by("id").values_list("messages", "tool_settings",
+                                                                                 "metadata")
+            for messages, tool_settings, metadata in rows.iterator(chunk_size=CHUNK):
+                record = export_record(messages, tool_settings, metadata, snapshot.system_prompt)
+                messages = record["messages"]
+                handle.write(json.dumps(record, ensure_ascii=False))
                 handle.write("\n")
                 if message_keys is not None:
                     for message in messages:

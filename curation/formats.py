@@ -4,6 +4,7 @@ A conversation is a list of ``{"role": ..., "content": ...}`` dicts in OpenAI's 
 Its *input* is every message before the final assistant turn; its *output* is that turn.
 """
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -11,12 +12,21 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
-ROLES = ("system", "user", "assistant", "tool")
-MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id"}
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-CHAT_RECORD_KEYS = {"messages", "metadata"}
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource
+
+FORMAT_SCHEMA_PATH = Path(__file__).with_name("format_schemas") / "openai_fine_tuning.schema.json"
+"""The JSON Schema of an OpenAI fine-tuning line (chat and DPO): the one place its shape is written down."""
+FORMAT_SCHEMA = json.loads(FORMAT_SCHEMA_PATH.read_text(encoding="utf-8"))
+ROLES = tuple(FORMAT_SCHEMA["$defs"]["message"]["properties"]["role"]["enum"])
+SYSTEM_ROLES = ("system", "developer")  # OpenAI: developer messages replace system messages for newer models
+TOOL_SETTING_KEYS = ("tools", "parallel_tool_calls", "functions")
+"""Top-level keys of a chat line besides messages and metadata: they change the task (what the model may
+call), so they are part of an example's identity (content_hash, input_hash) and travel with it."""
 PROMPT_COMPLETION_KEYS = {"prompt", "completion", "metadata"}
 MAX_LINE_BYTES = 1_000_000
 # The csv module's own default (131,072 characters per field) would refuse CSV fields that
@@ -49,9 +59,16 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def content_hash(messages: list[dict]) -> str:
-    """sha256 (hex, 64 chars) of the canonical JSON of the whole conversation."""
-    return sha256_hex(canonical_json(messages))
+def _hashed(messages: list[dict], tool_settings: dict | None):
+    """What the hashes cover: the messages alone (so examples without tool settings keep the hashes they
+    always had), or ``{"messages": ..., **tool_settings}`` when the line defines tools or functions."""
+    return {"messages": messages, **tool_settings} if tool_settings else messages
+
+
+def content_hash(messages: list[dict], tool_settings: dict | None = None) -> str:
+    """sha256 (hex, 64 chars) of the canonical JSON of the whole conversation and its tool settings
+    (TOOL_SETTING_KEYS), when it has any."""
+    return sha256_hex(canonical_json(_hashed(messages, tool_settings)))
 
 
 def needs_answer(messages: list[dict]) -> bool:
@@ -66,19 +83,23 @@ def input_messages(messages: list[dict]) -> list[dict]:
     return list(messages) if needs_answer(messages) else messages[:-1]
 
 
-def input_hash(messages: list[dict]) -> str:
-    """sha256 (hex) of the input part; examples sharing it are alternative outputs for one input."""
-    return sha256_hex(canonical_json(input_messages(messages)))
+def input_hash(messages: list[dict], tool_settings: dict | None = None) -> str:
+    """sha256 (hex) of the input part and the tool settings (what the model may call is part of its
+    input); examples sharing it are alternative outputs for one input."""
+    return sha256_hex(canonical_json(_hashed(input_messages(messages), tool_settings)))
 
 
-def conversation_hashes(messages: list[dict]) -> tuple[str, bytes, str]:
-    """``(canonical JSON, sha256 digest (32 bytes), input_hash hex)`` of a conversation, serialised once.
+def conversation_hashes(messages: list[dict], tool_settings: dict | None = None) -> tuple[str, bytes, str]:
+    """``(canonical JSON of messages, sha256 digest (32 bytes), input_hash hex)`` of a conversation.
 
-    Equal to ``(canonical_json(m), bytes.fromhex(content_hash(m)), input_hash(m))``: the input's
-    canonical JSON is the conversation's without its last element, so it is sliced off the
-    whole text rather than serialised again (the import's hot path).
+    Equal to ``(canonical_json(m), bytes.fromhex(content_hash(m, t)), input_hash(m, t))``: without
+    tool settings the input's canonical JSON is the conversation's without its last element, so it
+    is sliced off the whole text rather than serialised again (the import's hot path).
     """
     text = canonical_json(messages)
+    if tool_settings:
+        return (text, bytes.fromhex(content_hash(messages, tool_settings)),
+                input_hash(messages, tool_settings))
     if needs_answer(messages):
         input_text = text
     elif len(messages) > 1:
@@ -89,10 +110,26 @@ def conversation_hashes(messages: list[dict]) -> tuple[str, bytes, str]:
 
 
 def with_system_prompt(messages: list[dict], system_prompt: str) -> list[dict]:
-    """Prepend ``system_prompt`` as a system message unless the conversation already starts with one."""
-    if not system_prompt or (messages and messages[0]["role"] == "system"):
+    """Prepend ``system_prompt`` as a system message unless the conversation already starts with a
+    system or developer message."""
+    if not system_prompt or (messages and messages[0]["role"] in SYSTEM_ROLES):
         return list(messages)
     return [{"role": "system", "content": system_prompt}, *messages]
+
+
+IMPORT_METADATA_KEYS = ("import_line",)
+"""Metadata keys the import adds (curation.import_job); exports leave them out, so a file round-trips."""
+
+
+def export_record(messages: list[dict], tool_settings: dict, metadata: dict, system_prompt: str = "") -> dict:
+    """An example as a line of OpenAI chat JSONL: ``{"messages": with_system_prompt(messages, system_prompt),
+    **tool_settings, "metadata": ...}`` (metadata without IMPORT_METADATA_KEYS, left out when empty):
+    the line it was imported from, when the dataset has no system prompt or the line had one."""
+    record = {"messages": with_system_prompt(messages, system_prompt), **(tool_settings or {})}
+    kept = {key: value for key, value in (metadata or {}).items() if key not in IMPORT_METADATA_KEYS}
+    if kept:
+        record["metadata"] = kept
+    return record
 
 
 def prompt_messages(messages: list[dict], system_prompt: str = "", few_shot: list[list[dict]] | None = None
@@ -104,149 +141,313 @@ def prompt_messages(messages: list[dict], system_prompt: str = "", few_shot: lis
     messages = with_system_prompt(messages, system_prompt)
     if not few_shot:
         return messages
-    head = messages[:1] if messages and messages[0]["role"] == "system" else []
-    shots = [message for shot in few_shot for message in shot if message["role"] != "system"]
+    head = messages[:1] if messages and messages[0]["role"] in SYSTEM_ROLES else []
+    shots = [message for shot in few_shot for message in shot if message["role"] not in SYSTEM_ROLES]
     return [*head, *shots, *messages[len(head):]]
 
 
-def validate_messages(messages, *, allow_unanswered: bool = False) -> list[dict]:
-    """Check a conversation in OpenAI's chat format and return it normalised.
+def _refuse_retrieval(uri: str):
+    raise NoSuchResource(ref=uri)
 
-    Rules (OpenAI chat fine-tuning format): a non-empty list of objects; roles in ROLES; a
-    system message only first; ``content`` a string or a list of text parts
-    (``{"type": "text", "text": ...}``, joined with newlines), non-empty for user turns and
-    for assistant turns without tool calls. An assistant turn may carry ``tool_calls``
-    (``{"id", "type": "function", "function": {"name", "arguments": JSON object as a string}}``);
-    every call must be answered by a ``tool`` message with its ``tool_call_id`` before the
-    conversation goes on, unless that assistant turn is the final output. The last message
-    is the assistant output, or, with ``allow_unanswered``, a user turn still waiting for it
-    (needs_answer). Only known keys are kept.
+
+_SCHEMA_REGISTRY = Registry(retrieve=_refuse_retrieval).with_resource(
+    FORMAT_SCHEMA["$id"], Resource.from_contents(FORMAT_SCHEMA))
+
+
+def format_validator(definition: str) -> Draft202012Validator:
+    """A validator of FORMAT_SCHEMA's ``$defs/<definition>`` (chat_line, preference_line, messages, ...);
+    nothing is fetched (the schema only refers to itself)."""
+    return Draft202012Validator({"$ref": f"{FORMAT_SCHEMA['$id']}#/$defs/{definition}"}, registry=_SCHEMA_REGISTRY)
+
+
+_VALIDATORS = {name: format_validator(name) for name in ("chat_line", "preference_line", "messages")}
+
+
+def check_against_schema(value, definition: str, prefix: tuple = ()) -> None:
+    """Validate ``value`` against FORMAT_SCHEMA's ``$defs/<definition>``.
+
+    ``prefix`` is where ``value`` sits in its line (e.g. ``("messages",)`` for a bare list of
+    messages), so the message names the place as it would in the whole line.
+
+    Raises:
+        FormatError: the first error in document order, saying where (message N (role), its field,
+            tool N, ...) and what is wrong; ``position`` is the message's 1-based index.
+    """
+    if _valid_shape(definition, canonical_json(_shape(value))):
+        return
+    errors = list(_VALIDATORS[definition].iter_errors(value))
+    if errors:
+        paths = {id(e): _path_order((*prefix, *e.absolute_path)) for e in errors}
+        first = min(errors, key=lambda e: paths[id(e)])
+        # Of the errors on the same message (or item), the one this project wrote a message for says most.
+        same = [e for e in errors if paths[id(e)][:2] == paths[id(first)][:2]]
+        first = next((e for e in same if _custom(e)), first)
+        raise _schema_error(first, value, prefix)
+
+
+# jsonschema walks a line in about a millisecond, twenty times the rest of an import's work. Lines of one
+# file mostly share a shape and differ in their texts, which the schema does not constrain beyond "a
+# string": so the verdict is cached per shape (_shape: the line with every "content" string and the
+# line's metadata object emptied). The check below keeps that true if the schema ever constrains them.
+_UNCONSTRAINED = {"type", "x-message", "items"}
+if (set(FORMAT_SCHEMA["$defs"]["message"]["properties"]["content"]) - _UNCONSTRAINED
+        or any(FORMAT_SCHEMA["$defs"][line]["properties"]["metadata"] != {"type": "object"}
+               for line in ("chat_line", "preference_line"))):
+    raise ImportError("curation.formats._shape empties what the format schema now constrains; update _shape")
+
+
+def _shape(value, top: bool = True):
+    """``value`` with every string ``content`` emptied and a top-level ``metadata`` object emptied: what the
+    format schema's verdict depends on."""
+    if isinstance(value, dict):
+        return {key: "" if key == "content" and isinstance(item, str)
+                else {} if top and key == "metadata" and isinstance(item, dict)
+                else _shape(item, False) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item, False) for item in value]
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_shape(definition: str, shape_json: str) -> bool:
+    return _VALIDATORS[definition].is_valid(json.loads(shape_json))
+
+
+def _custom(error) -> str:
+    return error.schema.get("x-message", "") if isinstance(error.schema, dict) else ""
+
+
+def _path_order(path) -> tuple:
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in path)
+
+
+_MESSAGE_LISTS = {("messages",): "message", ("input", "messages"): "input message",
+                  ("preferred_output",): "preferred_output message",
+                  ("non_preferred_output",): "non_preferred_output message",
+                  ("tools",): "tool", ("functions",): "function", ("input", "tools"): "input tool",
+                  ("input", "functions"): "input function"}
+_TYPE_NAMES = {"string": "a string", "array": "a list", "object": "an object", "null": "null",
+               "boolean": "true or false", "integer": "an integer", "number": "a number"}
+
+
+def _schema_error(error, value, prefix: tuple) -> FormatError:
+    """A jsonschema ValidationError as a FormatError that names the place (see check_against_schema)."""
+    path = [*prefix, *error.absolute_path]
+    where, position, rest = "the line", None, path
+    for length in (2, 1):
+        head = tuple(path[:length])
+        if head in _MESSAGE_LISTS and len(path) > length and isinstance(path[length], int):
+            index = path[length]
+            where = f"{_MESSAGE_LISTS[head]} {index + 1}"
+            item = _at(value, path[len(prefix): length + 1])
+            if _MESSAGE_LISTS[head].endswith("message"):
+                role = item.get("role") if isinstance(item, dict) else None
+                if isinstance(role, str) and role in ROLES:
+                    where += f" ({role})"
+                position = index + 1 if head in (("messages",), ("input", "messages")) else None
+            rest = path[length + 1:]
+            break
+    field_name = _field_name(rest)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    custom = _custom(error)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(schema.get("properties", {})))
+        text = (f"{field_name or where} has unknown key(s) {', '.join(unknown)}; expected "
+                f"{', '.join(schema.get('properties', {}))}")
+        return _located(text, where, position)
+    if error.validator == "required":
+        missing = next((key for key in error.validator_value if key not in error.instance), "?")
+        return _located(f"{field_name or where} must have {missing!r}", where, position)
+    if custom and error.validator == "not":
+        return _located(custom, where, position)
+    shown = field_name or where
+    if error.validator == "enum" and rest == ["role"]:
+        text = f"has role {error.instance!r}; expected one of {', '.join(map(str, error.validator_value))}"
+        return FormatError(f"{where} {text}", position=position)
+    if custom:
+        text = (f"{shown} {custom}, got {_short(error.instance)}" if custom.startswith("must")
+                else f"{shown} is {_short(error.instance)}; {custom}")
+    elif error.validator == "enum":
+        choices = ", ".join(map(json.dumps, error.validator_value))
+        text = f"{shown} is {_short(error.instance)}; expected one of {choices}"
+    elif error.validator == "const":
+        text = f"{shown} is {_short(error.instance)}; expected {json.dumps(error.validator_value)}"
+    elif error.validator == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        text = f"{shown} must be {' or '.join(_TYPE_NAMES.get(k, k) for k in kinds)}, got {_short(error.instance)}"
+    else:
+        text = f"{shown}: {error.message}"
+    return FormatError(text if where == "the line" or not field_name else f"{where}: {text}", position=position)
+
+
+def _located(text: str, where: str, position) -> FormatError:
+    """``text`` prefixed with ``where`` ("message 2 (user): ...") unless it starts with it or names the line."""
+    return FormatError(text if where == "the line" or text.startswith(where) else f"{where}: {text}",
+                       position=position)
+
+
+def _at(value, path):
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _field_name(path) -> str:
+    """How a message names a field: ``["tool_calls", 0, "function", "name"]`` -> ``tool call 1 'function.name'``,
+    ``["content", 1, "type"]`` -> ``content part 2 'type'``, ``["weight"]`` -> ``'weight'``, ``[]`` -> ``""``."""
+    labels = {"tool_calls": "tool call", "content": "content part"}
+    if len(path) >= 2 and path[0] in labels and isinstance(path[1], int):
+        inner = _dotted(path[2:])
+        return f"{labels[path[0]]} {path[1] + 1}" + (f" {inner!r}" if inner else "")
+    return repr(_dotted(path)) if path else ""
+
+
+def _dotted(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_messages(messages, *, allow_unanswered: bool = False) -> list[dict]:
+    """Check a conversation in OpenAI's chat fine-tuning format and return it as stored.
+
+    The shape of each message is FORMAT_SCHEMA's (roles system, developer, user, assistant,
+    tool and the legacy function; ``weight`` 0/1, ``tool_calls``, ``function_call`` and
+    ``refusal`` on assistant turns; ``tool_call_id`` on tool turns; a name on function turns).
+    check_sequence adds the rules a schema cannot say. Messages are kept as given (key order
+    included), except that ``content`` given as a list of text parts is joined with newlines. With
+    ``allow_unanswered`` the last message may be a user turn still waiting for its answer (needs_answer).
 
     Raises:
         FormatError: naming the message (1-based) and the problem.
     """
-    if not isinstance(messages, list) or not messages:
-        raise FormatError("'messages' must be a non-empty list")
-    normalised, pending_calls = [], {}
+    check_against_schema(messages, "messages", prefix=("messages",))
+    return check_sequence(messages, allow_unanswered=allow_unanswered)
+
+
+def check_sequence(messages: list[dict], *, output: bool = True, where_prefix: str = "",
+                   allow_unanswered: bool = False) -> list[dict]:
+    """The rules of a schema-valid list of messages that FORMAT_SCHEMA cannot say; returns it as stored.
+
+    A system or developer message only first; ``content`` non-empty for user, tool and function
+    turns and for assistant turns without a call; every tool call (unique ids, ``arguments`` a JSON
+    object encoded as a string) answered by a ``tool`` message with its ``tool_call_id``, and a
+    legacy ``function_call`` by a ``function`` message of its name, before the conversation goes
+    on, unless that turn is the final output. With ``output`` (a training example) the conversation
+    ends with the assistant output, which has ``weight`` 1 if any, after some user input; without
+    (the input of a preference pair) it must not end with an assistant turn. With ``allow_unanswered``
+    a conversation ending in a user turn (needs_answer: an input waiting for its answer) passes too.
+
+    Raises:
+        FormatError: naming the message (``where_prefix`` + "message N (role)") and the problem.
+    """
+    stored, pending_calls, pending_function = [], {}, None
     for position, message in enumerate(messages, start=1):
+        role = message["role"]
+        where = f"{where_prefix}message {position} ({role})"
         try:
-            where = f"message {position}"
-            if not isinstance(message, dict):
-                raise FormatError(f"{where} must be an object with 'role' and 'content'")
-            unknown = set(message) - MESSAGE_KEYS
-            if unknown:
-                raise FormatError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
-                                  f"expected {', '.join(sorted(MESSAGE_KEYS))}")
-            role = message.get("role")
-            if role not in ROLES:
-                raise FormatError(f"{where} has role {role!r}; expected one of {', '.join(ROLES)}")
-            where = f"{where} ({role})"
-            if role == "system" and position != 1:
-                raise FormatError(f"{where}: only the first message may be a system message")
+            if role in SYSTEM_ROLES and position != 1:
+                raise FormatError(f"{where}: only the first message may be a system or developer message")
             if pending_calls and role != "tool":
                 raise FormatError(f"{where}: tool call(s) {', '.join(pending_calls)} were not answered by tool "
                                   "messages")
-            if "name" in message and not isinstance(message["name"], str):
-                raise FormatError(f"{where} must have 'name' as a string")
-            out = {"role": role, "content": _content_text(message.get("content"), where)}
-            if "name" in message:
-                out["name"] = message["name"]
-            if "tool_calls" in message:
-                if role != "assistant":
-                    raise FormatError(f"{where}: only assistant messages may have 'tool_calls'")
-                out["tool_calls"] = _tool_calls(message["tool_calls"], where)
-                pending_calls = {call["id"]: True for call in out["tool_calls"]}
+            if pending_function and role != "function":
+                raise FormatError(f"{where}: function call {pending_function!r} was not answered by a function "
+                                  "message")
+            out = dict(message)
+            if isinstance(out.get("content"), list):
+                out["content"] = "\n".join(part["text"] for part in out["content"])
+            if "tool_calls" in out:
+                pending_calls = _check_tool_calls(out["tool_calls"], where)
+            if "function_call" in out:
+                _check_arguments(out["function_call"]["arguments"], f"{where}: function_call")
+                pending_function = out["function_call"]["name"]
             if role == "tool":
-                call_id = message.get("tool_call_id")
-                if not isinstance(call_id, str) or call_id not in pending_calls:
+                call_id = out["tool_call_id"]
+                if call_id not in pending_calls:
                     raise FormatError(f"{where}: 'tool_call_id' {call_id!r} does not answer a pending tool call")
                 del pending_calls[call_id]
-                out["tool_call_id"] = call_id
-            elif "tool_call_id" in message:
-                raise FormatError(f"{where}: only tool messages may have 'tool_call_id'")
-            if role in ("user", "tool") or (role == "assistant" and "tool_calls" not in out):
-                if not out["content"].strip():
+            if role == "function":
+                if out["name"] != pending_function:
+                    raise FormatError(f"{where}: name {out['name']!r} does not answer a pending function call")
+                pending_function = None
+            calls = "tool_calls" in out or "function_call" in out
+            if role in ("user", "tool", "function") or (role == "assistant" and not calls):
+                if not (out.get("content") or "").strip():
                     raise FormatError(f"{where} has empty content")
-            normalised.append(out)
-        except FormatError as exc:  # every check of this message, nested ones included, names it
+            stored.append(out)
+        except FormatError as exc:  # every check of this message names it
             exc.position = exc.position or position
             raise
-    if allow_unanswered and needs_answer(normalised):
-        return normalised
-    if normalised[-1]["role"] != "assistant":
-        if not any(m["role"] == "assistant" for m in normalised):
+    if allow_unanswered and needs_answer(stored):
+        return stored
+    if not output:
+        if stored[-1]["role"] == "assistant":
+            raise FormatError(f"{where_prefix}messages must end before the assistant turn (the outputs follow)")
+        if all(m["role"] in SYSTEM_ROLES for m in stored):
+            raise FormatError(f"{where_prefix}messages have no user input")
+        return stored
+    if stored[-1]["role"] != "assistant":
+        if not any(m["role"] == "assistant" for m in stored):
             raise FormatError("the conversation has no assistant turn (nothing to learn)")
         raise FormatError("the conversation must end with the assistant turn to learn")
-    if len(normalised) < 2 or all(m["role"] == "system" for m in normalised[:-1]):
+    if stored[-1].get("weight") == 0:
+        raise FormatError(f"message {len(stored)} (assistant): the final assistant turn is the output to learn; "
+                          "it cannot have weight 0", position=len(stored))
+    if len(stored) < 2 or all(m["role"] in SYSTEM_ROLES for m in stored[:-1]):
         raise FormatError("the conversation has no user input before the assistant turn")
-    return normalised
+    return stored
 
 
-def _content_text(content, where: str) -> str:
-    """A message's content as one string: a string as is, text parts joined with newlines."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for index, part in enumerate(content, start=1):
-            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise FormatError(f"{where}: content part {index} is {kind!r}; only text parts "
-                                  '({"type": "text", "text": "..."}) are supported')
-            texts.append(part["text"])
-        return "\n".join(texts)
-    raise FormatError(f"{where} must have 'content' as a string or a list of text parts")
-
-
-def _tool_calls(calls, where: str) -> list[dict]:
-    if not isinstance(calls, list) or not calls:
-        raise FormatError(f"{where}: 'tool_calls' must be a non-empty list")
-    normalised, seen = [], set()
+def _check_tool_calls(calls: list[dict], where: str) -> dict:
+    """Unique ids and JSON-object arguments; returns ``{id: True}`` of the calls (pending answers)."""
+    seen = {}
     for index, call in enumerate(calls, start=1):
         at = f"{where}: tool call {index}"
-        if not isinstance(call, dict) or call.get("type") != "function" or not isinstance(call.get("function"), dict):
-            raise FormatError(f"{at} must be {{'id', 'type': 'function', 'function': {{'name', 'arguments'}}}}")
-        call_id, function = call.get("id"), call["function"]
-        if not isinstance(call_id, str) or not call_id or call_id in seen:
-            raise FormatError(f"{at} needs a unique, non-empty string 'id'")
-        seen.add(call_id)
-        name, arguments = function.get("name"), function.get("arguments")
-        if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
-            raise FormatError(f"{at}: function name {name!r} must be 1-64 letters, digits, '_' or '-'")
-        try:
-            parsed = json.loads(arguments) if isinstance(arguments, str) else None
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise FormatError(f"{at}: 'arguments' must be a JSON object encoded as a string")
-        normalised.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
-    return normalised
+        if call["id"] in seen:
+            raise FormatError(f"{at} needs a unique, non-empty string 'id'; {call['id']!r} is repeated")
+        seen[call["id"]] = True
+        _check_arguments(call["function"]["arguments"], at)
+    return seen
 
 
-def _metadata(record: dict) -> dict:
-    metadata = record.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise FormatError("'metadata' must be an object")
-    return metadata
+def _check_arguments(arguments: str, at: str) -> None:
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise FormatError(f"{at}: 'arguments' must be a JSON object encoded as a string")
 
 
-def parse_chat_record(record) -> tuple[list[dict], dict]:
-    """``{"messages": [...], "metadata": {...}?}`` -> (messages, metadata); a conversation ending in a
-    user turn is an input imported without its answer (a draft to annotate). Raises FormatError."""
+def tool_settings_of(record: dict) -> dict:
+    """The TOOL_SETTING_KEYS a (schema-valid) line or DPO input has, as given."""
+    return {key: record[key] for key in TOOL_SETTING_KEYS if key in record}
+
+
+def parse_chat_record(record) -> tuple[list[dict], dict, dict]:
+    """``{"messages": [...], "tools"?, "parallel_tool_calls"?, "functions"?, "metadata"?}`` (FORMAT_SCHEMA's
+    chat_line) -> (messages, metadata, tool settings); a conversation ending in a user turn is an input
+    imported without its answer (a draft to annotate). Raises FormatError."""
     if not isinstance(record, dict):
         raise FormatError("each line must be a JSON object")
-    unknown = set(record) - CHAT_RECORD_KEYS
-    if unknown:
-        raise FormatError(f"unknown key(s) {', '.join(sorted(unknown))}; expected messages, metadata")
-    if "messages" not in record:
-        raise FormatError("missing 'messages'")
-    return validate_messages(record["messages"], allow_unanswered=True), _metadata(record)
+    check_against_schema(record, "chat_line")
+    messages = check_sequence(record["messages"], allow_unanswered=True)
+    return messages, record.get("metadata", {}), tool_settings_of(record)
 
 
-def parse_prompt_completion_record(record) -> tuple[list[dict], dict]:
-    """``{"prompt": str, "completion": str}`` -> a user/assistant conversation. Raises FormatError."""
+def parse_prompt_completion_record(record) -> tuple[list[dict], dict, dict]:
+    """``{"prompt": str, "completion": str}`` -> a user/assistant conversation (no tool settings).
+    Raises FormatError."""
     if not isinstance(record, dict):
         raise FormatError("each line must be a JSON object")
     unknown = set(record) - PROMPT_COMPLETION_KEYS
@@ -255,8 +456,65 @@ def parse_prompt_completion_record(record) -> tuple[list[dict], dict]:
     for key in ("prompt", "completion"):
         if not isinstance(record.get(key), str):
             raise FormatError(f"'{key}' must be a string")
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise FormatError("'metadata' must be an object")
     messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["completion"]}]
-    return validate_messages(messages), _metadata(record)
+    return validate_messages(messages), metadata, {}
+
+
+@dataclass
+class PreferenceRecord:
+    """One line of OpenAI's DPO format, checked: the input conversation and its tool settings, the preferred
+    and the non-preferred output (each a list of one assistant message), the line's metadata."""
+
+    input_messages: list[dict]
+    tool_settings: dict
+    preferred_output: list[dict]
+    non_preferred_output: list[dict]
+    metadata: dict = field(default_factory=dict)
+
+    def as_line(self) -> dict:
+        """The record as a DPO line (the inverse of parse_preference_record): what an export writes."""
+        line = {"input": {"messages": self.input_messages, **self.tool_settings},
+                "preferred_output": self.preferred_output, "non_preferred_output": self.non_preferred_output}
+        if self.metadata:
+            line["metadata"] = self.metadata
+        return line
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of the line without its metadata (duplicates share it)."""
+        return sha256_hex(canonical_json({**self.as_line(), "metadata": None}))
+
+    @property
+    def input_hash(self) -> str:
+        """sha256 (hex) of the input (messages and tool settings), as Example.input_hash hashes one."""
+        return sha256_hex(canonical_json(_hashed(self.input_messages, self.tool_settings)))
+
+
+def parse_preference_record(record) -> PreferenceRecord:
+    """``{"input": {"messages": [...], "tools"?, "parallel_tool_calls"?, "functions"?}, "preferred_output":
+    [assistant message], "non_preferred_output": [assistant message], "metadata"?}`` (FORMAT_SCHEMA's
+    preference_line; https://platform.openai.com/docs/guides/direct-preference-optimization) -> a
+    PreferenceRecord, messages as given (text parts joined). The input must stop before the answer; each
+    output must be a valid answer to it (check_sequence over input + output).
+
+    Raises:
+        FormatError: naming the part (input message N, preferred_output, ...) and the problem.
+    """
+    if not isinstance(record, dict):
+        raise FormatError("each line must be a JSON object")
+    check_against_schema(record, "preference_line")
+    inputs = check_sequence(record["input"]["messages"], output=False, where_prefix="input ")
+    outputs = {}
+    for key in ("preferred_output", "non_preferred_output"):
+        try:
+            outputs[key] = check_sequence([*inputs, *record[key]])[len(inputs):]
+        except FormatError as exc:
+            raise FormatError(f"{key} (as message {len(inputs) + 1} after the input): {exc}") from None
+    return PreferenceRecord(inputs, tool_settings_of(record["input"]), outputs["preferred_output"],
+                            outputs["non_preferred_output"], record.get("metadata", {}))
 
 
 PARSERS = {
@@ -271,6 +529,7 @@ class ParsedLine:
     messages: list[dict] | None = None
     metadata: dict = field(default_factory=dict)
     error: str | None = None
+    tool_settings: dict = field(default_factory=dict)
 
 
 Source = bytes | BinaryIO
@@ -281,22 +540,42 @@ left open for the caller to close)."""
 def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
     """Parse JSONL line by line, streaming; yields one ParsedLine per non-empty line (1-based numbers).
 
+    Lines are read and decoded by read_json_lines; ``fmt`` names the parser of each record (PARSERS).
+
+    Raises:
+        ValueError: ``fmt`` is not a known format, or see read_json_lines.
+    """
+    try:
+        parse = PARSERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
+    for number, record, error in read_json_lines(source):
+        if error:
+            yield ParsedLine(number, error=error)
+            continue
+        try:
+            messages, metadata, tool_settings = parse(record)
+        except FormatError as exc:
+            yield ParsedLine(number, error=str(exc))
+            continue
+        yield ParsedLine(number, messages=messages, metadata=metadata, tool_settings=tool_settings)
+
+
+def read_json_lines(source: Source) -> Iterator[tuple[int, object, str | None]]:
+    """``(line number, JSON value, None)`` per non-empty line, or ``(line number, None, reason)`` for a line
+    that is not JSON a JSON column can store (streaming, 1-based numbers).
+
     Accepts UTF-8 with or without BOM, UTF-16 with BOM, and LF, CRLF or lone CR line ends.
     Lines are split on those line ends only, so U+2028/U+2029 inside strings never split a
     record. One line is in memory at a time; a line over MAX_LINE_BYTES is skipped in pieces
     and reported.
 
     Raises:
-        ValueError: ``fmt`` is not a known format, or a UTF-16 file is not valid UTF-16
-            (naming the line; nothing after it can be decoded).
+        ValueError: a UTF-16 file is not valid UTF-16 (naming the line; nothing after it can be decoded).
     """
-    try:
-        parse = PARSERS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(PARSERS)}") from None
     for number, text, error in _jsonl_lines(source):
         if error:
-            yield ParsedLine(number, error=error)
+            yield number, None, error
             continue
         try:
             record = _DECODER.decode(text)
@@ -307,20 +586,15 @@ def read_jsonl(source: Source, fmt: str) -> Iterator[ParsedLine]:
                 # fewer brackets than MAX_JSON_DEPTH bound the depth.
                 check_json_value(record)
         except json.JSONDecodeError as exc:
-            yield ParsedLine(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+            yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
             continue
         except RecursionError:
-            yield ParsedLine(number, error=f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+            yield number, None, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels"
             continue
         except (ValueError, FormatError) as exc:  # NaN, huge numbers, NUL, lone surrogates, depth
-            yield ParsedLine(number, error=f"invalid JSON: {exc}")
+            yield number, None, f"invalid JSON: {exc}"
             continue
-        try:
-            messages, metadata = parse(record)
-        except FormatError as exc:
-            yield ParsedLine(number, error=str(exc))
-            continue
-        yield ParsedLine(number, messages=messages, metadata=metadata)
+        yield number, record, None
 
 
 def count_jsonl_records(source: Source) -> int:

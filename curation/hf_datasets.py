@@ -111,10 +111,10 @@ def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
             try:
                 metadata = _metadata(record, conversation_columns)
                 if chat:
-                    messages, _ = parse_chat_record({"messages": _without_nulls(record["messages"])})
+                    messages = parse_chat_record({"messages": _without_nulls(record["messages"])})[0]
                 else:
-                    messages, _ = parse_prompt_completion_record({"prompt": record["prompt"],
-                                                                  "completion": record["completion"]})
+                    messages = parse_prompt_completion_record({"prompt": record["prompt"],
+                                                               "completion": record["completion"]})[0]
                 check_json_value(messages)
             except FormatError as exc:
                 yield ParsedLine(row, error=str(exc))
@@ -160,8 +160,9 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
     so memory stays bounded; Arrow files are staged in a cache folder beside ``target`` and
     removed afterwards. The ``messages`` column is a list of structs with ``role`` and
     ``content`` (strings) and, only when some message has them (``message_keys``), ``name``,
-    ``tool_call_id`` (strings) and ``tool_calls`` (list of ``{id, type, function: {name,
-    arguments}}``). An empty split is an empty table with the same features.
+    ``tool_call_id`` (strings), ``tool_calls`` (list of ``{id, type, function: {name,
+    arguments}}``), ``function_call``, ``weight`` and ``refusal``. Line-level tool settings and metadata
+    are in the JSONL files only. An empty split is an empty table with the same features.
 
     Returns rows written per split. Load the result with ``datasets.load_from_disk(target)``.
     """
@@ -176,6 +177,12 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
                                       "function": {"name": Value("string"), "arguments": Value("string")}})
     if "tool_call_id" in message_keys:
         message["tool_call_id"] = Value("string")
+    if "function_call" in message_keys:
+        message["function_call"] = {"name": Value("string"), "arguments": Value("string")}
+    if "weight" in message_keys:
+        message["weight"] = Value("int64")
+    if "refusal" in message_keys:
+        message["refusal"] = Value("string")
     features = Features({"messages": List(message)})
     cache = target.with_name(target.name + ".cache")
     try:

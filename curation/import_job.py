@@ -57,6 +57,7 @@ class _Row:
     line: int
     messages: list
     metadata: dict
+    tool_settings: dict
     messages_json: str  # canonical JSON: what the content hash is computed over
     content_hash: str
     input_hash: str
@@ -157,13 +158,14 @@ class ImportJob:
             if parsed.error:
                 self.errors.append({"line": parsed.line, "reason": parsed.error})
             elif self.accepting:  # once a file is refused, only its errors are still collected
-                text, digest, input_hex = conversation_hashes(parsed.messages)
+                text, digest, input_hex = conversation_hashes(parsed.messages, parsed.tool_settings)
                 first = self.seen.setdefault(digest, parsed.line)
                 if first != parsed.line:
                     self.duplicates.append({"line": parsed.line, "duplicate_of": f"line {first}"})
                 else:
                     chunk.append(_Row(parsed.line, parsed.messages, {**parsed.metadata, "import_line": parsed.line},
-                                      text, digest.hex(), input_hex, _imported_status(parsed.messages)))
+                                      parsed.tool_settings, text, digest.hex(), input_hex,
+                                      _imported_status(parsed.messages)))
             if self.read % CHUNK_ROWS == 0:
                 yield chunk
                 chunk = []
@@ -284,7 +286,7 @@ class _OrmInserter:
         examples = []
         for row in rows:
             example = _example_template(self.batch, self.by)
-            example.messages, example.metadata = row.messages, row.metadata
+            example.messages, example.metadata, example.tool_settings = row.messages, row.metadata, row.tool_settings
             example.content_hash, example.input_hash = row.content_hash, row.input_hash
             example.status = row.status
             examples.append(example)
@@ -306,7 +308,7 @@ class _CopyInserter:
     examples, this is several times faster than bulk_create_with_history (bench/curation_bench.py).
     """
 
-    PER_ROW = ("messages", "metadata", "content_hash", "input_hash", "status")
+    PER_ROW = ("messages", "metadata", "tool_settings", "content_hash", "input_hash", "status")
 
     def __init__(self, batch: ImportBatch, by):
         from psycopg.copy import QueuedLibpqWriter
@@ -344,13 +346,14 @@ class _CopyInserter:
 
     def insert(self, rows: list[_Row], then):
         values = self.values
-        messages, metadata, content, input_, status = self.positions
+        messages, metadata, tool_settings, content, input_, status = self.positions
         # The psycopg cursor itself, as Django's debug cursor wrapper does not pass a writer on;
         # wrap_database_errors still turns psycopg's errors into Django's (IntegrityError, ...).
         with connection.wrap_database_errors, connection.cursor() as wrapper, \
                 wrapper.cursor.copy(self.copy_sql, writer=self.writer(wrapper.cursor)) as copy:
             for row in rows:
                 values[messages], values[metadata] = row.messages_json, json.dumps(row.metadata)
+                values[tool_settings] = json.dumps(row.tool_settings)
                 values[content], values[input_], values[status] = row.content_hash, row.input_hash, row.status
                 copy.write_row(values)
             return then()

@@ -70,8 +70,13 @@ class Example(models.Model):
 
     dataset = models.ForeignKey(Dataset, related_name="examples", on_delete=models.CASCADE)
     messages = models.JSONField()
-    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSON of messages.")
-    input_hash = models.CharField(max_length=64, help_text="sha256 of the messages before the final assistant turn.")
+    tool_settings = models.JSONField(
+        default=dict, blank=True,
+        help_text='The line\'s "tools", "parallel_tool_calls" and legacy "functions" (OpenAI chat format), as given.')
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSON of messages (and "
+                                                             "tool settings, when any).")
+    input_hash = models.CharField(max_length=64, help_text="sha256 of the messages before the final assistant turn "
+                                                           "(and tool settings, when any).")
     status = models.CharField(max_length=16, choices=ExampleStatus.choices, default=ExampleStatus.DRAFT, db_index=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, related_name="authored_examples", on_delete=models.SET_NULL
@@ -118,7 +123,9 @@ class Example(models.Model):
     @property
     def output_text(self) -> str:
         """The answer ('' while the input still needs one)."""
-        return self.messages[-1]["content"] if self.messages and self.messages[-1]["role"] == "assistant" else ""
+        if not self.messages or self.messages[-1]["role"] != "assistant":
+            return ""
+        return self.messages[-1].get("content") or ""
 
 
 class Suggestion(models.Model):
@@ -354,6 +361,8 @@ class SnapshotItem(models.Model):
     example_content_hash = models.CharField(max_length=64)
     input_hash = models.CharField(max_length=64)
     messages = models.JSONField()
+    tool_settings = models.JSONField(default=dict, blank=True, help_text="The example's tool settings, frozen.")
+    metadata = models.JSONField(default=dict, blank=True, help_text="The example's metadata, frozen.")
     split = models.CharField(max_length=16, choices=Split.choices, db_index=True)
 
     class Meta:
@@ -414,3 +423,32 @@ class SnapshotJob(JobRow):
 
     def __str__(self):
         return f"Snapshot job {self.pk} for {self.dataset} ({self.status})"
+
+
+class PreferencePair(models.Model):
+    """One pairwise preference in OpenAI's DPO format: an input conversation (and its tool settings), the
+    preferred and the non-preferred assistant output. Stored as imported, exported back unchanged
+    (curation.preferences)."""
+
+    dataset = models.ForeignKey(Dataset, related_name="preference_pairs", on_delete=models.CASCADE)
+    input_messages = models.JSONField(help_text='input.messages of the line.')
+    tool_settings = models.JSONField(default=dict, blank=True,
+                                     help_text='input.tools, input.parallel_tool_calls and input.functions, as given.')
+    preferred_output = models.JSONField(help_text="A list of one assistant message.")
+    non_preferred_output = models.JSONField(help_text="A list of one assistant message.")
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSON of the line without "
+                                                             "its metadata.")
+    input_hash = models.CharField(max_length=64, help_text="sha256 of the canonical JSON of the input.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="preference_pair_unique_content"),
+        ]
+        indexes = [models.Index(fields=["dataset", "input_hash"])]
+
+    def __str__(self):
+        return f"Preference pair {self.pk} of {self.dataset}"

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy
 
+from .formats import SYSTEM_ROLES
+
 if TYPE_CHECKING:  # the quality gate's example type; quality imports this module
     from .quality import QualityExample
 
@@ -67,7 +69,8 @@ def message_text(message) -> str:
     if isinstance(content, list):
         content = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     parts = [content] if isinstance(content, str) else []
-    for call in message.get("tool_calls") or []:
+    calls = [*(message.get("tool_calls") or []), {"function": message.get("function_call")}]
+    for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             parts.append(f"{function.get('name', '')}({function.get('arguments', '')})")
@@ -75,11 +78,12 @@ def message_text(message) -> str:
 
 
 def conversation_text(messages) -> str:
-    """The text of every non-system message, one per line. System prompts are left out: one
+    """The text of every non-system (and non-developer) message, one per line. System prompts are left out: one
     prompt shared by a whole dataset would make every pair of examples look alike."""
     if not isinstance(messages, list):
         return ""
-    return "\n".join(message_text(m) for m in messages if not (isinstance(m, dict) and m.get("role") == "system"))
+    return "\n".join(message_text(m) for m in messages
+                     if not (isinstance(m, dict) and m.get("role") in SYSTEM_ROLES))
 
 
 def normalise(text: str) -> str:

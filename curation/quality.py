@@ -231,7 +231,7 @@ def _schema_validator(schema):
 
 def _schema_finding(example: QualityExample, validator) -> dict | None:
     output = example.messages[-1]
-    if output.get("tool_calls"):
+    if output.get("tool_calls") or output.get("function_call"):
         return None  # the output is a tool call, not text the schema describes
     try:
         value = json.loads(output["content"])
@@ -340,7 +340,8 @@ def quality_report(
 
     by_hash = defaultdict(list)
     for example in valid:
-        by_hash[content_hash(example.messages)].append(example.id)
+        # The input hash covers the tool settings: the same messages with other tools are another task.
+        by_hash[content_hash(example.messages), example.input_hash].append(example.id)
     for ids in by_hash.values():
         ids.sort()
         findings += [finding("exact_duplicate", other, f"identical to example {ids[0]}", other_example_id=ids[0])

@@ -29,7 +29,7 @@ def split_inputs(snapshot: Snapshot, split: str) -> list[dict]:
     for input_hash, messages in snapshot.items.filter(split=split).order_by("id").values_list("input_hash", "messages"):
         entry = grouped.setdefault(input_hash, {"input_hash": input_hash, "input_messages": input_messages(messages),
                                                 "references": []})
-        entry["references"].append(messages[-1]["content"])
+        entry["references"].append(messages[-1].get("content") or "")
     return list(grouped.values())
 
 

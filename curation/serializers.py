@@ -8,6 +8,7 @@ from .models import (
     Dataset,
     Example,
     ImportBatch,
+    PreferencePair,
     Review,
     Snapshot,
     SnapshotExport,
@@ -66,8 +67,8 @@ class ExampleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Example
-        fields = ["id", "dataset", "messages", "content_hash", "input_hash", "status", "author", "assignee",
-                  "version",
+        fields = ["id", "dataset", "messages", "tool_settings", "content_hash", "input_hash", "status", "author",
+                  "assignee", "version",
                   "review_round", "reserved_by", "reserved_until", "metadata", "source", "import_batch", "created_at",
                   "updated_at", "reviews"]
         read_only_fields = fields
@@ -188,8 +189,51 @@ class SnapshotItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SnapshotItem
-        fields = ["id", "example", "example_content_hash", "input_hash", "split", "messages"]
+        fields = ["id", "example", "example_content_hash", "input_hash", "split", "messages", "tool_settings",
+                  "metadata"]
         read_only_fields = fields
+
+
+class PreferencePairSerializer(serializers.ModelSerializer):
+    """One pairwise preference, as imported from OpenAI's DPO format."""
+
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: none, or the user was deleted
+
+    class Meta:
+        model = PreferencePair
+        fields = ["id", "dataset", "input_messages", "tool_settings", "preferred_output", "non_preferred_output",
+                  "metadata", "content_hash", "input_hash", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class PreferenceImportUploadSerializer(serializers.Serializer):
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    file = serializers.FileField(help_text="JSONL, one OpenAI DPO line each.")
+    skip_invalid = serializers.BooleanField(default=False)
+
+
+class LineProblemSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class LineDuplicateSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    duplicate_of = serializers.CharField(help_text='"line 3" or "preference pair 12".')
+
+
+class PreferenceImportSerializer(serializers.Serializer):
+    """What an import of preference pairs did (curation.preferences.PreferenceImport)."""
+
+    total_lines = serializers.IntegerField()
+    created = serializers.IntegerField()
+    imported = serializers.BooleanField(help_text="False: invalid lines and no skip_invalid; nothing was written.")
+    errors = LineProblemSerializer(many=True)
+    duplicates = LineDuplicateSerializer(many=True)
+
+
+class PreferenceExportQuerySerializer(serializers.Serializer):
+    dataset = serializers.IntegerField(help_text="The dataset whose preference pairs to export.")
 
 
 class SnapshotItemQuerySerializer(serializers.Serializer):

@@ -63,8 +63,8 @@ def create_snapshot(
 ) -> tuple[Snapshot, bool]:
     """Freeze the dataset's approved examples into a snapshot pending review, behind the quality gate.
 
-    Items hold copies of the messages, and the snapshot a copy of the dataset settings training and
-    evaluation read (settings_to_freeze: system prompt, language, output schema, regex checks,
+    Items hold copies of the messages, tool settings and metadata, and the snapshot a copy of the dataset
+    settings training and evaluation read (settings_to_freeze: system prompt, language, output schema, regex checks,
     primary metric), so later edits to examples or to the dataset never change a snapshot; the
     content hash (curation.splits.snapshot_hash, version 2) covers both. The
     split is by distinct input, near-duplicate inputs (curation.near_duplicates.near_duplicate_inputs)
@@ -96,12 +96,12 @@ def create_snapshot(
     rows = list(
         Example.objects.filter(dataset=dataset, status=ExampleStatus.APPROVED)
         .order_by("content_hash")
-        .values("id", "content_hash", "input_hash", "messages")
+        .values("id", "content_hash", "input_hash", "messages", "tool_settings", "metadata")
     )
     if not rows:
         raise ServiceError(f"dataset '{dataset}' has no approved examples to snapshot")
     try:
-        frozen = settings_to_freeze(dataset, [r["messages"][-1]["content"] for r in rows])
+        frozen = settings_to_freeze(dataset, [r["messages"][-1].get("content") or "" for r in rows])
     except ValueError as exc:
         raise ServiceError(f"dataset '{dataset}': {exc}") from exc
     examples = [QualityExample(r["id"], r["messages"], r["input_hash"]) for r in rows]
@@ -166,6 +166,8 @@ def create_snapshot(
                         example_content_hash=r["content_hash"],
                         input_hash=r["input_hash"],
                         messages=r["messages"],
+                        tool_settings=r["tool_settings"],
+                        metadata=r["metadata"],
                         split=assignment[r["input_hash"]],
                     )
                     for r in rows[start:start + ITEMS_PER_CHUNK]

@@ -119,12 +119,14 @@ def create_example(dataset: Dataset, *, by, messages, submit: bool = False) -> E
 
 
 def save_new_example(dataset: Dataset, messages: list[dict], *, by, source: str, status: str,
-                     metadata: dict | None = None, reason: str) -> Example:
-    """Save a new example of ``messages`` (already checked by validated_messages, and not yet in the
+                     metadata: dict | None = None, reason: str, tool_settings: dict | None = None) -> Example:
+    """Save a new example of ``messages`` and ``tool_settings`` (already checked, and not yet in the
     dataset: callers check duplicates and permissions their own way) authored by ``by``, with its first
     history record (``reason``)."""
-    example = Example(dataset=dataset, messages=messages, content_hash=content_hash(messages),
-                      input_hash=input_hash(messages), author=by, source=source, status=status,
+    tool_settings = tool_settings or {}
+    example = Example(dataset=dataset, messages=messages, tool_settings=tool_settings,
+                      content_hash=content_hash(messages, tool_settings),
+                      input_hash=input_hash(messages, tool_settings), author=by, source=source, status=status,
                       metadata=metadata or {})
     example._history_user = by
     example._change_reason = reason
@@ -150,13 +152,13 @@ def edit_example(example: Example, *, by, messages, expected_version: int) -> Ex
     access.require_edit(by, example)
     messages = validated_messages(messages, f"example {example.pk}",
                                   allow_unanswered=example.status == ExampleStatus.DRAFT)
-    digest = content_hash(messages)
+    digest = content_hash(messages, example.tool_settings)  # an edit changes the conversation, not the tools
     if digest == example.content_hash:
         return example
     duplicate = Example.objects.filter(dataset_id=example.dataset_id, content_hash=digest).first()
     if duplicate is not None:
         raise Conflict(f"example {example.pk}: {_name_for(by, duplicate)} already holds exactly this conversation")
-    changes = {"messages": messages, "content_hash": digest, "input_hash": input_hash(messages)}
+    changes = {"messages": messages, "content_hash": digest, "input_hash": input_hash(messages, example.tool_settings)}
     if example.status != ExampleStatus.DRAFT:
         changes.update(status=ExampleStatus.SUBMITTED, review_round=example.review_round + 1)
     was = example.status

@@ -52,24 +52,27 @@ class LaunchFailed(RuntimeError):
     """The training processes failed; the message says how (the error of rank 0, or the end of their log)."""
 
 
-def read_chat_jsonl(path: Path) -> list[list[dict]]:
-    """The ``messages`` of every non-empty line. Raises SystemExit naming the file and line."""
+def read_chat_jsonl(path: Path) -> list[list[dict] | dict]:
+    """The ``messages`` of every non-empty line, or the whole line when it has more (tools: see
+    ftml.data.conversation_parts). Raises SystemExit naming the file and line."""
     conversations = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                conversations.append(json.loads(line)["messages"])
+                record = json.loads(line)
+                conversations.append(record if len(record) > 1 else record["messages"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise SystemExit(f"{path}:{number}: not a chat JSONL line with 'messages' ({exc})") from None
     return conversations
 
 
-def write_chat_jsonl(path: Path, conversations: list[list[dict]]) -> None:
+def write_chat_jsonl(path: Path, conversations: list[list[dict] | dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        for messages in conversations:
-            handle.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+        for conversation in conversations:
+            record = conversation if isinstance(conversation, dict) else {"messages": conversation}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 class EventWriter:

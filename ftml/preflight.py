@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 
 from .config import LoraConfig, split_batch
-from .data import prompt_prefix
+from .data import conversation_parts, prompt_prefix, template_renders_tools
 from .train import ExampleError, TrainingFailed, load_tokenizer, tokenize_split, train_subset
 
 MAX_LISTED = 20  # example ids named per problem; the counts are always complete
@@ -87,8 +87,8 @@ def module_names(base_model_dir: Path) -> Counter:
 
 def preflight(
     base_model_dir: Path,
-    train_conversations: list[list[dict]],
-    validation_conversations: list[list[dict]],
+    train_conversations: list[list[dict] | dict],
+    validation_conversations: list[list[dict] | dict],
     config: LoraConfig,
     *,
     example_ids: list | None = None,
@@ -109,6 +109,9 @@ def preflight(
         system_prompt: the system prompt the conversations were given where they had none (recorded
             with the prefix it renders to).
         processes: the data-parallel processes the run will train on (the worker's setting).
+
+    Conversations are lists of messages, or chat lines with tools (ftml.data.conversation_parts).
+    Warnings include train examples with tools when the chat template does not render tools.
 
     Blocking problems: no chat template; a conversation that does not render; target modules
     missing from the model; train examples whose whole target is cut by max_seq_length
@@ -148,6 +151,12 @@ def preflight(
         blocking.append(str(exc))
         return report
     report.chat_template_source = "run (chat_template hyperparameter)" if config.chat_template else "base model"
+    with_tools = [ids[i] for i, c in enumerate(train_conversations) if conversation_parts(c)[1]]
+    if with_tools and not template_renders_tools(tokenizer):
+        warnings.append(f"{len(with_tools)} train example(s) define tools or functions (ids "
+                        f"{_listed(with_tools[:MAX_LISTED], len(with_tools))}) but the chat template does not render "
+                        "tools: the model learns the calls without seeing the schemas; describe the tools in the "
+                        "system prompt, or train with a chat_template that renders them")
     try:
         split = tokenize_split(tokenizer, train_conversations, resolved)
     except ExampleError as exc:

@@ -16,14 +16,15 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
     # Write and fix examples (their own and those assigned to them), import files, read guidelines.
     ANNOTATOR: {
         "curation": ["view_dataset", "view_example", "add_example", "change_example", "view_review",
-                     "view_importbatch", "add_importbatch", "view_suggestion"],
+                     "view_importbatch", "add_importbatch", "view_suggestion", "view_preferencepair",
+                     "add_preferencepair"],
         "ftplatform": ["view_jobattempt"],
     },
     # Decide on examples in the datasets they review (edit-and-approve included) and sign off snapshots.
     REVIEWER: {
         "curation": ["view_dataset", "view_example", "change_example", "review_example", "view_review",
                      "view_importbatch", "view_snapshot", "review_snapshot", "view_snapshotitem",
-                     "view_snapshotexport", "view_suggestion"],
+                     "view_snapshotexport", "view_suggestion", "view_preferencepair"],
         # Reviewers judge quality already: they rate predictions too (blind, as raters do).
         "evaluation": ["view_ratingcriterion", "add_humanrating", "add_pairwisejudgment"],
         "ftplatform": ["view_jobattempt"],
@@ -33,7 +34,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "curation": ["view_dataset", "add_dataset", "change_dataset", "view_example", "view_all_examples",
                      "view_review",
                      "view_importbatch", "add_importbatch", "view_snapshot", "add_snapshot", "view_snapshotitem",
-                     "view_snapshotexport", "add_snapshotexport", "view_snapshotjob", "view_suggestion"],
+                     "view_snapshotexport", "add_snapshotexport", "view_snapshotjob", "view_suggestion",
+                     "view_preferencepair", "add_preferencepair"],
         "training": ["view_basemodel", "view_trainingrun", "add_trainingrun", "change_trainingrun",
                      "view_trainingevent", "view_checkpoint", "view_modelversion", "add_modelversion",
                      "change_modelversion"],

@@ -21,20 +21,27 @@ MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 
 
 def snapshot_conversations(snapshot: Snapshot, split: str, *, fraction: float = 1.0,
-                           subset_seed: int = 0) -> tuple[list, list[list[dict]]]:
+                           subset_seed: int = 0) -> tuple[list, list[list[dict] | dict]]:
     """A snapshot split as (example ids, conversations with the snapshot's frozen system prompt where
-    they have no system message), in item order: what training trains on and exports hold.
-    ``fraction`` < 1 keeps the items of that share of the split's distinct inputs
-    (ftml.subsets.nested_input_subset with ``subset_seed``): a run's train_fraction.
+    they have no system message), in item order: what training trains on and exports hold. An item with
+    tool settings is its chat line ``{"messages": [...], "tools": ...}``, whose tools the chat template is
+    given (ftml.data.conversation_parts); the others are lists of messages. ``fraction`` < 1 keeps the
+    items of that share of the split's distinct inputs (ftml.subsets.nested_input_subset with
+    ``subset_seed``): a run's train_fraction.
 
     An item whose example was deleted is named by its item id ("item 12")."""
     system_prompt = snapshot.system_prompt
-    rows = snapshot.items.filter(split=split).order_by("id").values_list("id", "example_id", "messages", "input_hash")
+    rows = (snapshot.items.filter(split=split).order_by("id")
+            .values_list("id", "example_id", "messages", "tool_settings", "input_hash"))
     if fraction != 1.0:  # filtered here, not with input_hash__in: a big share passes SQLite's parameter limit
         kept = subset_input_hashes(snapshot, split, fraction, subset_seed)
-        rows = [row for row in rows if row[3] in kept]
-    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, _, _ in rows]
-    return ids, [with_system_prompt(messages, system_prompt) for _, _, messages, _ in rows]
+        rows = [row for row in rows if row[4] in kept]
+    ids = [example_id if example_id is not None else f"item {item_id}" for item_id, example_id, *_ in rows]
+    conversations = []
+    for _, _, messages, tool_settings, _ in rows:
+        messages = with_system_prompt(messages, system_prompt)
+        conversations.append({"messages": messages, **tool_settings} if tool_settings else messages)
+    return ids, conversations
 
 
 def subset_input_hashes(snapshot: Snapshot, split: str, fraction: float, seed: int) -> set[str]:

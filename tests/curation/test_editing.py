@@ -43,7 +43,7 @@ def test_a_nested_problem_carries_its_message_position_and_a_conversation_level_
     parts = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
              {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
              {"role": "assistant", "content": "b"}]
-    with pytest.raises(ServiceError, match="message 3 \\(user\\): content part 1 is 'image_url'") as raised:
+    with pytest.raises(ServiceError, match="message 3 \\(user\\): content part 1 'type' is \"image_url\"") as raised:
         edit_example(example, by=example.author, expected_version=example.version, messages=parts)
     assert (raised.value.field, raised.value.position) == ("messages", 3)
     with pytest.raises(ServiceError, match="must end with the assistant turn") as raised:

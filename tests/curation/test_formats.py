@@ -29,7 +29,8 @@ def test_conversation_must_end_with_assistant():
 
 
 def test_system_message_only_first():
-    with pytest.raises(FormatError, match=r"message 2 \(system\): only the first message may be a system message"):
+    with pytest.raises(FormatError,
+                       match=r"message 2 \(system\): only the first message may be a system or developer message"):
         validate_messages([{"role": "user", "content": "a"}, {"role": "system", "content": "s"},
                            {"role": "assistant", "content": "b"}])
 
@@ -100,7 +101,7 @@ def test_utf16_file_with_bom_is_read():
 
 
 def test_message_name_must_be_a_string():
-    with pytest.raises(FormatError, match="'name' as a string"):
+    with pytest.raises(FormatError, match=r"message 1 \(user\): 'name' must be a string, got \{\}"):
         validate_messages([{"role": "user", "content": "a", "name": {}}, {"role": "assistant", "content": "b"}])
 
 
@@ -116,7 +117,7 @@ def test_content_given_as_text_parts_is_joined():
 
 
 def test_image_parts_are_refused_by_name():
-    with pytest.raises(FormatError, match="content part 1 is 'image_url'"):
+    with pytest.raises(FormatError, match="content part 1 'type' is \"image_url\"; only text parts"):
         validate_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
                            {"role": "assistant", "content": "ok"}])
 
@@ -132,7 +133,7 @@ def test_answered_tool_call_turns_are_valid():
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
         {"role": "assistant", "content": "It is 21 degrees."},
     ])
-    assert messages[1]["content"] == "" and messages[2]["tool_call_id"] == "call_1"
+    assert "content" not in messages[1] and messages[2]["tool_call_id"] == "call_1"  # kept as given
 
 
 def test_a_tool_call_may_be_the_output_to_learn():
@@ -150,9 +151,9 @@ def test_a_tool_call_may_be_the_output_to_learn():
     ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(arguments="city=Paris")]}],
      "'arguments' must be a JSON object"),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(name="get weather")]}],
-     "function name 'get weather'"),
+     "tool call 1 'function.name' must be 1-64 letters, digits, '_' or '-', got \"get weather\""),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [tool_call(), tool_call()]}],
-     "unique, non-empty string 'id'"),
+     "unique, non-empty string 'id'; 'call_1' is repeated"),
     ([{"role": "user", "content": "q", "tool_calls": [tool_call()]}, {"role": "assistant", "content": "a"}],
      "only assistant messages may have 'tool_calls'"),
 ])

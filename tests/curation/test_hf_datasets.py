@@ -50,8 +50,8 @@ def test_a_bad_row_is_named_by_its_row_number_and_nothing_is_imported(tmp_path):
     rows[2]["messages"] = [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]
     batch = import_examples(DatasetFactory(), saved(tmp_path, rows), "hf_dataset", by=EngineerFactory())
     assert batch.status == JobStatus.FAILED and Example.objects.count() == 0
-    assert batch.errors == [{"line": 3, "reason": "message 2 has role 'bot'; expected one of system, user, "
-                                                  "assistant, tool"}]
+    assert batch.errors == [{"line": 3, "reason": "message 2 has role 'bot'; expected one of system, developer, user, "
+                                                  "assistant, tool, function"}]
     assert "  row 3: message 2 has role 'bot'" in "\n".join(describe_batch(batch))
 
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from config.api import router
 from curation.choices import ExampleStatus
-from curation.models import ImportBatch, SnapshotExport, SnapshotJob, Suggestion
+from curation.models import ImportBatch, PreferencePair, SnapshotExport, SnapshotJob, Suggestion
 from curation.snapshots import create_snapshot
 from evaluation.models import EvalRun, LearningCurve, LearningCurvePoint, PreannotationRun
 from serving.deployments import create_deployment
@@ -58,6 +58,11 @@ def world(db):
     objs["import"] = ImportBatch.objects.create(dataset=open_ds, format="chat_jsonl", created_by=ann,
                                                 status="succeeded")
     objs["snapshot"] = snapshot = create_snapshot(open_ds, by=engineer)[0]
+    answer = [{"role": "assistant", "content": "Aromi."}]
+    objs["pair"] = PreferencePair.objects.create(
+        dataset=open_ds, input_messages=[{"role": "user", "content": "name: Aromi"}], preferred_output=answer,
+        non_preferred_output=[{"role": "assistant", "content": "A pub."}], content_hash="a" * 64, input_hash="b" * 64,
+        created_by=ann)
     objs["export"] = SnapshotExport.objects.create(snapshot=snapshot, created_by=engineer)
     objs["snapshot_job"] = SnapshotJob.objects.create(dataset=open_ds, created_by=engineer, status="succeeded",
                                                       snapshot=snapshot)
@@ -115,6 +120,10 @@ API = {
     ("post", "example-next-to-review", None): ("401", "403", "ok", "403"),
     ("post", "example-next-to-annotate", None): ("401", "ok", "ok", "403"),
     ("get", "importbatch-list", None): ("401", "ok", "ok", "ok"),
+    ("get", "preferencepair-list", None): ("401", "ok", "ok", "ok"),
+    ("get", "preferencepair-detail", "pair"): ("401", "ok", "ok", "ok"),  # ann imported it; the reviewer reviews
+    ("post", "preferencepair-import-file", None): ("401", "ok", "403", "ok"),  # empty body: 400 is "ok" here
+    ("get", "preferencepair-export", None): ("401", "ok", "ok", "ok"),  # no dataset given: 400
     ("post", "importbatch-list", None): ("401", "ok", "403", "ok"),
     ("get", "importbatch-detail", "import"): ("401", "ok", "ok", "ok"),
     ("get", "snapshot-list", None): ("401", "403", "ok", "ok"),
@@ -229,6 +238,9 @@ ADMIN = {
     ("curation_review_changelist", None): ("login", "ok", "ok", "ok"),
     ("curation_review_add", None): ("login", "403", "403", "403"),
     ("curation_importbatch_changelist", None): ("login", "ok", "ok", "ok"),
+    ("curation_preferencepair_changelist", None): ("login", "ok", "ok", "ok"),
+    ("curation_preferencepair_change", "pair"): ("login", "ok", "ok", "ok"),
+    ("curation_preferencepair_add", None): ("login", "ok", "403", "ok"),  # the import page
     ("curation_importbatch_add", None): ("login", "ok", "403", "ok"),
     ("curation_importbatch_change", "import"): ("login", "ok", "ok", "ok"),
     ("curation_importbatch_history", "import"): ("login", "ok", "ok", "ok"),
