@@ -187,10 +187,10 @@ def record_suggestion(example: Example, *, model_version_id: int, model_name: st
     update_disagreement(suggestion)
     answered = [*example.messages, {"role": "assistant", "content": text}]
     fits = len(canonical_json(answered).encode()) <= MAX_LINE_BYTES
+    digest = content_hash(answered, example.tool_settings)
     if needs_answer(example.messages) and text.strip() and fits and not Example.objects.filter(
-            dataset_id=example.dataset_id, content_hash=content_hash(answered)).exists():
-        _save(example, by, f"answer suggested by {model_name}"[:100], messages=answered,
-              content_hash=content_hash(answered))
+            dataset_id=example.dataset_id, content_hash=digest).exists():
+        _save(example, by, f"answer suggested by {model_name}"[:100], messages=answered, content_hash=digest)
         Suggestion.objects.filter(pk=suggestion.pk).update(prefilled=True)
         suggestion.prefilled = True
     return suggestion
