@@ -194,6 +194,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
         return [
             path("review/", view(admin_views.review_next_view), name="curation_example_review_next"),
+            path("write-next/", view(admin_views.annotate_next_view), name="curation_example_annotate_next"),
             path("<path:object_id>/edit-messages/", view(admin_views.editor_view),
                  name="curation_example_edit_messages"),
             path("<path:object_id>/submit/", view(admin_views.submit_view), name="curation_example_submit"),

@@ -164,12 +164,29 @@ def submit_view(model_admin, request, object_id):
     return redirect(_change_url(example))
 
 
+def annotate_next_view(model_admin, request):
+    """Hand the annotator their oldest draft or rejected example (reserved for them) in the editor;
+    with none waiting, the page to write a new one."""
+    if not request.user.has_perm("curation.change_example"):
+        raise PermissionDenied
+    example = work_queues.next_example_to_annotate(request.user, _dataset_param(request))
+    if example is None:
+        messages.info(request, "No draft or rejected example is waiting for you: write a new one.")
+        return redirect(reverse("admin:curation_example_add"))
+    return redirect(reverse("admin:curation_example_edit_messages", args=[example.pk]))
+
+
+def _dataset_param(request) -> Dataset | None:
+    """``?dataset=<id>`` as a Dataset, or None (absent, not a number, or no such dataset)."""
+    dataset = request.GET.get("dataset", "")
+    return Dataset.objects.filter(pk=dataset).first() if dataset.isdigit() else None
+
+
 def review_next_view(model_admin, request):
     """Hand the reviewer the next submitted example (reserved for them) and open its review page."""
     if not access.is_reviewer(request.user):
         raise PermissionDenied
-    dataset = Dataset.objects.filter(pk=request.GET["dataset"]).first() if request.GET.get(
-        "dataset", "").isdigit() else None
+    dataset = _dataset_param(request)
     after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else None
     example = work_queues.next_example_to_review(request.user, dataset, after=after)
     if example is None:

@@ -8,7 +8,7 @@ succeeds while the example is still free, so two takers never get the same one o
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .access import is_reviewer, reviewable_datasets
@@ -40,18 +40,14 @@ def _claim(candidates, user) -> Example | None:
     return None
 
 
-def next_example_to_review(user, dataset=None, after: int | None = None) -> Example | None:
-    """Reserve and return the oldest submitted example this reviewer may decide, or None.
+def review_candidates(user, dataset=None) -> QuerySet:
+    """Submitted examples ``user`` may decide, oldest first (the review queue, reserved or not).
 
-    ``after``: an example id the reviewer skipped; examples after it come first, then the
-    queue wraps around to the start.
-
-    Only datasets the reviewer reviews (curation.access); skips the reviewer's own examples
-    and those they already approved in the current round. Raises nothing; a user without the
-    review permission gets None.
+    Only datasets the reviewer reviews (curation.access); leaves out the reviewer's own examples
+    and those they already approved in the current round. Empty for a user without the review permission.
     """
     if not is_reviewer(user):
-        return None
+        return Example.objects.none()
     already_approved = Review.objects.filter(
         example=OuterRef("pk"), reviewer=user, review_round=OuterRef("review_round"),
         decision=ReviewDecision.APPROVE,
@@ -59,20 +55,37 @@ def next_example_to_review(user, dataset=None, after: int | None = None) -> Exam
     candidates = (Example.objects.filter(status=ExampleStatus.SUBMITTED)
                   .filter(dataset__in=reviewable_datasets(user).values("pk"))
                   .exclude(author=user).exclude(assignee=user).exclude(Exists(already_approved)).order_by("id"))
-    if dataset is not None:
-        candidates = candidates.filter(dataset=dataset)
+    return candidates if dataset is None else candidates.filter(dataset=dataset)
+
+
+def annotation_candidates(user, dataset=None) -> QuerySet:
+    """Draft and rejected examples ``user`` wrote or is assigned, oldest first (the annotation queue)."""
+    candidates = (Example.objects.filter(status__in=[ExampleStatus.DRAFT, ExampleStatus.REJECTED])
+                  .filter(Q(author=user) | Q(assignee=user)).order_by("id"))
+    return candidates if dataset is None else candidates.filter(dataset=dataset)
+
+
+def waiting_for(user, candidates: QuerySet) -> QuerySet:
+    """``candidates`` that the next_example_* functions could hand ``user`` now: free, or reserved
+    for ``user`` (what is left for them: others' reservations are theirs until they expire)."""
+    return candidates.filter(_free_or_mine(user, timezone.now()))
+
+
+def next_example_to_review(user, dataset=None, after: int | None = None) -> Example | None:
+    """Reserve and return the oldest example of review_candidates(user, dataset), or None.
+
+    ``after``: an example id the reviewer skipped; examples after it come first, then the
+    queue wraps around to the start. Raises nothing; a user without the review permission gets None.
+    """
+    candidates = review_candidates(user, dataset)
     if after is not None:
         return _claim(candidates.filter(id__gt=after), user) or _claim(candidates.exclude(id=after), user)
     return _claim(candidates, user)
 
 
 def next_example_to_annotate(user, dataset=None) -> Example | None:
-    """Reserve and return the oldest draft or rejected example the user wrote or is assigned, or None."""
-    candidates = (Example.objects.filter(status__in=[ExampleStatus.DRAFT, ExampleStatus.REJECTED])
-                  .filter(Q(author=user) | Q(assignee=user)).order_by("id"))
-    if dataset is not None:
-        candidates = candidates.filter(dataset=dataset)
-    return _claim(candidates, user)
+    """Reserve and return the oldest example of annotation_candidates(user, dataset), or None."""
+    return _claim(annotation_candidates(user, dataset), user)
 
 
 def release(example: Example, user) -> None:

@@ -196,6 +196,7 @@ ADMIN = {
     ("curation_example_edit_messages", "bob_other"): ("login", "404", "ok", "403"),
     ("curation_example_submit", "ann_ex"): ("login", "ok", "ok", "ok"),  # GET only redirects to the example
     ("curation_example_review_next", None): ("login", "403", "ok", "403"),
+    ("curation_example_annotate_next", None): ("login", "ok", "ok", "403"),
     ("curation_example_review", "ann_ex"): ("login", "403", "ok", "403"),
     ("curation_example_review", "bob_other"): ("login", "404", "ok", "403"),
     ("curation_review_changelist", None): ("login", "ok", "ok", "ok"),
