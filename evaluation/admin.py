@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from ftml.metrics import metric_spec
-from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
+from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, SavesOnlyEditableForms, admin_page, apply_to_each
 
 from . import admin_reports, admin_views
 from .decision import score_distribution
@@ -41,7 +41,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(admin.ModelAdmin):
+class EvalRunAdmin(SavesOnlyEditableForms, admin.ModelAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "primary_score",
                     "created_at"]
     list_filter = ["status", "split"]
