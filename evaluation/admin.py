@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -9,6 +10,7 @@ from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, SavesOnlyEd
 from . import admin_reports, admin_views
 from .decision import score_distribution
 from .models import EvalRun, Prediction, RatingCriterion
+from .ratings import LIKERT
 from .scoring import metric_labels, primary_metric, snapshot_metrics
 from .services import cancel_eval_run
 
@@ -124,9 +126,41 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _anchor_field(score: int) -> str:
+    return f"anchor_{score}"
+
+
+class _RatingCriterionForm(forms.ModelForm):
+    class Meta:
+        model = RatingCriterion
+        fields = ["dataset", "name", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for score in LIKERT:
+            self.fields[_anchor_field(score)].initial = (self.instance.anchors or {}).get(str(score), "")
+
+    def save(self, commit=True):
+        self.instance.anchors = {str(score): self.cleaned_data[_anchor_field(score)].strip() for score in LIKERT
+                                 if self.cleaned_data[_anchor_field(score)].strip()}
+        return super().save(commit)
+
+
+# A criterion with one text box per scale point ("What 3 means"), stored as the ``anchors`` JSON
+# ({"1": "...", ..., "5": "..."}; empty boxes left out): the trial had to type that JSON. The boxes
+# are declared fields (the admin's fieldsets may name only those and the model's).
+RatingCriterionForm = type("RatingCriterionForm", (_RatingCriterionForm,), {
+    _anchor_field(score): forms.CharField(label=f"What {score} means", required=False,
+                                          widget=forms.TextInput(attrs={"size": 80}))
+    for score in LIKERT})
+
+
 @admin.register(RatingCriterion)
 class RatingCriterionAdmin(admin.ModelAdmin):
     """Engineers define what raters score, per dataset: a name, a description and what 1-5 mean."""
 
+    form = RatingCriterionForm
+    fieldsets = [(None, {"fields": ["dataset", "name", "description"]}),
+                 ("What each score means", {"fields": [_anchor_field(score) for score in LIKERT]})]
     list_display = ["name", "dataset", "description"]
     list_filter = ["dataset"]
