@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.models import Snapshot
 from evaluation.progress import wait_for_evaluation
 from evaluation.services import start_eval_run
-from ftplatform.cli import user_named
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from training.base_models import default_base_model
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--snapshot", type=int, required=True)
         parser.add_argument("--split", default="test", choices=["train", "validation", "test"],
                             help="Snapshot split whose distinct inputs are answered (default: test).")
-        parser.add_argument("--generation", type=json.loads, default={}, help='e.g. {"max_new_tokens": 64}')
+        parser.add_argument("--generation", type=json_object, default={}, help='e.g. {"max_new_tokens": 64}')
         parser.add_argument("--as", dest="username", required=True)
 
     def handle(self, *args, model_version, prompted_base, base_model, snapshot, split, generation, username,

@@ -1,9 +1,8 @@
-import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Snapshot
-from ftplatform.cli import user_named
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from training.base_models import default_base_model
@@ -22,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Print the pre-flight report; create nothing.")
         parser.add_argument("--timeout-minutes", type=int, help="Fail the run as timed out after this long.")
         parser.add_argument("--base-model", help="Base model name (default: the configured default).")
-        parser.add_argument("--hyperparameters", type=json.loads, default={},
+        parser.add_argument("--hyperparameters", type=json_object, default={},
                             help='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}')
         parser.add_argument("--as", dest="username", required=True)
         parser.add_argument("--no-wait", action="store_true",
