@@ -4,6 +4,7 @@ waiting for them and a link to start. Reads only, through each app's selectors a
 
 It lives in ``config`` because it reads every app (the top layer may import them all).
 """
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -22,6 +23,7 @@ from training.progress import run_progress_fields
 
 SHOWN = 20  # rows per list; each list says how many there are in all
 RECENT_VERDICTS = 3  # datasets whose decision report the engineer's home computes (each runs the bootstrap)
+VERDICT_SECONDS = 120
 
 
 def home_sections(user) -> dict:
@@ -118,21 +120,36 @@ def engineer_section() -> dict:
 
 
 def recent_verdicts(limit: int = RECENT_VERDICTS) -> list[dict]:
-    """The decision reports' verdicts of the ``limit`` datasets whose evaluations finished last."""
-    evaluated = (EvalRun.objects.filter(status=JobStatus.SUCCEEDED, snapshot__dataset=OuterRef("pk"))
-                 .annotate(at=Coalesce("finished_at", "created_at")).order_by("-at").values("at")[:1])
-    datasets = (Dataset.objects.annotate(last_evaluated=Subquery(evaluated)).filter(last_evaluated__isnull=False)
-                .order_by("-last_evaluated")[:limit])
+    """The decision reports' verdicts of the ``limit`` datasets whose evaluations finished last.
+
+    A report runs the bootstrap (about a second for a dataset of a few hundred test inputs), so each
+    verdict is kept VERDICT_SECONDS in Django's cache, keyed by the dataset's newest succeeded eval
+    run, their number and the time the last finished: a new evaluation shows at once; a price change
+    within that time may not.
+    """
+    succeeded = EvalRun.objects.filter(status=JobStatus.SUCCEEDED, snapshot__dataset=OuterRef("pk"))
+    datasets = (Dataset.objects.annotate(
+        last_evaluated=Subquery(succeeded.annotate(at=Coalesce("finished_at", "created_at"))
+                                .order_by("-at").values("at")[:1]),
+        newest_eval=Subquery(succeeded.order_by("-id").values("id")[:1]),
+        evals=Subquery(succeeded.values("snapshot__dataset").annotate(n=Count("id")).values("n")[:1]))
+        .filter(last_evaluated__isnull=False).order_by("-last_evaluated")[:limit])
     verdicts = []
     for dataset in datasets:
-        try:
-            report = decision_report(dataset)
-        except ServiceError as exc:
-            report = {"verdict": "no report", "reason": str(exc)}
-        verdicts.append({"dataset": dataset, "verdict": report["verdict"], "reason": report.get("reason", ""),
-                         "evaluated": dataset.last_evaluated,
+        key = (f"ftplatform:home-verdict:{dataset.pk}:{dataset.newest_eval}:{dataset.evals}:"
+               f"{dataset.last_evaluated.timestamp()}")
+        verdict = cache.get_or_set(key, lambda dataset=dataset: _verdict(dataset), VERDICT_SECONDS)
+        verdicts.append({"dataset": dataset, **verdict, "evaluated": dataset.last_evaluated,
                          "url": f"{reverse('admin:evaluation_evalrun_decision')}?dataset={dataset.pk}"})
     return verdicts
+
+
+def _verdict(dataset: Dataset) -> dict:
+    try:
+        report = decision_report(dataset)
+    except ServiceError as exc:
+        return {"verdict": "no report", "reason": str(exc)}
+    return {"verdict": report["verdict"], "reason": report.get("reason", "")}
 
 
 def rater_section(user) -> dict:

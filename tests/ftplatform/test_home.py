@@ -4,7 +4,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from config.home import home_sections
+from config.home import home_sections, recent_verdicts
 from curation.models import Example
 from curation.workflow import reject_example, submit_example
 from evaluation.models import EvalRun
@@ -19,6 +19,7 @@ from tests.support.factories import (
     UserFactory,
     approved_snapshot,
     tiny_base_model,
+    tuned_vs_prompted_runs,
     two_eval_runs,
 )
 from training.models import TrainingRun
@@ -143,3 +144,13 @@ def test_a_user_with_several_roles_sees_each_section(client):
     page = _page(client, user)
     assert "ft-home-annotator" in page and "ft-home-reviewer" in page and "ft-home-rater" in page
     assert "ft-home-engineer" not in page
+
+
+def test_a_new_evaluation_shows_in_the_verdict_at_once():
+    """Verdicts are cached (each runs the bootstrap); the key follows the dataset's evaluations."""
+    dataset, _, tuned = tuned_vs_prompted_runs(examples=40)
+    EvalRun.objects.filter(pk=tuned.pk).update(status="running")
+    assert [row["verdict"] for row in recent_verdicts()] == ["not enough evidence"]
+    EvalRun.objects.filter(pk=tuned.pk).update(status="succeeded", finished_at=timezone.now())
+    [row] = recent_verdicts()
+    assert (row["dataset"], row["verdict"]) == (dataset, "fine-tune")
