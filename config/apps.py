@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ConfigConfig(AppConfig):
@@ -6,3 +7,11 @@ class ConfigConfig(AppConfig):
 
     name = "config"
     verbose_name = "ftplatform (assembled)"
+
+
+class FtplatformAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with ftplatform's site (config.admin_site) as ``admin.site``; named in
+    INSTALLED_APPS in its place (not this module's default config: ConfigConfig is)."""
+
+    default = False
+    default_site = "config.admin_site.FtplatformAdminSite"

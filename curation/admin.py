@@ -61,6 +61,13 @@ def _table(columns: list[str], rows: list[dict]) -> str:
     return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
+def _one_line(text: str, shown: int = 80, tooltip: int = 500) -> str:
+    """A list cell of one line: the first ``shown`` characters, the first ``tooltip`` on hover."""
+    flat = " ".join(text.split())
+    return format_html('<span class="ft-cell" title="{}">{}</span>', flat[:tooltip],
+                       flat if len(flat) <= shown else flat[:shown - 1] + "…")
+
+
 class DatasetForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
@@ -152,6 +159,9 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     list_display = ["id", "dataset", "status", "input_preview", "output_preview", "author", "updated_at"]
     list_filter = ["dataset", "status", "source"]
+    # Paged, one line per example (change_list.html cuts long cells; their tooltip has more): the
+    # trial's list of every example was 16,000 px tall.
+    list_per_page = 25
     search_fields = ["content_hash"]
     readonly_fields = ["dataset", "conversation", "tool_settings", "model_suggestions", "content_hash", "input_hash",
                        "status", "version", "author", "assignee", "source", "import_batch", "metadata", "created_at",
@@ -221,7 +231,7 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
         return [
             path("review/", view(admin_views.review_next_view), name="curation_example_review_next"),
-            path("annotate/", view(admin_views.annotate_next_view), name="curation_example_annotate_next"),
+            path("write-next/", view(admin_views.annotate_next_view), name="curation_example_annotate_next"),
             path("<path:object_id>/edit-messages/", view(admin_views.editor_view),
                  name="curation_example_edit_messages"),
             path("<path:object_id>/submit/", view(admin_views.submit_view), name="curation_example_submit"),
@@ -231,12 +241,12 @@ class ExampleAdmin(VisibleHistoryAdmin):
 
     @admin.display(description="input")
     def input_preview(self, obj):
-        text = " / ".join(m.get("content") or "" for m in input_messages(obj.messages) if m["role"] != "system")
-        return text[:80]
+        return _one_line(" / ".join(m.get("content") or "" for m in input_messages(obj.messages)
+                                    if m["role"] != "system"))
 
     @admin.display(description="output")
     def output_preview(self, obj):
-        return (obj.output_text or "")[:80]
+        return _one_line(obj.output_text or "")
 
     @admin.action(description="Approve selected examples", permissions=["review"])
     def approve_selected(self, request, queryset):
@@ -521,22 +531,12 @@ class SnapshotItemAdmin(ReadOnlyAdmin):
     def conversation(self, obj):
         return render_messages(obj.messages)
 
-    @admin.display(description="model suggestions")
-    def model_suggestions(self, obj):
-        return admin_views.render_suggestions(obj)
-
-    def changelist_view(self, request, extra_context=None):
-        user = request.user
-        queues = [("admin:curation_example_annotate_next", "Annotate next", user.has_perm("curation.add_example")),
-                  ("admin:curation_example_review_next", "Review next", access.is_reviewer(user))]
-        return super().changelist_view(request, {**(extra_context or {}), "queues": queues,
-                                                 "queue_orders": QueueOrder.choices})
-
 
 @admin.register(Snapshot)
 class SnapshotAdmin(VisibleHistoryAdmin):
-    list_display = ["id", "dataset", "short_hash", "status", "example_count", "split_counts", "warnings",
-                    "created_by", "reviewed_by", "created_at", "review_link"]
+    # The review link comes first: last of eleven columns it sat off-screen at 1400 px (the trial).
+    list_display = ["id", "review_link", "dataset", "status", "short_hash", "example_count", "splits", "warnings",
+                    "created_by", "reviewed_by", "created_at"]
     list_filter = ["status", "dataset"]
     readonly_fields = ["review_link", *[f.name for f in Snapshot._meta.fields if f.name != "quality_report"],
                        "quality_summary"]
@@ -552,6 +552,10 @@ class SnapshotAdmin(VisibleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # snapshots are immutable; runs and reports cite them
+
+    @admin.display(description="splits")
+    def splits(self, obj):
+        return " · ".join(f"{name} {count}" for name, count in (obj.split_counts or {}).items())
 
     @admin.display(description="hash")
     def short_hash(self, obj):

@@ -233,13 +233,14 @@ def _order_query(request, sep: str = "?") -> str:
 
 def annotate_next_view(model_admin, request):
     """Hand the annotator their next draft or rejected example (reserved for them), in the queue order
-    asked for, and open it; or say the queue is empty."""
+    asked for, and open its page (the conversation, a rejection's comment, model suggestions, Edit and
+    Submit); with none waiting, the page to write a new one."""
     if not request.user.has_perm("curation.add_example"):
         raise PermissionDenied
     example = work_queues.next_example_to_annotate(request.user, _queue_dataset(request), order=_queue_order(request))
     if example is None:
-        messages.info(request, "Nothing is waiting for you to annotate.")
-        return redirect(reverse("admin:curation_example_changelist"))
+        messages.info(request, "No draft or rejected example is waiting for you: write a new one.")
+        return redirect(reverse("admin:curation_example_add"))
     return redirect(_change_url(example))
 
 

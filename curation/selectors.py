@@ -5,9 +5,10 @@ from datetime import timedelta
 from django.db.models import Avg, Count, Max, Q
 from django.utils import timezone
 
+from ftplatform.errors import ServiceError
 from ftplatform.rest import parse_id
 
-from .choices import ExampleStatus, ReviewDecision, SuggestionOutcome
+from .choices import ExampleStatus, ReviewDecision, SnapshotStatus, SuggestionOutcome
 from .formats import input_messages
 from .models import Dataset, Example, Review, Snapshot, Suggestion
 
@@ -21,6 +22,30 @@ def dataset_named(name_or_id: str) -> Dataset | None:
     if dataset is None and dataset_id is not None:
         dataset = Dataset.objects.filter(pk=dataset_id).first()
     return dataset
+
+
+def snapshot_by_reference(reference: str, *, status: str = SnapshotStatus.APPROVED) -> Snapshot:
+    """The snapshot a command line names: its id, or a dataset's name for that dataset's newest
+    snapshot with ``status`` (approved by default: what training and evaluation take), so that a
+    sequence of commands needs no id.
+
+    Raises:
+        ServiceError: no snapshot with that id, no dataset of that name, or none of its snapshots
+            has ``status`` (the message names them).
+    """
+    reference = str(reference).strip()
+    if reference.isdigit():
+        snapshot = Snapshot.objects.filter(pk=int(reference)).first()
+        if snapshot is None:
+            raise ServiceError(f"no snapshot {reference}")
+        return snapshot
+    dataset = Dataset.objects.filter(name=reference).first()
+    if dataset is None:
+        raise ServiceError(f"no snapshot {reference!r}: give a snapshot id or a dataset name")
+    snapshot = dataset.snapshots.filter(status=status).order_by("-created_at", "-id").first()
+    if snapshot is None:
+        raise ServiceError(f"dataset {reference!r} has no snapshot {SnapshotStatus(status).label.lower()}")
+    return snapshot
 
 
 def split_inputs(snapshot: Snapshot, split: str) -> list[dict]:

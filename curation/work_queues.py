@@ -11,7 +11,7 @@ succeeds while the example is still free, so two takers never get the same one o
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from ftplatform.errors import ServiceError
@@ -93,30 +93,47 @@ def ordered(candidates, order: str = QueueOrder.OLDEST):
     return candidates.order_by("id")
 
 
-def next_example_to_review(user, dataset=None, after: int | None = None,
-                           order: str = QueueOrder.OLDEST) -> Example | None:
-    """Reserve and return the first submitted example, in ``order`` (see ``ordered``), this reviewer may
-    decide, or None.
+def review_candidates(user, dataset=None) -> QuerySet:
+    """Submitted examples ``user`` may decide, oldest first (the review queue, reserved or not).
 
-    ``after``: an example id the reviewer skipped; oldest first, examples after it come first, then
-    the queue wraps around to the start; in other orders it comes last.
-
-    Only datasets the reviewer reviews (curation.access); skips the reviewer's own examples
-    and those they already approved in the current round. Raises nothing; a user without the
-    review permission gets None.
+    Only datasets the reviewer reviews (curation.access); leaves out the reviewer's own examples
+    and those they already approved in the current round. Empty for a user without the review permission.
     """
     if not is_reviewer(user):
-        return None
+        return Example.objects.none()
     already_approved = Review.objects.filter(
         example=OuterRef("pk"), reviewer=user, review_round=OuterRef("review_round"),
         decision=ReviewDecision.APPROVE,
     )
     candidates = (Example.objects.filter(status=ExampleStatus.SUBMITTED)
                   .filter(dataset__in=reviewable_datasets(user).values("pk"))
-                  .exclude(author=user).exclude(assignee=user).exclude(Exists(already_approved)))
-    if dataset is not None:
-        candidates = candidates.filter(dataset=dataset)
-    candidates = ordered(candidates, order)
+                  .exclude(author=user).exclude(assignee=user).exclude(Exists(already_approved)).order_by("id"))
+    return candidates if dataset is None else candidates.filter(dataset=dataset)
+
+
+def annotation_candidates(user, dataset=None) -> QuerySet:
+    """Draft and rejected examples ``user`` wrote or is assigned, oldest first (the annotation queue)."""
+    candidates = (Example.objects.filter(status__in=[ExampleStatus.DRAFT, ExampleStatus.REJECTED])
+                  .filter(Q(author=user) | Q(assignee=user)).order_by("id"))
+    return candidates if dataset is None else candidates.filter(dataset=dataset)
+
+
+def waiting_for(user, candidates: QuerySet) -> QuerySet:
+    """``candidates`` that the next_example_* functions could hand ``user`` now: free, or reserved
+    for ``user`` (what is left for them: others' reservations are theirs until they expire)."""
+    return candidates.filter(_free_or_mine(user, timezone.now()))
+
+
+def next_example_to_review(user, dataset=None, after: int | None = None,
+                           order: str = QueueOrder.OLDEST) -> Example | None:
+    """Reserve and return the first example of review_candidates(user, dataset) in ``order`` (see
+    ``ordered``), or None.
+
+    ``after``: an example id the reviewer skipped; oldest first, examples after it come first, then
+    the queue wraps around to the start; in other orders it comes last. Raises nothing; a user without
+    the review permission gets None.
+    """
+    candidates = ordered(review_candidates(user, dataset), order)
     if after is not None:
         if order == QueueOrder.OLDEST:
             return _claim(candidates.filter(id__gt=after), user) or _claim(candidates.exclude(id=after), user)
@@ -125,13 +142,9 @@ def next_example_to_review(user, dataset=None, after: int | None = None,
 
 
 def next_example_to_annotate(user, dataset=None, order: str = QueueOrder.OLDEST) -> Example | None:
-    """Reserve and return the first draft or rejected example, in ``order`` (see ``ordered``), the user
-    wrote or is assigned, or None."""
-    candidates = (Example.objects.filter(status__in=[ExampleStatus.DRAFT, ExampleStatus.REJECTED])
-                  .filter(Q(author=user) | Q(assignee=user)))
-    if dataset is not None:
-        candidates = candidates.filter(dataset=dataset)
-    return _claim(ordered(candidates, order), user)
+    """Reserve and return the first example of annotation_candidates(user, dataset) in ``order`` (see
+    ``ordered``), or None."""
+    return _claim(ordered(annotation_candidates(user, dataset), order), user)
 
 
 def release(example: Example, user) -> None:

@@ -9,7 +9,13 @@ from django.utils.html import format_html, format_html_join
 
 from curation.models import Dataset
 from ftml.metrics import metric_spec
-from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
+from ftplatform.admin_tools import (
+    JobAttemptInline,
+    ReadOnlyInline,
+    SavesOnlyEditableForms,
+    admin_page,
+    apply_to_each,
+)
 from ftplatform.errors import ServiceError
 from training.models import ModelVersion
 
@@ -18,6 +24,7 @@ from .admin_side_by_side import side_by_side_selected, side_by_side_urls
 from .decision import score_distribution
 from .models import EvalRun, PreannotationRun, Prediction, RatingCriterion
 from .preannotation import cancel_preannotation, start_preannotation
+from .ratings import LIKERT
 from .scoring import metric_labels, primary_metric, snapshot_metrics
 from .services import cancel_eval_run
 
@@ -50,7 +57,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(admin.ModelAdmin):
+class EvalRunAdmin(SavesOnlyEditableForms, admin.ModelAdmin):
     list_display = ["id", "model_version", "snapshot", "split", "status", "done", "total", "primary_score",
                     "created_at"]
     list_filter = ["status", "split"]
@@ -203,10 +210,42 @@ class PreannotationRunAdmin(admin.ModelAdmin):
             "form": form, "title": "Pre-annotate drafts with a model", **self.admin_site.each_context(request)})
 
 
+def _anchor_field(score: int) -> str:
+    return f"anchor_{score}"
+
+
+class _RatingCriterionForm(forms.ModelForm):
+    class Meta:
+        model = RatingCriterion
+        fields = ["dataset", "name", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for score in LIKERT:
+            self.fields[_anchor_field(score)].initial = (self.instance.anchors or {}).get(str(score), "")
+
+    def save(self, commit=True):
+        self.instance.anchors = {str(score): self.cleaned_data[_anchor_field(score)].strip() for score in LIKERT
+                                 if self.cleaned_data[_anchor_field(score)].strip()}
+        return super().save(commit)
+
+
+# A criterion with one text box per scale point ("What 3 means"), stored as the ``anchors`` JSON
+# ({"1": "...", ..., "5": "..."}; empty boxes left out): the trial had to type that JSON. The boxes
+# are declared fields (the admin's fieldsets may name only those and the model's).
+RatingCriterionForm = type("RatingCriterionForm", (_RatingCriterionForm,), {
+    _anchor_field(score): forms.CharField(label=f"What {score} means", required=False,
+                                          widget=forms.TextInput(attrs={"size": 80}))
+    for score in LIKERT})
+
+
 @admin.register(RatingCriterion)
 class RatingCriterionAdmin(admin.ModelAdmin):
     """Engineers define what raters score, per dataset: a name, a description and what 1-5 mean."""
 
+    form = RatingCriterionForm
+    fieldsets = [(None, {"fields": ["dataset", "name", "description"]}),
+                 ("What each score means", {"fields": [_anchor_field(score) for score in LIKERT]})]
     list_display = ["name", "dataset", "description"]
     list_filter = ["dataset"]
 from . import admin_learning_curves  # noqa: E402,F401  (registers LearningCurveAdmin)

@@ -5,6 +5,7 @@ them, nor other raters' scores. The order a pair was shown in is stored with the
 pair handed to the page is a PairAssignment on the server, named by an opaque token, so what is
 recorded is what was shown and the token reveals nothing.
 """
+import itertools
 import random
 import uuid
 
@@ -68,6 +69,36 @@ def pairs_left(eval_a: EvalRun, eval_b: EvalRun, *, by) -> int:
     shared = set(eval_a.predictions.values_list("input_hash", flat=True)) & set(
         eval_b.predictions.values_list("input_hash", flat=True))
     return len(shared - _judged_inputs(eval_a, eval_b, by))
+
+
+def rating_queues(*, by) -> list[dict]:
+    """Each dataset open to raters with how many of its predictions ``by`` has yet to score:
+    ``[{"dataset": Dataset, "left": n}]`` by dataset name (the rating page's queues)."""
+    return [{"dataset": dataset, "left": predictions_left(dataset, by=by)}
+            for dataset in datasets_to_rate().order_by("name")]
+
+
+def pairwise_queues(*, by) -> list[dict]:
+    """The blind pairs ``by`` can still judge: per snapshot split of a dataset open to raters, every two
+    model versions' newest succeeded eval runs there, with inputs left to judge.
+
+    Returns ``[{"dataset": Dataset, "split": str, "eval_a": EvalRun, "eval_b": EvalRun, "left": n}]``
+    (dataset name, then snapshot, split and run ids; pairs with nothing left are left out). The
+    rows name no model: the pairwise page stays blind.
+    """
+    newest: dict[tuple, dict[int, EvalRun]] = {}
+    runs = (judgeable_eval_runs().filter(status=JobStatus.SUCCEEDED).select_related("snapshot__dataset")
+            .order_by("snapshot__dataset__name", "snapshot_id", "split", "-finished_at", "-id"))
+    for run in runs:
+        newest.setdefault((run.snapshot_id, run.split), {}).setdefault(run.model_version_id, run)
+    queues = []
+    for by_version in newest.values():
+        for eval_a, eval_b in itertools.combinations(sorted(by_version.values(), key=lambda run: run.pk), 2):
+            left = pairs_left(eval_a, eval_b, by=by)
+            if left:
+                queues.append({"dataset": eval_a.snapshot.dataset, "split": eval_a.split, "eval_a": eval_a,
+                               "eval_b": eval_b, "left": left})
+    return queues
 
 
 def _judged_inputs(eval_a: EvalRun, eval_b: EvalRun, rater) -> set[str]:

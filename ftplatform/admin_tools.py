@@ -44,6 +44,19 @@ def comment_action(request, queryset, *, title: str, action: str, apply):
     })
 
 
+class SavesOnlyEditableForms:
+    """A ModelAdmin mixin: a change page with nothing to edit (every field read-only, no inline that
+    adds or changes) shows no Save buttons. Django offers them whenever the user holds the change
+    permission, and the trial read them as "this page can be edited"; saving changed nothing."""
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        editable_inline = any(formset.has_add_permission or formset.has_change_permission
+                              for formset in context.get("inline_admin_formsets", []))
+        if change and not context["adminform"].form.fields and not editable_inline:
+            context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written only by services (append-only or frozen): viewable, never added, changed or deleted."""
 
@@ -68,7 +81,7 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class VisibleHistoryAdmin(SimpleHistoryAdmin):
+class VisibleHistoryAdmin(SavesOnlyEditableForms, SimpleHistoryAdmin):
     """SimpleHistoryAdmin whose history pages are read-only and answer 404 for objects outside
     ``get_queryset``.
 

@@ -20,6 +20,7 @@ Point = tuple[float, float]
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 28, 36
 TICKS = 5
+LEGEND_ROW, LEGEND_LEFT = 16, 8  # legend rows' height; the left end of a legend row (the right is the plot's)
 LIMIT = 1e300  # axis values are clamped to ±LIMIT: beyond it, spans and steps overflow to inf
 # Characters XML 1.0 forbids (C0 controls but tab and newlines, lone surrogates, U+FFFE/U+FFFF):
 # escaping does not help, so names and labels that carry them lose them.
@@ -53,6 +54,7 @@ class Frame:
     height: int
     x_range: tuple[float, float]
     y_range: tuple[float, float]
+    legend_rows: int = 1
 
     @property
     def left(self):
@@ -64,7 +66,7 @@ class Frame:
 
     @property
     def top(self):
-        return MARGIN_TOP
+        return MARGIN_TOP + LEGEND_ROW * (self.legend_rows - 1)
 
     @property
     def bottom(self):
@@ -150,22 +152,55 @@ def _x_tick(frame: Frame, value: float, label: str) -> str:
                        f"{x:.1f}", frame.bottom, f"{x:.1f}", frame.bottom + 4, f"{x:.1f}", frame.bottom + 16, label)
 
 
+def _entry_width(name: str) -> int:
+    return 28 + 7 * len(name)  # swatch, gap, about 7 px per character at font-size 11
+
+
+def legend_rows(names: Sequence[str], width: int) -> list[list[tuple[int, str]]]:
+    """The legend's rows for a chart ``width`` px wide: (index, shown name) per entry, in order,
+    each row as full as fits between LEGEND_LEFT and the plot's right edge (no entry is ever drawn
+    outside the chart); a name too long for a row of its own is cut short with "…" (its tooltip
+    keeps it whole)."""
+    span = width - MARGIN_RIGHT - LEGEND_LEFT
+    longest = max(1, (span - 28) // 7)
+    rows, used = [[]], 0
+    for index, name in enumerate(names):
+        shown = name if len(name) <= longest else name[:longest - 1] + "…"
+        if rows[-1] and used + _entry_width(shown) > span:
+            rows.append([])
+            used = 0
+        rows[-1].append((index, shown))
+        used += _entry_width(shown)
+    return rows
+
+
 def _legend(frame: Frame, entries: Sequence[tuple[str, str, str]], swatch: str = "line") -> list[str]:
-    """(name, colour, dashes) entries in a row above the plot, ending at its right edge; ``swatch``
-    "line", "box" (bars) or "dot" (a series drawn as one marker). A dashes value of "dot" draws that
-    entry's swatch as a dot whatever ``swatch`` says."""
-    parts, x = [], frame.right
-    for name, colour, dashes in reversed(entries):
-        x -= 28 + 7 * len(name)
-        if dashes == "dot":
-            parts.append(format_html('<circle cx="{}" cy="12" r="4" fill="{}"/>', x + 9, colour))
-        elif swatch == "line":
-            parts.append(format_html('<line x1="{}" y1="12" x2="{}" y2="12" stroke="{}" stroke-width="2" '
-                                     'stroke-dasharray="{}"/>', x, x + 18, colour, dashes or "none"))
-        else:
-            parts.append(format_html('<rect x="{}" y="6" width="12" height="12" fill="{}"/>', x + 3, colour))
-        parts.append(format_html('<text x="{}" y="16" fill="currentColor">{}</text>', x + 22, name))
+    """(name, colour, dashes) entries above the plot, in rows (legend_rows) ending at its right edge;
+    ``swatch`` "line", "box" (bars) or "dot" (a series drawn as one marker). A dashes value of "dot"
+    draws that entry's swatch as a dot whatever ``swatch`` says. Each entry's tooltip is its full name."""
+    parts = []
+    for row_number, row in enumerate(legend_rows([name for name, _, _ in entries], frame.width)):
+        x, y = frame.right, 12 + LEGEND_ROW * row_number
+        for index, shown in reversed(row):
+            name, colour, dashes = entries[index]
+            x -= _entry_width(shown)
+            parts.append(format_html("<g><title>{}</title>", name))
+            if dashes == "dot":
+                parts.append(format_html('<circle cx="{}" cy="{}" r="4" fill="{}"/>', x + 9, y, colour))
+            elif swatch == "line":
+                parts.append(format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="2" '
+                                         'stroke-dasharray="{}"/>', x, y, x + 18, y, colour, dashes or "none"))
+            else:
+                parts.append(format_html('<rect x="{}" y="{}" width="12" height="12" fill="{}"/>', x + 3, y - 6,
+                                         colour))
+            parts.append(format_html('<text x="{}" y="{}" fill="currentColor">{}</text></g>', x + 22, y + 4, shown))
     return parts
+
+
+def _framed(width: int, height: int, x_range, y_range, names: Sequence[str]) -> Frame:
+    """The chart's frame, taller by a row for each legend row past the first (the plot keeps its size)."""
+    rows = len(legend_rows(names, width))
+    return Frame(width, height + LEGEND_ROW * (rows - 1), x_range, y_range, legend_rows=rows)
 
 
 def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_label: str, css_class: str = "chart",
@@ -203,7 +238,7 @@ def line_chart_svg(series: Sequence[Series], *, title: str, x_label: str, y_labe
         x_range = (min(0, *xs), max(xs) or 1)
     x_range = (_finite(x_range[0]), _finite(x_range[1]))
     y_ticks = nice_ticks(*(y_range or padded_range(ys)))
-    frame = Frame(width, height, x_range, (y_ticks[0], y_ticks[-1]))
+    frame = _framed(width, height, x_range, (y_ticks[0], y_ticks[-1]), [line.name for line in series])
     parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
     low, high = frame.x_range
     ticks = [low + i * (high - low) / (TICKS - 1) for i in range(TICKS)]
@@ -255,7 +290,7 @@ def bar_chart_svg(categories: Sequence[str], groups: Sequence[tuple[str, Sequenc
             raise ValueError(f"group {name!r} has {len(values)} values for {len(categories)} categories")
     values = [v for _, group in groups for v in group if math.isfinite(v) and v >= 0]  # what a bar can show
     y_ticks = nice_ticks(0, max(values, default=0) or 1, whole=all(float(v).is_integer() for v in values))
-    frame = Frame(width, height, (0, len(categories)), (0, y_ticks[-1]))
+    frame = _framed(width, height, (0, len(categories)), (0, y_ticks[-1]), [name for name, _ in groups])
     parts = _open(frame, css_class, title) + _axes(frame, x_label, y_label, y_format, y_ticks)
     slot = (frame.right - frame.left) / len(categories)
     bar = slot * 0.8 / len(groups)

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, admin_page, apply_to_each
+from ftplatform.admin_tools import JobAttemptInline, ReadOnlyInline, SavesOnlyEditableForms, admin_page, apply_to_each
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import FINISHED_STATUSES
 
@@ -29,7 +29,7 @@ class CheckpointInline(ReadOnlyInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(SavesOnlyEditableForms, admin.ModelAdmin):
     list_display = ["id", "snapshot", "base_model", "status", "progress_bar", "final_loss_display", "created_at"]
     list_filter = ["status", "base_model"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["progress_bar", "live", "preflight_report"]

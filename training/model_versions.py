@@ -38,6 +38,34 @@ def few_shot_examples(snapshot: Snapshot, k: int, *, seed: int = 0) -> list[list
     return random.Random(seed).sample(list(by_input.values()), k)
 
 
+def model_version_by_reference(reference: str) -> ModelVersion:
+    """The model version a command line names: its id, its name, or a dataset's name for the newest
+    version fine-tuned on a snapshot of that dataset, so that a sequence of commands needs no id.
+
+    Raises:
+        ServiceError: nothing matches, or a name several versions share (the message lists their ids).
+    """
+    reference = str(reference).strip()
+    if reference.isdigit():
+        version = ModelVersion.objects.filter(pk=int(reference)).first()
+        if version is None:
+            raise ServiceError(f"no model version {reference}")
+        return version
+    named = list(ModelVersion.objects.filter(name=reference).order_by("id"))
+    if len(named) > 1:
+        raise ServiceError(f"{len(named)} model versions are named {reference!r} (ids "
+                           f"{', '.join(str(v.pk) for v in named)}); give the id")
+    if named:
+        return named[0]
+    tuned = (ModelVersion.objects.filter(kind=ModelVersionKind.LORA_ADAPTER,
+                                         training_run__snapshot__dataset__name=reference)
+             .order_by("-created_at", "-id").first())
+    if tuned is None:
+        raise ServiceError(f"no model version {reference!r}: give an id, a model version's name, or a dataset's "
+                           "name (its newest fine-tuned model)")
+    return tuned
+
+
 def prompted_model_version(base_model: BaseModel, system_prompt: str,
                            few_shot: list[list[dict]] | None = None, *, by) -> tuple[ModelVersion, bool]:
     """The ModelVersion for ``base_model`` answering with ``system_prompt`` and, optionally, the

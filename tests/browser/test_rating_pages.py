@@ -102,6 +102,28 @@ def test_rating_every_criterion_from_the_keyboard(signed_in, live_server):
         "criterion__name", "score", "comment")) == [("correctness", 2, "3 words only"), ("fluency", 5, "3 words only")]
 
 
+def test_a_click_picks_the_criterion_the_keys_score_and_a_missing_score_is_named(signed_in, live_server):
+    """The trial: after a mouse pick of the second criterion, the digit keys overwrote the first; and
+    Enter with a criterion unscored did nothing visible (the browser's bubble sat on a radio)."""
+    dataset, _ = two_eval_runs()
+    page = signed_in(RaterFactory())
+    page.goto(f"{live_server.url}{reverse('admin:evaluation_evalrun_rate')}?dataset={dataset.pk}")
+    assert page.is_hidden("#ft-missing")
+    page.click(".ft-criterion[data-name=fluency] input[value='2']")
+    assert highlighted(page) == ["fluency"]
+    page.keyboard.press("4")  # scores fluency, the criterion picked, then moves to the one still unscored
+    assert checked_scores(page) == {"fluency": "4"} and highlighted(page) == ["correctness"]
+
+    page.keyboard.press("Enter")
+    assert page.inner_text("#ft-missing") == "Score every criterion before saving; not scored yet: correctness."
+    assert not HumanRating.objects.exists()
+    page.keyboard.press("5")
+    assert page.is_hidden("#ft-missing")
+    with page.expect_navigation():
+        page.click("#ft-rate button[type=submit]")
+    assert sorted(HumanRating.objects.values_list("criterion__name", "score")) == [("correctness", 5), ("fluency", 4)]
+
+
 class ShownOrder:
     """Stands in for random.SystemRandom in evaluation.ratings: the side shown on the left comes
     from ``orders`` in turn (then alternates), so the test knows both orders are exercised."""

@@ -213,3 +213,23 @@ def test_a_token_for_the_reversed_pair_is_a_conflict():
         record_judgment(reversed_token, "right", by=rater)
     response = client_for(rater).post("/api/v1/judgments/", {"token": reversed_token, "choice": "left"}, format="json")
     assert response.status_code == 409 and PairwiseJudgment.objects.count() == 1
+
+
+def test_an_engineer_writes_anchors_one_box_per_score_not_json(client):
+    """The trial had to type the anchors as JSON; the form has a box per scale point."""
+    dataset = DatasetFactory(name="menus")
+    client.force_login(EngineerFactory())
+    add = reverse("admin:evaluation_ratingcriterion_add")
+    page = client.get(add).content.decode()
+    assert all(f'name="anchor_{score}"' in page for score in range(1, 6)) and 'name="anchors"' not in page
+    assert "What 3 means" in page
+    client.post(add, {"dataset": dataset.pk, "name": "correctness", "description": "",
+                      "anchor_1": " wrong ", "anchor_3": "partly right", "anchor_5": "right"})
+    criterion = RatingCriterion.objects.get(dataset=dataset)
+    assert criterion.anchors == {"1": "wrong", "3": "partly right", "5": "right"}
+    change = reverse("admin:evaluation_ratingcriterion_change", args=[criterion.pk])
+    assert 'name="anchor_3" value="partly right"' in client.get(change).content.decode()
+    client.post(change, {"dataset": dataset.pk, "name": "correctness", "description": "", "anchor_1": "wrong",
+                         "anchor_3": "", "anchor_5": "right"})
+    criterion.refresh_from_db()
+    assert criterion.anchors == {"1": "wrong", "5": "right"}

@@ -51,3 +51,44 @@ def test_control_characters_in_names_never_make_the_svg_invalid_xml():
     """Escaping leaves U+0001 (a model name may hold it) as is: XML 1.0 forbids it, the SVG did not parse."""
     well_formed(bar_chart_svg(["bin\x01"], [("model\x00\ud800", [1])], title="t\x0b", x_label="x", y_label="y"))
     well_formed(line_chart_svg([Series("a\x01", [(0, 1), (1, 2)])], title="t", x_label="x", y_label="y"))
+
+
+def _legend_texts(svg: str) -> list[tuple[float, float, str]]:
+    """(x, y, text) of the legend's entries (the texts inside <g><title> groups)."""
+    document = xml.dom.minidom.parseString(svg)
+    return [(float(text.getAttribute("x")), float(text.getAttribute("y")), text.firstChild.data)
+            for group in document.getElementsByTagName("g") for text in group.getElementsByTagName("text")]
+
+
+@pytest.mark.parametrize("names", [
+    ["secret-tuned-model-lora-r16-on-venues-snapshot-3", "prompted SmolLM2-135M-Instruct baseline, few-shot"],
+    ["a" * 200],
+    [f"model version {i}" for i in range(9)],
+])
+def test_every_legend_entry_is_drawn_inside_the_chart(names):
+    """The trial's decision page drew the first legend entry (the model being judged) left of the
+    chart: the row was laid out right to left with no wrapping."""
+    width = 640
+    for svg in (bar_chart_svg(["0-10", "10-20"], [(name, [1, 2]) for name in names], title="t", x_label="x",
+                              y_label="y", width=width),
+                line_chart_svg([Series(name, [(0, 1), (1, 2)]) for name in names], title="t", x_label="x",
+                               y_label="y", width=width)):
+        well_formed(svg)
+        entries = _legend_texts(svg)
+        assert len(entries) == len(names)
+        for x, _, text in entries:
+            assert 0 <= x - 22 and x + 7 * len(text) <= width, (x, text)
+        # Every full name stays readable in its tooltip.
+        assert all(f"<g><title>{name}</title>" in svg for name in names)
+
+
+def test_a_legend_of_several_rows_moves_the_plot_down_and_keeps_its_height():
+    names = [f"model version number {i}" for i in range(6)]
+    one_row = bar_chart_svg(["a"], [("m", [1])], title="t", x_label="x", y_label="y")
+    rows = bar_chart_svg(["a"], [(name, [1]) for name in names], title="t", x_label="x", y_label="y")
+    assert 'height="240"' in one_row
+    baselines = sorted({y for _, y, _ in _legend_texts(rows)})
+    assert len(baselines) > 1
+    extra = 16 * (len(baselines) - 1)
+    assert f'height="{240 + extra}"' in rows
+    assert f'<path d="M56 {28 + extra}V{240 + extra - 36}' in rows  # the y axis starts below the legend

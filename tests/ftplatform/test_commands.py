@@ -20,3 +20,23 @@ def test_assign_role_creates_the_user_and_adds_the_group():
     assert "roles annotator, reviewer" in out.getvalue()
     with pytest.raises(CommandError, match="no user named 'nobody'"):
         call_command("assign_role", "nobody", "engineer")
+
+
+@pytest.mark.parametrize("command, option", [("train", "--hyperparameters"), ("evaluate", "--generation"),
+                                             ("create_snapshot", "--fractions"), ("demo", "--hyperparameters")])
+def test_a_json_option_that_is_not_json_names_the_option_the_error_and_the_place(command, option):
+    """The trial read "argument --hyperparameters: invalid loads value: ..."."""
+    with pytest.raises(CommandError) as raised:
+        call_command(command, f"{option}={{'epochs': 2}}")
+    message = str(raised.value)
+    assert message.startswith(f"Error: argument {option}: not valid JSON: Expecting property name enclosed in "
+                              "double quotes at line 1 column 2")
+    assert "put the whole value in single quotes" in message
+    assert message.endswith("    {'epochs': 2}\n     ^")
+    assert "loads" not in message
+
+
+def test_a_json_option_must_be_an_object():
+    with pytest.raises(CommandError, match=r'argument --hyperparameters: expected a JSON object such as '
+                                           r'\{"epochs": 2\}, got an array: \[2\]'):
+        call_command("train", "--hyperparameters=[2]")

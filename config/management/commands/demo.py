@@ -21,6 +21,7 @@ from evaluation.reports import format_report, model_version_report
 from evaluation.services import start_eval_run
 from ftml.config import LoraConfig
 from ftplatform import queues
+from ftplatform.cli import json_object
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER
@@ -84,7 +85,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--max-steps", type=int, default=DEMO_HYPERPARAMETERS["max_steps"],
                             help="Optimiser steps of the fine-tune (default %(default)s).")
-        parser.add_argument("--hyperparameters", type=json.loads, default={},
+        parser.add_argument("--hyperparameters", type=json_object, default={},
                             help="JSON overriding the demo hyperparameters.")
         parser.add_argument("--data", default=str(DATA_FILE), help="OpenAI chat JSONL to import.")
         parser.add_argument("--limit", type=int, default=0, help="Import only the first N records (0: all).")

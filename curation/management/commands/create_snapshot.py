@@ -1,11 +1,10 @@
-import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Dataset
 from curation.quality import describe_report
 from curation.snapshots import create_snapshot
-from ftplatform.cli import user_named
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 
 
@@ -16,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--as", dest="username", required=True)
         parser.add_argument("--seed", type=int, default=0, help="Seed of the split (same data + seed = same split).")
-        parser.add_argument("--fractions", type=json.loads, help='e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}')
+        parser.add_argument("--fractions", type=json_object, help='e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}')
 
     def handle(self, *args, dataset, username, seed, fractions, **options):
         target = Dataset.objects.filter(name=dataset).first()

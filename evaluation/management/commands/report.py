@@ -7,7 +7,7 @@ from evaluation.decision import decision_report, format_decision_report
 from evaluation.reports import format_report, model_version_report
 from ftml.metrics import ALWAYS_SCORED
 from ftplatform.errors import ServiceError
-from training.models import ModelVersion
+from training.model_versions import model_version_by_reference
 
 
 class Command(BaseCommand):
@@ -15,7 +15,8 @@ class Command(BaseCommand):
             "--decision DATASET the decision report: the fine-tuned model against its prompted baselines.")
 
     def add_arguments(self, parser):
-        parser.add_argument("model_version", type=int, nargs="?")
+        parser.add_argument("model_version", nargs="?",
+                            help="Model version id or name, or a dataset name: its newest fine-tuned model.")
         parser.add_argument("--decision", metavar="DATASET", help="Dataset name or id: the decision report.")
         parser.add_argument("--metric", help="The metric the decision report's verdict and routing use (default: the "
                                               f"snapshot's primary metric): {', '.join(ALWAYS_SCORED)}, or a JSON "
@@ -24,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, model_version, decision, metric, as_json, **options):
         if (model_version is None) == (decision is None):
-            raise CommandError("give a model version id, or --decision DATASET")
+            raise CommandError("give a model version (id, name or dataset name), or --decision DATASET")
         if metric and decision is None:  # the model report lists every metric: a --metric would go unused
             raise CommandError("--metric goes with --decision DATASET")
         if decision is not None:
@@ -37,8 +38,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             self.stdout.write(json.dumps(report, indent=2) if as_json else "\n".join(format_decision_report(report)))
             return
-        version = ModelVersion.objects.filter(pk=model_version).first()
-        if version is None:
-            raise CommandError(f"no model version {model_version}")
+        try:
+            version = model_version_by_reference(model_version)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
         report = model_version_report(version)
         self.stdout.write(json.dumps(report, indent=2) if as_json else format_report(report))

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
-from training.models import ModelVersion
+from training.model_versions import model_version_by_reference
 
 from ...choices import Engine, Routing
 from ...deployments import create_deployment, update_deployment
@@ -10,13 +10,13 @@ from ...keys import create_api_key
 from ...models import Deployment
 
 
-def _version(pk):
-    if pk is None:
+def _version(reference):
+    if reference is None:
         return None
-    version = ModelVersion.objects.filter(pk=pk).first()
-    if version is None:
-        raise CommandError(f"no model version {pk}")
-    return version
+    try:
+        return model_version_by_reference(reference)
+    except ServiceError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -26,8 +26,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="The deployment's name: what clients send as `model`.")
-        parser.add_argument("--model-version", type=int, help="The primary model version (required for a new one).")
-        parser.add_argument("--fallback", type=int, help="The fallback model version.")
+        parser.add_argument("--model-version", help="The primary model version (required for a new one): id or name, "
+                            "or a dataset name for its newest fine-tuned model.")
+        parser.add_argument("--fallback", help="The fallback model version: id or name.")
         parser.add_argument("--no-fallback", action="store_true", help="Remove the fallback (primary only).")
         parser.add_argument("--threshold", type=float, help="Fall back below this mean token log-probability.")
         parser.add_argument("--target-quality", type=float,

@@ -2,12 +2,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import Snapshot
+from curation.selectors import snapshot_by_reference
 from ftml.gguf import DEFAULT_GGUF_OUTTYPE, GGUF_OUTTYPES
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from training.exports import PARITY_MAX_NEW_TOKENS, export_gguf_model, read_export_record
-from training.models import ModelVersion
+from training.model_versions import model_version_by_reference
 
 
 class Command(BaseCommand):
@@ -16,28 +16,30 @@ class Command(BaseCommand):
             "original model's on a snapshot's test split.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--model-version", dest="model_version", type=int, required=True,
-                            help="Model version id (a LoRA adapter).")
+        parser.add_argument("--model-version", dest="model_version", required=True,
+                            help="Model version (a LoRA adapter): id or name, or a dataset name: its newest.")
         parser.add_argument("--as", dest="username", required=True)
         parser.add_argument("--outtype", choices=GGUF_OUTTYPES, default=DEFAULT_GGUF_OUTTYPE,
                             help=f"Weight type in the file (default {DEFAULT_GGUF_OUTTYPE}).")
-        parser.add_argument("--parity-snapshot", dest="parity_snapshot", type=int,
-                            help="Snapshot id (approved): answer its test split with the original model and the "
-                                 "GGUF, score both, record the difference.")
+        parser.add_argument("--parity-snapshot", dest="parity_snapshot",
+                            help="Snapshot id, or a dataset name for its newest approved snapshot: answer its test "
+                                 "split with the original model and the GGUF, score both, record the difference.")
         parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=PARITY_MAX_NEW_TOKENS,
                             help=f"Answer length limit of the parity check (default {PARITY_MAX_NEW_TOKENS}).")
         parser.add_argument("--output", type=Path,
                             help="Folder to create (must not exist); default: ARTIFACTS_ROOT/gguf/model-version-<id>.")
 
     def handle(self, *args, model_version, username, outtype, parity_snapshot, max_new_tokens, output, **options):
-        version = ModelVersion.objects.select_related("base_model").filter(pk=model_version).first()
-        if version is None:
-            raise CommandError(f"no model version {model_version}")
+        try:
+            version = model_version_by_reference(model_version)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
         snapshot = None
         if parity_snapshot is not None:
-            snapshot = Snapshot.objects.filter(pk=parity_snapshot).first()
-            if snapshot is None:
-                raise CommandError(f"--parity-snapshot: no snapshot {parity_snapshot}")
+            try:
+                snapshot = snapshot_by_reference(parity_snapshot)
+            except ServiceError as exc:
+                raise CommandError(f"--parity-snapshot: {exc}") from exc
         if not 1 <= max_new_tokens <= 4096:
             raise CommandError(f"--max-new-tokens must be from 1 to 4096, got {max_new_tokens}")
         user = user_named(username)

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ftplatform.cli import user_named
 from ftplatform.errors import ServiceError
 from training.exports import MAX_LOGIT_DIFFERENCE, export_merged_model, read_export_record
-from training.models import ModelVersion
+from training.model_versions import model_version_by_reference
 
 
 class Command(BaseCommand):
@@ -13,17 +13,18 @@ class Command(BaseCommand):
             "folder, verified against base + adapter.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--model-version", dest="model_version", type=int, required=True,
-                            help="Model version id (a LoRA adapter).")
+        parser.add_argument("--model-version", dest="model_version", required=True,
+                            help="Model version (a LoRA adapter): id or name, or a dataset name: its newest.")
         parser.add_argument("--as", dest="username", required=True)
         parser.add_argument("--output", type=Path,
                             help="Folder to create (must not exist); default: "
                                  "ARTIFACTS_ROOT/merged/model-version-<id>.")
 
     def handle(self, *args, model_version, username, output, **options):
-        version = ModelVersion.objects.select_related("base_model").filter(pk=model_version).first()
-        if version is None:
-            raise CommandError(f"no model version {model_version}")
+        try:
+            version = model_version_by_reference(model_version)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
         user = user_named(username)
         from training.jobs import prepare_torch
 

@@ -1,9 +1,8 @@
-import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import Snapshot
-from ftplatform.cli import user_named
+from curation.selectors import snapshot_by_reference
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from training.base_models import default_base_model
@@ -17,12 +16,12 @@ class Command(BaseCommand):
             "(--dry-run: only the pre-flight report; --resume RUN: resume a failed or cancelled run).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--snapshot", type=int, help="Snapshot id (must be approved).")
+        parser.add_argument("--snapshot", help="Snapshot id, or a dataset name: its newest approved snapshot.")
         parser.add_argument("--resume", type=int, metavar="RUN", help="Resume this run from its last checkpoint.")
         parser.add_argument("--dry-run", action="store_true", help="Print the pre-flight report; create nothing.")
         parser.add_argument("--timeout-minutes", type=int, help="Fail the run as timed out after this long.")
         parser.add_argument("--base-model", help="Base model name (default: the configured default).")
-        parser.add_argument("--hyperparameters", type=json.loads, default={},
+        parser.add_argument("--hyperparameters", type=json_object, default={},
                             help='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}')
         parser.add_argument("--as", dest="username", required=True)
         parser.add_argument("--no-wait", action="store_true",
@@ -43,9 +42,7 @@ class Command(BaseCommand):
                     raise CommandError(f"no training run {resume}")
                 run = resume_training_run(run, by=user)
             else:
-                target = Snapshot.objects.filter(pk=snapshot).first()
-                if target is None:
-                    raise CommandError(f"no snapshot {snapshot}")
+                target = snapshot_by_reference(snapshot)
                 model = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
                 if model is None:
                     raise CommandError(f"no base model named {base_model!r}")
