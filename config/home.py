@@ -14,7 +14,7 @@ from curation.choices import ExampleStatus, ReviewDecision, SnapshotStatus
 from curation.models import Dataset, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotJob
 from evaluation import ratings
 from evaluation.decision import decision_report
-from evaluation.models import EvalRun
+from evaluation.models import EvalRun, PreannotationRun
 from ftplatform.errors import ServiceError
 from ftplatform.jobrows import JobStatus
 from ftplatform.roles import ANNOTATOR, ENGINEER, REVIEWER, has_role
@@ -94,7 +94,22 @@ def _job_kinds():
          lambda job: (job.done, job.total, f"{job.stage or job.status}: {job.done}/{job.total or '?'}")),
         ("Snapshot export", SnapshotExport.objects.select_related("snapshot"), "admin:curation_snapshotexport_change",
          lambda export: (None, None, "")),
+        ("Pre-annotation", PreannotationRun.objects.select_related("model_version", "dataset"),
+         "admin:evaluation_preannotationrun_change",
+         lambda run: (run.done, run.total, f"{run.done}/{run.total or '?'} drafts, {run.suggested} suggested")),
     ]
+
+
+# What an engineer starts from the browser (each page calls the same service as the API and the commands).
+ENGINEER_STARTS = [
+    ("Start a training run", "admin:training_trainingrun_start"),
+    ("Evaluate model versions", "admin:evaluation_evalrun_start"),
+    ("Create a prompted baseline", "admin:training_modelversion_prompted"),
+    ("Compare versions side by side", "admin:evaluation_evalrun_side_by_side"),
+    ("Start a learning curve", "admin:evaluation_learningcurve_add"),
+    ("Pre-annotate drafts with a model", "admin:evaluation_preannotationrun_add"),
+    ("Decision report", "admin:evaluation_evalrun_decision"),
+]
 
 
 def _job_row(label, row, url_name, progress) -> dict:
@@ -107,8 +122,9 @@ def _job_row(label, row, url_name, progress) -> dict:
 
 def engineer_section() -> dict:
     """Jobs queued or running (with their progress), the newest failed ones (with the first line of
-    their error), and the verdicts of the datasets evaluated last (evaluation.decision.decision_report):
-    ``{"running": [...], "failed": [...], "verdicts": [{"dataset", "verdict", "reason", "url"}]}``."""
+    their error), the verdicts of the datasets evaluated last (evaluation.decision.decision_report) and
+    the pages that start work: ``{"running": [...], "failed": [...], "verdicts": [{"dataset", "verdict",
+    "reason", "url"}], "starts": [{"label", "url"}]}``."""
     running, failed = [], []
     for label, rows, url_name, progress in _job_kinds():
         running += [_job_row(label, row, url_name, progress)
@@ -116,7 +132,8 @@ def engineer_section() -> dict:
         failed += [_job_row(label, row, url_name, progress)
                    for row in rows.filter(status=JobStatus.FAILED).order_by("-finished_at", "-id")[:SHOWN]]
     failed.sort(key=lambda job: job["when"], reverse=True)
-    return {"running": running, "failed": failed[:SHOWN], "verdicts": recent_verdicts()}
+    return {"running": running, "failed": failed[:SHOWN], "verdicts": recent_verdicts(),
+            "starts": [{"label": label, "url": reverse(name)} for label, name in ENGINEER_STARTS]}
 
 
 def recent_verdicts(limit: int = RECENT_VERDICTS) -> list[dict]:

@@ -124,6 +124,19 @@ def test_an_engineer_sees_running_jobs_with_progress_failed_jobs_and_verdicts(cl
     assert 'id="ft-all-pages" open' in page  # the app list stays open for engineers
 
 
+def test_an_engineer_starts_every_kind_of_work_from_the_home_page_and_each_link_opens(client):
+    engineer = EngineerFactory()
+    page = _page(client, engineer)
+    starts = home_sections(engineer)["engineer"]["starts"]
+    assert [start["label"] for start in starts] == [
+        "Start a training run", "Evaluate model versions", "Create a prompted baseline",
+        "Compare versions side by side", "Start a learning curve", "Pre-annotate drafts with a model",
+        "Decision report"]
+    for start in starts:
+        assert f'href="{start["url"]}"' in page
+        assert client.get(start["url"]).status_code == 200, start["label"]
+
+
 def test_a_rater_gets_links_to_each_likert_and_pairwise_queue_without_model_names(client):
     dataset, (run_a, run_b) = two_eval_runs()
     rater = RaterFactory()
