@@ -248,6 +248,8 @@ SPECTACULAR_SETTINGS = {
         "SnapshotStatusEnum": "curation.choices.SnapshotStatus",
         "JobStatusEnum": "ftplatform.jobrows.JobStatus",
         "VerdictEnum": "evaluation.choices.Verdict",
+        "SplitEnum": "curation.choices.Split",
+        "EvaluatedSplitEnum": ["validation", "test"],  # a learning curve is scored on one of these, never train
     },
 }
 

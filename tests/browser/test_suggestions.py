@@ -9,6 +9,7 @@ import pytest
 from curation.imports import submit_import
 from curation.models import Example
 from curation.suggestions import edit_distance
+from evaluation.models import PreannotationRun
 from tests.support.factories import AnnotatorFactory, DatasetFactory, EngineerFactory, tiny_base_model
 from training.model_versions import prompted_model_version
 
@@ -34,7 +35,8 @@ def test_an_annotator_accepts_one_suggestion_edits_another_and_sees_the_edit_sta
     eng.fill("#id_max_new_tokens", "16")
     with eng.expect_navigation(timeout=120_000):
         eng.click("input[value='Start pre-annotation']")
-    assert "Pre-annotation 1 succeeded: 2 of 2 drafts have a model suggestion." in eng.inner_text(".messagelist")
+    run = PreannotationRun.objects.get()
+    assert f"Pre-annotation {run.pk} succeeded: 2 of 2 drafts have a model suggestion." in eng.inner_text(".messagelist")
     suggestions = {e.pk: e.suggestions.get() for e in Example.objects.all()}
     assert all(s.prefilled and s.text.strip() for s in suggestions.values())
     unsure, sure = sorted(suggestions, key=lambda pk: (suggestions[pk].confidence, pk))
