@@ -36,7 +36,8 @@ def test_an_annotator_accepts_one_suggestion_edits_another_and_sees_the_edit_sta
     with eng.expect_navigation(timeout=120_000):
         eng.click("input[value='Start pre-annotation']")
     run = PreannotationRun.objects.get()
-    assert f"Pre-annotation {run.pk} succeeded: 2 of 2 drafts have a model suggestion." in eng.inner_text(".messagelist")
+    shown = eng.inner_text(".messagelist")
+    assert f"Pre-annotation {run.pk} succeeded: 2 of 2 drafts have a model suggestion." in shown
     suggestions = {e.pk: e.suggestions.get() for e in Example.objects.all()}
     assert all(s.prefilled and s.text.strip() for s in suggestions.values())
     unsure, sure = sorted(suggestions, key=lambda pk: (suggestions[pk].confidence, pk))
