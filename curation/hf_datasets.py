@@ -11,7 +11,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .formats import FormatError, ParsedLine, check_json_value, parse_chat_record, parse_prompt_completion_record
+from .formats import (
+    TOOL_SETTING_KEYS,
+    FormatError,
+    ParsedLine,
+    check_json_value,
+    parse_chat_record,
+    parse_prompt_completion_record,
+)
 
 BATCH_ROWS = 1000
 OPTIONAL_MESSAGE_KEYS = ("name", "tool_calls", "tool_call_id")
@@ -101,7 +108,7 @@ def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
     """
     dataset, _ = open_dataset(folder, split)
     chat = "messages" in dataset.column_names
-    conversation_columns = {"messages"} if chat else {"prompt", "completion"}
+    conversation_columns = {"messages", *TOOL_SETTING_KEYS} if chat else {"prompt", "completion"}
     row = 0
     for batch in dataset.iter(batch_size=BATCH_ROWS):
         names = list(batch)
@@ -110,8 +117,10 @@ def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
             record = dict(zip(names, values, strict=True))
             try:
                 metadata = _metadata(record, conversation_columns)
+                tool_settings = {}
                 if chat:
-                    messages = parse_chat_record({"messages": _without_nulls(record["messages"])})[0]
+                    line = {"messages": _without_nulls(record["messages"]), **_tool_settings(record)}
+                    messages, _, tool_settings = parse_chat_record(line)
                 else:
                     messages = parse_prompt_completion_record({"prompt": record["prompt"],
                                                                "completion": record["completion"]})[0]
@@ -119,7 +128,7 @@ def read_hf_dataset(folder: Path, split: str = "") -> Iterator[ParsedLine]:
             except FormatError as exc:
                 yield ParsedLine(row, error=str(exc))
                 continue
-            yield ParsedLine(row, messages=messages, metadata=metadata)
+            yield ParsedLine(row, messages=messages, metadata=metadata, tool_settings=tool_settings)
 
 
 def count_hf_rows(folder: Path, split: str = "") -> int:
@@ -135,10 +144,31 @@ def _without_nulls(value):
     return value
 
 
+def _tool_settings(record: dict) -> dict:
+    """The row's tool settings (TOOL_SETTING_KEYS columns that are not null), ``tools`` and ``functions``
+    parsed when they are JSON text (as write_hf_dataset stores them)."""
+    settings = {}
+    for key in TOOL_SETTING_KEYS:
+        value = record.get(key)
+        if isinstance(value, str) and key in JSON_COLUMNS:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise FormatError(f"column {key!r} is not JSON text: {value[:60]!r}") from None
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
 def _metadata(record: dict, conversation_columns: set) -> dict:
     metadata = record.get("metadata") or {}
+    if isinstance(metadata, str):  # JSON text, as write_hf_dataset stores it
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            raise FormatError("column 'metadata' is text but not JSON") from None
     if not isinstance(metadata, dict):
-        raise FormatError("column 'metadata' must be a struct (an object)")
+        raise FormatError("column 'metadata' must be a struct or JSON text of an object")
     metadata = dict(metadata)
     for column, value in record.items():
         if column in conversation_columns or column == "metadata":
@@ -161,8 +191,11 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
     removed afterwards. The ``messages`` column is a list of structs with ``role`` and
     ``content`` (strings) and, only when some message has them (``message_keys``), ``name``,
     ``tool_call_id`` (strings), ``tool_calls`` (list of ``{id, type, function: {name,
-    arguments}}``), ``function_call``, ``weight`` and ``refusal``. Line-level tool settings and metadata
-    are in the JSONL files only. An empty split is an empty table with the same features.
+    arguments}}``), ``function_call``, ``weight`` and ``refusal``. The line's tool settings and metadata
+    are columns too: ``tools`` and ``functions`` as JSON text (a tool's parameters are any JSON Schema,
+    which no fixed Arrow type holds), ``parallel_tool_calls`` (null when the line has none) and
+    ``metadata`` as JSON text; read_hf_dataset reads them back. An empty split is an empty table with
+    the same features.
 
     Returns rows written per split. Load the result with ``datasets.load_from_disk(target)``.
     """
@@ -183,14 +216,15 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
         message["weight"] = Value("int64")
     if "refusal" in message_keys:
         message["refusal"] = Value("string")
-    features = Features({"messages": List(message)})
+    features = Features({"messages": List(message), "tools": Value("string"), "parallel_tool_calls": Value("bool"),
+                         "functions": Value("string"), "metadata": Value("string")})
     cache = target.with_name(target.name + ".cache")
     try:
         parts = {}
         for split in splits:
             path = jsonl_folder / f"{split}.jsonl"
             if path.stat().st_size == 0:
-                parts[split] = datasets.Dataset.from_dict({"messages": []}, features=features)
+                parts[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
             else:
                 parts[split] = datasets.Dataset.from_generator(
                     _jsonl_messages, gen_kwargs={"path": str(path)}, features=features, cache_dir=str(cache),
@@ -205,7 +239,18 @@ def write_hf_dataset(jsonl_folder: Path, splits: list[str], target: Path, messag
 def _jsonl_messages(path: str):
     with open(path, encoding="utf-8") as handle:
         for line in handle:
-            yield {"messages": json.loads(line)["messages"]}
+            record = json.loads(line)
+            yield {"messages": record["messages"], **_json_columns(record, JSON_COLUMNS),
+                   "parallel_tool_calls": record.get("parallel_tool_calls"),
+                   "metadata": json.dumps(record.get("metadata", {}), ensure_ascii=False)}
+
+
+JSON_COLUMNS = ("tools", "functions")  # tool settings stored as JSON text in a Hugging Face dataset
+
+
+def _json_columns(record: dict, names) -> dict:
+    return {name: None if record.get(name) is None else json.dumps(record[name], ensure_ascii=False)
+            for name in names}
 
 
 DATASET_FOLDER_MARKERS = ("dataset_dict.json", "state.json")

@@ -65,6 +65,34 @@ def test_every_documented_chat_line_round_trips_through_a_snapshot_and_its_expor
         assert text in found, f"line {number} of {CHAT.name} did not come back unchanged"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_hugging_face_export_keeps_tool_settings_and_metadata_and_imports_back_unchanged(run_jobs):
+    dataset = DatasetFactory(system_prompt="")
+    engineer = EngineerFactory()
+    import_examples(dataset, CHAT, "chat_jsonl", by=engineer)
+    Example.objects.update(status=ExampleStatus.APPROVED)
+    snapshot = create_snapshot(dataset, by=engineer)[0]
+    export = start_snapshot_export(snapshot, by=engineer)
+    run_jobs()
+    export.refresh_from_db()
+    assert export.status == JobStatus.SUCCEEDED, export.error
+
+    copy = DatasetFactory(system_prompt="")
+    for split in ("train", "validation", "test"):
+        if snapshot.items.filter(split=split).exists():
+            batch = import_examples(copy, Path(export.path) / "hf_dataset", "hf_dataset", by=engineer,
+                                    hf_split=split)
+            assert (batch.status, batch.errors) == (JobStatus.SUCCEEDED, []), split
+
+    def lines(examples):
+        return sorted(canonical({"messages": e.messages, **e.tool_settings,
+                                 "metadata": {k: v for k, v in e.metadata.items() if k != "import_line"}})
+                      for e in examples)
+
+    assert lines(copy.examples.all()) == lines(dataset.examples.all())
+    assert copy.examples.exclude(tool_settings={}).count() == dataset.examples.exclude(tool_settings={}).count() > 0
+
+
 @pytest.mark.django_db
 def test_tool_settings_and_metadata_are_frozen_into_snapshot_items():
     dataset = DatasetFactory(system_prompt="")
