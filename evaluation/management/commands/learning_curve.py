@@ -1,5 +1,3 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import Snapshot
@@ -11,7 +9,7 @@ from evaluation.learning_curves import (
     start_learning_curve,
 )
 from evaluation.models import LearningCurve
-from ftplatform.cli import user_named
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 from training.base_models import default_base_model
 from training.models import BaseModel
@@ -34,9 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="validation", choices=["validation", "test"],
                             help="The split every model version is evaluated on (default: validation).")
         parser.add_argument("--base-model", help="Base model name (default: the configured default).")
-        parser.add_argument("--hyperparameters", type=json.loads, default={},
+        parser.add_argument("--hyperparameters", type=json_object, default={},
                             help='JSON for every run, e.g. {"epochs": 1, "lora_rank": 8}')
-        parser.add_argument("--generation", type=json.loads, default={}, help='e.g. {"max_new_tokens": 64}')
+        parser.add_argument("--generation", type=json_object, default={}, help='e.g. {"max_new_tokens": 64}')
         parser.add_argument("--seed", type=int, default=0, help="Which inputs each share keeps (default 0).")
         parser.add_argument("--as", dest="username", help="The user starting it (required with --snapshot).")
 
