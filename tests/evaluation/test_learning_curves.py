@@ -106,6 +106,9 @@ def test_shares_that_keep_as_many_inputs_are_refused(e2e_records, tiny_model_dir
     ({"percentages": [0, 50]}, "0 is not a percentage above 0"),
     ({"percentages": [50, 50]}, "each percentage once"),
     ({"hyperparameters": {"max_train_examples": 8}}, "max_train_examples would cap every point"),
+    # The admin's JSON box takes any JSON: a list read "cannot convert dictionary update sequence element #0".
+    ({"hyperparameters": [1]}, r'hyperparameters: expected an object of names and values, such as \{"epochs": 2\}, '
+                               r"got list \[1\]"),
 ])
 def test_bad_curve_requests_create_nothing(e2e_records, tiny_model_dir, options, message):
     with pytest.raises(ServiceError, match=message):
