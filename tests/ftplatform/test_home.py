@@ -38,6 +38,12 @@ def test_the_site_is_branded_ftplatform(client):
     assert '<a href="/admin/">ftplatform</a>' in page
 
 
+def test_the_header_links_to_no_site_the_platform_does_not_serve(client):
+    """Django's "View site" linked to /, which is no page here (404 for everyone)."""
+    page = _page(client, AnnotatorFactory())
+    assert "View site" not in page
+
+
 def test_an_annotator_sees_assigned_and_rejected_examples_with_the_rejection_comment(client):
     dataset = DatasetFactory(name="venues")
     ann, rita = AnnotatorFactory(username="ann"), ReviewerFactory(username="rita")
