@@ -209,6 +209,18 @@ def test_the_command_refuses_a_bad_fraction(e2e_records, tiny_model_dir):
 
 
 @pytest.mark.django_db
+def test_the_command_takes_a_dataset_name_for_its_newest_approved_snapshot(e2e_records, tiny_model_dir):
+    """As train and evaluate do; --snapshot took only an id ("argument --snapshot: invalid int value")."""
+    snapshot = snapshot_of(e2e_records[:40])
+    options = {"fractions": "ten", "username": EngineerFactory().username,
+               "base_model": tiny_base_model(tiny_model_dir).name}
+    with pytest.raises(CommandError, match="entry 1 \\('ten'\\) is not a number"):  # the snapshot was found
+        call_command("learning_curve", "--snapshot", snapshot.dataset.name, **options)
+    with pytest.raises(CommandError, match="no-such-task"):
+        call_command("learning_curve", "--snapshot", "no-such-task", **options)
+
+
+@pytest.mark.django_db
 def test_an_engineer_starts_a_curve_from_the_admin(e2e_records, tiny_model_dir, client,
                                                    django_capture_on_commit_callbacks):
     snapshot, base_model = snapshot_of(e2e_records[:60]), tiny_base_model(tiny_model_dir)
