@@ -9,6 +9,7 @@ class FtplatformAdminSite(admin.AdminSite):
     site_header = "ftplatform"
     site_title = "ftplatform"
     index_title = "Home"
+    site_url = None  # the header's "View site" pointed at /, which serves nothing: the admin is the site
 
     def index(self, request, extra_context=None):
         return super().index(request, {**(extra_context or {}), "home": home_sections(request.user)})

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from curation import access, work_queues
 from curation.choices import ExampleStatus, ReviewDecision, SnapshotStatus
+from curation.imports import describe_batch
 from curation.models import Dataset, ImportBatch, Review, Snapshot, SnapshotExport, SnapshotJob
 from evaluation import ratings
 from evaluation.decision import decision_report
@@ -115,9 +116,20 @@ ENGINEER_STARTS = [
 def _job_row(label, row, url_name, progress) -> dict:
     done, total, text = progress(row)
     return {"kind": label, "name": str(row), "status": row.get_status_display(), "done": done, "total": total,
-            "progress": text, "error": (row.error or "").strip().splitlines()[0] if row.error else "",
+            "progress": text, "error": _first_error(row),
             "when": row.finished_at or row.started_at or row.created_at,
             "url": reverse(url_name, args=[row.pk])}
+
+
+def _first_error(row) -> str:
+    """The first line of a failed job's error. An import refused for its invalid lines has no error of its
+    own (the lines have theirs): the first of them stands in, as describe_batch words it."""
+    if row.error:
+        return row.error.strip().splitlines()[0]
+    if isinstance(row, ImportBatch) and row.error_count:
+        first = describe_batch(row, limit=1)[2].strip()  # after the counts and "Nothing was imported: ..."
+        return f"{row.error_count} invalid; {first}"
+    return ""
 
 
 def engineer_section() -> dict:

@@ -59,7 +59,8 @@ def render_suggestions(example: Example) -> str:
                 f"normalized {suggestion.normalized_distance:.2f})")
 
     rows = [(s.model_name, "-" if s.confidence is None else f"{s.confidence:.3f}",
-             "the draft's answer" if s.prefilled else "not used", s.text, outcome(s))
+             "the draft's answer" if s.prefilled else "not used",
+             s.text if s.text.strip() else "(empty: the model answered nothing)", outcome(s))
             for s in example.suggestions.all()]
     if not rows:
         return "-"

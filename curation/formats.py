@@ -513,6 +513,10 @@ def parse_preference_record(record) -> PreferenceRecord:
             outputs[key] = check_sequence([*inputs, *record[key]])[len(inputs):]
         except FormatError as exc:
             raise FormatError(f"{key} (as message {len(inputs) + 1} after the input): {exc}") from None
+    if outputs["preferred_output"] == outputs["non_preferred_output"]:
+        # DPO learns from the difference between the two; the same answer twice teaches nothing.
+        raise FormatError("preferred_output and non_preferred_output are the same answer; a preference pair "
+                          "needs two different outputs")
     return PreferenceRecord(inputs, tool_settings_of(record["input"]), outputs["preferred_output"],
                             outputs["non_preferred_output"], record.get("metadata", {}))
 

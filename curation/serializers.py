@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from .choices import ExportLayout, ImportFormat, QueueOrder, Split
+from .choices import ExportLayout, ImportFormat, QueueOrder, Split, SuggestionOutcome
 from .formats import check_json_value
 from .models import (
     FROZEN_DATASET_SETTINGS,
@@ -83,6 +83,9 @@ class QueueRequestSerializer(serializers.Serializer):
 
 class SuggestionSerializer(serializers.ModelSerializer):
     decided_by = serializers.StringRelatedField(allow_null=True)  # null: not yet submitted, or the user was deleted
+    # "" until the example is first submitted: declared, or the schema's enum would leave the blank out.
+    outcome = serializers.ChoiceField(choices=SuggestionOutcome.choices, allow_blank=True, read_only=True,
+                                      help_text="Empty until the example is first submitted.")
 
     class Meta:
         model = Suggestion

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from ftml.metrics import ALWAYS_SCORED
 from ftplatform.rest import id_param
+from ftplatform.schema import OneObjectSchema
 from training.models import ModelVersion
 
 from . import ratings
@@ -121,6 +122,7 @@ class DecisionReportViewSet(viewsets.ViewSet):
     primary metric unless ``metric`` names another it scores (400 otherwise, listing them)."""
 
     queryset = EvalRun.objects.all()  # the permission: view eval runs
+    schema = OneObjectSchema()  # one report, not a list of them
 
     def get_queryset(self):
         return self.queryset

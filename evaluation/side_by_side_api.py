@@ -2,13 +2,13 @@
 (evaluation.selectors.side_by_side). The query serializer here also reads the admin page's query,
 so both take the same parameters and refuse bad ones with the same messages."""
 from django.urls import reverse
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 
 from curation.choices import Split
 from curation.models import Snapshot
+from ftplatform.schema import OneObjectSchema
 
 from .models import EvalRun
 from .selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_VERSIONS, ORDERS, SideBySideQuery, side_by_side
@@ -105,14 +105,6 @@ def judge_pairs_path(view_name: str, a_run: int, b_run: int) -> str:
     """The address where raters judge eval run ``b_run`` against ``a_run`` blind (a pair is handed to
     each rater, as a PairAssignment, when they open it: evaluation.ratings.next_pair_to_judge)."""
     return f"{reverse(view_name)}?a={a_run}&b={b_run}"
-
-
-class OneObjectSchema(AutoSchema):
-    """A ``list`` action that answers one object (a report), not an array: drf-spectacular takes every
-    ``list`` for an array of its serializer, which would document a body the view never sends."""
-
-    def _is_list_view(self, serializer=None) -> bool:
-        return False
 
 
 class SideBySideViewSet(viewsets.ViewSet):

@@ -96,6 +96,9 @@ class LoraConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "LoraConfig":
         """Build and validate a config; unknown keys and bad values raise ValueError naming the field."""
+        if values is not None and not isinstance(values, dict):  # dict() of a list failed with Python's words
+            raise ValueError(f'expected an object of names and values, such as {{"epochs": 2}}, got '
+                             f"{type(values).__name__} {values!r:.60}")
         values = dict(values or {})
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))

@@ -13,6 +13,8 @@ a service enforces, e.g. downloading an export that is still queued), 401 (not s
 role's permission) and 404 (an object or page that is not there, or not visible); writes also 409
 (a state or version conflict).
 """
+from drf_spectacular.openapi import AutoSchema
+
 ERROR_DETAIL = {
     "type": "object",
     "properties": {
@@ -68,3 +70,11 @@ def add_error_responses(result, generator, request, public):
                     for media in responses[code].get("content", {}).values():
                         media["schema"] = {"oneOf": [media["schema"], *bad_request["oneOf"]]}
     return result
+
+
+class OneObjectSchema(AutoSchema):
+    """A ``list`` action that answers one object (a report), not an array: drf-spectacular takes every
+    ``list`` for an array of its serializer, which would document a body the view never sends."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False

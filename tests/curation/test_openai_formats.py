@@ -187,6 +187,18 @@ def test_a_preference_import_names_bad_lines_and_imports_nothing_unless_told_to_
 
 
 @pytest.mark.django_db
+def test_a_preference_pair_whose_two_outputs_are_the_same_is_refused_naming_its_line():
+    """The same answer as preferred and non-preferred output imported as a pair, which DPO learns nothing from."""
+    good = file_lines(DPO)[0]
+    same = {**good, "non_preferred_output": good["preferred_output"]}
+    data = "\n".join(json.dumps(r) for r in (good, same)).encode()
+    outcome = import_preference_pairs(DatasetFactory(), data, by=EngineerFactory())
+    assert not outcome.imported and PreferencePair.objects.count() == 0
+    assert outcome.errors == [{"line": 2, "reason": "preferred_output and non_preferred_output are the same answer; "
+                                                    "a preference pair needs two different outputs"}]
+
+
+@pytest.mark.django_db
 def test_a_preference_pair_already_in_the_dataset_is_a_duplicate_whatever_its_metadata():
     dataset, user = DatasetFactory(), EngineerFactory()
     import_preference_pairs(dataset, DPO.read_bytes(), by=user)

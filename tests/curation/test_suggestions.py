@@ -1,9 +1,12 @@
 """Model suggestions: drafts without an answer, prefilled suggestions, how much annotators edited them,
 and the queues ordered by the model's confidence, disagreement or diversity."""
+import re
+
 import pytest
 
+from curation.admin_views import render_suggestions
 from curation.choices import ExampleStatus, QueueOrder, SuggestionOutcome
-from curation.formats import FormatError, input_hash, validate_messages
+from curation.formats import FormatError, input_hash, needs_answer, validate_messages
 from curation.imports import submit_import
 from curation.models import Example, Suggestion
 from curation.selectors import suggestion_statistics
@@ -13,6 +16,7 @@ from curation.workflow import edit_example, record_suggestion, submit_example
 from ftplatform.errors import ServiceError
 from tests.support.clients import client_for
 from tests.support.factories import AnnotatorFactory, DatasetFactory, ExampleFactory, ReviewerFactory, conversation
+from tests.support.openapi import assert_documented
 
 
 def unanswered(dataset, author, text: str) -> Example:
@@ -196,3 +200,26 @@ def test_the_admin_review_queue_hands_out_in_the_order_chosen_and_keeps_it(clien
     assert "Model suggestions" in page and "-3.000" in page
     skipped = client.post(response.url, {"decision": "skip", "expected_version": unsure.version})
     assert skipped.url == f"/admin/curation/example/review/?after={unsure.pk}&order=low_confidence"
+
+
+@pytest.mark.django_db
+def test_the_api_lists_an_undecided_suggestion_as_its_schema_documents():
+    """An undecided suggestion's outcome is "", which the schema's enum (accepted, edited, rewritten)
+    left out: a client generated from the schema refused the list as soon as one was not yet submitted."""
+    ann = AnnotatorFactory()
+    suggest(unanswered(DatasetFactory(), ann, "name: Aromi"), "Aromi is a pub.")
+    client = client_for(ann)
+    listed = client.get("/api/v1/suggestions/")
+    assert [row["outcome"] for row in listed.json()["results"]] == [""]
+    assert_documented(client, "/api/v1/suggestions/", "get", listed)
+
+
+@pytest.mark.django_db
+def test_an_empty_suggestion_is_shown_as_such_on_the_example_page():
+    """A model that answered nothing left a blank cell beside "not used", which explained nothing."""
+    draft = unanswered(DatasetFactory(), AnnotatorFactory(), "name: Aromi")
+    suggest(draft, "  ")
+    draft.refresh_from_db()
+    assert needs_answer(draft.messages)  # not prefilled with a blank answer
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", render_suggestions(draft))
+    assert cells[2:4] == ["not used", "(empty: the model answered nothing)"]

@@ -13,6 +13,7 @@ from evaluation.ratings import record_ratings
 from ftplatform.jobrows import JobStatus
 from tests.support.clients import api_client, client_for, signed_in_client
 from tests.support.factories import EngineerFactory, RaterFactory, answer_split, snapshot_of, tiny_base_model
+from tests.support.openapi import assert_documented
 from training.model_versions import prompted_model_version
 from training.models import ModelVersion, TrainingRun
 
@@ -280,6 +281,16 @@ def test_the_decision_report_command_prints_runs_from_before_latency_was_recorde
         run.save()
     lines = format_decision_report(decision_report(dataset, resamples=10))
     assert any("latency p50 ? ms" in line for line in lines) and "Verdict" in lines[-1]
+
+
+def test_the_decision_report_api_answers_what_its_schema_documents(tuned_vs_prompted):
+    """The schema documented an array of reports (drf-spectacular's guess for a ``list`` action), but
+    the endpoint answers one report object: a client generated from the schema rejected every answer."""
+    dataset, _, _ = tuned_vs_prompted
+    client = client_for(EngineerFactory())
+    response = client.get(f"/api/v1/decision-reports/?dataset={dataset.name}")
+    assert response.status_code == 200 and response.json()["dataset"] == dataset.name
+    assert_documented(client, "/api/v1/decision-reports/", "get", response)
 
 
 def test_the_decision_report_api_takes_a_dataset_name_or_id_as_the_command_does(tuned_vs_prompted):

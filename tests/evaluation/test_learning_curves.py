@@ -106,6 +106,9 @@ def test_shares_that_keep_as_many_inputs_are_refused(e2e_records, tiny_model_dir
     ({"percentages": [0, 50]}, "0 is not a percentage above 0"),
     ({"percentages": [50, 50]}, "each percentage once"),
     ({"hyperparameters": {"max_train_examples": 8}}, "max_train_examples would cap every point"),
+    # The admin's JSON box takes any JSON: a list read "cannot convert dictionary update sequence element #0".
+    ({"hyperparameters": [1]}, r'hyperparameters: expected an object of names and values, such as \{"epochs": 2\}, '
+                               r"got list \[1\]"),
 ])
 def test_bad_curve_requests_create_nothing(e2e_records, tiny_model_dir, options, message):
     with pytest.raises(ServiceError, match=message):
@@ -203,6 +206,18 @@ def test_the_command_refuses_a_bad_fraction(e2e_records, tiny_model_dir):
     with pytest.raises(CommandError, match="entry 1 \\('ten'\\) is not a number"):
         call_command("learning_curve", snapshot=snapshot.pk, fractions="ten", username=EngineerFactory().username,
                      base_model=tiny_base_model(tiny_model_dir).name)
+
+
+@pytest.mark.django_db
+def test_the_command_takes_a_dataset_name_for_its_newest_approved_snapshot(e2e_records, tiny_model_dir):
+    """As train and evaluate do; --snapshot took only an id ("argument --snapshot: invalid int value")."""
+    snapshot = snapshot_of(e2e_records[:40])
+    options = {"fractions": "ten", "username": EngineerFactory().username,
+               "base_model": tiny_base_model(tiny_model_dir).name}
+    with pytest.raises(CommandError, match="entry 1 \\('ten'\\) is not a number"):  # the snapshot was found
+        call_command("learning_curve", "--snapshot", snapshot.dataset.name, **options)
+    with pytest.raises(CommandError, match="no-such-task"):
+        call_command("learning_curve", "--snapshot", "no-such-task", **options)
 
 
 @pytest.mark.django_db

@@ -10,6 +10,7 @@ from evaluation.selectors import SideBySideQuery, side_by_side
 from ftplatform.errors import ServiceError
 from tests.support.clients import client_for, signed_in_client
 from tests.support.factories import EngineerFactory, RaterFactory, UserFactory, answer_split, two_eval_runs
+from tests.support.openapi import resolved
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -160,21 +161,6 @@ def test_rows_are_paged_after_sorting(runs):
 # --- the REST API -------------------------------------------------------------------------------
 
 
-def _resolved(schema: dict, node):
-    """``node`` of the OpenAPI document with every $ref replaced and OpenAPI 3.0's ``nullable`` as
-    JSON Schema's null type, for jsonschema."""
-    if isinstance(node, list):
-        return [_resolved(schema, item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        return _resolved(schema, schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
-    resolved = {key: _resolved(schema, value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable"):
-        resolved = {"anyOf": [resolved, {"type": "null"}]}
-    return resolved
-
-
 def test_the_api_answers_what_its_schema_documents(runs):
     _, a, b = runs
     _in_input_order(b)[0].delete()  # a missing side: its nulls are documented too
@@ -190,14 +176,14 @@ def test_the_api_answers_what_its_schema_documents(runs):
     schema = client.get("/api/schema/?format=json").json()
     operation = schema["paths"]["/api/v1/side-by-side/"]["get"]
     documented = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    jsonschema.validate(body, _resolved(schema, documented))
+    jsonschema.validate(body, resolved(schema, documented))
     assert {"snapshot", "split", "versions", "metric", "side", "order", "min_difference", "max_difference",
             "page", "page_size"} <= {parameter["name"] for parameter in operation["parameters"]}
     missing = client.get("/api/v1/side-by-side/", {"snapshot": a.snapshot_id, "split": "train",
                                                    "versions": [a.model_version_id, b.model_version_id],
                                                    "order": "-difference"}).json()["rows"][-1]
     assert missing["outputs"][1]["missing"] is True and missing["difference"] is None
-    jsonschema.validate(response.json(), _resolved(schema, documented))
+    jsonschema.validate(response.json(), resolved(schema, documented))
 
 
 def test_the_api_refuses_bad_queries_naming_the_parameter(runs):

@@ -23,7 +23,9 @@ def test_assign_role_creates_the_user_and_adds_the_group():
 
 
 @pytest.mark.parametrize("command, option", [("train", "--hyperparameters"), ("evaluate", "--generation"),
-                                             ("create_snapshot", "--fractions"), ("demo", "--hyperparameters")])
+                                             ("create_snapshot", "--fractions"), ("demo", "--hyperparameters"),
+                                             ("learning_curve", "--hyperparameters"),
+                                             ("learning_curve", "--generation")])
 def test_a_json_option_that_is_not_json_names_the_option_the_error_and_the_place(command, option):
     """The trial read "argument --hyperparameters: invalid loads value: ..."."""
     with pytest.raises(CommandError) as raised:

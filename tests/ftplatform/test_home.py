@@ -1,10 +1,14 @@
 """The admin home page: one section per role, built from the work queues and selectors (config.home)."""
+import html
+import json
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
 from config.home import home_sections, recent_verdicts
+from curation.imports import submit_import
 from curation.models import Example
 from curation.workflow import reject_example, submit_example
 from evaluation.models import EvalRun
@@ -36,6 +40,12 @@ def test_the_site_is_branded_ftplatform(client):
     page = _page(client, AnnotatorFactory())
     assert "<title>Home | ftplatform</title>" in page
     assert '<a href="/admin/">ftplatform</a>' in page
+
+
+def test_the_header_links_to_no_site_the_platform_does_not_serve(client):
+    """Django's "View site" linked to /, which is no page here (404 for everyone)."""
+    page = _page(client, AnnotatorFactory())
+    assert "View site" not in page
 
 
 def test_an_annotator_sees_assigned_and_rejected_examples_with_the_rejection_comment(client):
@@ -122,6 +132,18 @@ def test_an_engineer_sees_running_jobs_with_progress_failed_jobs_and_verdicts(cl
     assert "out of memory at step 3" in page and "Traceback" not in page
     assert "no fine-tuned model of this dataset has been evaluated yet" in page
     assert 'id="ft-all-pages" open' in page  # the app list stays open for engineers
+
+
+def test_a_failed_import_shows_its_first_invalid_line_on_the_engineer_home_page(client):
+    """An import refused for its invalid lines has no error of its own: its row's Error cell was empty."""
+    dataset, engineer = DatasetFactory(), EngineerFactory()
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    bad = f'{json.dumps(good)}\n{{"messages": "x"}}\n'.encode()
+    batch = submit_import(dataset, bad, "chat_jsonl", by=engineer, filename="bad.jsonl")
+    assert batch.status == "failed" and batch.error == ""
+    (row,) = home_sections(engineer)["engineer"]["failed"]
+    assert row["kind"] == "Import" and row["error"].startswith("1 invalid; line 2: 'messages' must be")
+    assert row["error"] in html.unescape(_page(client, engineer))
 
 
 def test_an_engineer_starts_every_kind_of_work_from_the_home_page_and_each_link_opens(client):

@@ -1,8 +1,6 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import Snapshot
+from curation.selectors import snapshot_by_reference
 from evaluation.learning_curves import (
     DEFAULT_PERCENTAGES,
     evaluate_missing_points,
@@ -11,7 +9,7 @@ from evaluation.learning_curves import (
     start_learning_curve,
 )
 from evaluation.models import LearningCurve
-from ftplatform.cli import user_named
+from ftplatform.cli import json_object, user_named
 from ftplatform.errors import ServiceError
 from training.base_models import default_base_model
 from training.models import BaseModel
@@ -24,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         which = parser.add_mutually_exclusive_group(required=True)
-        which.add_argument("--snapshot", type=int, help="Snapshot id (must be approved).")
+        which.add_argument("--snapshot", help="Snapshot id, or a dataset name: its newest approved snapshot.")
         which.add_argument("--show", type=int, metavar="CURVE", help="Print learning curve CURVE as it stands.")
         which.add_argument("--evaluate-missing", type=int, metavar="CURVE",
                            help="Start the evaluations CURVE lacks (finished runs without one, or with a failed one).")
@@ -34,9 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="validation", choices=["validation", "test"],
                             help="The split every model version is evaluated on (default: validation).")
         parser.add_argument("--base-model", help="Base model name (default: the configured default).")
-        parser.add_argument("--hyperparameters", type=json.loads, default={},
+        parser.add_argument("--hyperparameters", type=json_object, default={},
                             help='JSON for every run, e.g. {"epochs": 1, "lora_rank": 8}')
-        parser.add_argument("--generation", type=json.loads, default={}, help='e.g. {"max_new_tokens": 64}')
+        parser.add_argument("--generation", type=json_object, default={}, help='e.g. {"max_new_tokens": 64}')
         parser.add_argument("--seed", type=int, default=0, help="Which inputs each share keeps (default 0).")
         parser.add_argument("--as", dest="username", help="The user starting it (required with --snapshot).")
 
@@ -58,13 +56,11 @@ class Command(BaseCommand):
             if not username:
                 raise CommandError("--as USER is required to start a learning curve")
             user = user_named(username)
-            target = Snapshot.objects.filter(pk=snapshot).first()
-            if target is None:
-                raise CommandError(f"no snapshot {snapshot}")
             model = BaseModel.objects.filter(name=base_model).first() if base_model else default_base_model()
             if model is None:
                 raise CommandError(f"no base model named {base_model!r}")
             try:
+                target = snapshot_by_reference(snapshot)
                 curve = start_learning_curve(target, model, by=user, percentages=parse_percentages(fractions),
                                              split=split, hyperparameters=hyperparameters, seed=seed,
                                              generation=generation)
