@@ -11,6 +11,7 @@ sees a job whose row does not exist yet. The row (TrainingRun, EvalRun, ImportBa
 the source of truth for a job's state; RQ's registries are not.
 """
 import logging
+import threading
 from functools import cache
 
 from django.conf import settings
@@ -82,13 +83,22 @@ def enqueue_after_commit(queue_name: str, func_path: str, *args, job_id: str, ti
     transaction.on_commit(enqueue)
 
 
+# Without Redis this process is the one worker: its jobs run one at a time, as under one RQ worker, even
+# when several request threads start them. Two training runs started at once in the threaded dev server
+# imported TRL in two threads for the first time, and one failed ("cannot import name 'SFTConfig'").
+# Re-entrant: a job may start another (a learning curve's training run starts its evaluation).
+_IN_PROCESS_JOBS = threading.RLock()
+
+
 def run_in_process(func_path: str, *args, job_id: str) -> None:
-    """Call the job function here and now. An exception is logged, not raised: the request or command
-    that started the job is not the job, and the job's row records how it ended."""
-    try:
-        import_string(func_path)(*args)
-    except Exception:
-        logger.exception("job %s (%s) failed", job_id, func_path)
+    """Call the job function here and now, after any in-process job another thread is running. An
+    exception is logged, not raised: the request or command that started the job is not the job, and
+    the job's row records how it ended."""
+    with _IN_PROCESS_JOBS:
+        try:
+            import_string(func_path)(*args)
+        except Exception:
+            logger.exception("job %s (%s) failed", job_id, func_path)
 
 
 def enqueue_job_row(row, queue_name: str, func_path: str, *, timeout: int | None = None, suffix: str = "") -> None:

@@ -14,6 +14,7 @@ from curation.jobs import run_import, run_snapshot_export
 from curation.models import Example, ImportBatch, SnapshotExport
 from evaluation.models import EvalRun
 from evaluation.services import cancel_eval_run, start_eval_run
+from ftplatform import queues
 from ftplatform.errors import Conflict, NotAllowed
 from ftplatform.jobrows import JobAttempt, JobStatus, claim, finish
 from tests.support.factories import (
@@ -134,3 +135,35 @@ def test_a_job_redis_refuses_ends_failed_instead_of_staying_queued(tmp_path, set
     batch.refresh_from_db()
     assert (batch.status, batch.error) == (
         JobStatus.FAILED, "the job could not be queued: Redis is unavailable (ConnectionError); start it again")
+
+
+_running = []
+_most_at_once = []
+
+
+def _count_overlap(nested: bool = False):
+    """A job function for run_in_process: how many run at once; ``nested`` starts another from inside."""
+    import time
+
+    _running.append(1)
+    _most_at_once.append(len(_running))
+    time.sleep(0.05)
+    if nested:
+        queues.run_in_process("tests.ftplatform.test_jobs._count_overlap", job_id="inner")
+    _running.pop()
+
+
+def test_in_process_jobs_run_one_at_a_time_even_from_several_threads_and_may_start_another():
+    import threading
+
+    _most_at_once.clear()
+    job = "tests.ftplatform.test_jobs._count_overlap"
+    threads = [threading.Thread(target=queues.run_in_process, args=(job, i == 0), kwargs={"job_id": f"job-{i}"})
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)  # the nested start did not deadlock
+    assert len(_most_at_once) == 5  # four jobs and the one the first started
+    assert max(_most_at_once) == 2  # only the nested job ever ran beside another: its own parent
