@@ -56,9 +56,20 @@ def _json_object(text: str, field: str) -> dict:
     return value
 
 
+def _base_model_field(**kwargs) -> forms.ModelChoiceField:
+    """A base model choice whose empty choice is the configured default (settings.DEFAULT_BASE_MODEL): its
+    row is made only when a form is posted with it (_chosen_base_model), so showing a form writes nothing."""
+    return forms.ModelChoiceField(BaseModel.objects.none(), required=False,
+                                  empty_label=f"the default: {settings.DEFAULT_BASE_MODEL['name']}", **kwargs)
+
+
+def _chosen_base_model(data: dict) -> BaseModel:
+    return data["base_model"] or default_base_model()  # the default's row is created on first use
+
+
 class StartRunForm(forms.Form):
     snapshot = forms.ModelChoiceField(Snapshot.objects.none(), help_text="Approved snapshots only.")
-    base_model = forms.ModelChoiceField(BaseModel.objects.none(), help_text="Base models with local weights.")
+    base_model = _base_model_field(help_text="Base models with local weights.")
     hyperparameters = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
         help_text='JSON, e.g. {"epochs": 1, "lora_rank": 8, "max_steps": 60}; empty for the defaults '
@@ -82,13 +93,12 @@ def start_run_view(model_admin, request):
     estimate and a confirm button, then (``step=start``) the run, and its page."""
     if not request.user.has_perm("training.add_trainingrun"):
         raise PermissionDenied
-    default = default_base_model()  # created on first use, as the train command does
-    initial = {"base_model": default.pk, "snapshot": request.GET.get("snapshot")}
-    form = StartRunForm(request.POST if request.method == "POST" else None, initial=initial)
+    form = StartRunForm(request.POST if request.method == "POST" else None,
+                        initial={"snapshot": request.GET.get("snapshot")})
     context = {"title": "Start a training run", "form": form}
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        snapshot, base_model, hyperparameters = data["snapshot"], data["base_model"], data["hyperparameters"]
+        snapshot, base_model, hyperparameters = data["snapshot"], _chosen_base_model(data), data["hyperparameters"]
         timeout = data["timeout_minutes"]
         try:
             if request.POST.get("step") == "start":
@@ -161,7 +171,7 @@ resume_view = _run_action(resume_training_run, "Training run {run} queued again:
 
 
 class PromptedBaselineForm(forms.Form):
-    base_model = forms.ModelChoiceField(BaseModel.objects.none())
+    base_model = _base_model_field()
     snapshot = forms.ModelChoiceField(
         Snapshot.objects.none(), help_text="Its frozen system prompt is used when the prompt below is empty, and "
                                            "few-shot examples come from its train split.")
@@ -183,15 +193,15 @@ def prompted_baseline_view(model_admin, request):
     examples from a snapshot's train split (training.model_versions)."""
     if not request.user.has_perm("training.add_modelversion"):
         raise PermissionDenied
-    initial = {"base_model": default_base_model().pk, "snapshot": request.GET.get("snapshot")}
-    form = PromptedBaselineForm(request.POST if request.method == "POST" else None, initial=initial)
+    form = PromptedBaselineForm(request.POST if request.method == "POST" else None,
+                                initial={"snapshot": request.GET.get("snapshot")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         snapshot = data["snapshot"]
         try:
             shots = few_shot_examples(snapshot, data["few_shot_k"], seed=data["few_shot_seed"]) \
                 if data["few_shot_k"] else None
-            version, created = prompted_model_version(data["base_model"], data["system_prompt"] or
+            version, created = prompted_model_version(_chosen_base_model(data), data["system_prompt"] or
                                                       snapshot.system_prompt, shots, by=request.user)
         except ServiceError as exc:
             messages.error(request, str(exc))

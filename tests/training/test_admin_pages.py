@@ -18,7 +18,7 @@ from tests.support.factories import (
 )
 from tests.training.test_charts import make_run
 from training.choices import EventKind, ModelVersionKind
-from training.models import ModelVersion, TrainingRun
+from training.models import BaseModel, ModelVersion, TrainingRun
 from training.runs import log_event
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +109,21 @@ def test_the_start_page_offers_approved_snapshots_only(engineer, e2e_records):
     choices = re.search(r'<select name="snapshot".*?</select>', page, flags=re.S).group(0)
     assert f'<option value="{approved.pk}" selected>' in choices and f'<option value="{pending.pk}"' not in choices
     assert "Pre-flight" in page and 'id="ft-confirm"' not in page
+
+
+def test_showing_the_start_and_baseline_pages_writes_nothing_and_the_default_base_model_is_made_when_used(
+        engineer, e2e_records, settings):
+    snapshot = snapshot_of(e2e_records[:20])
+    for name in ("admin:training_trainingrun_start", "admin:training_modelversion_prompted"):
+        page = engineer.get(reverse(name)).content.decode()
+        assert f"the default: {settings.DEFAULT_BASE_MODEL['name']}" in page
+    assert not BaseModel.objects.exists()  # a read has no side effects
+    response = engineer.post(reverse("admin:training_modelversion_prompted"),
+                             {"base_model": "", "snapshot": snapshot.pk, "system_prompt": "", "few_shot_k": 0,
+                              "few_shot_seed": 0})
+    assert response.status_code == 302
+    assert BaseModel.objects.get().name == settings.DEFAULT_BASE_MODEL["name"]
+    assert ModelVersion.objects.get().base_model.name == settings.DEFAULT_BASE_MODEL["name"]
 
 
 def test_an_annotator_cannot_open_the_start_page(client):
